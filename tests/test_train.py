@@ -1,0 +1,173 @@
+"""train_and_evaluate and the zoo store: smoke, resume == uninterrupted, refusals, bad input."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs import mnist5k
+from zoo_jax import train, zoo
+
+
+def tiny_config(**overrides):
+  c = mnist5k.get_config()
+  c.population.num_seeds = 3
+  c.population.grid.learning_rate = (1e-3, 3e-3)
+  c.num_epochs = 2
+  c.batch_size = 50
+  c.progress_bar = False
+  for key, value in overrides.items():
+    target = c
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return c
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """An uninterrupted 3-epoch run of the tiny zoo."""
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  train.train_and_evaluate(tiny_config(num_epochs=3), workdir)
+  return workdir
+
+
+def assert_same_zoo(a, b):
+  za, zb = zoo.Zoo(a), zoo.Zoo(b)
+  assert za.epochs == zb.epochs
+  pd.testing.assert_frame_equal(za.models, zb.models)
+  pd.testing.assert_frame_equal(za.metrics, zb.metrics)
+  for epoch in za.epochs:
+    jax.tree.map(np.testing.assert_array_equal, za.params(epoch=epoch), zb.params(epoch=epoch))
+
+
+def test_smoke_zoo_opens_with_expected_epochs_and_sane_values(reference):
+  z = zoo.Zoo(reference)
+  assert z.epochs == [0, 1, 2, 3]
+  assert len(z.models) == 6 and set(z.models["learning_rate"]) == {1e-3, 3e-3}
+  assert len(z.metrics) == 6 * 4
+  for column in ("train_acc", "validation_acc", "test_acc"):
+    assert z.metrics[column].between(0, 1).all()
+  np.testing.assert_allclose(z.metrics["gen_gap"], z.metrics["train_acc"] - z.metrics["test_acc"])
+  assert (z.metrics["status"] == "ok").all()
+  last = z.metrics[z.metrics["epoch"] == 3]
+  assert last["test_acc"].mean() > 0.6  # 3 epochs of CNN-s on real digits learn something
+  flat = z.flat()
+  assert flat.shape == (6, 2464) and np.all(np.isfinite(flat))
+  assert not np.allclose(z.flat(epoch=0), flat)
+  params = z.params([4, 1], epoch=2)
+  assert params["conv_0"]["kernel"].shape == (2, 5, 5, 1, 8)
+  np.testing.assert_array_equal(z.flat([4, 1], epoch=2), z.flat(epoch=2)[[4, 1]])
+  assert list(z.select(learning_rate=3e-3)) == [3, 4, 5]
+  good = z.select(min_test_acc=last["test_acc"].median())
+  assert set(good) == set(last[last["test_acc"] >= last["test_acc"].median()]["model_id"])
+  with open(os.path.join(reference, "config.json")) as f:
+    assert json.load(f)["num_epochs"] == 3
+
+
+def test_zoo_reader_errors_are_clear(reference, tmp_path):
+  z = zoo.Zoo(reference)
+  with pytest.raises(ValueError, match="Epoch 9 is not in zoo.*available epochs"):
+    z.params(epoch=9)
+  with pytest.raises(ValueError, match="Unknown model ids \\[99\\]"):
+    z.flat([0, 99])
+  with pytest.raises(ValueError, match="Unknown model field 'colour'"):
+    z.select(colour="red")
+  with pytest.raises(FileNotFoundError, match="is not a zoo"):
+    zoo.Zoo(str(tmp_path))
+
+
+def test_rerun_of_a_finished_zoo_does_nothing(reference, capsys):
+  before = {f: os.path.getmtime(os.path.join(reference, f)) for f in ("metrics.csv", "models.csv")}
+  train.train_and_evaluate(tiny_config(num_epochs=3), reference)
+  assert "complete" in capsys.readouterr().out
+  assert before == {f: os.path.getmtime(os.path.join(reference, f)) for f in before}
+
+
+def test_more_epochs_resumes_and_equals_uninterrupted(reference, tmp_path):
+  workdir = str(tmp_path / "zoo")
+  train.train_and_evaluate(tiny_config(num_epochs=1), workdir)
+  assert zoo.Zoo(workdir).epochs == [0, 1]
+  train.train_and_evaluate(tiny_config(num_epochs=3), workdir)
+  assert_same_zoo(workdir, reference)
+
+
+def test_corrupted_last_state_falls_back_with_a_warning(reference, tmp_path):
+  workdir = str(tmp_path / "zoo")
+  train.train_and_evaluate(tiny_config(num_epochs=2), workdir)
+  # Damage every data file of the newest training state (epoch 2).
+  for root, _, files in os.walk(os.path.join(workdir, "state", "2")):
+    for name in files:
+      if "manifest" in name or root.endswith("d"):
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(8)
+  with pytest.warns(UserWarning, match="epoch 2.*unreadable.*falling back"):
+    train.train_and_evaluate(tiny_config(num_epochs=3), workdir)
+  assert_same_zoo(workdir, reference)
+
+
+def test_a_different_config_is_refused_and_leaves_the_zoo_intact(reference, tmp_path):
+  workdir = str(tmp_path / "zoo")
+  shutil.copytree(reference, workdir)
+  with pytest.raises(ValueError, match="different config.*population.grid.activation.*overwrite=True"):
+    train.train_and_evaluate(tiny_config(**{"population.grid.activation": ("relu",), "num_epochs": 3}), workdir)
+  assert_same_zoo(workdir, reference)
+  with pytest.warns(UserWarning, match="Overwriting"):
+    train.train_and_evaluate(tiny_config(**{"population.grid.activation": ("relu",), "num_epochs": 1,
+                                            "overwrite": True}), workdir)
+  z = zoo.Zoo(workdir)
+  assert z.epochs == [0, 1] and set(z.models["activation"]) == {"relu"}
+
+
+@pytest.mark.parametrize("overrides,error,match", [
+    ({"dataset.name": "imagenet"}, ValueError, "config.dataset.name 'imagenet'.*allowed values"),
+    ({"dataset.source": "tfds"}, ValueError, "config.dataset.source 'tfds'.*allowed values: \\['local'\\]"),
+    ({"model.arch": "resnet"}, ValueError, "config.model.arch 'resnet'.*allowed values"),
+    ({"population.grid.activation": ("tanh", "swish")}, ValueError,
+     "config.population.grid.activation has unknown values \\['swish'\\].*allowed values"),
+    ({"population.grid.dropout": (1.5,)}, ValueError, "config.population.grid.dropout value 1.5"),
+    ({"population.num_seeds": 0}, ValueError, "config.population.num_seeds must be >= 1"),
+    ({"batch_size": 0}, ValueError, "config.batch_size must be an integer >= 1"),
+])
+def test_bad_config_values_are_clear_errors(overrides, error, match, tmp_path):
+  with pytest.raises(error, match=match):
+    train.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "zoo"))
+  assert not os.path.exists(tmp_path / "zoo")  # nothing written for a config that fails validation
+
+
+def test_unknown_config_fields_are_errors(tmp_path):
+  c = tiny_config()
+  c.unlock()
+  c.learning_rate = 0.1
+  with pytest.raises(ValueError, match="Unknown config fields \\['learning_rate'\\]"):
+    train.validate_config(c)
+  c = tiny_config()
+  c.population.unlock()
+  c.population.grid.momentum = (0.9,)
+  with pytest.raises(ValueError, match="Unknown config.population.grid fields \\['momentum'\\]"):
+    train.validate_config(c)
+
+
+def test_unwritable_workdir_is_a_clear_error(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(OSError, match="Cannot create workdir.*writable --workdir"):
+    train.train_and_evaluate(tiny_config(), str(blocker / "zoo"))
+
+
+def test_reader_sees_only_committed_epochs(reference, tmp_path):
+  workdir = str(tmp_path / "zoo")
+  shutil.copytree(reference, workdir)
+  # A writer mid-way through epoch 4: an uncommitted orbax step and table rows ahead of it.
+  os.makedirs(os.path.join(workdir, "checkpoints", "4.orbax-checkpoint-tmp-1234"))
+  metrics = pd.read_csv(os.path.join(workdir, "metrics.csv"))
+  extra = metrics[metrics["epoch"] == 3].assign(epoch=4)
+  pd.concat([metrics, extra]).to_csv(os.path.join(workdir, "metrics.csv"), index=False)
+  z = zoo.Zoo(workdir)
+  assert z.epochs == [0, 1, 2, 3] and z.metrics["epoch"].max() == 3
+  assert z.flat().shape == (6, 2464)

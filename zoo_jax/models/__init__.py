@@ -1,0 +1,27 @@
+"""Model registry: architectures by name, with their input shapes."""
+
+from zoo_jax.models.cnn import ACTIVATIONS, INITS, CNNLarge, CNNSmall, MLP, dropout
+
+ARCHITECTURES = {"cnn_s": CNNSmall, "cnn_l": CNNLarge, "mlp": MLP}
+
+# The input (H, W) each architecture is defined for; channels come from the dataset.
+INPUT_SIZES = {"cnn_s": (28, 28), "cnn_l": (32, 32), "mlp": None}
+
+
+def get_model(arch: str, *, activation: str = "tanh", init: str = "uniform",
+              use_dropout: bool = False, num_classes: int = 10, **kwargs):
+  """Builds the named architecture; unknown names or choices raise a ValueError naming them."""
+  _check("model.arch", arch, ARCHITECTURES)
+  _check("activation", activation, ACTIVATIONS)
+  _check("init", init, INITS)
+  return ARCHITECTURES[arch](num_classes=num_classes, activation=activation, init_method=init,
+                             use_dropout=use_dropout, **kwargs)
+
+
+def _check(field, value, allowed):
+  if value not in allowed:
+    raise ValueError(f"Unknown {field} {value!r}; allowed values: {sorted(allowed)}.")
+
+
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "INPUT_SIZES", "CNNLarge", "CNNSmall", "MLP",
+           "dropout", "get_model"]

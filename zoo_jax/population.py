@@ -1,0 +1,236 @@
+"""Population training: a cohort of same-structure models trained as one compiled program.
+
+A cohort shares its static structure (architecture, activation, init, optimizer, whether
+dropout is used); per-model learning rate, weight decay and dropout rate are arrays inside
+the `vmap` (`optax.inject_hyperparams`). Model i's randomness comes from its own seed
+only (never its position), so a model trains to the same weights alone or in a cohort.
+
+The boundaries are visible here and only here: `vmap` over the model axis, `lax.scan`
+over the steps of an epoch, `jit` around a whole epoch (one call, no per-step Python).
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import chex
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from zoo_jax import models
+
+OPTIMIZERS = ("adam", "sgd")
+SGD_MOMENTUM = 0.9  # the Model Zoos SGD setting
+
+# Streams derived from a model's seed: fold_in(key(seed), stream).
+_INIT_STREAM, _TRAIN_STREAM = 0, 1
+
+
+class Cohort(NamedTuple):
+  """The static structure shared by the models of one vmap.
+
+  The init method is not part of it: it only matters when weights are created, so
+  models with different inits train in one cohort (fewer compilations).
+  """
+
+  arch: str
+  activation: str
+  optimizer: str
+  use_dropout: bool
+
+
+@flax.struct.dataclass
+class PopulationState:
+  """Training state of a cohort; every leaf has a leading model axis [P]."""
+
+  params: Any  # pytree of [P, ...]
+  opt_state: Any  # optax state of [P, ...], hyperparameters (lr, wd) inside
+  seed: jax.Array  # int32 [P]: each model's own seed, the root of all its randomness
+  dropout_rate: jax.Array  # float32 [P]
+  diverged: jax.Array  # bool [P]: set once a loss or weight goes non-finite; then frozen
+  epoch: jax.Array  # int32 [P]: epochs trained so far
+
+  @property
+  def size(self) -> int:
+    return self.seed.shape[0]
+
+
+class EpochMetrics(NamedTuple):
+  loss: jax.Array  # [P] mean training loss over the epoch's steps
+  accuracy: jax.Array  # [P]
+
+
+def make_model(cohort: Cohort, num_classes: int = 10, init: str = "uniform") -> nn.Module:
+  """The Flax module of a cohort (the single definition of its function)."""
+  return models.get_model(cohort.arch, activation=cohort.activation, init=init,
+                          use_dropout=cohort.use_dropout, num_classes=num_classes)
+
+
+def make_optimizer(name: str) -> Callable[..., optax.GradientTransformation]:
+  """Optimizer factory `(learning_rate, weight_decay) -> tx` with injectable hyperparameters.
+
+  Weight decay is L2 added to the gradient before the update, as PyTorch's
+  `Adam(weight_decay=...)` and `SGD(weight_decay=...)` used by the Model Zoos do.
+  """
+  if name not in OPTIMIZERS:
+    raise ValueError(f"Unknown optimizer {name!r}; allowed values: {list(OPTIMIZERS)}.")
+
+  def tx(learning_rate, weight_decay):
+    base = (optax.adam(learning_rate) if name == "adam"
+            else optax.sgd(learning_rate, momentum=SGD_MOMENTUM))
+    return optax.chain(optax.add_decayed_weights(weight_decay), base)
+
+  return optax.inject_hyperparams(tx)
+
+
+def init_params(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
+                input_shape: tuple[int, int, int], num_classes: int = 10) -> Any:
+  """Initial weights [P, ...] of P models, model i from (seeds[i], inits[i]) alone."""
+  seeds, inits = np.asarray(seeds), np.asarray(inits)
+  chex.assert_equal_shape([seeds, inits])
+  dummy = jnp.zeros((1,) + tuple(input_shape))
+  groups = []
+  for init in dict.fromkeys(inits.tolist()):  # one vmapped init per method, in first-seen order
+    model = make_model(cohort, num_classes, init)
+    init_one = lambda seed: model.init(jax.random.fold_in(jax.random.key(seed), _INIT_STREAM), dummy)["params"]
+    index = np.flatnonzero(inits == init)
+    groups.append((index, jax.jit(jax.vmap(init_one))(jnp.asarray(seeds[index], jnp.int32))))
+  order = np.argsort(np.concatenate([index for index, _ in groups]), kind="stable")
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *[p for _, p in groups])
+
+
+def create_population(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray, learning_rate: np.ndarray,
+                      weight_decay: np.ndarray, dropout_rate: np.ndarray,
+                      input_shape: tuple[int, int, int], num_classes: int = 10,
+                      params: Any = None) -> PopulationState:
+  """Creates the training state of P models of one cohort.
+
+  Args:
+    seeds, inits, learning_rate, weight_decay, dropout_rate: [P] per-model values.
+    input_shape: (H, W, C) of one image.
+    params: optional starting weights [P, ...] (e.g. sampled ones); by default each
+      model's init method drawn from its own seed.
+  """
+  seeds = np.asarray(seeds)
+  (p,) = seeds.shape
+  hparams = [jnp.asarray(v, jnp.float32) for v in (learning_rate, weight_decay, dropout_rate)]
+  chex.assert_shape(hparams, (p,))
+  if params is None:
+    params = init_params(cohort, seeds, inits, input_shape, num_classes)
+  make_tx = make_optimizer(cohort.optimizer)
+  opt_state = jax.jit(jax.vmap(lambda p, lr, wd: make_tx(learning_rate=lr, weight_decay=wd).init(p)))(
+      params, hparams[0], hparams[1])
+  seeds = jnp.asarray(seeds, jnp.int32)
+  return PopulationState(params=params, opt_state=opt_state, seed=seeds, dropout_rate=hparams[2],
+                         diverged=jnp.zeros((p,), bool), epoch=jnp.zeros((p,), jnp.int32))
+
+
+def normalize(images: jax.Array, mean, std) -> jax.Array:
+  """uint8 NHWC -> float32, scaled to [0, 1] then standardised per channel."""
+  x = images.astype(jnp.float32) / 255.0
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean NLL of log-softmax (the zoo's loss), for one model's batch."""
+  return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1))
+
+
+def _tree_all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, std,
+                     num_classes: int = 10) -> Callable[[PopulationState, jax.Array, jax.Array],
+                                                        tuple[PopulationState, EpochMetrics]]:
+  """Builds the jitted `train_epoch(state, images, labels) -> (state, metrics)`.
+
+  `images` uint8 [N, H, W, C] and `labels` int32 [N] are the whole training set, on the
+  device and shared by the cohort. Each model draws its own permutation of them from
+  (seed, epoch); the last incomplete batch is dropped. Metrics are per model [P].
+  """
+  model, make_tx = make_model(cohort, num_classes), make_optimizer(cohort.optimizer)
+  tx = make_tx(learning_rate=0.0, weight_decay=0.0)  # the real values live in each opt_state
+  steps = num_train // batch_size
+  if steps < 1:
+    raise ValueError(f"batch_size={batch_size} is larger than the training set ({num_train} images).")
+
+  def model_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, images, labels):
+    epoch_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _TRAIN_STREAM), epoch)
+    perm_key, dropout_key = jax.random.split(epoch_key)
+    order = jax.random.permutation(perm_key, num_train)[: steps * batch_size].reshape(steps, batch_size)
+
+    def loss_fn(p, x, y, key):
+      logits = model.apply({"params": p}, x, dropout_rate, key if cohort.use_dropout else None)
+      return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y)
+
+    def step(carry, inputs):
+      params, opt_state, diverged = carry
+      idx, i = inputs
+      x, y = normalize(images[idx], mean, std), labels[idx]
+      (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          params, x, y, jax.random.fold_in(dropout_key, i))
+      updates, new_opt_state = tx.update(grads, opt_state, params)
+      new_params = optax.apply_updates(params, updates)
+      # A model whose loss or weights go non-finite is frozen at its last finite state.
+      diverged = diverged | ~jnp.isfinite(loss) | ~_tree_all_finite(new_params)
+      keep = lambda new, old: jnp.where(diverged, old, new)
+      params = jax.tree.map(keep, new_params, params)
+      opt_state = jax.tree.map(keep, new_opt_state, opt_state)
+      return (params, opt_state, diverged), (loss, acc)
+
+    (params, opt_state, diverged), (losses, accs) = jax.lax.scan(
+        step, (params, opt_state, diverged), (order, jnp.arange(steps)))
+    return params, opt_state, diverged, jnp.mean(losses), jnp.mean(accs)
+
+  population_epoch = jax.vmap(model_epoch, in_axes=(0, 0, 0, 0, 0, 0, None, None))
+
+  @jax.jit
+  def train_epoch(state: PopulationState, images: jax.Array, labels: jax.Array):
+    params, opt_state, diverged, loss, acc = population_epoch(
+        state.params, state.opt_state, state.seed, state.dropout_rate, state.diverged, state.epoch,
+        images, labels)
+    loss = jnp.where(diverged, jnp.nan, loss)
+    acc = jnp.where(diverged, jnp.nan, acc)
+    state = state.replace(params=params, opt_state=opt_state, diverged=diverged, epoch=state.epoch + 1)
+    return state, EpochMetrics(loss, acc)
+
+  return train_epoch
+
+
+def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std,
+                  num_classes: int = 10) -> Callable[[Any, jax.Array, jax.Array], EpochMetrics]:
+  """Builds `evaluate(params [P, ...], images, labels) -> metrics [P]`.
+
+  Every model sees the whole set in eval mode (no dropout). One jitted call scores one
+  batch of `batch_size` images for all models at once; the last batch is padded and
+  masked, so every split and set size shares one compilation.
+  """
+  model = make_model(cohort, num_classes)
+
+  def per_model(p, x, y, valid):
+    logits = model.apply({"params": p}, x)
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
+    return jnp.sum(nll * valid), jnp.sum((jnp.argmax(logits, -1) == y) * valid)
+
+  @jax.jit
+  def score_batch(params, images, labels, valid):
+    return jax.vmap(per_model, in_axes=(0, None, None, None))(params, normalize(images, mean, std), labels, valid)
+
+  def evaluate(params, images: jax.Array, labels: jax.Array) -> EpochMetrics:
+    n = labels.shape[0]
+    loss = correct = 0.0
+    for start in range(0, n, batch_size):
+      x, y = images[start:start + batch_size], labels[start:start + batch_size]
+      pad = batch_size - y.shape[0]
+      valid = jnp.arange(batch_size) < y.shape[0]
+      if pad:
+        x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
+        y = jnp.pad(y, (0, pad))
+      batch_loss, batch_correct = score_batch(params, x, y, valid)
+      loss, correct = loss + batch_loss, correct + batch_correct
+    return EpochMetrics(loss / n, correct / n)
+
+  return evaluate

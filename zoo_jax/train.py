@@ -1,0 +1,234 @@
+"""Trains a model zoo: `python -m zoo_jax.train --config=configs/mnist5k.py --workdir=DIR`.
+
+`train_and_evaluate(config, workdir)` is the whole job (a notebook calls it too): it
+builds the population from the config's grid, trains every cohort one jitted epoch at a
+time, and commits each epoch to the zoo store. Re-running the same command resumes a
+dead run from its last complete epoch, or says the zoo is complete.
+"""
+
+import json
+import os
+import time
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pandas as pd
+from tqdm.auto import tqdm
+
+from zoo_jax import data, grid, models, population, sharding, zoo
+
+# Fields a config may carry (sections map to their allowed sub-fields).
+_FIELDS = {
+    "dataset": {"name", "source", "data_dir", "split_seed"},
+    "model": {"arch"},
+    "population": {"num_seeds", "first_seed", "grid"},
+    "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None,
+    "overwrite": None, "progress_bar": None,
+}
+# Fields that may change between runs into one workdir without making it another zoo.
+_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size"}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks every field once, early; errors name the field and the allowed values."""
+  unknown = set(config.keys()) - set(_FIELDS)
+  if unknown:
+    raise ValueError(f"Unknown config fields {sorted(unknown)}; allowed: {sorted(_FIELDS)}.")
+  for section, fields in _FIELDS.items():
+    if section not in config:
+      raise ValueError(f"config.{section} is missing.")
+    if fields is not None:
+      unknown = set(config[section].keys()) - fields
+      if unknown:
+        raise ValueError(f"Unknown config.{section} fields {sorted(unknown)}; allowed: {sorted(fields)}.")
+  ds = config.dataset
+  if ds.name not in data.DATASETS:
+    raise ValueError(f"config.dataset.name {ds.name!r} is unknown; allowed values: {sorted(data.DATASETS)}.")
+  if ds.source not in data.DATASETS[ds.name].sources:
+    raise ValueError(f"config.dataset.source {ds.source!r} is not available for {ds.name!r}; "
+                     f"allowed values: {list(data.DATASETS[ds.name].sources)}.")
+  if config.model.arch not in models.ARCHITECTURES:
+    raise ValueError(f"config.model.arch {config.model.arch!r} is unknown; "
+                     f"allowed values: {sorted(models.ARCHITECTURES)}.")
+  for field, low in (("num_epochs", 0), ("batch_size", 1), ("eval_batch_size", 1)):
+    if not isinstance(config[field], int) or config[field] < low:
+      raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
+  grid.validate_population(config.population)
+
+
+def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Creates the workdir, or checks that the zoo in it was made by this config."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise OSError(f"Cannot create workdir {workdir!r}: {error.strerror}. Choose a writable --workdir.") from error
+  if not os.access(workdir, os.W_OK):
+    raise PermissionError(f"Workdir {workdir!r} is not writable. Choose a writable --workdir.")
+  path = os.path.join(workdir, zoo.CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = json.load(f)
+  new = json.loads(config.to_json())
+  changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in _RESUMABLE_CHANGES)
+  if changed and not config.overwrite:
+    raise ValueError(
+        f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "
+        "Use another --workdir, or pass --config.overwrite=True to delete that zoo and start over.")
+  if changed:
+    warnings.warn(f"Overwriting the zoo in {workdir} (fields {changed} changed).")
+    zoo.clear(workdir)
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+  if isinstance(a, dict) and isinstance(b, dict):
+    return [d for k in set(a) | set(b) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+  return [] if a == b else [prefix.rstrip(".")]
+
+
+def _cohort_arrays(rows: pd.DataFrame, num_devices: int) -> dict[str, np.ndarray]:
+  index = sharding.padded_index(len(rows), num_devices)
+  return {name: rows[name].to_numpy()[index] for name in
+          ("seed", "init", "learning_rate", "weight_decay", "dropout")}
+
+
+def _is_complete(workdir: str, num_epochs: int) -> bool:
+  state_dir = os.path.join(workdir, zoo.STATE_DIR)
+  if not os.path.isdir(state_dir) or not os.path.exists(os.path.join(workdir, zoo.CONFIG_FILE)):
+    return False
+  with ocp.CheckpointManager(state_dir, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    return max(manager.all_steps(), default=-1) >= num_epochs
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> zoo.Zoo:
+  """Trains (or resumes, or finds complete) the zoo that `config` describes, in `workdir`."""
+  validate_config(config)
+  _prepare_workdir(config, workdir)
+  if _is_complete(workdir, config.num_epochs):
+    print(f"Zoo in {workdir} is complete ({config.num_epochs} epochs); nothing to do.")
+    return zoo.Zoo(workdir)
+
+  ds = config.dataset
+  size = models.INPUT_SIZES[config.model.arch]  # e.g. CIFAR-10 resized to 28x28 for CNN-s
+  splits = {split: data.load(ds.name, split, source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed,
+                             image_size=size[0] if size else None) for split in data.SPLITS}
+  train = splits["train"]
+  models_table = grid.models_table(config.population, config.model.arch)
+  if not os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):
+    zoo.write_table_atomic(models_table, os.path.join(workdir, zoo.MODELS_FILE))
+    zoo.write_json_atomic(json.loads(config.to_json()), os.path.join(workdir, zoo.CONFIG_FILE))
+
+  mesh = sharding.population_mesh(jax.devices() if config.shard else jax.devices()[:1])
+  num_devices = mesh.devices.size
+  on_mesh = {split: sharding.replicate((jnp.asarray(s.images), jnp.asarray(s.labels)), mesh)
+             for split, s in splits.items()}
+  cohorts = grid.cohorts(models_table)
+  states, train_fns, eval_fns = {}, {}, {}
+  for c, (cohort, rows) in enumerate(cohorts):
+    arrays = _cohort_arrays(rows, num_devices)
+    states[c] = sharding.shard_models(population.create_population(
+        cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
+        arrays["dropout"], train.image_shape, train.num_classes), mesh)
+    train_fns[c] = population.make_train_epoch(cohort, batch_size=config.batch_size, num_train=len(train),
+                                               mean=train.mean, std=train.std, num_classes=train.num_classes)
+    eval_fns[c] = population.make_evaluate(cohort, batch_size=config.eval_batch_size, mean=train.mean,
+                                           std=train.std, num_classes=train.num_classes)
+
+  def evaluate(c, params):
+    # The train split is evaluated too (eval mode, whole set) rather than averaged over the
+    # epoch's steps: running means lag the weights and bias the generalisation gap.
+    out = {}
+    for split in data.SPLITS:
+      m = eval_fns[c](params, *on_mesh[split])
+      out[f"{split}_loss"], out[f"{split}_acc"] = m.loss, m.accuracy
+    return jax.tree.map(np.asarray, out)
+
+  writer = zoo.ZooWriter(workdir)
+  abstract = {str(c): jax.tree.map(ocp.utils.to_shape_dtype_struct, s) for c, s in states.items()}
+  restored = writer.restore_state(abstract)
+  history = []
+  if restored is None:
+    start = 0
+    metrics = {c: evaluate(c, s.params) for c, s in states.items()}
+    _commit(writer, 0, states, metrics)
+    history.append(zoo.metrics_rows(models_table, 0, metrics, _diverged(states)))
+  else:
+    start, restored_states = restored
+    states = {int(c): s for c, s in restored_states.items()}
+    for epoch in range(start + 1):
+      stored = writer.epoch_metrics(epoch)
+      diverged = {c: m.pop("diverged") for c, m in stored.items()}
+      history.append(zoo.metrics_rows(models_table, epoch, stored, diverged))
+    print(f"Resuming the zoo in {workdir} after epoch {start}.")
+  zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+
+  steps_per_epoch = len(train) // config.batch_size
+  started = time.time()
+  bar = tqdm(total=config.num_epochs * len(models_table), initial=start * len(models_table), unit="model-epoch",
+             desc="zoo", disable=not config.progress_bar, dynamic_ncols=True)
+  for epoch in range(start + 1, config.num_epochs + 1):
+    epoch_start, metrics = time.time(), {}
+    for c in states:
+      states[c], _ = train_fns[c](states[c], *on_mesh["train"])
+      metrics[c] = evaluate(c, states[c].params)
+      bar.update(len(cohorts[c][1]))
+    _commit(writer, epoch, states, metrics)
+    history.append(zoo.metrics_rows(models_table, epoch, metrics, _diverged(states)))
+    zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    last = history[-1]
+    bar.set_postfix(epoch=epoch, test_acc_mean=f"{last['test_acc'].mean():.3f}",
+                    test_acc_best=f"{last['test_acc'].max():.3f}",
+                    model_steps_s=f"{len(models_table) * steps_per_epoch / (time.time() - epoch_start):.0f}",
+                    diverged=int((last["status"] == zoo.STATUS_DIVERGED).sum()))
+  bar.close()
+  writer.close()
+  print(summary(pd.concat(history), workdir, time.time() - started))
+  return zoo.Zoo(workdir)
+
+
+def _diverged(states) -> dict[int, np.ndarray]:
+  return {c: np.asarray(s.diverged) for c, s in states.items()}
+
+
+def _commit(writer: zoo.ZooWriter, epoch: int, states: dict, metrics: dict) -> None:
+  per_cohort_metrics = {c: {**m, "diverged": np.asarray(states[c].diverged)} for c, m in metrics.items()}
+  writer.save(epoch, {c: s.params for c, s in states.items()}, per_cohort_metrics,
+              {str(c): s for c, s in states.items()})
+
+
+def summary(metrics: pd.DataFrame, workdir: str, seconds: float) -> str:
+  """A short text table: models, diverged, test accuracy quantiles of the last epoch, time, place."""
+  last = metrics[metrics["epoch"] == metrics["epoch"].max()]
+  acc = last["test_acc"].dropna()
+  q = acc.quantile([0.0, 0.25, 0.5, 0.75, 1.0]) if len(acc) else pd.Series([np.nan] * 5)
+  lines = [
+      f"models            {len(last)}",
+      f"epochs            {int(metrics['epoch'].max())}",
+      f"diverged          {int((last['status'] == zoo.STATUS_DIVERGED).sum())}",
+      "test accuracy     min {:.3f}  q25 {:.3f}  median {:.3f}  q75 {:.3f}  max {:.3f}".format(*q.to_numpy()),
+      f"wall time         {seconds:.1f} s (this run)",
+      f"zoo               {os.path.abspath(workdir)}  (zoo_jax.zoo.Zoo(path) reads it)",
+  ]
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from absl import logging as absl_logging
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Where the zoo is written (and resumed from).")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+  def main(argv):
+    del argv
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+  app.run(main)
