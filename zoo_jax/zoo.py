@@ -53,6 +53,17 @@ def write_json_atomic(obj: Any, path: str) -> None:
   os.replace(tmp, path)
 
 
+def _open_manager(directory: str, **options) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**options),
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
+  """Restores a step as host numpy arrays, whatever devices or mesh it was saved from."""
+  target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), manager.item_metadata(step))
+  return manager.restore(step, args=ocp.args.StandardRestore(target))
+
+
 def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, np.ndarray]],
                  diverged: dict[int, np.ndarray]) -> pd.DataFrame:
   """The metrics table rows of one epoch, from per-cohort [P] arrays (padding dropped)."""
@@ -73,12 +84,9 @@ class ZooWriter:
 
   def __init__(self, workdir: str):
     self.workdir = workdir
-    self._checkpoints = ocp.CheckpointManager(
-        os.path.join(workdir, CHECKPOINTS_DIR),
-        options=ocp.CheckpointManagerOptions(create=True, max_to_keep=None))
+    self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), create=True, max_to_keep=None)
     # Two states kept, so a corrupted newest one still leaves an epoch to resume from.
-    self._state = ocp.CheckpointManager(
-        os.path.join(workdir, STATE_DIR), options=ocp.CheckpointManagerOptions(create=True, max_to_keep=2))
+    self._state = _open_manager(os.path.join(workdir, STATE_DIR), create=True, max_to_keep=2)
 
   def restore_state(self, abstract_state: Any) -> tuple[int, Any] | None:
     """(epoch, state) of the newest intact training state, or None for a new run.
@@ -114,8 +122,8 @@ class ZooWriter:
 
   def epoch_metrics(self, epoch: int) -> dict:
     """The per-cohort metrics stored in the checkpoint of `epoch`."""
-    tree = self._checkpoints.restore(epoch, args=ocp.args.StandardRestore())
-    return {int(c): jax.tree.map(np.asarray, v["metrics"]) for c, v in tree.items()}
+    tree = restore_numpy(self._checkpoints, epoch)
+    return {int(c): dict(v["metrics"]) for c, v in tree.items()}
 
   def save(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict], state: Any) -> None:
     """Commits epoch `epoch`: weights and metrics of every cohort, then the training state."""
@@ -146,8 +154,7 @@ class Zoo:
       self.config = json.load(f)
     self.models = pd.read_csv(os.path.join(workdir, MODELS_FILE))
     # Not read_only (that mode cannot restore without handlers); this object never saves or deletes.
-    self._manager = ocp.CheckpointManager(os.path.join(workdir, CHECKPOINTS_DIR),
-                                          options=ocp.CheckpointManagerOptions(create=False))
+    self._manager = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), create=False)
     self.epochs = sorted(self._manager.all_steps())
     metrics_path = os.path.join(workdir, METRICS_FILE)
     metrics = pd.read_csv(metrics_path) if os.path.exists(metrics_path) else pd.DataFrame(
@@ -181,9 +188,9 @@ class Zoo:
     Returns a params pytree whose leaves have a leading model axis, in `model_ids` order.
     """
     ids, step = self._model_ids(model_ids), self._epoch(epoch)
-    tree = self._manager.restore(step, args=ocp.args.StandardRestore())
+    tree = restore_numpy(self._manager, step)
     rows = self.models.set_index("model_id").loc[ids]
-    per_cohort = {int(c): jax.tree.map(np.asarray, v["params"]) for c, v in tree.items()}
+    per_cohort = {int(c): v["params"] for c, v in tree.items()}
     shapes = {str(jax.tree.structure(p)) + str([x.shape[1:] for x in jax.tree.leaves(p)])
               for c, p in per_cohort.items() if c in set(rows["cohort"])}
     if len(shapes) > 1:

@@ -1,4 +1,4 @@
-"""Weight-space library: params pytrees as vectors, tokens, chunks; symmetries, augmentations, statistics.
+"""Weight-space learning: params as vectors, tokens and chunks; symmetries, augmentations, stats.
 
 Every function is pure and works on one model or, through leading batch axes or `vmap`,
 on a population [P, ...]; random ones take an explicit key. The `WeightSpec` (from
@@ -17,9 +17,10 @@ from zoo_jax.weights.symmetry import (canonical_permutations, canonicalize, perm
 from zoo_jax.weights.tokens import Tokens, detokenize, token_dim, token_layout, tokenize
 
 __all__ = [
-    "Chunks", "LayerSpec", "ParamSpec", "Tokens", "WeightSpec", "add_noise", "canonical_permutations",
-    "canonicalize", "chunk", "chunk_layout", "detokenize", "erasing_mask", "flatten", "layer_variances",
-    "make_spec", "multiply_noise", "per_token", "permute", "random_erase", "random_permutation",
-    "sample_permutations", "statnn_feature_names", "statnn_features", "token_dim", "token_layer_variances",
+    "Chunks", "LayerSpec", "ParamSpec", "Tokens", "WeightSpec", "add_noise",
+    "canonical_permutations", "canonicalize", "chunk", "chunk_layout", "detokenize",
+    "erasing_mask", "flatten", "layer_variances", "make_spec", "multiply_noise", "per_token",
+    "permute", "random_erase", "random_permutation", "sample_permutations",
+    "statnn_feature_names", "statnn_features", "token_dim", "token_layer_variances",
     "token_layout", "tokenize", "unchunk", "unflatten",
 ]

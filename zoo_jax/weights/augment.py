@@ -48,16 +48,17 @@ def multiply_noise(key: jax.Array, x: X, sigma: float | jax.Array, mask: Any = N
   return _noise(key, x, mask, lambda v, eps: v * (1 + sigma * eps))
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "mode", "p", "scale", "ratio"))
+@functools.partial(jax.jit, static_argnames=("shape", "mode", "scale", "ratio"))
 def erasing_mask(key: jax.Array, shape: tuple[int, int], *, mode: str = "block",
-                 p: float = ERASE_PROBABILITY, scale: tuple[float, float] = ERASE_SCALE,
+                 p: float | jax.Array = ERASE_PROBABILITY,
+                 scale: tuple[float, float] = ERASE_SCALE,
                  ratio: tuple[float, float] = ERASE_RATIO) -> jax.Array:
   """Which entries of one [T, d] token matrix random erasing would zero: bool [T, d].
 
-  With probability p (else nothing), a fraction s ~ U(scale) of the T * d entries is
-  chosen: "block" takes one contiguous rectangle with log-uniform aspect ratio in `ratio`,
-  whose area is kept within scale (for d >= 4); "scatter" takes exactly round(s * T * d)
-  entries uniformly at random.
+  With probability p (else nothing; p may be traced), a fraction s ~ U(scale) of the
+  T * d entries is chosen: "block" takes one contiguous rectangle with log-uniform aspect
+  ratio (rows / columns) in `ratio`, its area kept within scale (for d >= 4); "scatter"
+  takes exactly round(s * T * d) entries uniformly at random.
   """
   if mode not in ERASE_MODES:
     raise ValueError(f"Unknown erasing mode {mode!r}; allowed values: {list(ERASE_MODES)}.")
@@ -74,7 +75,8 @@ def erasing_mask(key: jax.Array, shape: tuple[int, int], *, mode: str = "block",
     count = jnp.clip(jnp.round(target), math.ceil(scale[0] * area), math.floor(scale[1] * area))
     scores = jax.random.uniform(jax.random.fold_in(key, 1), (area,))
     # The count-th smallest score is the threshold: exactly `count` entries fall below it.
-    threshold = jnp.concatenate([jnp.sort(scores), jnp.full((1,), jnp.inf)])[count.astype(jnp.int32)]
+    sorted_scores = jnp.concatenate([jnp.sort(scores), jnp.full((1,), jnp.inf)])
+    threshold = sorted_scores[count.astype(jnp.int32)]
     return apply & (scores < threshold).reshape(shape)
   log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
   aspect = jnp.exp(log_low + (log_high - log_low) * u[2])
@@ -91,9 +93,10 @@ def erasing_mask(key: jax.Array, shape: tuple[int, int], *, mode: str = "block",
   return apply & block
 
 
-@functools.partial(jax.jit, static_argnames=("mode", "p", "scale", "ratio"))
-def random_erase(key: jax.Array, tokens: X, mask: jax.Array | None = None, *, mode: str = "block",
-                 p: float = ERASE_PROBABILITY, scale: tuple[float, float] = ERASE_SCALE,
+@functools.partial(jax.jit, static_argnames=("mode", "scale", "ratio"))
+def random_erase(key: jax.Array, tokens: X, mask: jax.Array | None = None, *,
+                 mode: str = "block", p: float | jax.Array = ERASE_PROBABILITY,
+                 scale: tuple[float, float] = ERASE_SCALE,
                  ratio: tuple[float, float] = ERASE_RATIO) -> X:
   """Random erasing of tokens: entries chosen by `erasing_mask` and real (mask True) become 0.
 
@@ -109,9 +112,11 @@ def random_erase(key: jax.Array, tokens: X, mask: jax.Array | None = None, *, mo
   values = tokens.values if isinstance(tokens, Tokens) else tokens
   if mask is None:
     mask = tokens.mask if isinstance(tokens, Tokens) else jnp.ones(values.shape, bool)
-  chex.assert_rank(values, {2, 3, 4, 5})
+  if values.ndim < 2:
+    raise ValueError(f"Token values must be [*B, T, d], got shape {values.shape}.")
   batch_shape, shape = values.shape[:-2], values.shape[-2:]
   mask = jnp.broadcast_to(mask, values.shape)
+  chex.assert_type(mask, bool)
 
   def one(k, v, m):
     erase = erasing_mask(k, shape, mode=mode, p=p, scale=scale, ratio=ratio) & m

@@ -71,7 +71,7 @@ def chunk(params: Params, spec: WeightSpec | None = None, *,
 
 @jax.jit
 def unchunk(chunks: Chunks | jax.Array, spec: WeightSpec) -> dict[str, Any]:
-  """Inverse of `chunk`: Chunks (or their values [*B, C, chunk_size]) -> params; padding is ignored."""
+  """Inverse of `chunk`: Chunks (or values [*B, C, chunk_size]) -> params; padding is ignored."""
   values = chunks.values if isinstance(chunks, Chunks) else chunks
   layout = chunk_layout(spec, values.shape[-1])
   chex.assert_shape(values, (..., *layout.index.shape))

@@ -122,8 +122,8 @@ class WeightSpec:
         "layers": [{
             "path": list(layer.path),
             "kind": layer.kind,
-            "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype, "offset": p.offset}
-                       for p in layer.params],
+            "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype,
+                        "offset": p.offset} for p in layer.params],
         } for layer in self.layers],
     }
 
@@ -131,7 +131,8 @@ class WeightSpec:
   def from_dict(cls, d: Mapping[str, Any]) -> "WeightSpec":
     """Inverse of `to_dict`."""
     if d.get("version") != _SPEC_VERSION:
-      raise ValueError(f"Unsupported WeightSpec version {d.get('version')!r}; expected {_SPEC_VERSION}.")
+      raise ValueError(f"Unsupported WeightSpec version {d.get('version')!r}; "
+                       f"expected {_SPEC_VERSION}.")
     layers = tuple(
         LayerSpec(path=tuple(layer["path"]), kind=layer["kind"],
                   params=tuple(ParamSpec(p["name"], tuple(p["shape"]), p["dtype"], p["offset"])
@@ -197,7 +198,8 @@ def unwrap(params: Params) -> tuple[Params, bool]:
   return params, False
 
 
-def layer_arrays(params: Params, spec: WeightSpec) -> tuple[list[dict[str, jax.Array]], tuple[int, ...]]:
+def layer_arrays(params: Params,
+                 spec: WeightSpec) -> tuple[list[dict[str, jax.Array]], tuple[int, ...]]:
   """The arrays of each layer of `spec`, in spec order, and the common leading batch shape.
 
   Checks that the tree holds exactly the spec's parameters with the spec's shapes (after
@@ -220,7 +222,8 @@ def layer_arrays(params: Params, spec: WeightSpec) -> tuple[list[dict[str, jax.A
       n = len(shape) - len(p.shape)
       if n < 0 or shape[n:] != p.shape or (batch_shape is not None and shape[:n] != batch_shape):
         raise ValueError(f"Parameter '{layer.name}/{p.name}' has shape {shape}; the spec expects "
-                         f"{list(batch_shape or ())} + {list(p.shape)} (batch axes, then the model's).")
+                         f"{list(batch_shape or ())} + {list(p.shape)} (batch axes, then the "
+                         f"model's).")
       batch_shape = shape[:n]
       arrays[p.name] = jnp.asarray(leaf)
     out.append(arrays)
@@ -237,6 +240,25 @@ def build_params(arrays: Sequence[Mapping[str, jax.Array]], spec: WeightSpec) ->
     for p in layer.params:
       node[p.name] = layer_params[p.name]
   return {"params": tree} if spec.wrapped else tree
+
+
+def check_unit_layers(spec: WeightSpec, purpose: str) -> None:
+  """Raises a ValueError naming the first layer that is not a conv or dense layer.
+
+  Tokens and permutations are defined over units (a kernel's last axis plus the bias),
+  which only conv and dense layers with a 'kernel' and an optional 'bias' have.
+  """
+  for layer in spec.layers:
+    if layer.kind in ("conv", "dense"):
+      continue
+    names = list(layer.param_names)
+    hint = ""
+    if {"scale", "mean", "var"} & set(names):
+      hint = " (a normalisation layer such as BatchNorm or LayerNorm?)"
+    elif "kernel" in names and len(layer.param("kernel").shape) < 2:
+      hint = " (a kernel needs at least 2 axes: inputs and units)"
+    raise ValueError(f"{purpose} supports only conv and dense layers with 'kernel' and 'bias'; "
+                     f"layer {layer.name!r} has params {names}{hint}.")
 
 
 def _leaves(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
@@ -257,8 +279,12 @@ def _infer_batch_ndim(leaves: list[tuple[tuple[str, ...], Any]]) -> int:
   if not ranks:
     raise ValueError("Cannot infer the batch axes: the params have no 'bias'; pass batch_ndim.")
   if len(ranks) > 1:
-    raise ValueError(f"Biases have different ranks {sorted(r + 1 for r in ranks)}; pass batch_ndim.")
-  return ranks.pop()
+    raise ValueError(f"Biases have different ranks {sorted(r + 1 for r in ranks)}; "
+                     f"pass batch_ndim.")
+  batch_ndim = ranks.pop()
+  if batch_ndim < 0:
+    raise ValueError("A 'bias' is a scalar; pass batch_ndim.")
+  return batch_ndim
 
 
 def _kind(group: dict[str, Any], batch_ndim: int) -> str:
@@ -280,25 +306,7 @@ def _order(layers: list[tuple[tuple[str, ...], str, Any]],
   if sorted(layer_order) != sorted(by_name):
     missing = sorted(set(by_name) - set(layer_order))
     unknown = sorted(set(layer_order) - set(by_name))
-    raise ValueError(f"layer_order must name every layer once: missing {missing}, unknown {unknown}, "
-                     f"given {list(layer_order)}.")
+    raise ValueError(f"layer_order must name every layer once: missing {missing}, "
+                     f"unknown {unknown}, given {list(layer_order)}.")
   return [by_name[name] for name in layer_order]
 
-
-def check_unit_layers(spec: WeightSpec, purpose: str) -> None:
-  """Raises a ValueError naming the first layer that is not a conv or dense layer.
-
-  Tokens and permutations are defined over units (a kernel's last axis plus the bias),
-  which only conv and dense layers with a 'kernel' and an optional 'bias' have.
-  """
-  for layer in spec.layers:
-    if layer.kind in ("conv", "dense"):
-      continue
-    names = list(layer.param_names)
-    hint = ""
-    if {"scale", "mean", "var"} & set(names):
-      hint = " (a normalisation layer such as BatchNorm or LayerNorm?)"
-    elif "kernel" in names and len(layer.param("kernel").shape) < 2:
-      hint = " (a kernel needs at least 2 axes: inputs and units)"
-    raise ValueError(f"{purpose} supports only conv and dense layers with 'kernel' and 'bias'; layer "
-                     f"{layer.name!r} has params {names}{hint}.")

@@ -38,7 +38,7 @@ class _Link(NamedTuple):
   spatial: int  # H * W positions per channel for "flatten", else 1
 
 
-def feedforward_links(spec: WeightSpec) -> tuple[_Link, ...]:
+def _feedforward_links(spec: WeightSpec) -> tuple[_Link, ...]:
   """Checks that `spec` is a plain conv/dense chain; returns the link after each hidden layer.
 
   Raises a ValueError naming the layer for normalisation layers, nested or residual-style
@@ -47,8 +47,9 @@ def feedforward_links(spec: WeightSpec) -> tuple[_Link, ...]:
   spec_lib.check_unit_layers(spec, "The permutation symmetry")
   for layer in spec.layers:
     if len(layer.path) > 1 or _RESIDUAL_NAME.search(layer.name):
-      raise ValueError(f"The permutation symmetry supports only a flat chain of conv/dense layers; "
-                       f"layer {layer.name!r} looks like a nested or residual-style module.")
+      raise ValueError(f"The permutation symmetry supports only a flat chain of conv/dense "
+                       f"layers; layer {layer.name!r} looks like a nested or residual-style "
+                       f"module.")
   links = []
   for prev, cur in zip(spec.layers[:-1], spec.layers[1:]):
     kernel = cur.param("kernel").shape
@@ -57,8 +58,8 @@ def feedforward_links(spec: WeightSpec) -> tuple[_Link, ...]:
         raise ValueError(f"Layer {cur.name!r} is a conv after the dense layer {prev.name!r}; "
                          f"only conv -> dense flattening is supported.")
       if kernel[-2] != prev.units:
-        raise ValueError(f"Layer {cur.name!r} has {kernel[-2]} input channels (kernel {kernel}) but "
-                         f"the previous layer {prev.name!r} has {prev.units} units.")
+        raise ValueError(f"Layer {cur.name!r} has {kernel[-2]} input channels (kernel {kernel}) "
+                         f"but the previous layer {prev.name!r} has {prev.units} units.")
       links.append(_Link("conv", 1))
     elif prev.kind == "dense":
       if kernel[0] != prev.units:
@@ -74,7 +75,8 @@ def feedforward_links(spec: WeightSpec) -> tuple[_Link, ...]:
 
 
 @jax.jit
-def permute(params: Params, perms: Sequence[jax.Array], spec: WeightSpec | None = None) -> dict[str, Any]:
+def permute(params: Params, perms: Sequence[jax.Array],
+            spec: WeightSpec | None = None) -> dict[str, Any]:
   """Applies one permutation per hidden layer; the network's function is unchanged.
 
   Args:
@@ -85,16 +87,18 @@ def permute(params: Params, perms: Sequence[jax.Array], spec: WeightSpec | None 
     The permuted params, same structure and shapes.
   """
   spec = spec_lib.make_spec(params) if spec is None else spec
-  links = feedforward_links(spec)
+  links = _feedforward_links(spec)
   arrays, batch_shape = spec_lib.layer_arrays(params, spec)
   if len(perms) != len(links):
-    raise ValueError(f"Expected {len(links)} permutations (one per hidden layer), got {len(perms)}.")
+    raise ValueError(f"Expected {len(links)} permutations (one per hidden layer), "
+                     f"got {len(perms)}.")
   perms = list(perms)
   for i, (perm, layer) in enumerate(zip(perms, spec.layers)):
     chex.assert_rank(perm, {1, len(batch_shape) + 1})
     chex.assert_shape(perm, (..., layer.units))
     perms[i] = jnp.broadcast_to(perm, batch_shape + (layer.units,))
-  permuted = _over_batch(lambda a, p: _permute_one(a, p, links), len(batch_shape))(arrays, tuple(perms))
+  permute_one = lambda a, p: _permute_one(a, p, links)
+  permuted = _over_batch(permute_one, len(batch_shape))(arrays, tuple(perms))
   return spec_lib.build_params(permuted, spec)
 
 
@@ -106,7 +110,7 @@ def sample_permutations(key: jax.Array, spec: WeightSpec) -> Permutations:
   call (one random-bits kernel instead of one per layer: cheaper to compile); ties among
   the bits, and with them any bias, have probability below units^2 / 2^33.
   """
-  links = feedforward_links(spec)
+  links = _feedforward_links(spec)
   units = [layer.units for layer in spec.layers[:len(links)]]
   bits = jax.random.bits(key, (sum(units),))
   perms, start = [], 0
@@ -117,7 +121,8 @@ def sample_permutations(key: jax.Array, spec: WeightSpec) -> Permutations:
 
 
 @jax.jit
-def random_permutation(key: jax.Array, params: Params, spec: WeightSpec | None = None) -> dict[str, Any]:
+def random_permutation(key: jax.Array, params: Params,
+                       spec: WeightSpec | None = None) -> dict[str, Any]:
   """Permutes every hidden layer at random: the permutation augmentation.
 
   For params with leading batch axes B, model b uses key `jax.random.split(key, prod(B))[b]`
@@ -134,14 +139,16 @@ def random_permutation(key: jax.Array, params: Params, spec: WeightSpec | None =
 
 @jax.jit
 def canonical_permutations(params: Params, spec: WeightSpec | None = None) -> Permutations:
-  """Permutations that sort each hidden layer's units by (bias, squared norm of incoming weights).
+  """Permutations sorting each hidden layer's units by bias, then squared norm of incoming weights.
 
   Both keys are invariant to permutations of the layer's inputs (the norm sums the sorted
   squares, so even its rounding is), hence permuted copies of a network get the same
-  canonical form. Returns ([*B, units_l] int32, ...).
+  canonical form, unless two units tie on both keys (then their order follows the input
+  order; a tie needs identical biases and norms, e.g. duplicated units).
+  Returns ([*B, units_l] int32, ...).
   """
   spec = spec_lib.make_spec(params) if spec is None else spec
-  links = feedforward_links(spec)
+  links = _feedforward_links(spec)
   arrays, batch_shape = spec_lib.layer_arrays(params, spec)
 
   def one(arrays):
@@ -167,17 +174,18 @@ def _permute_one(arrays: list[dict[str, jax.Array]], perms: Sequence[jax.Array],
                  links: Sequence[_Link]) -> list[dict[str, jax.Array]]:
   arrays = [dict(a) for a in arrays]
   for l, (perm, link) in enumerate(zip(perms, links)):
-    arrays[l]["kernel"] = jnp.take(arrays[l]["kernel"], perm, axis=-1)
+    arrays[l]["kernel"] = jnp.take(arrays[l]["kernel"], perm, axis=-1, mode="clip")
     if "bias" in arrays[l]:
-      arrays[l]["bias"] = jnp.take(arrays[l]["bias"], perm, axis=-1)
+      arrays[l]["bias"] = jnp.take(arrays[l]["bias"], perm, axis=-1, mode="clip")
     kernel = arrays[l + 1]["kernel"]
     if link.mode == "conv":
-      kernel = jnp.take(kernel, perm, axis=-2)
+      kernel = jnp.take(kernel, perm, axis=-2, mode="clip")
     elif link.mode == "dense":
-      kernel = jnp.take(kernel, perm, axis=0)
+      kernel = jnp.take(kernel, perm, axis=0, mode="clip")
     else:  # row s * C + c belongs to channel c
       rows, out = kernel.shape
-      kernel = jnp.take(kernel.reshape(link.spatial, -1, out), perm, axis=1).reshape(rows, out)
+      kernel = jnp.take(kernel.reshape(link.spatial, -1, out), perm, axis=1, mode="clip")
+      kernel = kernel.reshape(rows, out)
     arrays[l + 1]["kernel"] = kernel
   return arrays
 

@@ -49,7 +49,8 @@ def token_layout(spec: WeightSpec, dim: int | None = None) -> layout_lib.Layout:
     units, fan_in = layer.units, layer.fan_in
     index = np.full((units, dim), -1, np.int64)
     # The kernel is raveled in C order, so kernel[pos, unit] sits at pos * units + unit.
-    index[:, :fan_in] = kernel.offset + np.arange(fan_in)[None, :] * units + np.arange(units)[:, None]
+    index[:, :fan_in] = (kernel.offset + np.arange(fan_in)[None, :] * units
+                         + np.arange(units)[:, None])
     if bias is not None:
       index[:, fan_in] = bias.offset + np.arange(units)
     rows.append(index)

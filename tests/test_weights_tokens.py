@@ -1,0 +1,106 @@
+"""zoo_jax.weights.tokens: neuron tokens against a per-unit numpy reference."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zoo_jax import weights
+from zoo_jax.models import get_model
+
+ARCHS = ("cnn_s", "cnn_l", "mlp")
+INPUTS = {"cnn_s": (28, 28, 1), "cnn_l": (32, 32, 3), "mlp": (28, 28, 1)}
+
+
+@functools.cache
+def param_shapes(arch):
+  return jax.eval_shape(get_model(arch).init, jax.random.key(0), jnp.zeros((1,) + INPUTS[arch]))
+
+
+def random_params(arch, batch=(), seed=0):
+  """The architecture's params tree filled with seeded normals (shapes from eval_shape, no init)."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(batch + s.shape, np.float32)),
+                      param_shapes(arch))
+
+
+def numpy_tokens(params):
+  """One row per output unit: kernel[..., unit] raveled (h, w, c_in), then the bias; zero-padded."""
+  tree = params["params"]
+  names = sorted(tree, key=lambda n: (n.startswith("dense"), int(n.split("_")[1])))
+  rows, layer_ids, positions = [], [], []
+  for i, name in enumerate(names):
+    kernel, bias = np.asarray(tree[name]["kernel"]), np.asarray(tree[name]["bias"])
+    for unit in range(kernel.shape[-1]):
+      rows.append(np.append(kernel[..., unit].ravel(), bias[unit]))
+      layer_ids.append(i)
+      positions.append(unit)
+  d = max(len(r) for r in rows)
+  values = np.zeros((len(rows), d), np.float32)
+  mask = np.zeros((len(rows), d), bool)
+  for t, r in enumerate(rows):
+    values[t, :len(r)] = r
+    mask[t, :len(r)] = True
+  return values, mask, np.array(layer_ids), np.array(positions)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_tokens_match_numpy_reference_and_round_trip(arch):
+  params = random_params(arch)
+  tokens, spec = weights.tokenize(params)
+  values, mask, layer, position = numpy_tokens(params)
+  np.testing.assert_array_equal(tokens.values, values)
+  np.testing.assert_array_equal(tokens.mask, mask)
+  np.testing.assert_array_equal(tokens.layer, layer)
+  np.testing.assert_array_equal(tokens.position, position)
+  assert tokens.values.shape == (sum(l.units for l in spec.layers), weights.token_dim(spec))
+  assert int(tokens.mask.sum()) == spec.size
+  np.testing.assert_array_equal(np.asarray(tokens.values)[~mask], 0)
+  back = weights.detokenize(tokens, spec)
+  for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_token_shapes_of_the_zoo_architectures():
+  # CNN-s: 8 + 6 + 4 + 20 + 10 units; the longest token is conv_1's 5 * 5 * 8 weights + bias.
+  assert weights.tokenize(random_params("cnn_s"))[0].values.shape == (48, 201)
+  assert weights.tokenize(random_params("cnn_l"))[0].values.shape == (93, 289)
+  assert weights.tokenize(random_params("mlp"))[0].values.shape == (58, 785)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_equals_vmap_equals_loop(arch):
+  population = random_params(arch, (3,))
+  batched, spec = weights.tokenize(population)
+  vmapped, _ = jax.jit(jax.vmap(weights.tokenize))(population)
+  for a, b in zip(batched, vmapped):
+    np.testing.assert_array_equal(a, b)
+  for i in range(3):
+    one = jax.tree.map(lambda x: x[i], population)
+    np.testing.assert_array_equal(batched.values[i], numpy_tokens(one)[0])
+  back = jax.jit(jax.vmap(weights.detokenize, in_axes=(0, None)))(batched.values, spec)
+  for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(population)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_wider_tokens_pad_and_round_trip():
+  params = random_params("cnn_s")
+  tokens, spec = weights.tokenize(params, dim=256)
+  narrow, _ = weights.tokenize(params)
+  assert tokens.values.shape == (48, 256)
+  np.testing.assert_array_equal(tokens.values[:, :201], narrow.values)
+  np.testing.assert_array_equal(tokens.values[:, 201:], 0)
+  back = weights.detokenize(tokens.values, spec)
+  for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(x, y)
+  with pytest.raises(ValueError, match="shorter than the longest token"):
+    weights.tokenize(params, dim=100)
+
+
+def test_layers_without_units_are_rejected():
+  params = {"dense_0": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)},
+            "BatchNorm_0": {"scale": jnp.ones(3), "bias": jnp.ones(3)}}
+  with pytest.raises(ValueError, match="'BatchNorm_0'.*normalisation"):
+    weights.tokenize(params)
