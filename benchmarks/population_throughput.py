@@ -10,7 +10,7 @@ An epoch is a fixed number of steps (--steps): the training set is sliced to ste
 images. Compile time is trace+lower+XLA compile (`lower().compile()`); throughput is the
 median of --repeats timed epochs after one warm-up epoch.
 
-  python benchmarks/population_throughput.py                 # P=1,16,128,512; batch 10,32
+  python benchmarks/population_throughput.py                 # P=1,16,128,512; batch 10,32 (~30 min)
   python benchmarks/population_throughput.py --quick         # smoke run, ~1 minute
   python benchmarks/population_throughput.py --p=1,16 --batch=32 --skip-torch
 
@@ -143,6 +143,7 @@ def bench_zoo(p: int, batch: int, steps: int, repeats: int, max_mem_frac: float)
     state, metrics = _block(compiled(state, images, labels))
     times.append(time.perf_counter() - t)
   result.update(epoch_s=times, rate=p * steps / statistics.median(times), rss_gib=rss_gib(),
+                load=os.getloadavg()[0],
                 loss=float(np.nanmean(np.asarray(metrics.loss))),
                 diverged=int(np.asarray(state.diverged).sum()))
   return result
@@ -161,7 +162,8 @@ def bench_sequential(batch: int, steps: int, repeats: int, n_models: int) -> dic
       states[i], _ = compiled(states[i], images, labels)
     _block(states)
     times.append(time.perf_counter() - t)
-  return dict(batch=batch, epoch_s=times, rate=n_models * steps / statistics.median(times))
+  return dict(batch=batch, epoch_s=times, rate=n_models * steps / statistics.median(times),
+              load=os.getloadavg()[0])
 
 
 def _torch_worker(rank, batch, steps, repeats, images, labels, mean, std, barrier, queue):
@@ -202,7 +204,7 @@ def bench_torch(batch: int, steps: int, repeats: int, procs: int) -> dict:
     w.join()
   rates = [steps / statistics.median(times) for _, times, _, _ in results]
   return dict(batch=batch, rates=rates, rate=sum(rates), loss=np.mean([r[2] for r in results]),
-              rss_gib=max(r[3] for r in results))
+              rss_gib=max(r[3] for r in results), load=os.getloadavg()[0])
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
@@ -228,7 +230,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--p", type=_ints, default=[1, 16, 128, 512], help="population sizes, comma-separated")
   parser.add_argument("--batch", type=_ints, default=[10, 32], help="batch sizes, comma-separated")
-  parser.add_argument("--steps", type=int, default=50, help="optimizer steps per epoch (one jitted call)")
+  # 10 keeps the full run near half an hour: at P=512 one step of the vmapped engine takes ~20 s here.
+  parser.add_argument("--steps", type=int, default=10, help="optimizer steps per epoch (one jitted call)")
   parser.add_argument("--repeats", type=int, default=3, help="timed epochs after one warm-up (median)")
   parser.add_argument("--seq-models", type=int, default=4, help="models in the sequential JAX loop")
   parser.add_argument("--torch-procs", type=int, default=len(os.sched_getaffinity(0)),
@@ -236,10 +239,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--skip-torch", action="store_true", help="skip the PyTorch reference")
   parser.add_argument("--max-mem-frac", type=float, default=0.5,
                       help="skip a P whose compiled program needs more than this fraction of free memory")
-  parser.add_argument("--quick", action="store_true", help="smoke run: P=1,16, batch 32, 10 steps")
+  parser.add_argument("--quick", action="store_true", help="smoke run: P=1,16, batch 32, 5 steps")
   args = parser.parse_args(argv)
   if args.quick:
-    args.p, args.batch, args.steps, args.repeats, args.seq_models = [1, 16], [32], 10, 3, 2
+    args.p, args.batch, args.steps, args.repeats, args.seq_models = [1, 16], [32], 5, 3, 2
   if args.repeats < 1 or args.steps < 1:
     parser.error("--repeats and --steps must be >= 1")
   return args
@@ -260,6 +263,10 @@ def main(argv=None):
         + ", ".join(f"{6 * macs * b / 1e6:.1f} MFLOP per model-step at batch {b}" for b in args.batch))
   print(f"== settings: P={args.p} batch={args.batch} steps/epoch={args.steps} repeats={args.repeats} "
         f"(median after 1 warm-up), data mnist5k train[:steps*batch], tanh, Adam lr {ADAM_LR}", flush=True)
+  load = os.getloadavg()
+  print(f"   load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores"
+        + ("  WARNING: other processes are using the CPU; numbers will be low and noisy" if load[0] > 0.5 else ""),
+        flush=True)
 
   torch_ok = not args.skip_torch
   if torch_ok:
@@ -277,10 +284,10 @@ def main(argv=None):
       r = ref[batch]
       print(f"-- torch batch={batch}: {r['rate']:.0f} model-steps/s total "
             f"({' + '.join(f'{x:.0f}' for x in r['rates'])}; {args.torch_procs} procs x 1 thread), "
-            f"loss {r['loss']:.3f}", flush=True)
+            f"loss {r['loss']:.3f}, load {r['load']:.1f}", flush=True)
     seq[batch] = bench_sequential(batch, args.steps, args.repeats, args.seq_models)
     print(f"-- sequential JAX loop batch={batch}: {seq[batch]['rate']:.0f} model-steps/s "
-          f"({args.seq_models} models, P=1 train_epoch each)", flush=True)
+          f"({args.seq_models} models, P=1 train_epoch each), load {seq[batch]['load']:.1f}", flush=True)
     for p in args.p:
       r = bench_zoo(p, batch, args.steps, args.repeats, args.max_mem_frac)
       rows.append(r)
@@ -290,13 +297,13 @@ def main(argv=None):
       print(f"-- zoo_jax P={p} batch={batch}: {r['rate']:.0f} model-steps/s, compile {r['compile_s']:.1f} s "
             f"(trace+lower {r['lower_s']:.1f} s), epochs {', '.join(f'{t:.2f}' for t in r['epoch_s'])} s, "
             f"XLA buffers {r['xla_gib']:.2f} GiB, peak RSS {r['rss_gib']:.2f} GiB, loss {r['loss']:.3f}, "
-            f"diverged {r['diverged']}", flush=True)
+            f"diverged {r['diverged']}, load {r['load']:.1f}", flush=True)
 
   peak = matmul_gflops()
   print()
   print(f"== model-steps/s (one model, one Adam step); {args.steps} steps/epoch, median of {args.repeats}")
   header = (f"{'P':>5} {'batch':>5} {'zoo_jax':>9} {'compile s':>9} {'GFLOP/s':>8} "
-            f"{'vs torch':>9} {'vs seq':>7} {'RSS GiB':>8}")
+            f"{'vs torch':>9} {'vs seq':>7} {'RSS GiB':>8} {'load':>5}")
   print(header)
   print("-" * len(header))
   for r in rows:
@@ -307,13 +314,14 @@ def main(argv=None):
     vs_torch = f"{r['rate'] / ref[r['batch']]['rate']:.2f}x" if r["batch"] in ref else "-"
     vs_seq = f"{r['rate'] / seq[r['batch']]['rate']:.2f}x"
     print(f"{r['p']:>5} {r['batch']:>5} {r['rate']:>9.0f} {r['compile_s']:>9.1f} {gflops:>8.2f} "
-          f"{vs_torch:>9} {vs_seq:>7} {r['rss_gib']:>8.2f}")
+          f"{vs_torch:>9} {vs_seq:>7} {r['rss_gib']:>8.2f} {r['load']:>5.1f}")
   for batch in args.batch:
     line = f"reference batch={batch}: sequential JAX {seq[batch]['rate']:.0f}"
     if batch in ref:
       line += (f", torch {ref[batch]['rate']:.0f} ({args.torch_procs} procs, "
                f"{ref[batch]['rate'] * 6 * macs * batch / 1e9:.2f} GFLOP/s)")
     print(line + " model-steps/s")
+  print("(load: 1-minute load average when each measurement ended; above ~0.5 means other processes shared the cores)")
   done = [r for r in rows if "rate" in r]
   if done:
     best = max(done, key=lambda r: r["rate"] * r["batch"])

@@ -10,6 +10,7 @@ colour images made of three real digits. The official builder then reads that fo
 import dataclasses
 import os
 import socket
+import sys
 
 import numpy as np
 import pytest
@@ -98,6 +99,7 @@ def _local_builder(name, splits):
 
 
 def _fed(fed, name, split):
+  """fed[name][split], or a skip naming the missing package."""
   if name not in fed:
     pytest.skip(f"{name}: Debian's dataset-fashion-mnist is not installed ({local.FASHION_MNIST_DIR})")
   return fed[name][split]
@@ -114,11 +116,11 @@ def _examples(images, labels):
 def test_official_split_is_what_was_fed(tfds_data_dir, name, split):
   data_dir, fed = tfds_data_dir
   fed_images, fed_labels = _fed(fed, name, split)
+  expected = fed_images[..., None] if fed_images.ndim == 3 else fed_images  # tfds keeps the channel axis
   images, labels = tfds_source.load(name, split, data_dir)
   assert images.dtype == np.uint8 and np.issubdtype(labels.dtype, np.integer)
-  assert images.shape == (len(fed_labels), *fed_images.shape[1:3], 1 if fed_images.ndim == 3 else 3)
-  assert _examples(images, labels) == _examples(fed_images[..., None] if fed_images.ndim == 3 else fed_images,
-                                                fed_labels)
+  assert images.shape == expected.shape
+  assert _examples(images, labels) == _examples(expected, fed_labels)
 
 
 @pytest.mark.slow
@@ -197,6 +199,6 @@ def test_unknown_tfds_dataset_is_named(tfds_no_network):
 
 
 def test_missing_tfds_gives_the_install_command(monkeypatch):
-  monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
   with pytest.raises(ImportError, match=r"pip install 'zoo_jax\[tfds\]'"):
     tfds_source.load("mnist", "train", None)

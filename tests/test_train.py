@@ -171,3 +171,24 @@ def test_reader_sees_only_committed_epochs(reference, tmp_path):
   z = zoo.Zoo(workdir)
   assert z.epochs == [0, 1, 2, 3] and z.metrics["epoch"].max() == 3
   assert z.flat().shape == (6, 2464)
+
+
+@pytest.mark.slow
+def test_command_line_trains_a_zoo_that_zoo_reads(tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = str(tmp_path / "zoo")
+  command = [sys.executable, "-m", "zoo_jax.train", "--config=configs/mnist5k.py", f"--workdir={workdir}",
+             "--config.num_epochs=1", "--config.population.num_seeds=2", "--config.batch_size=50",
+             "--config.population.grid.learning_rate=(1e-3,3e-3)"]
+  result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "test accuracy" in result.stdout and workdir in result.stdout
+  z = zoo.Zoo(workdir)
+  assert z.epochs == [0, 1] and sorted(set(z.models["learning_rate"])) == [1e-3, 3e-3]
+  assert len(z.models) == 4 and np.isfinite(z.flat()).all()
+  # A misspelt field is refused by the flag parser before anything runs.
+  bad = subprocess.run(command[:4] + ["--config.population.num_sedes=3"], cwd=root, capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode != 0 and "num_sedes" in bad.stderr
