@@ -14,6 +14,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.source = "local"  # "local" (registry-installed data) or "tfds"
   c.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # None: the source's default place
   c.dataset.split_seed = 0  # seed of the train/validation split, shared by every model
+  # None: the whole training split; N: a seeded random subset of N images (small zoos, tests).
+  c.dataset.train_size = ml_collections.config_dict.placeholder(int)
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "cnn_s"  # cnn_s | cnn_l | mlp

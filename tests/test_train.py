@@ -18,7 +18,8 @@ def tiny_config(**overrides):
   c.population.num_seeds = 3
   c.population.grid.learning_rate = (1e-3, 3e-3)
   c.num_epochs = 2
-  c.batch_size = 50
+  c.dataset.train_size = 500
+  c.batch_size = 25
   c.progress_bar = False
   for key, value in overrides.items():
     target = c
@@ -56,7 +57,7 @@ def test_smoke_zoo_opens_with_expected_epochs_and_sane_values(reference):
   np.testing.assert_allclose(z.metrics["gen_gap"], z.metrics["train_acc"] - z.metrics["test_acc"])
   assert (z.metrics["status"] == "ok").all()
   last = z.metrics[z.metrics["epoch"] == 3]
-  assert last["test_acc"].mean() > 0.6  # 3 epochs of CNN-s on real digits learn something
+  assert last["test_acc"].mean() > 0.5  # 3 epochs on 500 real digits learn something (chance: 0.1)
   flat = z.flat()
   assert flat.shape == (6, 2464) and np.all(np.isfinite(flat))
   assert not np.allclose(z.flat(epoch=0), flat)
@@ -133,6 +134,7 @@ def test_a_different_config_is_refused_and_leaves_the_zoo_intact(reference, tmp_
     ({"population.grid.dropout": (1.5,)}, ValueError, "config.population.grid.dropout value 1.5"),
     ({"population.num_seeds": 0}, ValueError, "config.population.num_seeds must be >= 1"),
     ({"batch_size": 0}, ValueError, "config.batch_size must be an integer >= 1"),
+    ({"dataset.train_size": 10}, ValueError, "config.dataset.train_size must be None.*>= config.batch_size"),
 ])
 def test_bad_config_values_are_clear_errors(overrides, error, match, tmp_path):
   with pytest.raises(error, match=match):
@@ -180,7 +182,8 @@ def test_command_line_trains_a_zoo_that_zoo_reads(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   workdir = str(tmp_path / "zoo")
   command = [sys.executable, "-m", "zoo_jax.train", "--config=configs/mnist5k.py", f"--workdir={workdir}",
-             "--config.num_epochs=1", "--config.population.num_seeds=2", "--config.batch_size=50",
+             "--config.num_epochs=1", "--config.population.num_seeds=2", "--config.batch_size=25",
+             "--config.dataset.train_size=500",
              "--config.population.grid.learning_rate=(1e-3,3e-3)"]
   result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]

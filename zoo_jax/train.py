@@ -6,6 +6,7 @@ time, and commits each epoch to the zoo store. Re-running the same command resum
 dead run from its last complete epoch, or says the zoo is complete.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -24,7 +25,7 @@ from zoo_jax import data, grid, models, population, sharding, zoo
 
 # Fields a config may carry (sections map to their allowed sub-fields).
 _FIELDS = {
-    "dataset": {"name", "source", "data_dir", "split_seed"},
+    "dataset": {"name", "source", "data_dir", "split_seed", "train_size"},
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None,
@@ -58,6 +59,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field, low in (("num_epochs", 0), ("batch_size", 1), ("eval_batch_size", 1)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
+  if ds.train_size is not None and (not isinstance(ds.train_size, int) or ds.train_size < config.batch_size):
+    raise ValueError(f"config.dataset.train_size must be None (all) or an integer >= config.batch_size "
+                     f"({config.batch_size}), got {ds.train_size!r}.")
   grid.validate_population(config.population)
 
 
@@ -91,6 +95,15 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
   return [] if a == b else [prefix.rstrip(".")]
 
 
+def _subset(dataset: data.Dataset, size: int, seed: int) -> data.Dataset:
+  """A seeded random subset of `size` images (kept in dataset order), for small zoos and tests."""
+  if size > len(dataset):
+    raise ValueError(f"config.dataset.train_size={size} exceeds the {len(dataset)} training images of "
+                     f"{dataset.name!r}.")
+  index = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:size])
+  return dataclasses.replace(dataset, images=dataset.images[index], labels=dataset.labels[index])
+
+
 def _cohort_arrays(rows: pd.DataFrame, num_devices: int) -> dict[str, np.ndarray]:
   index = sharding.padded_index(len(rows), num_devices)
   return {name: rows[name].to_numpy()[index] for name in
@@ -117,6 +130,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> zoo.Z
   size = models.INPUT_SIZES[config.model.arch]  # e.g. CIFAR-10 resized to 28x28 for CNN-s
   splits = {split: data.load(ds.name, split, source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed,
                              image_size=size[0] if size else None) for split in data.SPLITS}
+  if ds.train_size is not None:
+    splits["train"] = _subset(splits["train"], ds.train_size, ds.split_seed)
   train = splits["train"]
   models_table = grid.models_table(config.population, config.model.arch)
   if not os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):

@@ -7,6 +7,12 @@ ARCHITECTURES = {"cnn_s": CNNSmall, "cnn_l": CNNLarge, "mlp": MLP}
 # The input (H, W) each architecture is defined for; channels come from the dataset.
 INPUT_SIZES = {"cnn_s": (28, 28), "cnn_l": (32, 32), "mlp": None}
 
+# The Small CNN Zoo (Unterthiner et al., 2020); any input size (global average pooling): 28 for
+# MNIST / Fashion-MNIST, 32 for CIFAR-10-GS / SVHN-GS, as trained.
+from zoo_jax.models.cnn_zoo import CNNZoo  # noqa: E402
+ARCHITECTURES["cnn_zoo"] = CNNZoo
+INPUT_SIZES["cnn_zoo"] = None
+
 
 def get_model(arch: str, *, activation: str = "tanh", init: str = "uniform",
               use_dropout: bool = False, num_classes: int = 10, **kwargs):
