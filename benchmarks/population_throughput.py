@@ -303,7 +303,7 @@ def main(argv=None):
   print()
   print(f"== model-steps/s (one model, one Adam step); {args.steps} steps/epoch, median of {args.repeats}")
   header = (f"{'P':>5} {'batch':>5} {'zoo_jax':>9} {'compile s':>9} {'GFLOP/s':>8} "
-            f"{'vs torch':>9} {'vs seq':>7} {'RSS GiB':>8} {'load':>5}")
+            f"{'vs torch':>9} {'vs seq':>7} {'maxRSS G':>8} {'load':>5}")
   print(header)
   print("-" * len(header))
   for r in rows:
@@ -321,7 +321,8 @@ def main(argv=None):
       line += (f", torch {ref[batch]['rate']:.0f} ({args.torch_procs} procs, "
                f"{ref[batch]['rate'] * 6 * macs * batch / 1e9:.2f} GFLOP/s)")
     print(line + " model-steps/s")
-  print("(load: 1-minute load average when each measurement ended; above ~0.5 means other processes shared the cores)")
+  print("(maxRSS: peak resident memory of this process so far; load: 1-minute load average when each "
+        "measurement ended, above ~0.5 means other processes shared the cores)")
   done = [r for r in rows if "rate" in r]
   if done:
     best = max(done, key=lambda r: r["rate"] * r["batch"])

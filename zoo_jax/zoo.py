@@ -31,6 +31,8 @@ CONFIG_FILE, MODELS_FILE, METRICS_FILE = "config.json", "models.csv", "metrics.c
 CHECKPOINTS_DIR, STATE_DIR = "checkpoints", "state"
 METRIC_COLUMNS = ("train_loss", "train_acc", "validation_loss", "validation_acc", "test_loss", "test_acc")
 STATUS_OK, STATUS_DIVERGED = "ok", "diverged"
+STATUS_MISSING = "missing"  # imported zoos: the source has no weights for that (model, epoch)
+STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_MISSING)
 
 
 def write_table_atomic(table: pd.DataFrame, path: str) -> None:
@@ -224,8 +226,8 @@ class Zoo:
       at = self.metrics[self.metrics["epoch"] == self._epoch(epoch)].set_index("model_id").loc[ids]
       keep = np.ones(len(ids), bool)
       if status is not None:
-        if status not in (STATUS_OK, STATUS_DIVERGED):
-          raise ValueError(f"Unknown status {status!r}; allowed values: {[STATUS_OK, STATUS_DIVERGED]}.")
+        if status not in STATUSES:
+          raise ValueError(f"Unknown status {status!r}; allowed values: {list(STATUSES)}.")
         keep &= (at["status"] == status).to_numpy()
       if min_test_acc is not None:
         keep &= (at["test_acc"] >= min_test_acc).to_numpy()

@@ -1,0 +1,250 @@
+"""Reads a Model Zoos zoo (Schürholt et al., 2022) as published: one Ray Tune trial folder per model.
+
+Accepted layout (what the Model Zoos code, `code/zoo_generators/*` + `def_NN_experiment.py`,
+writes through Ray Tune 1.x; anything else is an error that names the file):
+
+    SRC/                                   the experiment folder (or SRC is one trial folder)
+      <trial name>/                        one per model; any folder holding a params.json
+        params.json                        the trial's config, one JSON object
+        result.json                        one JSON object per line, one line per reported epoch
+        checkpoint_<n>/checkpoints         torch.save'd state_dict after epoch n (any number of
+                                           digits; Ray writes 6, checkpoint_000000 = initial weights)
+        model_epoch_<n>.ptf                alternatively: torch.save'd dict with key "state_dict"
+                                           (`NNmodule.save_model`; model_epoch_best.ptf is ignored)
+      <other files and folders>            ignored (config.json, dataset.pt, experiment_state-*.json, ...);
+                                           a folder with checkpoints or result.json but no
+                                           params.json is an error
+
+params.json keys read (others are ignored):
+    "model::type"        required: "CNN" -> cnn_s (CNN-s), "CNN3" -> cnn_l (CNN-l). ("CNN2",
+                         6-9-6 channels, and "MLP" have no zoo_jax architecture and are refused.)
+    "model::channels_in" required: input channels (checked against the checkpoints)
+    "model::nlin"        required: tanh, relu, sigmoid, gelu, leakyrelu (-> leaky_relu)
+    "model::dropout", "model::init_type", "optim::optimizer", "optim::lr", "optim::wd", "seed"
+                         -> dropout, init, optimizer, learning_rate, weight_decay, seed (NaN if absent)
+result.json lines: the epoch is "training_iteration" (Ray's counter, the same one that numbers
+the checkpoint folders) or else "epoch"; metrics are read from the first present of
+    train_loss | loss_train,  train_acc | acc_train | train_accuracy,
+    val_loss | loss_val | validation_loss,  val_acc | acc_val | validation_acc | val_accuracy,
+    test_loss | loss_test,  test_acc | acc_test | test_accuracy.
+-999 (the published code's "not computed" for the epoch-0 train metrics) and null read as NaN;
+a reported NaN/inf loss marks the model diverged at that epoch. When an epoch appears twice
+(Ray appends again after a trial restore) the last line wins, as its checkpoint was rewritten.
+
+Models are ordered by folder name (Ray numbers trials with zero-padded indices). The zoo's
+epochs are those with a checkpoint in at least one model; a model without one at such an
+epoch is kept with NaN weights and status "missing". Conv/linear layers are matched by their
+order in `module_list`, so dropout layers (present in CNN-s only when p > 0, always in CNN-l)
+do not matter.
+"""
+
+import json
+import math
+import os
+import re
+import warnings
+from typing import Any
+
+import pandas as pd
+
+from zoo_jax import models as zoo_models
+from zoo_jax import zoo
+from zoo_jax.convert import torch_export, writer
+
+ARCH_TYPES = {"CNN": "cnn_s", "CNN3": "cnn_l"}
+ACTIVATION_NAMES = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "gelu": "gelu",
+                    "leakyrelu": "leaky_relu", "leaky_relu": "leaky_relu"}
+_HPARAM_KEYS = {"seed": "seed", "dropout": "model::dropout", "init": "model::init_type",
+                "optimizer": "optim::optimizer", "learning_rate": "optim::lr", "weight_decay": "optim::wd"}
+_NUMERIC = {"seed", "dropout", "learning_rate", "weight_decay"}
+METRIC_KEYS = {
+    "train_loss": ("train_loss", "loss_train"),
+    "train_acc": ("train_acc", "acc_train", "train_accuracy"),
+    "validation_loss": ("val_loss", "loss_val", "validation_loss"),
+    "validation_acc": ("val_acc", "acc_val", "validation_acc", "val_accuracy"),
+    "test_loss": ("test_loss", "loss_test"),
+    "test_acc": ("test_acc", "acc_test", "test_accuracy"),
+}
+NOT_COMPUTED = -999  # def_NN_experiment.py reports the epoch-0 train loss/accuracy as -999
+_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+_CHECKPOINT_FILE = re.compile(r"^model_epoch_(\d+)\.ptf$")
+_LAYOUT = ("expected a Model Zoos layout: SRC/<trial>/params.json, SRC/<trial>/result.json and "
+           "SRC/<trial>/checkpoint_<epoch>/checkpoints (see zoo_jax/convert/modelzoos.py)")
+
+
+def scan(src: str) -> writer.Source:
+  """Scans a published Model Zoos folder: configs, metrics and checkpoint files (no weights read)."""
+  if not os.path.isdir(src):
+    raise FileNotFoundError(f"{src!r} is not a folder; {_LAYOUT}.")
+  trials = _trial_folders(src)
+  rows, structure, checkpoints, metrics = [], [], [], []
+  for position, trial in enumerate(trials):
+    row, arch, channels = _read_params(trial)
+    rows.append(row)
+    structure.append((arch, channels, row["activation"], row["optimizer"], bool(row["dropout"] > 0)))
+    checkpoints.append(_checkpoint_files(trial))
+    for epoch, values in _read_results(trial).items():
+      metrics.append({"model": position, "epoch": epoch, **values})
+  table = pd.DataFrame(rows)
+  shapes = {key: writer.param_shapes(key[0], key[1]) for key in dict.fromkeys(structure)}
+  epochs = sorted({epoch for files in checkpoints for epoch in files})
+  metrics_table = pd.DataFrame(metrics, columns=["model", "epoch", *zoo.METRIC_COLUMNS, "loss_diverged"])
+
+  def read_epoch(epoch: int) -> list[Any]:
+    out = []
+    for files, key in zip(checkpoints, structure):
+      path = files.get(epoch)
+      out.append(None if path is None else _read_checkpoint(path, key[0], key[1], shapes[key]))
+    return out
+
+  return writer.Source(models=table, structure=structure, shapes=shapes, epochs=epochs,
+                       metrics=metrics_table, read_epoch=read_epoch)
+
+
+def _trial_folders(src: str) -> list[str]:
+  if os.path.exists(os.path.join(src, "params.json")):
+    return [src]
+  trials = []
+  for name in sorted(os.listdir(src)):
+    path = os.path.join(src, name)
+    if not os.path.isdir(path):
+      continue
+    if os.path.exists(os.path.join(path, "params.json")):
+      trials.append(path)
+    elif any(_CHECKPOINT_DIR.match(n) or _CHECKPOINT_FILE.match(n) or n == "result.json" for n in os.listdir(path)):
+      raise ValueError(f"{path!r} holds checkpoints or a result.json but no params.json; {_LAYOUT}.")
+  if not trials:
+    raise ValueError(f"{src!r} has no trial folders (sub-folders with a params.json); {_LAYOUT}.")
+  return trials
+
+
+def _read_json(path: str) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{path}: not valid JSON ({error}); the file may be truncated.") from error
+
+
+def _read_params(trial: str) -> tuple[dict, str, int]:
+  """(models-table row, arch, input channels) from a trial's params.json."""
+  path = os.path.join(trial, "params.json")
+  config = _read_json(path)
+  if not isinstance(config, dict):
+    raise ValueError(f"{path}: expected one JSON object (the trial config), got {type(config).__name__}.")
+  for key in ("model::type", "model::channels_in", "model::nlin"):
+    if key not in config:
+      raise ValueError(f"{path}: the key {key!r} is missing; it is required to rebuild the model.")
+  model_type = config["model::type"]
+  if model_type not in ARCH_TYPES:
+    raise ValueError(f"{path}: model::type {model_type!r} is not supported; supported: "
+                     f"{ARCH_TYPES} (Model Zoos class -> zoo_jax architecture).")
+  nlin = str(config["model::nlin"]).lower()
+  if nlin not in ACTIVATION_NAMES:
+    raise ValueError(f"{path}: model::nlin {config['model::nlin']!r} has no zoo_jax activation; "
+                     f"supported: {sorted(ACTIVATION_NAMES)}.")
+  try:
+    channels = int(config["model::channels_in"])
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{path}: model::channels_in must be an integer, got {config['model::channels_in']!r}.") from error
+  row = {"seed": math.nan, "arch": ARCH_TYPES[model_type], "activation": ACTIVATION_NAMES[nlin]}
+  for column, key in _HPARAM_KEYS.items():
+    value = config.get(key)
+    if column in _NUMERIC:
+      try:
+        value = math.nan if value is None else float(value)
+      except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {key} must be a number, got {value!r}.") from error
+    else:
+      value = "" if value is None else str(value)
+    row[column] = value
+  row["source"] = os.path.basename(os.path.normpath(trial))
+  assert set(row) == set(writer.HPARAM_COLUMNS) | {"source"}
+  assert row["activation"] in zoo_models.ACTIVATIONS
+  return row, ARCH_TYPES[model_type], channels
+
+
+def _checkpoint_files(trial: str) -> dict[int, str]:
+  """{epoch: file} of a trial's checkpoints, both accepted namings."""
+  files: dict[int, str] = {}
+  for name in os.listdir(trial):
+    path = os.path.join(trial, name)
+    match = _CHECKPOINT_DIR.match(name) if os.path.isdir(path) else _CHECKPOINT_FILE.match(name)
+    if match is None:
+      continue
+    if os.path.isdir(path):
+      path = os.path.join(path, "checkpoints")
+      if not os.path.isfile(path):
+        raise ValueError(f"{os.path.dirname(path)} has no 'checkpoints' file; expected the torch.save'd "
+                         "state_dict there (Ray Tune checkpoint of the Model Zoos trainable).")
+    epoch = int(match.group(1))
+    if epoch in files:
+      raise ValueError(f"{trial}: two checkpoints for epoch {epoch}: {files[epoch]} and {path}; keep one.")
+    files[epoch] = path
+  return files
+
+
+def _read_results(trial: str) -> dict[int, dict]:
+  """{epoch: metrics} from a trial's result.json; empty (with a warning) when there is none."""
+  path = os.path.join(trial, "result.json")
+  if not os.path.exists(path):
+    warnings.warn(f"{path} is missing; the metrics of {trial} are NaN.")
+    return {}
+  results = {}
+  with open(path) as f:
+    for number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as error:
+        raise ValueError(f"{path}, line {number}: not valid JSON ({error}); expected one JSON object per line "
+                         "(the file may be truncated).") from error
+      epoch = record.get("training_iteration", record.get("epoch")) if isinstance(record, dict) else None
+      if epoch is None:
+        raise ValueError(f"{path}, line {number}: no 'training_iteration' or 'epoch' key; "
+                         "cannot tell which epoch the metrics belong to.")
+      results[int(epoch)] = _metrics(record)
+  return results
+
+
+def _metrics(record: dict) -> dict:
+  values, diverged = {}, False
+  for name, keys in METRIC_KEYS.items():
+    value = next((record[k] for k in keys if k in record), None)
+    if value is None or value == NOT_COMPUTED:
+      values[name] = math.nan
+      continue
+    values[name] = float(value)
+    diverged |= name.endswith("loss") and not math.isfinite(values[name])
+  return {**values, "loss_diverged": diverged}
+
+
+def _load_state_dict(path: str) -> Any:
+  """The state_dict in a checkpoint file (a bare state_dict, or a dict holding one)."""
+  try:
+    import torch
+  except ImportError as error:
+    raise ImportError("Reading Model Zoos checkpoints needs PyTorch: pip install torch (the CPU build is "
+                      "enough).") from error
+  try:
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as error:  # torch raises many types (zip, pickle, EOF) for damaged files; re-raised here
+    raise ValueError(f"{path}: cannot be read as a torch.save'd state_dict ({type(error).__name__}: "
+                     f"{str(error)[:200]}); the file may be truncated.") from error
+  if isinstance(loaded, dict) and "state_dict" in loaded:
+    loaded = loaded["state_dict"]
+  if not isinstance(loaded, dict):
+    raise ValueError(f"{path}: holds a {type(loaded).__name__}; expected a state_dict (dict of tensors).")
+  return loaded
+
+
+def _read_checkpoint(path: str, arch: str, channels: int, shapes: Any) -> dict:
+  state_dict = _load_state_dict(path)
+  try:
+    params = torch_export.from_torch_state_dict(state_dict, arch, channels_in=channels)
+  except ValueError as error:
+    raise ValueError(f"{path}: {str(error).rstrip('.')} (params.json declares model::type "
+                     f"{torch_export.PUBLISHED_CLASS[arch]!r}, model::channels_in {channels}).") from error
+  writer.check_shapes(params, shapes, path)
+  return params
