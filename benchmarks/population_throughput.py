@@ -303,7 +303,7 @@ def main(argv=None):
   print()
   print(f"== model-steps/s (one model, one Adam step); {args.steps} steps/epoch, median of {args.repeats}")
   header = (f"{'P':>5} {'batch':>5} {'zoo_jax':>9} {'compile s':>9} {'GFLOP/s':>8} "
-            f"{'vs torch':>9} {'vs seq':>7} {'maxRSS G':>8} {'load':>5}")
+            f"{'vs torch':>9} {'vs seq':>7} {'maxRSS G':>9} {'load':>5}")
   print(header)
   print("-" * len(header))
   for r in rows:
@@ -314,7 +314,7 @@ def main(argv=None):
     vs_torch = f"{r['rate'] / ref[r['batch']]['rate']:.2f}x" if r["batch"] in ref else "-"
     vs_seq = f"{r['rate'] / seq[r['batch']]['rate']:.2f}x"
     print(f"{r['p']:>5} {r['batch']:>5} {r['rate']:>9.0f} {r['compile_s']:>9.1f} {gflops:>8.2f} "
-          f"{vs_torch:>9} {vs_seq:>7} {r['rss_gib']:>8.2f} {r['load']:>5.1f}")
+          f"{vs_torch:>9} {vs_seq:>7} {r['rss_gib']:>9.2f} {r['load']:>5.1f}")
   for batch in args.batch:
     line = f"reference batch={batch}: sequential JAX {seq[batch]['rate']:.0f}"
     if batch in ref:

@@ -35,7 +35,8 @@ _SCRIPT = textwrap.dedent("""
         original(self, epoch, params, metrics, state)
       zoo.ZooWriter.save = save
     elif kill_at == "during_async_write":
-      # Orbax is still writing the epoch-2 weights in its background thread.
+      # Killed when the writer starts waiting for Orbax's background write of the epoch-2
+      # weights: the step is then either still a tmp folder or just committed.
       original = ocp.CheckpointManager.wait_until_finished
       def wait(self):
         if os.path.basename(str(self.directory)) == "checkpoints" and 2 in self.all_steps(read=True) or \\
