@@ -20,4 +20,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.population.grid.learning_rate = (3e-4,)
   c.num_epochs = 50
   c.eval_batch_size = 1000
+  c.models_per_vmap = 0  # the whole cohort in one vmap: these zoos are meant for an accelerator
   return c

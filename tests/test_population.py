@@ -147,3 +147,25 @@ def test_init_params_depends_on_seed_and_init_only():
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(x[2], y[0]), a, b)
   assert np.asarray(a["conv_0"]["kernel"][1]).min() >= 0  # uniform U(0, 1)
   assert np.asarray(a["conv_0"]["kernel"][0]).min() < 0  # normal N(0, 1)
+
+
+def test_chunked_lax_map_equals_one_vmap(train_set):
+  """models_per_vmap only changes how the cohort is batched, not what each model computes."""
+  d, x, y = train_set
+  cohort = pop.Cohort("cnn_s", "tanh", "adam", True)
+  rows = MIXED[:5]
+  col = lambda k: np.array([r[k] for r in rows])
+  results = {}
+  for k in (0, 1, 2):  # 2 leaves a remainder chunk of one model
+    state = pop.create_population(cohort, col("seed"), col("init"), col("lr"), col("wd"), col("dropout"),
+                                  d.image_shape)
+    epoch_fn = pop.make_train_epoch(cohort, batch_size=BATCH, num_train=N_TRAIN, mean=d.mean, std=d.std,
+                                    models_per_vmap=k)
+    results[k], metrics = epoch_fn(state, x, y)
+    assert metrics.loss.shape == (5,)
+  for k in (1, 2):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 results[k].params, results[0].params)
+  # One model at a time is the program a model trains with alone: bit-identical.
+  alone, _, _ = _train(cohort, [rows[3]], train_set, epochs=1)
+  jax.tree.map(np.testing.assert_array_equal, _model(results[1], 3), _model(alone, 0))

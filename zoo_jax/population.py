@@ -143,13 +143,18 @@ def _tree_all_finite(tree) -> jax.Array:
 
 
 def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, std,
-                     num_classes: int = 10) -> Callable[[PopulationState, jax.Array, jax.Array],
-                                                        tuple[PopulationState, EpochMetrics]]:
+                     num_classes: int = 10, models_per_vmap: int = 0,
+                     ) -> Callable[[PopulationState, jax.Array, jax.Array], tuple[PopulationState, EpochMetrics]]:
   """Builds the jitted `train_epoch(state, images, labels) -> (state, metrics)`.
 
   `images` uint8 [N, H, W, C] and `labels` int32 [N] are the whole training set, on the
   device and shared by the cohort. Each model draws its own permutation of them from
   (seed, epoch); the last incomplete batch is dropped. Metrics are per model [P].
+
+  models_per_vmap: 0 vmaps the whole cohort (the accelerator choice); k > 0 vmaps k models
+    at a time and runs the chunks one after another with `lax.map`, inside the same jitted
+    call. On CPU, vmapped convolutions become grouped convolutions whose gradients XLA runs
+    slowly, so k = 1 is several times faster there at P >= 16 (benchmarks/population_throughput.py).
   """
   model, make_tx = make_model(cohort, num_classes), make_optimizer(cohort.optimizer)
   tx = make_tx(learning_rate=0.0, weight_decay=0.0)  # the real values live in each opt_state
@@ -185,7 +190,11 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
         step, (params, opt_state, diverged), (order, jnp.arange(steps)))
     return params, opt_state, diverged, jnp.mean(losses), jnp.mean(accs)
 
-  population_epoch = jax.vmap(model_epoch, in_axes=(0, 0, 0, 0, 0, 0, None, None))
+  def population_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, images, labels):
+    per_model = (params, opt_state, seed, dropout_rate, diverged, epoch)
+    if models_per_vmap <= 0:
+      return jax.vmap(model_epoch, in_axes=(0,) * 6 + (None, None))(*per_model, images, labels)
+    return jax.lax.map(lambda m: model_epoch(*m, images, labels), per_model, batch_size=models_per_vmap)
 
   @jax.jit
   def train_epoch(state: PopulationState, images: jax.Array, labels: jax.Array):

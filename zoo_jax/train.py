@@ -28,11 +28,11 @@ _FIELDS = {
     "dataset": {"name", "source", "data_dir", "split_seed", "train_size"},
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "grid"},
-    "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None,
+    "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
     "overwrite": None, "progress_bar": None,
 }
 # Fields that may change between runs into one workdir without making it another zoo.
-_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size"}
+_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap"}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -56,7 +56,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.model.arch not in models.ARCHITECTURES:
     raise ValueError(f"config.model.arch {config.model.arch!r} is unknown; "
                      f"allowed values: {sorted(models.ARCHITECTURES)}.")
-  for field, low in (("num_epochs", 0), ("batch_size", 1), ("eval_batch_size", 1)):
+  for field, low in (("num_epochs", 0), ("batch_size", 1), ("eval_batch_size", 1), ("models_per_vmap", 0)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
   if ds.train_size is not None and (not isinstance(ds.train_size, int) or ds.train_size < config.batch_size):
@@ -150,7 +150,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> zoo.Z
         cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
         arrays["dropout"], train.image_shape, train.num_classes), mesh)
     train_fns[c] = population.make_train_epoch(cohort, batch_size=config.batch_size, num_train=len(train),
-                                               mean=train.mean, std=train.std, num_classes=train.num_classes)
+                                               mean=train.mean, std=train.std, num_classes=train.num_classes,
+                                               models_per_vmap=config.models_per_vmap)
     eval_fns[c] = population.make_evaluate(cohort, batch_size=config.eval_batch_size, mean=train.mean,
                                            std=train.std, num_classes=train.num_classes)
 
