@@ -99,7 +99,7 @@ def _load_subset(batch: int, steps: int):
   return ds, ds.images[:n], ds.labels[:n]
 
 
-def _population(p: int, batch: int, steps: int, seed0: int = 0):
+def _population(p: int, batch: int, steps: int, seed0: int = 0, models_per_vmap: int = 0):
   """(train_epoch, state, images, labels) for P CNN-s models on the steps*batch subset."""
   import jax.numpy as jnp
   from zoo_jax import population as pop
@@ -110,7 +110,7 @@ def _population(p: int, batch: int, steps: int, seed0: int = 0):
       learning_rate=np.full(p, ADAM_LR), weight_decay=np.zeros(p), dropout_rate=np.zeros(p),
       input_shape=ds.image_shape, num_classes=ds.num_classes)
   train_epoch = pop.make_train_epoch(cohort, batch_size=batch, num_train=len(labels), mean=ds.mean,
-                                     std=ds.std, num_classes=ds.num_classes)
+                                     std=ds.std, num_classes=ds.num_classes, models_per_vmap=models_per_vmap)
   return train_epoch, state, jnp.asarray(images), jnp.asarray(labels)
 
 
@@ -119,9 +119,9 @@ def _block(tree):
   return jax.block_until_ready(tree)
 
 
-def bench_zoo(p: int, batch: int, steps: int, repeats: int, max_mem_frac: float) -> dict:
+def bench_zoo(p: int, batch: int, steps: int, repeats: int, max_mem_frac: float, models_per_vmap: int = 0) -> dict:
   """zoo_jax engine at population P: compile time, compiled memory, median model-steps/s."""
-  train_epoch, state, images, labels = _population(p, batch, steps)
+  train_epoch, state, images, labels = _population(p, batch, steps, models_per_vmap=models_per_vmap)
   t0 = time.perf_counter()
   lowered = train_epoch.lower(state, images, labels)
   t1 = time.perf_counter()
@@ -130,7 +130,7 @@ def bench_zoo(p: int, batch: int, steps: int, repeats: int, max_mem_frac: float)
   mem = compiled.memory_analysis()
   need = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
   avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-  result = dict(p=p, batch=batch, lower_s=t1 - t0, compile_s=t2 - t0, xla_gib=need / 2**30)
+  result = dict(p=p, batch=batch, mpv=models_per_vmap, lower_s=t1 - t0, compile_s=t2 - t0, xla_gib=need / 2**30)
   if need > max_mem_frac * avail:  # refuse before running rather than swap or be OOM-killed
     result["skipped"] = f"needs {need / 2**30:.1f} GiB > {max_mem_frac:.0%} of {avail / 2**30:.1f} GiB free"
     return result
@@ -236,6 +236,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--seq-models", type=int, default=4, help="models in the sequential JAX loop")
   parser.add_argument("--torch-procs", type=int, default=len(os.sched_getaffinity(0)),
                       help="PyTorch processes (one thread each); default: usable cores")
+  parser.add_argument("--models-per-vmap", type=_ints, default=[0, 1],
+                      help="engine modes, comma-separated: 0 = one vmap over the cohort, k = lax.map over chunks of k")
   parser.add_argument("--skip-torch", action="store_true", help="skip the PyTorch reference")
   parser.add_argument("--max-mem-frac", type=float, default=0.5,
                       help="skip a P whose compiled program needs more than this fraction of free memory")
@@ -288,13 +290,13 @@ def main(argv=None):
     seq[batch] = bench_sequential(batch, args.steps, args.repeats, args.seq_models)
     print(f"-- sequential JAX loop batch={batch}: {seq[batch]['rate']:.0f} model-steps/s "
           f"({args.seq_models} models, P=1 train_epoch each), load {seq[batch]['load']:.1f}", flush=True)
-    for p in args.p:
-      r = bench_zoo(p, batch, args.steps, args.repeats, args.max_mem_frac)
+    for p, mpv in [(p, mpv) for p in args.p for mpv in args.models_per_vmap]:
+      r = bench_zoo(p, batch, args.steps, args.repeats, args.max_mem_frac, mpv)
       rows.append(r)
       if "skipped" in r:
         print(f"-- zoo_jax P={p} batch={batch}: SKIPPED, {r['skipped']}", flush=True)
         continue
-      print(f"-- zoo_jax P={p} batch={batch}: {r['rate']:.0f} model-steps/s, compile {r['compile_s']:.1f} s "
+      print(f"-- zoo_jax P={p} models_per_vmap={mpv} batch={batch}: {r['rate']:.0f} model-steps/s, compile {r['compile_s']:.1f} s "
             f"(trace+lower {r['lower_s']:.1f} s), epochs {', '.join(f'{t:.2f}' for t in r['epoch_s'])} s, "
             f"XLA buffers {r['xla_gib']:.2f} GiB, peak RSS {r['rss_gib']:.2f} GiB, loss {r['loss']:.3f}, "
             f"diverged {r['diverged']}, load {r['load']:.1f}", flush=True)
@@ -302,18 +304,18 @@ def main(argv=None):
   peak = matmul_gflops()
   print()
   print(f"== model-steps/s (one model, one Adam step); {args.steps} steps/epoch, median of {args.repeats}")
-  header = (f"{'P':>5} {'batch':>5} {'zoo_jax':>9} {'compile s':>9} {'GFLOP/s':>8} "
+  header = (f"{'P':>5} {'mpv':>4} {'batch':>5} {'zoo_jax':>9} {'compile s':>9} {'GFLOP/s':>8} "
             f"{'vs torch':>9} {'vs seq':>7} {'maxRSS G':>9} {'load':>5}")
   print(header)
   print("-" * len(header))
   for r in rows:
     if "skipped" in r:
-      print(f"{r['p']:>5} {r['batch']:>5} {'skipped':>9} {r['compile_s']:>9.1f}")
+      print(f"{r['p']:>5} {r['mpv']:>4} {r['batch']:>5} {'skipped':>9} {r['compile_s']:>9.1f}")
       continue
     gflops = r["rate"] * 6 * macs * r["batch"] / 1e9
     vs_torch = f"{r['rate'] / ref[r['batch']]['rate']:.2f}x" if r["batch"] in ref else "-"
     vs_seq = f"{r['rate'] / seq[r['batch']]['rate']:.2f}x"
-    print(f"{r['p']:>5} {r['batch']:>5} {r['rate']:>9.0f} {r['compile_s']:>9.1f} {gflops:>8.2f} "
+    print(f"{r['p']:>5} {r['mpv']:>4} {r['batch']:>5} {r['rate']:>9.0f} {r['compile_s']:>9.1f} {gflops:>8.2f} "
           f"{vs_torch:>9} {vs_seq:>7} {r['rss_gib']:>9.2f} {r['load']:>5.1f}")
   for batch in args.batch:
     line = f"reference batch={batch}: sequential JAX {seq[batch]['rate']:.0f}"
@@ -321,7 +323,7 @@ def main(argv=None):
       line += (f", torch {ref[batch]['rate']:.0f} ({args.torch_procs} procs, "
                f"{ref[batch]['rate'] * 6 * macs * batch / 1e9:.2f} GFLOP/s)")
     print(line + " model-steps/s")
-  print("(maxRSS: peak resident memory of this process so far; load: 1-minute load average when each "
+  print("(mpv: models_per_vmap, 0 = one vmap over the cohort; maxRSS: peak resident memory of this process so far; load: 1-minute load average when each "
         "measurement ended, above ~0.5 means other processes shared the cores)")
   done = [r for r in rows if "rate" in r]
   if done:
