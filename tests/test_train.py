@@ -162,6 +162,20 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path):
     train.train_and_evaluate(tiny_config(), str(blocker / "zoo"))
 
 
+def test_corrupted_weights_step_is_a_clear_error_and_others_still_read(reference, tmp_path):
+  workdir = str(tmp_path / "zoo")
+  shutil.copytree(reference, workdir)
+  for root, _, files in os.walk(os.path.join(workdir, "checkpoints", "1")):
+    for name in files:
+      if "manifest" in name or root.endswith("d"):
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(8)
+  z = zoo.Zoo(workdir)
+  with pytest.raises(ValueError, match="Checkpoint step 1 .* is unreadable"):
+    z.params(epoch=1)
+  np.testing.assert_array_equal(z.flat(epoch=2), zoo.Zoo(reference).flat(epoch=2))
+
+
 def test_reader_sees_only_committed_epochs(reference, tmp_path):
   workdir = str(tmp_path / "zoo")
   shutil.copytree(reference, workdir)

@@ -62,8 +62,13 @@ def _open_manager(directory: str, **options) -> ocp.CheckpointManager:
 
 def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
   """Restores a step as host numpy arrays, whatever devices or mesh it was saved from."""
-  target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), manager.item_metadata(step))
-  return manager.restore(step, args=ocp.args.StandardRestore(target))
+  try:
+    target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), manager.item_metadata(step))
+    return manager.restore(step, args=ocp.args.StandardRestore(target))
+  except Exception as error:  # orbax/tensorstore raise many types for damaged files
+    raise ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+                     f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
+                     "that step folder and re-run training to rewrite it.") from error
 
 
 def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, np.ndarray]],
