@@ -35,24 +35,22 @@ STATUS_MISSING = "missing"  # imported zoos: the source has no weights for that 
 STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_MISSING)
 
 
-def write_table_atomic(table: pd.DataFrame, path: str) -> None:
-  """Writes a CSV so that readers see the old file or the new one, never half of one."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".csv")
+def _write_atomic(path: str, write: Any, suffix: str) -> None:
+  """Writes through `write(file)` so that readers see the old file or the new one, never half of one."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_", suffix=suffix)
   with os.fdopen(fd, "w") as f:
-    table.to_csv(f, index=False)
+    write(f)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def write_table_atomic(table: pd.DataFrame, path: str) -> None:
+  _write_atomic(path, lambda f: table.to_csv(f, index=False), ".csv")
 
 
 def write_json_atomic(obj: Any, path: str) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_", suffix=".json")
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  _write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), ".json")
 
 
 def _open_manager(directory: str, **options) -> ocp.CheckpointManager:
