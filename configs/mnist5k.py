@@ -16,6 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.split_seed = 0  # seed of the train/validation split, shared by every model
   # None: the whole training split; N: a seeded random subset of N images (small zoos, tests).
   c.dataset.train_size = ml_collections.config_dict.placeholder(int)
+  # None: the whole validation and test splits; N: seeded subsets of N images each (cheaper evaluation).
+  c.dataset.eval_size = ml_collections.config_dict.placeholder(int)
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "cnn_s"  # cnn_s | cnn_l | mlp

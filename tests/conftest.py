@@ -20,3 +20,38 @@ if ROOT not in sys.path:
 def mnist5k():
   from zoo_jax import data
   return {split: data.load("mnist5k", split) for split in data.SPLITS}
+
+
+def tiny_zoo_config(dataset: str = "mnist5k"):
+  """A 16-model hyperparameter zoo (2 activations x 2 optimizers x 2 lr x 2 seeds), 3 epochs."""
+  from configs import mnist5k as base
+  c = base.get_config()
+  c.dataset.name = dataset
+  c.dataset.train_size = 500
+  c.dataset.eval_size = 500
+  c.population.num_seeds = 2
+  c.population.grid.activation = ("tanh", "relu")
+  c.population.grid.optimizer = ("adam", "sgd")
+  c.population.grid.learning_rate = (1e-3, 1e-2)
+  c.num_epochs = 3
+  c.batch_size = 25
+  c.progress_bar = False
+  return c
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory) -> str:
+  """Workdir of a trained 16-model mnist5k zoo (epochs 0..3), shared by the weight-space tests."""
+  from zoo_jax import train
+  workdir = str(tmp_path_factory.mktemp("tiny_zoo"))
+  train.train_and_evaluate(tiny_zoo_config(), workdir)
+  return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo_fashion(tmp_path_factory) -> str:
+  """The same grid on Fashion-MNIST (Debian's package): the second zoo of cross-dataset tests."""
+  from zoo_jax import train
+  workdir = str(tmp_path_factory.mktemp("tiny_zoo_fashion"))
+  train.train_and_evaluate(tiny_zoo_config("fashion_mnist"), workdir)
+  return workdir

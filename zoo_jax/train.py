@@ -25,7 +25,7 @@ from zoo_jax import data, grid, models, population, sharding, zoo
 
 # Fields a config may carry (sections map to their allowed sub-fields).
 _FIELDS = {
-    "dataset": {"name", "source", "data_dir", "split_seed", "train_size"},
+    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size"},
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
@@ -62,6 +62,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if ds.train_size is not None and (not isinstance(ds.train_size, int) or ds.train_size < config.batch_size):
     raise ValueError(f"config.dataset.train_size must be None (all) or an integer >= config.batch_size "
                      f"({config.batch_size}), got {ds.train_size!r}.")
+  eval_size = ds.get("eval_size")
+  if eval_size is not None and (not isinstance(eval_size, int) or eval_size < 1):
+    raise ValueError(f"config.dataset.eval_size must be None (all) or a positive integer, got {eval_size!r}.")
   grid.validate_population(config.population)
 
 
@@ -95,10 +98,10 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
   return [] if a == b else [prefix.rstrip(".")]
 
 
-def _subset(dataset: data.Dataset, size: int, seed: int) -> data.Dataset:
+def _subset(dataset: data.Dataset, size: int, seed: int, field: str = "train_size") -> data.Dataset:
   """A seeded random subset of `size` images (kept in dataset order), for small zoos and tests."""
   if size > len(dataset):
-    raise ValueError(f"config.dataset.train_size={size} exceeds the {len(dataset)} training images of "
+    raise ValueError(f"config.dataset.{field}={size} exceeds the {len(dataset)} {dataset.split} images of "
                      f"{dataset.name!r}.")
   index = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:size])
   return dataclasses.replace(dataset, images=dataset.images[index], labels=dataset.labels[index])
@@ -132,6 +135,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> zoo.Z
                              image_size=size[0] if size else None) for split in data.SPLITS}
   if ds.train_size is not None:
     splits["train"] = _subset(splits["train"], ds.train_size, ds.split_seed)
+  if ds.get("eval_size") is not None:  # a smaller validation and test set: cheaper evaluation of big zoos
+    for split in ("validation", "test"):
+      splits[split] = _subset(splits[split], min(ds.eval_size, len(splits[split])), ds.split_seed, "eval_size")
   train = splits["train"]
   models_table = grid.models_table(config.population, config.model.arch)
   if not os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):

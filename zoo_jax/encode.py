@@ -1,0 +1,366 @@
+"""Learn on weights: train an encoder or baseline on zoos, predict every property, score it.
+
+  python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=DIR [--zoo=DIR2 ...] --workdir=OUT
+
+The first `config.split.train_zoos` zoos are pooled and split by model (seeded, per seed);
+held-out models give the in-distribution scores, and every further zoo is a cross-dataset
+(or, for SNE, cross-architecture) test set scored whole. Writes to OUT:
+
+  config.json              the config and the zoos
+  results.csv              method x predictor x property x metric x test set: mean, std over seeds
+  results_per_seed.csv     the same per seed (a killed run resumes after its last finished seed)
+  predictions.csv          seed 0's predictions of every test state
+  test_acc.png             predicted vs true test accuracy (seed 0), one panel per test set
+  embeddings.npz           seed 0's embedding of every state (learned encoders)
+  encoder/                 seed 0's trained hyper-representation autoencoder (for zoo_jax.sample)
+  checkpoints/             Orbax checkpoints of every training, resumed after a crash
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pandas as pd
+
+from zoo_jax import properties, weights
+from zoo_jax import zoo as zoo_lib
+
+METHODS = ("statnn", "flat", "deepsets", "sne", "hyperrep")
+# Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
+FEATURE_PREDICTORS = ("ridge", "gbt", "mlp")
+RESULTS_FILE, PER_SEED_FILE, PREDICTIONS_FILE = "results.csv", "results_per_seed.csv", "predictions.csv"
+IN_DISTRIBUTION = "in_distribution"
+
+
+@dataclasses.dataclass
+class ZooStates:
+  """The usable states of one zoo: their table and their weights, row for row."""
+
+  name: str
+  table: pd.DataFrame
+  flat: np.ndarray  # [N, n] float32, in weights.flatten order
+  spec: weights.WeightSpec
+
+  def rows(self, keep: np.ndarray) -> "ZooStates":
+    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec)
+
+
+def load_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
+  """Reads every usable (model, epoch) state of a zoo: the property table and flat weights."""
+  zoo = zoo_lib.Zoo(workdir)
+  table = properties.state_table(zoo, epochs)
+  flats, spec = [], None
+  for epoch, rows in table.groupby("epoch", sort=True):  # the table is sorted by (epoch, model_id)
+    vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
+    flats.append(np.asarray(vector, np.float32))
+  zoo.close()
+  return ZooStates(table["zoo"].iloc[0], table, np.concatenate(flats), spec)
+
+
+def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
+  """Checks the fields once, early; errors name the field and the allowed values."""
+  if config.method not in METHODS:
+    raise ValueError(f"config.method {config.method!r} is unknown; allowed values: {list(METHODS)}.")
+  properties.check_properties(config.properties)
+  for name in config.get("predictors", ()):
+    if name not in FEATURE_PREDICTORS:
+      raise ValueError(f"config.predictors has {name!r}; allowed values: {list(FEATURE_PREDICTORS)}.")
+  if config.method in ("statnn", "flat", "hyperrep") and not config.get("predictors"):
+    raise ValueError(f"config.predictors is empty; method {config.method!r} needs at least one of "
+                     f"{list(FEATURE_PREDICTORS)}.")
+  if not isinstance(config.num_seeds, int) or config.num_seeds < 1:
+    raise ValueError(f"config.num_seeds must be an integer >= 1, got {config.num_seeds!r}.")
+  if not isinstance(config.split.train_zoos, int) or not 1 <= config.split.train_zoos <= num_zoos:
+    raise ValueError(f"config.split.train_zoos must be an integer in [1, {num_zoos}] (the number of "
+                     f"--zoo directories), got {config.split.train_zoos!r}.")
+  if num_zoos < 1:
+    raise ValueError("Give at least one --zoo=DIR.")
+
+
+# ---------------------------------------------------------------------------- inputs per method
+
+
+def _statnn(states: ZooStates) -> np.ndarray:
+  params = weights.unflatten(jnp.asarray(states.flat), states.spec)
+  return np.asarray(weights.statnn_features(params, states.spec), np.float32)
+
+
+def _same_layout(zoos: Sequence[ZooStates]) -> bool:
+  return len({z.spec for z in zoos}) == 1
+
+
+class _Inputs:
+  """Turns states into a method's inputs; `permuted(key)` for SNE's logit invariance."""
+
+  def __init__(self, config: ml_collections.ConfigDict, train: ZooStates, everything: Sequence[ZooStates]):
+    self.config, self.method = config, config.method
+    if self.method == "sne":
+      from zoo_jax.encoders import sne
+      size = config.sne.chunk_size
+      self.num_chunks = max(weights.chunk_layout(z.spec, size).index.shape[0] for z in everything)
+      self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks) for z in everything}
+      self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks) for z in everything}
+    elif self.method == "deepsets":
+      self.token_dim = max(weights.token_dim(z.spec) for z in everything)
+
+  def __call__(self, states: ZooStates) -> Any:
+    if self.method == "sne":
+      return _batched(self._chunk[states.spec], states.flat)
+    if self.method == "deepsets":
+      tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(states.flat), states.spec), states.spec,
+                                   dim=self.token_dim)
+      return jax.tree.map(np.asarray, tokens)
+    raise AssertionError(self.method)
+
+  def permuted(self, states: ZooStates):
+    fn = self._permuted[states.spec]
+    return lambda key: _batched(lambda x: fn(key, x), states.flat)
+
+
+def _batched(fn, flat: np.ndarray, batch_size: int = 512) -> Any:
+  """fn over fixed-size batches of rows (the last one padded by wrapping): one compilation."""
+  outs = []
+  for start in range(0, len(flat), batch_size):
+    index = np.arange(start, start + batch_size) % len(flat)
+    outs.append(jax.tree.map(np.asarray, fn(jnp.asarray(flat[index]))))
+  return jax.tree.map(lambda *xs: np.concatenate(xs)[:len(flat)], *outs)
+
+
+# ---------------------------------------------------------------------------- one seed
+
+
+def _fit_features(config, predictor: str, targets: properties.Targets, train_x: np.ndarray,
+                  train_table: pd.DataFrame, test_x: dict[str, np.ndarray], seed: int,
+                  checkpoint_dir: str) -> dict[str, dict[str, np.ndarray]]:
+  """Predictions {test set: {property: values}} of one predictor on fixed features."""
+  if predictor in ("ridge", "gbt"):
+    out = {name: {} for name in test_x}
+    for prop in targets.names:
+      y = properties.Targets.raw(train_table, prop)
+      for name, x in test_x.items():
+        out[name][prop] = properties.fit_probe(predictor, train_x, y, x, seed=seed)
+    return out
+  # "mlp": one multi-task MLP on standardised features.
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-8
+  reg, cls = targets.encode(train_table)
+  module = properties.MLP(hidden=tuple(config.mlp.hidden), num_outputs=targets.num_outputs)
+  params, _ = properties.train_predictor(
+      module, (train_x - mean) / std, reg, cls, targets.num_classes, key=jax.random.key(seed),
+      num_epochs=config.mlp.num_epochs, batch_size=config.mlp.batch_size,
+      learning_rate=config.mlp.learning_rate, weight_decay=config.mlp.weight_decay,
+      checkpoint_dir=checkpoint_dir, progress=config.progress_bar, desc=f"mlp seed {seed}")
+  predict = properties.make_predict(module.apply)
+  return {name: targets.decode(predict(params, (x - mean) / std)) for name, x in test_x.items()}
+
+
+def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates], seed: int,
+              workdir: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+  """Trains and scores one seed; returns (scores, predictions, embeddings {zoo: [N, D]})."""
+  is_test = properties.split_by_model(pool.table, config.split.test_fraction, seed)
+  train, test_sets = pool.rows(~is_test), {IN_DISTRIBUTION: pool.rows(is_test)}
+  test_sets.update({f"cross:{z.name}": z for z in others})
+  targets = properties.Targets(train.table, config.properties)
+  ckpt = os.path.join(workdir, "checkpoints", f"seed_{seed}")
+  method = config.method
+  embeddings: dict[str, np.ndarray] = {}
+  predictions: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # predictor -> test set -> property
+  skipped: dict[str, str] = {}
+
+  if method in ("statnn", "flat", "hyperrep"):
+    comparable = {n: z for n, z in test_sets.items() if z.spec == train.spec or method == "statnn"}
+    skipped.update({n: "another architecture" for n in test_sets if n not in comparable})
+    if method == "statnn":
+      featurize = _statnn
+    elif method == "flat":
+      featurize = lambda z: z.flat
+    else:
+      from zoo_jax.encoders import hyperrep_train
+      featurize = hyperrep_train.train_and_embed(config, train, os.path.join(ckpt, "hyperrep"), seed,
+                                                 save_dir=os.path.join(workdir, "encoder") if seed == 0 else None)
+      embeddings = {z.name: featurize(z) for z in [pool, *others] if z.spec == train.spec}
+    train_x = featurize(train)
+    test_x = {n: featurize(z) for n, z in comparable.items()}
+    for predictor in config.predictors:
+      predictions[predictor] = _fit_features(config, predictor, targets, train_x, train.table, test_x, seed,
+                                             os.path.join(ckpt, predictor))
+  else:
+    from zoo_jax.encoders import baselines, sne
+    everything = [pool, *others]
+    inputs = _Inputs(config, train, everything)
+    reg, cls = targets.encode(train.table)
+    if method == "sne":
+      module = sne.SNE(num_outputs=targets.num_outputs, **config.sne.model.to_dict())
+      kwargs = dict(invariance_weight=config.sne.invariance_weight, permuted=inputs.permuted(train))
+    else:
+      comparable = {n: z for n, z in test_sets.items() if z.spec == train.spec}
+      skipped.update({n: "another architecture" for n in test_sets if n not in comparable})
+      test_sets = comparable
+      module = baselines.DeepSets(num_outputs=targets.num_outputs, num_layers=len(train.spec.layers),
+                                  **config.deepsets.model.to_dict())
+      kwargs = {}
+    t = config.train
+    params, _ = properties.train_predictor(
+        module, inputs(train), reg, cls, targets.num_classes, key=jax.random.key(seed),
+        num_epochs=t.num_epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay, checkpoint_dir=os.path.join(ckpt, method),
+        progress=config.progress_bar, desc=f"{method} seed {seed}", **kwargs)
+    predict = properties.make_predict(module.apply)
+    predictions["direct"] = {n: targets.decode(predict(params, inputs(z))) for n, z in test_sets.items()}
+    if method == "sne":
+      embed = jax.jit(lambda p, x: module.apply(p, x, method=sne.SNE.embed))
+      embeddings = {z.name: _batched_embed(embed, params, inputs(z)) for z in everything}
+
+  rows, prediction_rows = [], []
+  for predictor, by_set in predictions.items():
+    for test_set, by_prop in by_set.items():
+      table = test_sets[test_set].table
+      frame = table[["zoo", "model_id", "epoch"]].copy()
+      for prop, values in by_prop.items():
+        truth = properties.Targets.raw(table, prop)
+        for metric, value in properties.score(prop, truth, values).items():
+          rows.append(dict(seed=seed, method=method, predictor=predictor, test_set=test_set, property=prop,
+                           metric=metric, value=value))
+        frame[f"{prop}_true"], frame[f"{prop}_pred"] = truth, values
+      frame.insert(0, "test_set", test_set)
+      frame.insert(0, "predictor", predictor)
+      prediction_rows.append(frame)
+  for test_set, why in skipped.items():
+    rows.append(dict(seed=seed, method=method, predictor="-", test_set=test_set, property="-",
+                     metric=f"n/a: {why}", value=np.nan))
+  for prop in targets.skipped:
+    rows.append(dict(seed=seed, method=method, predictor="-", test_set="-", property=prop,
+                     metric="n/a: constant in the training split", value=np.nan))
+  return pd.DataFrame(rows), pd.concat(prediction_rows, ignore_index=True), embeddings
+
+
+def _batched_embed(embed, params, inputs, batch_size: int = 256) -> np.ndarray:
+  num = jax.tree.leaves(inputs)[0].shape[0]
+  outs = []
+  for start in range(0, num, batch_size):
+    index = np.arange(start, start + batch_size) % num
+    outs.append(np.asarray(embed(params, jax.tree.map(lambda x: x[index], inputs))))
+  return np.concatenate(outs)[:num]
+
+
+# ---------------------------------------------------------------------------- the job
+
+
+def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
+  """Mean and spread (std over seeds) of every score."""
+  scored = per_seed.dropna(subset=["value"])
+  keys = ["method", "predictor", "test_set", "property", "metric"]
+  table = scored.groupby(keys, sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+  return table.rename(columns={"count": "seeds"})
+
+
+def plot_test_accuracy(predictions: pd.DataFrame, path: str, title: str) -> None:
+  """Predicted vs true test accuracy, one panel per test set, one colour per predictor."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  if "test_acc_pred" not in predictions:
+    return
+  sets = list(dict.fromkeys(predictions["test_set"]))
+  fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4), squeeze=False)
+  for ax, test_set in zip(axes[0], sets):
+    part = predictions[predictions["test_set"] == test_set]
+    for predictor, rows in part.groupby("predictor", sort=False):
+      ax.scatter(rows["test_acc_true"], rows["test_acc_pred"], s=6, alpha=0.5, label=predictor)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="true test accuracy", ylabel="predicted test accuracy", title=test_set, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
+  """The whole job: every seed trained and scored (resuming finished seeds), tables and plot written."""
+  validate_config(config, len(zoo_dirs))
+  os.makedirs(workdir, exist_ok=True)
+  record = {"config": json.loads(config.to_json()), "zoos": [os.path.abspath(d) for d in zoo_dirs]}
+  record["config"].pop("progress_bar", None)
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old != record:
+      raise ValueError(f"Workdir {workdir!r} holds results of another config or other zoos; use another "
+                       "--workdir.")
+  else:
+    zoo_lib.write_json_atomic(record, path)
+
+  states = [load_states(d, config.get("epochs")) for d in zoo_dirs]
+  names = [s.name for s in states]
+  if len(set(names)) != len(names):
+    raise ValueError(f"--zoo directories must have distinct names (got {names}); they label the test sets.")
+  train_zoos = states[:config.split.train_zoos]
+  pool = train_zoos[0] if len(train_zoos) == 1 else _pool(train_zoos)
+  others = states[config.split.train_zoos:]
+
+  per_seed_path = os.path.join(workdir, PER_SEED_FILE)
+  per_seed = pd.read_csv(per_seed_path) if os.path.exists(per_seed_path) else pd.DataFrame()
+  done = set(per_seed["seed"]) if len(per_seed) else set()
+  for seed in range(config.num_seeds):
+    if seed in done:
+      continue
+    scores, predictions, embeddings = _run_seed(config, pool, others, seed, workdir)
+    if seed == 0:
+      zoo_lib.write_table_atomic(predictions, os.path.join(workdir, PREDICTIONS_FILE))
+      if embeddings:
+        np.savez(os.path.join(workdir, "embeddings.npz"), **{
+            f"{name}/{key}": value for name, z in embeddings.items() for key, value in
+            (("embedding", z), ("model_id", _by_name(states, pool, name).table["model_id"].to_numpy()),
+             ("epoch", _by_name(states, pool, name).table["epoch"].to_numpy()))})
+    per_seed = pd.concat([per_seed, scores], ignore_index=True)
+    zoo_lib.write_table_atomic(per_seed, per_seed_path)  # a finished seed is never redone
+  results = summarize(per_seed)
+  zoo_lib.write_table_atomic(results, os.path.join(workdir, RESULTS_FILE))
+  if os.path.exists(os.path.join(workdir, PREDICTIONS_FILE)):
+    plot_test_accuracy(pd.read_csv(os.path.join(workdir, PREDICTIONS_FILE)),
+                       os.path.join(workdir, "test_acc.png"), f"{config.method}: test accuracy from weights")
+  return results
+
+
+def _pool(zoos: Sequence[ZooStates]) -> ZooStates:
+  if not _same_layout(zoos) and zoos:
+    raise ValueError("config.split.train_zoos pools zoos of different architectures; only method 'sne' "
+                     "reads mixed architectures, and it takes them as separate --zoo test sets.")
+  return ZooStates("+".join(z.name for z in zoos), pd.concat([z.table for z in zoos], ignore_index=True),
+                   np.concatenate([z.flat for z in zoos]), zoos[0].spec)
+
+
+def _by_name(states, pool, name):
+  return pool if name == pool.name else next(s for s in states if s.name == name)
+
+
+def _format(results: pd.DataFrame) -> str:
+  table = results.copy()
+  table["score"] = [f"{m:.3f} ± {s:.3f}" if np.isfinite(s) else f"{m:.3f}" for m, s in
+                    zip(table["mean"], table["std"].fillna(np.nan))]
+  return table.pivot_table(index=["predictor", "property"], columns=["test_set", "metric"], values="score",
+                           aggfunc="first").to_string()
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Encoder config file.", lock_config=True)
+  _ZOOS = flags.DEFINE_multi_string("zoo", None, "Zoo workdir(s); the first split.train_zoos train.")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Where results and checkpoints go.")
+  flags.mark_flags_as_required(["config", "zoo", "workdir"])
+
+  def main(argv):
+    del argv
+    results = encode_and_evaluate(_CONFIG.value, _ZOOS.value, _WORKDIR.value)
+    print(_format(results))
+    print(f"results: {os.path.join(_WORKDIR.value, RESULTS_FILE)}")
+
+  app.run(main)

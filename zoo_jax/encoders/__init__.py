@@ -1,0 +1,1 @@
+"""Encoders over a zoo's weights: hyper-representations, SNE, and the baselines."""

@@ -1,0 +1,84 @@
+"""The one training loop of every learned encoder: epochs of shuffled minibatches, resumable.
+
+The step is a pure jitted function `step(params, opt_state, batch, key) -> (params,
+opt_state, metrics)`; this driver only shuffles, slices, shows progress and checkpoints.
+Each epoch may rebuild its data from a key (fresh augmentations, e.g. permuted copies
+for SNE's logit invariance), and with a `checkpoint_dir` every epoch is committed to
+Orbax, so a killed run resumes from its last epoch and ends where an uninterrupted one does.
+"""
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+Step = Callable[[Any, Any, Any, jax.Array], tuple[Any, Any, dict[str, jax.Array]]]
+
+
+def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, num_epochs: int,
+        batch_size: int, epoch_data: Callable[[jax.Array], Any] | None = None,
+        checkpoint_dir: str | None = None, progress: bool = True,
+        desc: str = "train") -> tuple[Any, Any, list[dict[str, float]]]:
+  """Trains for `num_epochs` epochs; returns (params, opt_state, per-epoch mean metrics).
+
+  Args:
+    step: the jitted update; `batch` is `data` sliced along its leading axis.
+    data: pytree of arrays with a leading example axis [N, ...] (numpy or jax).
+    key: base key; epoch e shuffles with fold_in(key, e), so a resumed run draws the same batches.
+    batch_size: examples per step (min(batch_size, N)); the last partial batch is dropped, so the
+      step compiles once.
+    epoch_data: optional `key -> data` rebuilding the data each epoch (augmentations).
+    checkpoint_dir: if given, every epoch is saved there and training resumes from the newest.
+  """
+  leaves = jax.tree.leaves(data)
+  if not leaves:
+    raise ValueError("fit: `data` has no arrays.")
+  num = leaves[0].shape[0]
+  if num == 0:
+    raise ValueError("fit: `data` holds no examples; check the zoo selection and the split.")
+  batch_size = min(batch_size, num)
+  steps_per_epoch = num // batch_size
+  history: list[dict[str, float]] = []
+  first_epoch = 0
+  manager = None
+  if checkpoint_dir is not None:
+    manager = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(
+        max_to_keep=2, create=True))
+    latest = manager.latest_step()
+    if latest is not None:
+      restored = manager.restore(latest, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore({"params": params, "opt_state": opt_state}),
+          history=ocp.args.JsonRestore()))
+      params, opt_state = restored.state["params"], restored.state["opt_state"]
+      history = list(restored.history)
+      first_epoch = latest + 1
+  bar = tqdm(range(first_epoch, num_epochs), desc=desc, disable=not progress, leave=False,
+             initial=first_epoch, total=num_epochs)
+  for epoch in bar:
+    epoch_key = jax.random.fold_in(key, epoch)
+    shuffle_key, data_key, step_key = jax.random.split(epoch_key, 3)
+    epoch_arrays = data if epoch_data is None else epoch_data(data_key)
+    order = np.asarray(jax.random.permutation(shuffle_key, num))
+    sums: dict[str, float] = {}
+    for i in range(steps_per_epoch):
+      index = order[i * batch_size:(i + 1) * batch_size]
+      batch = jax.tree.map(lambda x: x[index], epoch_arrays)
+      params, opt_state, metrics = step(params, opt_state, batch, jax.random.fold_in(step_key, i))
+      for name, value in metrics.items():
+        sums[name] = sums.get(name, 0.0) + value
+    means = {name: float(value) / steps_per_epoch for name, value in sums.items()}
+    if not all(np.isfinite(v) for v in means.values()):
+      raise FloatingPointError(f"{desc}: non-finite training metrics at epoch {epoch}: {means}. "
+                               "Lower the learning rate.")
+    history.append({"epoch": epoch, **means})
+    bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
+    if manager is not None:
+      manager.save(epoch, args=ocp.args.Composite(
+          state=ocp.args.StandardSave({"params": params, "opt_state": opt_state}),
+          history=ocp.args.JsonSave(history)))
+      manager.wait_until_finished()
+  if manager is not None:
+    manager.close()
+  return params, opt_state, history
