@@ -56,13 +56,24 @@ def models_table(population: ml_collections.ConfigDict, arch: str) -> pd.DataFra
   seeds = range(int(population.first_seed), int(population.first_seed) + int(population.num_seeds))
   rows = [dict(zip(GRID_FIELDS, setting), seed=seed) for setting in settings for seed in seeds]
   table = pd.DataFrame(rows)
-  table.insert(0, "model_id", np.arange(len(table)))
-  table.insert(1, "arch", arch)
+  table.insert(0, "arch", arch)
+  return index_models(table)[["model_id", "cohort", "cohort_index", "seed", "arch", *GRID_FIELDS]]
+
+
+def index_models(table: pd.DataFrame) -> pd.DataFrame:
+  """Numbers the rows of a models table (seed, arch and GRID_FIELDS columns, extra columns kept):
+  model_id in row order, cohort ids in first-seen order, cohort_index within each cohort."""
+  missing = [c for c in ("seed", "arch", *GRID_FIELDS) if c not in table.columns]
+  if missing:
+    raise ValueError(f"A models table needs the columns {missing}.")
+  table = table.drop(columns=[c for c in ("model_id", "cohort", "cohort_index") if c in table.columns])
+  table = table.reset_index(drop=True)
   keys = table.apply(lambda r: cohort_of(r), axis=1)
   cohort_ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+  table.insert(0, "model_id", np.arange(len(table)))
   table.insert(1, "cohort", keys.map(cohort_ids).astype(int))
   table.insert(2, "cohort_index", table.groupby("cohort").cumcount())
-  return table[["model_id", "cohort", "cohort_index", "seed", "arch", *GRID_FIELDS]]
+  return table
 
 
 def cohort_of(row) -> Cohort:
