@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Models vmapped together; chunks run one after another in the same jitted epoch. 0: the
   # whole cohort (GPU/TPU). 1 is fastest on CPU, where vmapped conv gradients are slow.
   c.models_per_vmap = 1
+  # How convolutions are computed; same function, same weights: "xla" (lax.conv_general_dilated)
+  # or "patches" (slices + matmul, zoo_jax/models/fast_conv.py).
+  c.conv_impl = "xla"
   c.overwrite = False  # True: delete a zoo of another config in workdir and start over
   c.progress_bar = True
   return c

@@ -2,7 +2,7 @@
 
 The Model Zoos hyperparameter grid, thinned to fit 2 CPU cores: 4 activations x dropout
 {0, 0.5} x 2 inits x {adam, sgd} x lr {1e-3, 1e-4} x wd {1e-3, 1e-4} x 2 seeds = 256 models,
-trained on 3,000 real Fashion-MNIST images (Debian's dataset-fashion-mnist) for 8 epochs,
+trained on 3,000 real Fashion-MNIST images (Debian's dataset-fashion-mnist) for 4 epochs,
 evaluated on 2,000 test images; every epoch's weights are kept.
 
   python -m zoo_jax.train --config=configs/study_fmnist_hyp.py --workdir=/tmp/zoo_study_fmnist
@@ -25,6 +25,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.population.grid.optimizer = ("adam", "sgd")
   c.population.grid.learning_rate = (1e-3, 1e-4)
   c.population.grid.weight_decay = (1e-3, 1e-4)
-  c.num_epochs = 8
+  c.num_epochs = 4
   c.batch_size = 32
   return c

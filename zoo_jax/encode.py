@@ -29,12 +29,14 @@ import pandas as pd
 
 from zoo_jax import properties, weights
 from zoo_jax import zoo as zoo_lib
+from zoo_jax.encoders import training
 
 METHODS = ("statnn", "flat", "deepsets", "sne", "hyperrep")
 # Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
 FEATURE_PREDICTORS = ("ridge", "gbt", "mlp")
 RESULTS_FILE, PER_SEED_FILE, PREDICTIONS_FILE = "results.csv", "results_per_seed.csv", "predictions.csv"
 IN_DISTRIBUTION = "in_distribution"
+ENCODER_DIR = "encoder"
 
 
 @dataclasses.dataclass
@@ -101,7 +103,7 @@ class _Inputs:
     self.config, self.method = config, config.method
     if self.method == "sne":
       from zoo_jax.encoders import sne
-      size = config.sne.chunk_size
+      size = config.sne.model.chunk_size
       self.num_chunks = max(weights.chunk_layout(z.spec, size).index.shape[0] for z in everything)
       self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks) for z in everything}
       self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks) for z in everything}
@@ -129,6 +131,30 @@ def _batched(fn, flat: np.ndarray, batch_size: int = 512) -> Any:
     index = np.arange(start, start + batch_size) % len(flat)
     outs.append(jax.tree.map(np.asarray, fn(jnp.asarray(flat[index]))))
   return jax.tree.map(lambda *xs: np.concatenate(xs)[:len(flat)], *outs)
+
+
+def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpoint_dir: str, seed: int,
+                    save_dir: str | None):
+  """Trains the autoencoder self-supervised on the training states; returns `states -> z [N, D]`."""
+  from zoo_jax.encoders import hyperrep
+  h = config.hyperrep
+  model = hyperrep.make_model(train.spec, **h.model.to_dict())
+  tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(train.flat), train.spec), train.spec)
+  layer_variance = weights.token_layer_variances(tokens, len(train.spec.layers))
+  init_key, fit_key = jax.random.split(jax.random.key(seed))
+  params = hyperrep.init(init_key, model)
+  tx = hyperrep.make_optimizer(h.learning_rate)
+  step = hyperrep.make_train_step(model, tx, spec=train.spec, layer_variance=layer_variance, gamma=h.gamma,
+                                  temperature=h.temperature, noise=h.noise, erase_p=h.erase_p,
+                                  permute=h.permute)
+  params, _, history = training.fit(step, params, tx.init(params), train.flat, key=fit_key,
+                                    num_epochs=h.num_epochs, batch_size=h.batch_size,
+                                    checkpoint_dir=checkpoint_dir, progress=config.progress_bar,
+                                    desc=f"hyperrep seed {seed}")
+  if save_dir is not None:
+    hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history)
+  embed = hyperrep.make_embed(model, train.spec)
+  return lambda states: np.asarray(embed(params, jnp.asarray(states.flat)))
 
 
 # ---------------------------------------------------------------------------- one seed
@@ -179,9 +205,8 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
     elif method == "flat":
       featurize = lambda z: z.flat
     else:
-      from zoo_jax.encoders import hyperrep_train
-      featurize = hyperrep_train.train_and_embed(config, train, os.path.join(ckpt, "hyperrep"), seed,
-                                                 save_dir=os.path.join(workdir, "encoder") if seed == 0 else None)
+      featurize = _train_hyperrep(config, train, os.path.join(ckpt, "hyperrep"), seed,
+                                  save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None)
       embeddings = {z.name: featurize(z) for z in [pool, *others] if z.spec == train.spec}
     train_x = featurize(train)
     test_x = {n: featurize(z) for n, z in comparable.items()}
@@ -200,8 +225,7 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
       comparable = {n: z for n, z in test_sets.items() if z.spec == train.spec}
       skipped.update({n: "another architecture" for n in test_sets if n not in comparable})
       test_sets = comparable
-      module = baselines.DeepSets(num_outputs=targets.num_outputs, num_layers=len(train.spec.layers),
-                                  **config.deepsets.model.to_dict())
+      module = baselines.DeepSets(num_outputs=targets.num_outputs, **config.deepsets.model.to_dict())
       kwargs = {}
     t = config.train
     params, _ = properties.train_predictor(

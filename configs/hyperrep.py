@@ -1,0 +1,39 @@
+"""Hyper-representations (Schürholt et al., 2021/2022): a transformer autoencoder over neuron
+tokens, trained with layer-wise normalised reconstruction + NT-Xent; its embeddings are
+probed for every property (ridge and an MLP), and it decodes embeddings back to weights
+(the encoder zoo_jax.sample draws from).
+
+This is the CPU-sized variant; the published one is 4 blocks, 4 heads, d_model 512,
+latent 700, batch 500 (set c.hyperrep.model accordingly on an accelerator).
+
+  python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=/tmp/zoo_study_fmnist --workdir=/tmp/enc_hyperrep
+"""
+
+import ml_collections
+
+from configs import statnn
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = statnn.get_config()
+  c.method = "hyperrep"
+  c.predictors = ("ridge", "mlp")
+  c.hyperrep = ml_collections.ConfigDict()
+  c.hyperrep.model = ml_collections.ConfigDict()  # fields of zoo_jax.encoders.hyperrep.HyperRep
+  c.hyperrep.model.d_model = 64
+  c.hyperrep.model.num_heads = 4
+  c.hyperrep.model.num_blocks = 2
+  c.hyperrep.model.latent_dim = 64
+  c.hyperrep.learning_rate = 1e-3  # published: 1e-4 with the large model
+  # loss = gamma * contrastive + (1 - gamma) * reconstruction. Published: 0.5; at this size the
+  # contrastive term slows reconstruction, and decoded (sampled) models need a good one.
+  c.hyperrep.gamma = 0.1
+  # Views are hidden-unit permutations of the model (published). With a CPU-sized model and
+  # training, permuted views left the reconstruction at chance (measured), so off here.
+  c.hyperrep.permute = False
+  c.hyperrep.temperature = 0.1  # NT-Xent
+  c.hyperrep.noise = 0.01  # additive noise on the augmented views
+  c.hyperrep.erase_p = 0.5  # probability of random erasing per view
+  c.hyperrep.num_epochs = 30
+  c.hyperrep.batch_size = 64
+  return c

@@ -1,0 +1,34 @@
+"""SNE (Andreis et al.): pad-chunk-encode with set-to-set and set-to-vector blocks, layer
+positional encodings and logit invariance, trained to predict every property at once.
+
+Reads zoos of different architectures (CNN-s and CNN-l) in one run:
+
+  python -m zoo_jax.encode --config=configs/sne.py --zoo=/tmp/zoo_study_fmnist --zoo=/tmp/zoo_study_mnist5k \
+      --workdir=/tmp/enc_sne
+"""
+
+import ml_collections
+
+from configs import statnn
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = statnn.get_config()
+  c.method = "sne"
+  c.predictors = ()  # SNE predicts directly (multi-task head)
+  c.sne = ml_collections.ConfigDict()
+  c.sne.model = ml_collections.ConfigDict()  # fields of zoo_jax.encoders.sne.SNE
+  c.sne.model.chunk_size = 64  # weights per chunk (a chunk never mixes layers)
+  c.sne.model.d_model = 32
+  c.sne.model.num_heads = 4
+  c.sne.model.num_chunk_blocks = 1
+  c.sne.model.num_layer_blocks = 1
+  c.sne.model.pooling = "attention"  # "attention" | "mean"
+  c.sne.model.head_features = (64,)
+  c.sne.invariance_weight = 1.0  # weight of the logit-invariance penalty (0: off)
+  c.train = ml_collections.ConfigDict()  # the supervised multi-task training
+  c.train.num_epochs = 30
+  c.train.batch_size = 64
+  c.train.learning_rate = 1e-3
+  c.train.weight_decay = 1e-4
+  return c

@@ -1,0 +1,367 @@
+"""Hyper-representations: a transformer autoencoder over neuron tokens (Schürholt et al., 2021/2022).
+
+Each model becomes T neuron tokens of width d (`weights.tokenize`). The encoder embeds the
+tokens, adds learned layer and position-in-layer embeddings, prepends a learned compression
+token, runs pre-LN transformer blocks and reads the latent z off the compression token. The
+decoder maps z back to T token slots and on to token values, so a decoded embedding is a
+model's weights. Training mixes layer-wise normalised reconstruction with SimCLR's NT-Xent on
+two augmented views (hidden-unit permutation, noise, random erasing) of each model:
+
+    loss = gamma * contrastive + (1 - gamma) * reconstruction
+
+Everything is pure functions over pytrees: `HyperRep` is used through init/apply, and the
+`make_*` builders return jitted functions of (params, arrays).
+"""
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Callable
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from zoo_jax import weights
+from zoo_jax import zoo as zoo_lib
+from zoo_jax.weights.spec import WeightSpec
+from zoo_jax.weights.tokens import Tokens
+
+# The published setting (Schürholt et al., 2021/2022; see RESEARCH.md): 4 blocks, 4 heads,
+# embedding 512, latent 700 for MNIST CNN-s, Adam lr 1e-4, NT-Xent temperature 0.1,
+# gamma 0.5, random erasing with probability 0.5.
+D_MODEL, NUM_HEADS, NUM_BLOCKS, LATENT_DIM = 512, 4, 4, 700
+LEARNING_RATE, TEMPERATURE, GAMMA = 1e-4, 0.1, 0.5
+ERASE_P = weights.augment.ERASE_PROBABILITY
+# Additive noise on the (un-normalised) weights: our choice, not a published number; small
+# next to the CNN-s layers' weight spread (std ~0.1-0.3).
+NOISE = 0.01
+
+Metrics = dict[str, jax.Array]
+TrainStep = Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, Any, Metrics]]
+
+
+class _Block(nn.Module):
+  """Pre-LN transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
+
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    d_model = x.shape[-1]
+    y = nn.LayerNorm()(x)
+    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=d_model,
+                                        dropout_rate=self.dropout_rate)(y, deterministic=not train)
+    x = x + nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    y = nn.LayerNorm()(x)
+    y = nn.Dense(self.mlp_dim)(y)
+    y = nn.gelu(y)
+    y = nn.Dense(d_model)(y)
+    return x + nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+
+
+class _Stack(nn.Module):
+  """`num_blocks` transformer blocks and a final LayerNorm."""
+
+  num_blocks: int
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    for _ in range(self.num_blocks):
+      x = _Block(self.num_heads, self.mlp_dim, self.dropout_rate)(x, train)
+    return nn.LayerNorm()(x)
+
+
+class HyperRep(nn.Module):
+  """The hyper-representation autoencoder: tokens [B, T, d] <-> latent z [B, latent_dim].
+
+  Defaults are the published MNIST CNN-s setting; `make_model` fills the zoo-dependent fields
+  (token_dim, num_tokens, num_layers, max_units) from a WeightSpec.
+  """
+
+  token_dim: int  # d: entries per token (fan_in + bias, zero-padded)
+  num_tokens: int  # T: units over all layers
+  num_layers: int  # L: size of the layer embedding
+  max_units: int  # size of the position-in-layer embedding (the widest layer)
+  d_model: int = D_MODEL
+  num_heads: int = NUM_HEADS
+  num_blocks: int = NUM_BLOCKS
+  latent_dim: int = LATENT_DIM
+  dropout_rate: float = 0.0
+  mlp_dim: int | None = None  # None: 4 * d_model
+  projection_dim: int = 64  # output of the contrastive projection head (its hidden width: d_model)
+
+  def setup(self):
+    mlp_dim = self.mlp_dim or 4 * self.d_model
+    stack = functools.partial(_Stack, self.num_blocks, self.num_heads, mlp_dim, self.dropout_rate)
+    self.token_embed = nn.Dense(self.d_model)
+    self.enc_layer_embed = nn.Embed(self.num_layers, self.d_model)
+    self.enc_position_embed = nn.Embed(self.max_units, self.d_model)
+    self.compression_token = self.param("compression_token", nn.initializers.normal(0.02),
+                                        (1, 1, self.d_model))
+    self.encoder = stack()
+    self.to_latent = nn.Dense(self.latent_dim)
+    self.from_latent = nn.Dense(self.num_tokens * self.d_model)
+    self.dec_layer_embed = nn.Embed(self.num_layers, self.d_model)
+    self.dec_position_embed = nn.Embed(self.max_units, self.d_model)
+    self.decoder = stack()
+    # Zero-initialised output: the first reconstruction is 0, so training starts from a
+    # normalised error near 1 instead of the random projection's much larger one.
+    self.to_tokens = nn.Dense(self.token_dim, kernel_init=nn.initializers.zeros)
+    self.projection = [nn.Dense(self.d_model), nn.Dense(self.projection_dim)]
+
+  def encode(self, values: jax.Array, layer: jax.Array, position: jax.Array,
+             train: bool = False) -> jax.Array:
+    """Token values [B, T, d], layer and position ids [B, T] (or [T]) -> z [B, latent_dim]."""
+    chex.assert_shape(values, (None, self.num_tokens, self.token_dim))
+    x = self.token_embed(values) + self.enc_layer_embed(layer) + self.enc_position_embed(position)
+    token = jnp.broadcast_to(self.compression_token, (x.shape[0], 1, self.d_model)).astype(x.dtype)
+    x = self.encoder(jnp.concatenate([token, x], axis=1), train)
+    return self.to_latent(x[:, 0])
+
+  def decode(self, z: jax.Array, layer: jax.Array, position: jax.Array,
+             train: bool = False) -> jax.Array:
+    """z [B, latent_dim], layer and position ids [B, T] (or [T]) -> token values [B, T, d]."""
+    chex.assert_shape(z, (None, self.latent_dim))
+    x = self.from_latent(z).reshape(z.shape[0], self.num_tokens, self.d_model)
+    x = x + self.dec_layer_embed(layer) + self.dec_position_embed(position)
+    return self.to_tokens(self.decoder(x, train))
+
+  def project(self, z: jax.Array) -> jax.Array:
+    """The contrastive projection head: z [B, latent_dim] -> [B, projection_dim]."""
+    hidden, out = self.projection
+    return out(nn.gelu(hidden(z)))
+
+  def __call__(self, values: jax.Array, layer: jax.Array, position: jax.Array,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    """(z [B, latent_dim], reconstruction [B, T, d]); touches every submodule, so init covers all."""
+    z = self.encode(values, layer, position, train)
+    self.project(z)
+    return z, self.decode(z, layer, position, train)
+
+
+def make_model(spec: WeightSpec, token_dim: int | None = None, **fields: Any) -> HyperRep:
+  """A HyperRep sized for the zoo of `spec` (token width `token_dim`, or the natural one)."""
+  layout = weights.token_layout(spec, token_dim)
+  num_tokens, dim = layout.index.shape
+  return HyperRep(token_dim=dim, num_tokens=num_tokens, num_layers=len(spec.layers),
+                  max_units=max(layer.units for layer in spec.layers), **fields)
+
+
+def make_optimizer(learning_rate: float = LEARNING_RATE) -> optax.GradientTransformation:
+  """Adam with the published learning rate."""
+  return optax.adam(learning_rate)
+
+
+def init(key: jax.Array, model: HyperRep) -> Any:
+  """Initial variables of `model` ({'params': ...}), from dummy tokens of one model."""
+  values = jnp.zeros((1, model.num_tokens, model.token_dim), jnp.float32)
+  ids = jnp.zeros((1, model.num_tokens), jnp.int32)
+  return jax.jit(model.init)(key, values, ids, ids)
+
+
+def reconstruction_loss(recon: jax.Array, target: jax.Array, mask: jax.Array, layer: jax.Array,
+                        layer_variance: jax.Array) -> jax.Array:
+  """Layer-wise normalised MSE (Schürholt et al., 2022), so every layer counts alike.
+
+  Each real entry's squared error is divided by its layer's weight variance across the zoo;
+  these are averaged within each layer (over all of the layer's entries in the batch), then
+  the layer means are averaged with equal weight over the layers present in the batch.
+
+  Args:
+    recon, target: token values [B, T, d].
+    mask: bool [B, T, d] (or [T, d]), True on real entries; padding is ignored.
+    layer: int [B, T] (or [T]), each token's layer index.
+    layer_variance: [L] per-layer variances, e.g. `weights.layer_variances` of the zoo.
+  Returns:
+    A scalar.
+  """
+  chex.assert_equal_shape([recon, target])
+  chex.assert_rank(layer_variance, 1)
+  num_layers = layer_variance.shape[0]
+  mask = jnp.broadcast_to(mask, recon.shape).astype(recon.dtype)
+  layer = jnp.broadcast_to(layer, recon.shape[:-1])
+  error = (recon - target) ** 2 * mask / weights.per_token(layer_variance, layer)
+  total = jax.ops.segment_sum(error.sum(-1).reshape(-1), layer.reshape(-1), num_layers)
+  count = jax.ops.segment_sum(mask.sum(-1).reshape(-1), layer.reshape(-1), num_layers)
+  present = count > 0
+  per_layer = total / jnp.where(present, count, 1)
+  return jnp.sum(jnp.where(present, per_layer, 0)) / jnp.maximum(present.sum(), 1)
+
+
+def nt_xent(a: jax.Array, b: jax.Array, temperature: float = TEMPERATURE) -> jax.Array:
+  """SimCLR's NT-Xent loss of B positive pairs (a[i], b[i]) among 2B embeddings: a scalar.
+
+  Cosine similarities over temperature; each of the 2B embeddings classifies its partner
+  against the 2B - 2 others (itself excluded); the cross-entropies are averaged.
+  """
+  chex.assert_equal_shape([a, b])
+  chex.assert_rank(a, 2)
+  n = a.shape[0]
+  x = jnp.concatenate([a, b])
+  x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  logits = x @ x.T / temperature
+  logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
+  partner = jnp.concatenate([jnp.arange(n) + n, jnp.arange(n)])
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.mean(jnp.take_along_axis(log_p, partner[:, None], axis=-1))
+
+
+def augment(key: jax.Array, flat: jax.Array, spec: WeightSpec, token_dim: int | None = None, *,
+            noise: float = NOISE, erase_p: float = ERASE_P,
+            permute: bool = True) -> tuple[Tokens, Tokens]:
+  """One augmented view of each model, and the target its reconstruction should match.
+
+  A random hidden-unit permutation (function preserving) per model, tokenised to width
+  `token_dim`; the view adds N(0, noise^2) to the real entries and applies random erasing
+  with probability `erase_p`. The target is the same permuted model, clean. `permute=False`
+  skips the permutation (e.g. to fit a small zoo exactly).
+
+  Args:
+    key: PRNG key.
+    flat: [B, n] models as `weights.flatten` vectors (spec order).
+  Returns:
+    (view, target): Tokens with values [B, T, d].
+  """
+  chex.assert_shape(flat, (None, spec.size))
+  perm_key, noise_key, erase_key = jax.random.split(key, 3)
+  params = weights.unflatten(flat, spec)
+  if permute:
+    params = weights.random_permutation(perm_key, params, spec)
+  target, _ = weights.tokenize(params, spec, dim=token_dim)
+  view = weights.add_noise(noise_key, target, noise)
+  view = weights.random_erase(erase_key, view, p=erase_p)
+  return view, target
+
+
+def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: WeightSpec,
+                    token_dim: int | None = None, layer_variance: jax.Array,
+                    gamma: float = GAMMA, temperature: float = TEMPERATURE,
+                    noise: float = NOISE, erase_p: float = ERASE_P,
+                    permute: bool = True) -> TrainStep:
+  """Builds the jitted `step(params, opt_state, flat_batch [B, n], key)`.
+
+  Two augmented views of each model; loss = gamma * NT-Xent(projections of the two views'
+  z) + (1 - gamma) * layer-wise normalised reconstruction of each view's clean permuted
+  tokens. Returns (params, opt_state, {'loss', 'reconstruction', 'contrastive'}); the same
+  key gives the same step. `permute` as in `augment`.
+  """
+  layer_variance = jnp.asarray(layer_variance, jnp.float32)
+  chex.assert_shape(layer_variance, (len(spec.layers),))
+
+  def loss_fn(params, views: Tokens, targets: Tokens, dropout_key):
+    enc_key, dec_key = jax.random.split(dropout_key)
+    z = model.apply(params, views.values, views.layer, views.position, True,
+                    method=HyperRep.encode, rngs={"dropout": enc_key})
+    recon = model.apply(params, z, targets.layer, targets.position, True,
+                        method=HyperRep.decode, rngs={"dropout": dec_key})
+    projected = model.apply(params, z, method=HyperRep.project)
+    a, b = jnp.split(projected, 2)
+    contrastive = nt_xent(a, b, temperature)
+    reconstruction = reconstruction_loss(recon, targets.values, targets.mask, targets.layer,
+                                         layer_variance)
+    loss = gamma * contrastive + (1 - gamma) * reconstruction
+    return loss, {"loss": loss, "reconstruction": reconstruction, "contrastive": contrastive}
+
+  @jax.jit
+  def step(params, opt_state, flat_batch: jax.Array, key: jax.Array):
+    key_1, key_2, dropout_key = jax.random.split(key, 3)
+    view_1, target_1 = augment(key_1, flat_batch, spec, token_dim, noise=noise, erase_p=erase_p,
+                               permute=permute)
+    view_2, target_2 = augment(key_2, flat_batch, spec, token_dim, noise=noise, erase_p=erase_p,
+                               permute=permute)
+    views = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), view_1, view_2)
+    targets = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), target_1, target_2)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params, views, targets, dropout_key)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+  return step
+
+
+def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
+               batch_size: int = 256) -> Callable[[Any, jax.Array], jax.Array]:
+  """Builds `embed(params, flat [N, n]) -> z [N, latent_dim]`: clean tokens, eval mode.
+
+  One jitted call per `batch_size` models (the last batch padded), so any N shares one
+  compilation.
+  """
+
+  @jax.jit
+  def embed_batch(params, flat: jax.Array) -> jax.Array:
+    tokens, _ = weights.tokenize(weights.unflatten(flat, spec), spec, dim=token_dim)
+    return model.apply(params, tokens.values, tokens.layer, tokens.position,
+                       method=HyperRep.encode)
+
+  def embed(params, flat: jax.Array) -> jax.Array:
+    chex.assert_shape(flat, (None, spec.size))
+    n = flat.shape[0]
+    out = []
+    for start in range(0, n, batch_size):
+      batch = jnp.asarray(flat[start:start + batch_size])
+      pad = batch_size - batch.shape[0]
+      out.append(embed_batch(params, jnp.pad(batch, ((0, pad), (0, 0))))[:batch_size - pad])
+    if not out:
+      return jnp.zeros((0, model.latent_dim), jnp.float32)
+    return jnp.concatenate(out)
+
+  return embed
+
+
+def make_decode(model: HyperRep, spec: WeightSpec,
+                token_dim: int | None = None) -> Callable[[Any, jax.Array], Any]:
+  """Builds the jitted `decode(params, z [N, latent_dim])` -> params pytree with leading [N]."""
+  layout = weights.token_layout(spec, token_dim)
+  layer, position = jnp.asarray(layout.layer), jnp.asarray(layout.position)
+
+  @jax.jit
+  def decode(params, z: jax.Array) -> Any:
+    chex.assert_shape(z, (None, model.latent_dim))
+    values = model.apply(params, z, layer, position, method=HyperRep.decode)
+    return weights.detokenize(values, spec)
+
+  return decode
+
+
+# ---------------------------------------------------------------------------- on disk
+
+_INFO_FILE, _PARAMS_DIR = "encoder.json", "params"
+
+
+def save(directory: str, model: HyperRep, params: Any, spec: WeightSpec, **info: Any) -> None:
+  """Writes a trained autoencoder: encoder.json (module fields, weight spec, `info` such as
+  layer variances and the loss history) and the Orbax params; `load` reads it back."""
+  os.makedirs(directory, exist_ok=True)
+  fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in ("parent", "name")}
+  info = jax.tree.map(lambda x: np.asarray(x).tolist() if hasattr(x, "shape") else x, info)
+  with ocp.StandardCheckpointer() as checkpointer:
+    path = os.path.join(os.path.abspath(directory), _PARAMS_DIR)
+    checkpointer.save(path, params, force=True)
+    checkpointer.wait_until_finished()
+  zoo_lib.write_json_atomic({"model": fields, "spec": spec.to_dict(), "info": info},
+                        os.path.join(directory, _INFO_FILE))
+
+
+def load(directory: str) -> tuple[HyperRep, Any, WeightSpec, dict[str, Any]]:
+  """(model, params, spec, info) of an autoencoder written by `save`."""
+  path = os.path.join(directory, _INFO_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{directory!r} holds no trained autoencoder ({_INFO_FILE} is missing); train one "
+                            "with: python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=DIR --workdir=OUT")
+  with open(path) as f:
+    record = json.load(f)
+  model = HyperRep(**record["model"])
+  abstract = jax.tree.map(lambda x: np.empty(x.shape, x.dtype), jax.eval_shape(lambda: init(jax.random.key(0), model)))
+  with ocp.StandardCheckpointer() as checkpointer:
+    params = checkpointer.restore(os.path.join(os.path.abspath(directory), _PARAMS_DIR), abstract)
+  return model, params, WeightSpec.from_dict(record["spec"]), record["info"]
