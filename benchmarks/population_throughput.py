@@ -13,6 +13,9 @@ median of --repeats timed epochs after one warm-up epoch.
   python benchmarks/population_throughput.py                 # P=1,16,128,512; batch 10,32 (~30 min)
   python benchmarks/population_throughput.py --quick         # smoke run, ~1 minute
   python benchmarks/population_throughput.py --p=1,16 --batch=32 --skip-torch
+  python benchmarks/population_throughput.py --p=128 --batch=10,32 --steps=20 --models-per-vmap=1 \
+      --conv-impl=xla,patches                                  # the conv implementations side by side
+  python benchmarks/population_throughput.py --p=128 --batch=32 --skip-torch --devices=2  # 2 forced host devices
 
 torch is optional (benchmark-only): pip install torch==2.13.0  (a local CPU build here).
 """
@@ -99,10 +102,17 @@ def _load_subset(batch: int, steps: int):
   return ds, ds.images[:n], ds.labels[:n]
 
 
-def _population(p: int, batch: int, steps: int, seed0: int = 0, models_per_vmap: int = 0):
-  """(train_epoch, state, images, labels) for P CNN-s models on the steps*batch subset."""
+def _population(p: int, batch: int, steps: int, seed0: int = 0, models_per_vmap: int = 0, conv_impl: str = "xla",
+                devices: int = 1):
+  """(train_epoch, state, images, labels) for P CNN-s models on the steps*batch subset.
+
+  devices > 1: the model axis is sharded over that many (forced host) devices, as
+  config.shard does; data is replicated.
+  """
+  import jax
   import jax.numpy as jnp
   from zoo_jax import population as pop
+  from zoo_jax import sharding
   ds, images, labels = _load_subset(batch, steps)
   cohort = pop.Cohort("cnn_s", "tanh", "adam", use_dropout=False)
   state = pop.create_population(
@@ -110,8 +120,19 @@ def _population(p: int, batch: int, steps: int, seed0: int = 0, models_per_vmap:
       learning_rate=np.full(p, ADAM_LR), weight_decay=np.zeros(p), dropout_rate=np.zeros(p),
       input_shape=ds.image_shape, num_classes=ds.num_classes)
   train_epoch = pop.make_train_epoch(cohort, batch_size=batch, num_train=len(labels), mean=ds.mean,
-                                     std=ds.std, num_classes=ds.num_classes, models_per_vmap=models_per_vmap)
-  return train_epoch, state, jnp.asarray(images), jnp.asarray(labels)
+                                     std=ds.std, num_classes=ds.num_classes, models_per_vmap=models_per_vmap,
+                                     conv_impl=conv_impl)
+  images, labels = jnp.asarray(images), jnp.asarray(labels)
+  if devices > 1:
+    mesh = sharding.population_mesh(jax.devices()[:devices])
+    state, (images, labels) = sharding.shard_models(state, mesh), sharding.replicate((images, labels), mesh)
+    # Every model is independent, so each device runs the engine on its own slice of the
+    # cohort (shard_map). Left to the SPMD partitioner, the lax.map over models
+    # (models_per_vmap > 0) comes back replicated, with no parallelism.
+    models_spec, whole = jax.sharding.PartitionSpec(sharding.MODEL_AXIS), jax.sharding.PartitionSpec()
+    train_epoch = jax.jit(jax.shard_map(train_epoch, mesh=mesh, in_specs=(models_spec, whole, whole),
+                                        out_specs=models_spec))
+  return train_epoch, state, images, labels
 
 
 def _block(tree):
@@ -119,9 +140,12 @@ def _block(tree):
   return jax.block_until_ready(tree)
 
 
-def bench_zoo(p: int, batch: int, steps: int, repeats: int, max_mem_frac: float, models_per_vmap: int = 0) -> dict:
+def bench_zoo(p: int, batch: int, steps: int, repeats: int, max_mem_frac: float, models_per_vmap: int = 0,
+              conv_impl: str = "xla", devices: int = 1) -> dict:
   """zoo_jax engine at population P: compile time, compiled memory, median model-steps/s."""
-  train_epoch, state, images, labels = _population(p, batch, steps, models_per_vmap=models_per_vmap)
+  devices = devices if p % devices == 0 else 1  # e.g. P=1: nothing to split
+  train_epoch, state, images, labels = _population(p, batch, steps, models_per_vmap=models_per_vmap,
+                                                   conv_impl=conv_impl, devices=devices)
   t0 = time.perf_counter()
   lowered = train_epoch.lower(state, images, labels)
   t1 = time.perf_counter()
@@ -130,7 +154,7 @@ def bench_zoo(p: int, batch: int, steps: int, repeats: int, max_mem_frac: float,
   mem = compiled.memory_analysis()
   need = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
   avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-  result = dict(p=p, batch=batch, mpv=models_per_vmap, lower_s=t1 - t0, compile_s=t2 - t0, xla_gib=need / 2**30)
+  result = dict(p=p, batch=batch, mpv=models_per_vmap, conv=conv_impl, dev=devices, lower_s=t1 - t0, compile_s=t2 - t0, xla_gib=need / 2**30)
   if need > max_mem_frac * avail:  # refuse before running rather than swap or be OOM-killed
     result["skipped"] = f"needs {need / 2**30:.1f} GiB > {max_mem_frac:.0%} of {avail / 2**30:.1f} GiB free"
     return result
@@ -238,6 +262,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="PyTorch processes (one thread each); default: usable cores")
   parser.add_argument("--models-per-vmap", type=_ints, default=[0, 1],
                       help="engine modes, comma-separated: 0 = one vmap over the cohort, k = lax.map over chunks of k")
+  parser.add_argument("--conv-impl", type=lambda t: [v for v in t.split(",") if v], default=["xla", "patches"],
+                      help="convolution implementations, comma-separated: xla, patches (zoo_jax.models.fast_conv)")
+  parser.add_argument("--devices", type=int, default=1,
+                      help="shard the model axis over this many forced host devices "
+                           "(XLA_FLAGS=--xla_force_host_platform_device_count), as config.shard does")
   parser.add_argument("--skip-torch", action="store_true", help="skip the PyTorch reference")
   parser.add_argument("--max-mem-frac", type=float, default=0.5,
                       help="skip a P whose compiled program needs more than this fraction of free memory")
@@ -252,6 +281,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None):
   args = parse_args(argv)
+  if args.devices > 1:  # before jax is imported anywhere
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + f" --xla_force_host_platform_device_count={args.devices}").strip()
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # torch_cnn, also in spawned workers
   print("== machine")
   for line in machine_info():
@@ -263,7 +295,8 @@ def main(argv=None):
         f"({', '.join(f'{name}: {m:,}' for name, m in costs)})")
   print(f"   training ~3x forward, FLOPs = 2*MACs: {6 * macs / 1e6:.3f} MFLOP per image; "
         + ", ".join(f"{6 * macs * b / 1e6:.1f} MFLOP per model-step at batch {b}" for b in args.batch))
-  print(f"== settings: P={args.p} batch={args.batch} steps/epoch={args.steps} repeats={args.repeats} "
+  print(f"== settings: P={args.p} batch={args.batch} models_per_vmap={args.models_per_vmap} "
+        f"conv_impl={args.conv_impl} devices={args.devices} steps/epoch={args.steps} repeats={args.repeats} "
         f"(median after 1 warm-up), data mnist5k train[:steps*batch], tanh, Adam lr {ADAM_LR}", flush=True)
   load = os.getloadavg()
   print(f"   load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores"
@@ -290,13 +323,13 @@ def main(argv=None):
     seq[batch] = bench_sequential(batch, args.steps, args.repeats, args.seq_models)
     print(f"-- sequential JAX loop batch={batch}: {seq[batch]['rate']:.0f} model-steps/s "
           f"({args.seq_models} models, P=1 train_epoch each), load {seq[batch]['load']:.1f}", flush=True)
-    for p, mpv in [(p, mpv) for p in args.p for mpv in args.models_per_vmap]:
-      r = bench_zoo(p, batch, args.steps, args.repeats, args.max_mem_frac, mpv)
+    for p, mpv, impl in [(p, mpv, impl) for p in args.p for mpv in args.models_per_vmap for impl in args.conv_impl]:
+      r = bench_zoo(p, batch, args.steps, args.repeats, args.max_mem_frac, mpv, impl, args.devices)
       rows.append(r)
       if "skipped" in r:
         print(f"-- zoo_jax P={p} batch={batch}: SKIPPED, {r['skipped']}", flush=True)
         continue
-      print(f"-- zoo_jax P={p} models_per_vmap={mpv} batch={batch}: {r['rate']:.0f} model-steps/s, compile {r['compile_s']:.1f} s "
+      print(f"-- zoo_jax P={p} models_per_vmap={mpv} conv_impl={impl} devices={r['dev']} batch={batch}: {r['rate']:.0f} model-steps/s, compile {r['compile_s']:.1f} s "
             f"(trace+lower {r['lower_s']:.1f} s), epochs {', '.join(f'{t:.2f}' for t in r['epoch_s'])} s, "
             f"XLA buffers {r['xla_gib']:.2f} GiB, peak RSS {r['rss_gib']:.2f} GiB, loss {r['loss']:.3f}, "
             f"diverged {r['diverged']}, load {r['load']:.1f}", flush=True)
@@ -304,18 +337,19 @@ def main(argv=None):
   peak = matmul_gflops()
   print()
   print(f"== model-steps/s (one model, one Adam step); {args.steps} steps/epoch, median of {args.repeats}")
-  header = (f"{'P':>5} {'mpv':>4} {'batch':>5} {'zoo_jax':>9} {'compile s':>9} {'GFLOP/s':>8} "
+  header = (f"{'P':>5} {'mpv':>4} {'conv':>8} {'dev':>3} {'batch':>5} {'zoo_jax':>9} {'compile s':>9} {'GFLOP/s':>8} "
             f"{'vs torch':>9} {'vs seq':>7} {'maxRSS G':>9} {'load':>5}")
   print(header)
   print("-" * len(header))
   for r in rows:
+    key = f"{r['p']:>5} {r['mpv']:>4} {r['conv']:>8} {r['dev']:>3} {r['batch']:>5}"
     if "skipped" in r:
-      print(f"{r['p']:>5} {r['mpv']:>4} {r['batch']:>5} {'skipped':>9} {r['compile_s']:>9.1f}")
+      print(f"{key} {'skipped':>9} {r['compile_s']:>9.1f}")
       continue
     gflops = r["rate"] * 6 * macs * r["batch"] / 1e9
     vs_torch = f"{r['rate'] / ref[r['batch']]['rate']:.2f}x" if r["batch"] in ref else "-"
     vs_seq = f"{r['rate'] / seq[r['batch']]['rate']:.2f}x"
-    print(f"{r['p']:>5} {r['mpv']:>4} {r['batch']:>5} {r['rate']:>9.0f} {r['compile_s']:>9.1f} {gflops:>8.2f} "
+    print(f"{key} {r['rate']:>9.0f} {r['compile_s']:>9.1f} {gflops:>8.2f} "
           f"{vs_torch:>9} {vs_seq:>7} {r['rss_gib']:>9.2f} {r['load']:>5.1f}")
   for batch in args.batch:
     line = f"reference batch={batch}: sequential JAX {seq[batch]['rate']:.0f}"
@@ -323,7 +357,8 @@ def main(argv=None):
       line += (f", torch {ref[batch]['rate']:.0f} ({args.torch_procs} procs, "
                f"{ref[batch]['rate'] * 6 * macs * batch / 1e9:.2f} GFLOP/s)")
     print(line + " model-steps/s")
-  print("(mpv: models_per_vmap, 0 = one vmap over the cohort; maxRSS: peak resident memory of this process so far; load: 1-minute load average when each "
+  print("(mpv: models_per_vmap, 0 = one vmap over the cohort; conv: conv_impl; dev: devices the model axis is "
+        "sharded over; GFLOP/s: 6 x forward MACs x batch x rate; maxRSS: peak resident memory of this process so far; load: 1-minute load average when each "
         "measurement ended, above ~0.5 means other processes shared the cores)")
   done = [r for r in rows if "rate" in r]
   if done:

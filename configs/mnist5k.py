@@ -41,9 +41,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Models vmapped together; chunks run one after another in the same jitted epoch. 0: the
   # whole cohort (GPU/TPU). 1 is fastest on CPU, where vmapped conv gradients are slow.
   c.models_per_vmap = 1
-  # How convolutions are computed; same function, same weights: "xla" (lax.conv_general_dilated)
-  # or "patches" (slices + matmul, zoo_jax/models/fast_conv.py).
-  c.conv_impl = "xla"
+  # How convolutions and max-pools are computed; same function, same weights: "xla"
+  # (lax.conv_general_dilated, reduce_window) or "patches" (slices + matmul, reshape + max;
+  # zoo_jax/models/fast_conv.py). "patches" is 1.5-2.9x faster on CPU with models_per_vmap=1
+  # (benchmarks/population_throughput.py --conv-impl=xla,patches); untested on GPU/TPU.
+  c.conv_impl = "patches"
   c.overwrite = False  # True: delete a zoo of another config in workdir and start over
   c.progress_bar = True
   return c

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from zoo_jax import models
+from zoo_jax.models.fast_conv import CONV_IMPLS
 
 OPTIMIZERS = ("adam", "sgd")
 SGD_MOMENTUM = 0.9  # the Model Zoos SGD setting
@@ -62,10 +63,16 @@ class EpochMetrics(NamedTuple):
   accuracy: jax.Array  # [P]
 
 
-def make_model(cohort: Cohort, num_classes: int = 10, init: str = "uniform") -> nn.Module:
-  """The Flax module of a cohort (the single definition of its function)."""
+def make_model(cohort: Cohort, num_classes: int = 10, init: str = "uniform", conv_impl: str = "xla") -> nn.Module:
+  """The Flax module of a cohort (the single definition of its function).
+
+  conv_impl: how its convolutions and max-pools are computed, "xla" or "patches" (models.fast_conv);
+    the same function and parameters either way.
+  """
+  if conv_impl not in CONV_IMPLS:
+    raise ValueError(f"Unknown conv_impl {conv_impl!r}; allowed values: {list(CONV_IMPLS)}.")
   return models.get_model(cohort.arch, activation=cohort.activation, init=init,
-                          use_dropout=cohort.use_dropout, num_classes=num_classes)
+                          use_dropout=cohort.use_dropout, num_classes=num_classes, conv_impl=conv_impl)
 
 
 def make_optimizer(name: str) -> Callable[..., optax.GradientTransformation]:
@@ -143,7 +150,7 @@ def _tree_all_finite(tree) -> jax.Array:
 
 
 def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, std,
-                     num_classes: int = 10, models_per_vmap: int = 0,
+                     num_classes: int = 10, models_per_vmap: int = 0, conv_impl: str = "xla",
                      ) -> Callable[[PopulationState, jax.Array, jax.Array], tuple[PopulationState, EpochMetrics]]:
   """Builds the jitted `train_epoch(state, images, labels) -> (state, metrics)`.
 
@@ -155,8 +162,10 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
     at a time and runs the chunks one after another with `lax.map`, inside the same jitted
     call. On CPU, vmapped convolutions become grouped convolutions whose gradients XLA runs
     slowly, so k = 1 is several times faster there at P >= 16 (benchmarks/population_throughput.py).
+  conv_impl: "xla" or "patches" (see make_model); "patches" turns vmapped convolutions into
+    batched matmuls, the fast form on CPU.
   """
-  model, make_tx = make_model(cohort, num_classes), make_optimizer(cohort.optimizer)
+  model, make_tx = make_model(cohort, num_classes, conv_impl=conv_impl), make_optimizer(cohort.optimizer)
   tx = make_tx(learning_rate=0.0, weight_decay=0.0)  # the real values live in each opt_state
   steps = num_train // batch_size
   if steps < 1:
@@ -209,15 +218,15 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
   return train_epoch
 
 
-def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std,
-                  num_classes: int = 10) -> Callable[[Any, jax.Array, jax.Array], EpochMetrics]:
+def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: int = 10,
+                  conv_impl: str = "xla") -> Callable[[Any, jax.Array, jax.Array], EpochMetrics]:
   """Builds `evaluate(params [P, ...], images, labels) -> metrics [P]`.
 
   Every model sees the whole set in eval mode (no dropout). One jitted call scores one
   batch of `batch_size` images for all models at once; the last batch is padded and
   masked, so every split and set size shares one compilation.
   """
-  model = make_model(cohort, num_classes)
+  model = make_model(cohort, num_classes, conv_impl=conv_impl)
 
   def per_model(p, x, y, valid):
     logits = model.apply({"params": p}, x)

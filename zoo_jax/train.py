@@ -11,7 +11,7 @@ import json
 import os
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from zoo_jax import data, grid, models, population, sharding, zoo
+from zoo_jax.models.fast_conv import CONV_IMPLS
 
 # Fields a config may carry (sections map to their allowed sub-fields).
 _FIELDS = {
@@ -29,10 +30,10 @@ _FIELDS = {
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
-    "overwrite": None, "progress_bar": None,
+    "conv_impl": None, "overwrite": None, "progress_bar": None,
 }
 # Fields that may change between runs into one workdir without making it another zoo.
-_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap"}
+_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl"}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -59,6 +60,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field, low in (("num_epochs", 0), ("batch_size", 1), ("eval_batch_size", 1), ("models_per_vmap", 0)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
+  if config.conv_impl not in CONV_IMPLS:
+    raise ValueError(f"config.conv_impl {config.conv_impl!r} is unknown; allowed values: {list(CONV_IMPLS)}.")
   if ds.train_size is not None and (not isinstance(ds.train_size, int) or ds.train_size < config.batch_size):
     raise ValueError(f"config.dataset.train_size must be None (all) or an integer >= config.batch_size "
                      f"({config.batch_size}), got {ds.train_size!r}.")
@@ -92,6 +95,23 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     zoo.clear(workdir)
 
 
+# Fields added after zoos were first written, with the value those zoos were trained with.
+_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla"}
+
+
+def stored_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a zoo was trained with (its config.json), completed with later fields' defaults,
+  so it validates and can drive another run (e.g. fine-tuning samples on the zoo's data)."""
+  with open(os.path.join(workdir, zoo.CONFIG_FILE)) as f:
+    stored = json.load(f)
+  for path, value in _LATER_FIELDS.items():
+    section = stored
+    for name in path[:-1]:
+      section = section.setdefault(name, {})
+    section.setdefault(path[-1], value)
+  return ml_collections.ConfigDict(stored)
+
+
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
   if isinstance(a, dict) and isinstance(b, dict):
     return [d for k in set(a) | set(b) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
@@ -121,8 +141,16 @@ def _is_complete(workdir: str, num_epochs: int) -> bool:
     return max(manager.all_steps(), default=-1) >= num_epochs
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> zoo.Zoo:
-  """Trains (or resumes, or finds complete) the zoo that `config` describes, in `workdir`."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       models_table: pd.DataFrame | None = None,
+                       initial_params: Callable[[pd.DataFrame], Any] | None = None) -> zoo.Zoo:
+  """Trains (or resumes, or finds complete) the zoo that `config` describes, in `workdir`.
+
+  By default the models are `config.population`'s grid, each starting from its own init.
+  `models_table` replaces the grid (same columns, extra ones kept), and `initial_params(rows)`
+  gives the starting weights [len(rows), ...] of a cohort's rows (e.g. sampled weights
+  to fine-tune): zoo_jax.sample evaluates samples with the very engine that trains zoos.
+  """
   validate_config(config)
   _prepare_workdir(config, workdir)
   if _is_complete(workdir, config.num_epochs):
@@ -139,7 +167,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> zoo.Z
     for split in ("validation", "test"):
       splits[split] = _subset(splits[split], min(ds.eval_size, len(splits[split])), ds.split_seed, "eval_size")
   train = splits["train"]
-  models_table = grid.models_table(config.population, config.model.arch)
+  if models_table is None:
+    models_table = grid.models_table(config.population, config.model.arch)
   if not os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):
     zoo.write_table_atomic(models_table, os.path.join(workdir, zoo.MODELS_FILE))
     zoo.write_json_atomic(json.loads(config.to_json()), os.path.join(workdir, zoo.CONFIG_FILE))
@@ -152,14 +181,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> zoo.Z
   states, train_fns, eval_fns = {}, {}, {}
   for c, (cohort, rows) in enumerate(cohorts):
     arrays = _cohort_arrays(rows, num_devices)
+    params = None
+    if initial_params is not None:
+      params = jax.tree.map(lambda x: jnp.asarray(x)[sharding.padded_index(len(rows), num_devices)],
+                            initial_params(rows))
     states[c] = sharding.shard_models(population.create_population(
         cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
-        arrays["dropout"], train.image_shape, train.num_classes), mesh)
+        arrays["dropout"], train.image_shape, train.num_classes, params=params), mesh)
     train_fns[c] = population.make_train_epoch(cohort, batch_size=config.batch_size, num_train=len(train),
                                                mean=train.mean, std=train.std, num_classes=train.num_classes,
-                                               models_per_vmap=config.models_per_vmap)
+                                               models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl)
     eval_fns[c] = population.make_evaluate(cohort, batch_size=config.eval_batch_size, mean=train.mean,
-                                           std=train.std, num_classes=train.num_classes)
+                                           std=train.std, num_classes=train.num_classes,
+                                           conv_impl=config.conv_impl)
 
   def evaluate(c, params):
     # The train split is evaluated too (eval mode, whole set) rather than averaged over the

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo_jax.models.fast_conv import CONV_IMPLS, max_pool_2x2
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
     "relu": nn.relu,
@@ -84,6 +86,9 @@ class _ZooNet(nn.Module):
   activation: str = "tanh"
   init_method: str = "uniform"
   use_dropout: bool = False
+  # How convolutions and pools are computed (same function): "xla" (lax.conv_general_dilated,
+  # reduce_window) or "patches" (slices + matmul, reshape + max: fast on CPU; see fast_conv.py).
+  conv_impl: str = "xla"
 
   def _act(self, x, rate, key, index):
     x = ACTIVATIONS[self.activation](x)
@@ -91,15 +96,18 @@ class _ZooNet(nn.Module):
       x = dropout(x, rate, jax.random.fold_in(key, index))
     return x
 
-  def _conv(self, features, size, name):
-    return nn.Conv(features, (size, size), padding="VALID", kernel_init=INITS[self.init_method],
-                   bias_init=BIAS_INIT, name=name)
+  def _conv(self, features, size, name, stride=1):
+    return nn.Conv(features, (size, size), strides=(stride, stride), padding="VALID",
+                   kernel_init=INITS[self.init_method], bias_init=BIAS_INIT,
+                   conv_general_dilated=CONV_IMPLS[self.conv_impl], name=name)
 
   def _dense(self, features, name):
     return nn.Dense(features, kernel_init=INITS[self.init_method], bias_init=BIAS_INIT, name=name)
 
 
-def _pool(x):
+def _pool(x, conv_impl="xla"):
+  if conv_impl == "patches":
+    return max_pool_2x2(x)
   return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
 
 
@@ -111,8 +119,8 @@ class CNNSmall(_ZooNet):
 
   @nn.compact
   def __call__(self, x, dropout_rate=0.0, dropout_key=None):
-    x = self._act(_pool(self._conv(8, 5, "conv_0")(x)), dropout_rate, dropout_key, 0)
-    x = self._act(_pool(self._conv(6, 5, "conv_1")(x)), dropout_rate, dropout_key, 1)
+    x = self._act(_pool(self._conv(8, 5, "conv_0")(x), self.conv_impl), dropout_rate, dropout_key, 0)
+    x = self._act(_pool(self._conv(6, 5, "conv_1")(x), self.conv_impl), dropout_rate, dropout_key, 1)
     x = self._act(self._conv(4, 2, "conv_2")(x), dropout_rate, dropout_key, 2)
     x = x.reshape(x.shape[:-3] + (-1,))  # (H, W, C) flatten order; PyTorch's is (C, H, W)
     x = self._act(self._dense(20, "dense_0")(x), dropout_rate, dropout_key, 3)
@@ -125,7 +133,7 @@ class CNNLarge(_ZooNet):
   @nn.compact
   def __call__(self, x, dropout_rate=0.0, dropout_key=None):
     for i, features in enumerate((16, 32, 15)):
-      x = self._act(_pool(self._conv(features, 3, f"conv_{i}")(x)), dropout_rate, dropout_key, i)
+      x = self._act(_pool(self._conv(features, 3, f"conv_{i}")(x), self.conv_impl), dropout_rate, dropout_key, i)
     x = x.reshape(x.shape[:-3] + (-1,))
     x = self._act(self._dense(20, "dense_0")(x), dropout_rate, dropout_key, 3)
     return self._dense(self.num_classes, "dense_1")(x)

@@ -13,7 +13,7 @@ Keras kernels are HWIO and dense kernels (in, out), as in Flax: weights load unc
 import flax.linen as nn
 import jax.numpy as jnp
 
-from zoo_jax.models.cnn import BIAS_INIT, INITS, _ZooNet
+from zoo_jax.models.cnn import _ZooNet
 
 # The Small CNN Zoo's fixed architecture: config.num_layers = 3, config.num_units = 16,
 # kernel 3 (CNN_KERNEL_SIZE), stride 2 (--cnn_stride).
@@ -30,8 +30,7 @@ class CNNZoo(_ZooNet):
   @nn.compact
   def __call__(self, x, dropout_rate=0.0, dropout_key=None):
     for i in range(NUM_LAYERS):
-      x = nn.Conv(NUM_UNITS, (KERNEL_SIZE, KERNEL_SIZE), strides=(STRIDE, STRIDE), padding="VALID",
-                  kernel_init=INITS[self.init_method], bias_init=BIAS_INIT, name=f"conv_{i}")(x)
+      x = self._conv(NUM_UNITS, KERNEL_SIZE, f"conv_{i}", stride=STRIDE)(x)
       x = self._act(x, dropout_rate, dropout_key, i)
     x = jnp.mean(x, axis=(-3, -2))  # GlobalAveragePooling2D
     return self._dense(self.num_classes, "dense_0")(x)
