@@ -1,0 +1,40 @@
+"""Sample models from a trained hyper-representation and evaluate them against the baselines.
+
+  python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=/tmp/zoo_study_fmnist --workdir=/tmp/enc_hyperrep
+  python -m zoo_jax.sample --config=configs/sample.py --encoder=/tmp/enc_hyperrep --workdir=/tmp/samples
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # None: the (first) zoo the autoencoder was trained on.
+  c.zoo = ml_collections.config_dict.placeholder(str)
+  c.epochs = (-1,)  # stored epochs whose states are embedded (negative: from the newest)
+  # Zoo models the samplers see (models-table columns -> value); must share the fine-tuning activation.
+  c.select = ml_collections.ConfigDict({"activation": "tanh"})
+  c.samplers = ("kde", "kde30", "neighbourhood", "gan", "uniform")  # zoo_jax.sampling.SAMPLERS
+  c.baselines = ("B_T", "B_F")  # B_T: random init trained alike; B_F: the zoo's best models fine-tuned
+  c.num_samples = 16  # per sampler and seed
+  c.num_seeds = 3  # sampling seeds; the summary gives mean and std over them
+  c.seed = 0
+  c.sampler = ml_collections.ConfigDict()  # zoo_jax.sampling.draw's config
+  c.sampler.bandwidth = 0.002  # per-dimension KDE bandwidth (published)
+  c.sampler.top_fraction = 0.3  # S_KDE30 and the neighbourhood's "good models"
+  c.sampler.dims = 3  # the neighbourhood map's dimensions
+  c.sampler.gan_size = "small"  # zoo_jax.sampling.GAN_SIZES
+  c.finetune_epochs = 5  # k; the published protocol goes up to 15
+  c.finetune = ml_collections.ConfigDict()  # how every model (samples and baselines) is trained
+  c.finetune.activation = "tanh"
+  c.finetune.init = "kaiming_uniform"  # B_T's init
+  c.finetune.optimizer = "adam"
+  c.finetune.learning_rate = 1e-3
+  c.finetune.weight_decay = 1e-4
+  c.finetune.dropout = 0.0
+  c.transfer = ml_collections.ConfigDict()
+  # Another dataset to fine-tune the samples (and B_T) on, e.g. "mnist5k"; None: no transfer run.
+  c.transfer.dataset = ml_collections.config_dict.placeholder(str)
+  c.transfer.train_size = ml_collections.config_dict.placeholder(int)
+  c.progress_bar = True
+  return c

@@ -1,0 +1,138 @@
+"""zoo_jax.encode: every method trains and predicts through the command; splits, scores, resume."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import sklearn.metrics
+
+from configs import deepsets, flat, hyperrep, sne, statnn
+from zoo_jax import encode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _fast(config, **overrides):
+  config.progress_bar = False
+  config.mlp.num_epochs = 5
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def statnn_run(tiny_zoo, tiny_zoo_fashion, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("enc_statnn"))
+  config = _fast(statnn.get_config(), num_seeds=2, predictors=("gbt", "ridge"))
+  results = encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo_fashion], workdir)
+  return config, workdir, results
+
+
+def test_results_cover_every_property_test_set_and_seed(statnn_run, tiny_zoo, tiny_zoo_fashion):
+  config, workdir, results = statnn_run
+  cross = f"cross:{os.path.basename(tiny_zoo_fashion)}"
+  assert set(results["test_set"]) == {encode.IN_DISTRIBUTION, cross}
+  assert set(results["predictor"]) == {"gbt", "ridge"}
+  # The tiny zoo varies activation, optimizer and learning rate; weight decay, init, dropout are constant.
+  assert set(results["property"]) == {"test_acc", "gen_gap", "epoch", "learning_rate", "activation", "optimizer"}
+  assert (results["seeds"] == 2).all()
+  per_seed = pd.read_csv(os.path.join(workdir, encode.PER_SEED_FILE))
+  skipped = per_seed[per_seed["metric"].str.startswith("n/a")]
+  assert set(skipped["property"]) == {"weight_decay", "init", "dropout"}
+  # results.csv is the mean and std over seeds of results_per_seed.csv.
+  scored = per_seed.dropna(subset=["value"])
+  grouped = scored.groupby(["predictor", "test_set", "property", "metric"])["value"]
+  merged = results.set_index(["predictor", "test_set", "property", "metric"])
+  np.testing.assert_allclose(merged["mean"].sort_index(), grouped.mean().sort_index(), rtol=1e-12)
+  np.testing.assert_allclose(merged["std"].sort_index(), grouped.std().sort_index(), rtol=1e-12)
+  assert os.path.exists(os.path.join(workdir, "test_acc.png"))
+
+
+def test_in_distribution_test_models_never_seen_in_training(statnn_run, tiny_zoo):
+  config, workdir, _ = statnn_run
+  predictions = pd.read_csv(os.path.join(workdir, encode.PREDICTIONS_FILE))
+  test = predictions[predictions["test_set"] == encode.IN_DISTRIBUTION]
+  states = encode.load_states(tiny_zoo)
+  from zoo_jax import properties
+  is_test = properties.split_by_model(states.table, config.split.test_fraction, seed=0)
+  assert set(test["model_id"]) == set(states.table["model_id"][is_test])
+  assert not set(test["model_id"]) & set(states.table["model_id"][~is_test])
+  # Every epoch of a held-out model is held out.
+  assert len(test[test["predictor"] == "gbt"]) == is_test.sum()
+
+
+def test_scores_match_sklearn_and_scipy_on_the_written_predictions(statnn_run):
+  _, workdir, _ = statnn_run
+  predictions = pd.read_csv(os.path.join(workdir, encode.PREDICTIONS_FILE))
+  per_seed = pd.read_csv(os.path.join(workdir, encode.PER_SEED_FILE))
+  seed0 = per_seed[per_seed["seed"] == 0].set_index(["predictor", "test_set", "property", "metric"])["value"]
+  for (predictor, test_set), rows in predictions.groupby(["predictor", "test_set"]):
+    y, p = rows["test_acc_true"], rows["test_acc_pred"]
+    assert seed0[predictor, test_set, "test_acc", "r2"] == pytest.approx(sklearn.metrics.r2_score(y, p), abs=1e-9)
+    assert seed0[predictor, test_set, "test_acc", "kendall_tau"] == pytest.approx(
+        scipy.stats.kendalltau(y, p).statistic, abs=1e-9)
+    assert seed0[predictor, test_set, "activation", "accuracy"] == pytest.approx(
+        sklearn.metrics.accuracy_score(rows["activation_true"].astype(str), rows["activation_pred"].astype(str)))
+
+
+def test_a_finished_run_is_not_redone_and_another_config_is_refused(statnn_run, tiny_zoo, tiny_zoo_fashion):
+  config, workdir, results = statnn_run
+  before = os.path.getmtime(os.path.join(workdir, encode.PER_SEED_FILE))
+  again = encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo_fashion], workdir)
+  pd.testing.assert_frame_equal(again, results)
+  assert os.path.getmtime(os.path.join(workdir, encode.PER_SEED_FILE)) == before
+  other = _fast(statnn.get_config(), num_seeds=3)
+  with pytest.raises(ValueError, match="another config"):
+    encode.encode_and_evaluate(other, [tiny_zoo, tiny_zoo_fashion], workdir)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"method": "nfn"}, "config.method .* allowed values"),
+    ({"properties": ("accuracy",)}, "config.properties .* allowed values"),
+    ({"predictors": ("svm",)}, "config.predictors .* allowed values"),
+    ({"split.train_zoos": 3}, "config.split.train_zoos must be an integer in \\[1, 2\\]"),
+    ({"num_seeds": 0}, "config.num_seeds"),
+])
+def test_bad_config_names_the_field(overrides, match, tiny_zoo, tmp_path):
+  config = _fast(statnn.get_config(), **overrides)
+  with pytest.raises(ValueError, match=match):
+    encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo], str(tmp_path))
+  assert not os.listdir(tmp_path)  # nothing written for a refused config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, overrides", [
+    (flat, {"predictors": ("ridge", "mlp")}),
+    (deepsets, {"train.num_epochs": 2}),
+    (sne, {"train.num_epochs": 2, "sne.model.chunk_size": 16, "sne.model.d_model": 16, "sne.model.num_heads": 2}),
+    (hyperrep, {"hyperrep.num_epochs": 2, "hyperrep.model.d_model": 32, "hyperrep.model.num_blocks": 1}),
+])
+def test_every_method_trains_and_predicts(module, overrides, tiny_zoo, tiny_zoo_fashion, tmp_path):
+  config = _fast(module.get_config(), num_seeds=1, **overrides)
+  results = encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo_fashion], str(tmp_path))
+  test_acc = results[(results["property"] == "test_acc") & (results["metric"] == "kendall_tau")]
+  assert len(test_acc) and np.isfinite(test_acc["mean"]).all()
+  assert set(test_acc["test_set"]) >= {encode.IN_DISTRIBUTION}
+  if config.method in ("sne", "hyperrep"):
+    embeddings = np.load(os.path.join(tmp_path, "embeddings.npz"))
+    key = f"{os.path.basename(tiny_zoo)}/embedding"
+    assert embeddings[key].shape[0] == 16 * 4 and np.isfinite(embeddings[key]).all()
+
+
+@pytest.mark.slow
+def test_command_line(tiny_zoo, tmp_path):
+  out = subprocess.run(
+      [sys.executable, "-m", "zoo_jax.encode", "--config=configs/statnn.py", f"--zoo={tiny_zoo}",
+       f"--workdir={tmp_path}", "--config.num_seeds=1", "--config.predictors=('ridge',)",
+       "--config.progress_bar=False"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "kendall_tau" in out.stdout
+  assert os.path.exists(os.path.join(tmp_path, encode.RESULTS_FILE))

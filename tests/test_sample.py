@@ -1,0 +1,125 @@
+"""zoo_jax.sample: decoded samples are networks, the engine starts from the given weights, the summary."""
+
+import os
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs import hyperrep as hyperrep_config
+from configs import sample as sample_config
+from zoo_jax import encode, grid, population, sample, weights, zoo
+from zoo_jax.encoders import hyperrep
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tiny_zoo, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("encoder"))
+  c = hyperrep_config.get_config()
+  c.num_seeds, c.predictors, c.progress_bar = 1, ("ridge",), False
+  c.hyperrep.num_epochs, c.hyperrep.batch_size = 20, 16
+  encode.encode_and_evaluate(c, [tiny_zoo], workdir)
+  return workdir
+
+
+def _config(**overrides):
+  c = sample_config.get_config()
+  c.num_samples, c.num_seeds, c.finetune_epochs, c.progress_bar = 3, 2, 1, False
+  c.sampler.gan_size = "small"
+  for key, value in overrides.items():
+    target = c
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return c
+
+
+@pytest.fixture(scope="module")
+def sampled(encoder_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("samples"))
+  summary = sample.sample_and_evaluate(_config(), encoder_dir, workdir)
+  return workdir, summary
+
+
+def test_saved_encoder_round_trips(encoder_dir, tiny_zoo):
+  model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  states = encode.load_states(tiny_zoo)
+  assert spec == states.spec
+  z = np.asarray(hyperrep.make_embed(model, spec)(params, states.flat))
+  stored = np.load(os.path.join(encoder_dir, "embeddings.npz"))[f"{states.name}/embedding"]
+  np.testing.assert_allclose(z, stored, rtol=1e-5, atol=1e-5)
+  assert len(info["history"]) == 20
+
+
+def test_samples_are_networks_evaluated_in_one_cohort(sampled):
+  workdir, _ = sampled
+  z = zoo.Zoo(workdir)
+  assert z.models["cohort"].nunique() == 1  # one setting: one vmapped, compiled program
+  counts = z.models.groupby("method").size()
+  assert counts.to_dict() == {m: 3 * 2 for m in sample_config.get_config().samplers} | {"B_T": 6, "B_F": 3}
+  params = z.params(epoch=0)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+  first = z.metrics[z.metrics["epoch"] == 0]
+  assert first["test_acc"].between(0, 1).all() and np.isfinite(first["test_loss"]).all()
+  assert z.epochs == [0, 1]
+
+
+def test_engine_starts_from_the_given_weights(sampled, tiny_zoo):
+  workdir, _ = sampled
+  z, source = zoo.Zoo(workdir), zoo.Zoo(tiny_zoo)
+  # B_F: the zoo's own models, unchanged at epoch 0, with the very accuracy the zoo recorded.
+  b_f = z.models[z.models["method"] == "B_F"]
+  got = z.params(b_f["model_id"], epoch=0)
+  want = source.params(b_f["source_model"].to_numpy(), epoch=-1)
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+  acc = z.metrics[(z.metrics["epoch"] == 0)].set_index("model_id").loc[b_f["model_id"], "test_acc"].to_numpy()
+  recorded = source.metrics[source.metrics["epoch"] == source.epochs[-1]].set_index("model_id").loc[
+      b_f["source_model"], "test_acc"].to_numpy()
+  np.testing.assert_allclose(acc, recorded, atol=1e-6)
+  # B_T: exactly the engine's own init for those seeds.
+  b_t = z.models[z.models["method"] == "B_T"]
+  init = population.init_params(grid.cohort_of(b_t.iloc[0]), b_t["seed"].to_numpy(), b_t["init"].to_numpy(),
+                                (28, 28, 1))
+  jax.tree.map(np.testing.assert_array_equal, z.params(b_t["model_id"], epoch=0), jax.tree.map(np.asarray, init))
+
+
+def test_samples_are_the_decoded_draws(sampled, encoder_dir):
+  workdir, _ = sampled
+  z = zoo.Zoo(workdir)
+  model, params, spec, _ = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  kde = z.models[(z.models["method"] == "kde")]
+  vector, _ = weights.flatten(z.params(kde["model_id"], epoch=0), spec)
+  # Re-encoding a decoded sample lands near the latent region of the zoo (finite, same width).
+  emb = np.asarray(hyperrep.make_embed(model, spec)(params, vector))
+  assert emb.shape == (len(kde), model.latent_dim) and np.isfinite(emb).all()
+  # Different seeds drew different samples.
+  a, b = (vector[(kde["sample_seed"] == s).to_numpy()] for s in (0, 1))
+  assert not np.allclose(a, b)
+
+
+def test_summary_and_plot(sampled):
+  workdir, summary = sampled
+  methods = set(sample_config.get_config().samplers) | {"B_T", "B_F", "zoo"}
+  assert set(summary["method"]) == methods
+  for method in methods - {"zoo"}:
+    rows = summary[summary["method"] == method]
+    assert list(rows["epoch"]) == [0, 1]
+  assert (summary.loc[summary["method"].isin(sample_config.get_config().samplers), "seeds"] == 2).all()
+  assert os.path.exists(os.path.join(workdir, sample.PLOT_FILE))
+  on_disk = pd.read_csv(os.path.join(workdir, sample.SUMMARY_FILE))
+  assert len(on_disk) == len(summary)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"samplers": ("vae",)}, "config.samplers .* allowed values"),
+    ({"baselines": ("B_X",)}, "config.baselines .* allowed values"),
+    ({"num_samples": 0}, "config.num_samples"),
+    ({"transfer.dataset": "imagenet"}, "config.transfer.dataset .* allowed values"),
+    ({"finetune.activation": "relu"}, "config.finetune.activation"),
+    ({"select.activation": "sigmoid"}, "keeps 0 states"),
+])
+def test_bad_config_names_the_field(overrides, match, encoder_dir, tmp_path):
+  with pytest.raises(ValueError, match=match):
+    sample.sample_and_evaluate(_config(**overrides), encoder_dir, str(tmp_path))

@@ -1,0 +1,236 @@
+"""Sample new weights from a hyper-representation, and measure whether they work.
+
+  python -m zoo_jax.sample --config=configs/sample.py --encoder=ENCODE_WORKDIR --workdir=OUT
+
+ENCODE_WORKDIR is the output of `zoo_jax.encode` with configs/hyperrep.py (its `encoder/`
+holds the trained autoencoder, its config.json the zoo it was trained on). The zoo's
+selected models (one activation: weights only make sense with their own function) at
+`config.epochs` are embedded; each sampler draws `num_samples` embeddings per seed, which
+are decoded to weights and handed, with the baselines, to the population engine:
+
+  B_T  random init (the zoo's init method), trained for the same epochs
+  B_F  the zoo's own source models, fine-tuned further
+  zoo  the zoo's models at the matching epoch of their original training (no run; read back)
+
+Every model is evaluated before training (epoch 0) and after each of `finetune_epochs`
+epochs, all of a cohort in one compiled call. OUT is a zoo (zoo_jax.zoo.Zoo reads it; the
+models table says each model's `method` and `sample_seed`), plus summary.csv (method x epoch:
+test accuracy mean and std over seeds) and accuracy.png. With `transfer.dataset`, the
+sampled weights and B_T are also fine-tuned on that dataset, in OUT/transfer.
+"""
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pandas as pd
+
+from zoo_jax import data, encode, grid, sampling, train, zoo as zoo_lib
+from zoo_jax.encoders import hyperrep
+
+SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = "summary.csv", "accuracy.png", "samples.npz", "transfer"
+BASELINES = ("B_T", "B_F")
+_SETTING = ("activation", "init", "optimizer", "learning_rate", "weight_decay", "dropout")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks the fields once, early; errors name the field and the allowed values."""
+  for name in config.samplers:
+    if name not in sampling.SAMPLERS:
+      raise ValueError(f"config.samplers has {name!r}; allowed values: {list(sampling.SAMPLERS)}.")
+  for name in config.baselines:
+    if name not in BASELINES:
+      raise ValueError(f"config.baselines has {name!r}; allowed values: {list(BASELINES)}.")
+  for field, low in (("num_samples", 1), ("num_seeds", 1), ("finetune_epochs", 0)):
+    if not isinstance(config[field], int) or config[field] < low:
+      raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
+  for field in _SETTING:
+    if field not in config.finetune:
+      raise ValueError(f"config.finetune.{field} is missing; it sets how every model is fine-tuned.")
+  if config.transfer.dataset is not None and config.transfer.dataset not in data.DATASETS:
+    raise ValueError(f"config.transfer.dataset {config.transfer.dataset!r} is unknown; allowed values: "
+                     f"None or {sorted(data.DATASETS)}.")
+
+
+def _source(encoder_dir: str, config: ml_collections.ConfigDict):
+  """(autoencoder pieces, zoo, selected source rows, their flat weights) for sampling."""
+  with open(os.path.join(encoder_dir, "config.json")) as f:
+    zoo_dir = config.zoo or json.load(f)["zoos"][0]
+  model, params, spec, _ = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  zoo = zoo_lib.Zoo(zoo_dir)
+  epochs = [zoo.epochs[e] if e < 0 else e for e in config.epochs]
+  states = encode.load_states(zoo_dir, epochs)
+  keep = np.ones(len(states.table), bool)
+  for field, value in config.select.items():
+    if field not in states.table.columns:
+      raise ValueError(f"config.select.{field}: not a models-table column; columns: {list(zoo.models.columns)}.")
+    keep &= (states.table[field] == value).to_numpy()
+  if keep.sum() < 2:
+    raise ValueError(f"config.select {dict(config.select)} keeps {keep.sum()} states of {zoo_dir} at epochs "
+                     f"{epochs}; samplers need at least 2.")
+  activations = set(states.table.loc[keep, "activation"])
+  if activations != {config.finetune.activation}:
+    raise ValueError(f"The selected zoo models use activations {sorted(activations)}, but "
+                     f"config.finetune.activation is {config.finetune.activation!r}; select models of that "
+                     "activation (config.select.activation), since weights only work with their own.")
+  if states.spec != spec:
+    raise ValueError(f"The zoo {zoo_dir} has another architecture than the autoencoder was trained on.")
+  return (model, params, spec), zoo, states.rows(keep)
+
+
+def _rows(method: str, num: int, seed: int, setting: dict, arch: str, first_seed: int) -> pd.DataFrame:
+  return pd.DataFrame({"method": method, "sample_seed": seed, "seed": first_seed + np.arange(num), "arch": arch,
+                       **{k: [setting[k]] * num for k in _SETTING}})
+
+
+def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, workdir: str) -> pd.DataFrame:
+  """Draws the samples, fine-tunes them with the baselines in one zoo run, writes the summary."""
+  validate_config(config)
+  (model, ae_params, spec), zoo, source = _source(encoder_dir, config)
+  embed = hyperrep.make_embed(model, spec)
+  decode = hyperrep.make_decode(model, spec)
+  z = np.asarray(embed(ae_params, jnp.asarray(source.flat)))
+  scores = source.table["test_acc"].to_numpy()
+  setting = dict(config.finetune)
+  arch = source.table["arch"].iloc[0]
+  num = config.num_samples
+
+  tables, params = [], []
+  key = jax.random.key(config.seed)
+  for seed in range(config.num_seeds):
+    for i, name in enumerate(config.samplers):
+      drawn = sampling.draw(name, jax.random.fold_in(jax.random.fold_in(key, seed), i), z, scores, num,
+                            config.sampler)
+      params.append(jax.tree.map(np.asarray, decode(ae_params, jnp.asarray(drawn))))
+      tables.append(_rows(name, num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 1000 * i))
+    if "B_T" in config.baselines:  # random init: params None marks "the engine's own init"
+      tables.append(_rows("B_T", num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 900))
+      params.append(None)
+  if "B_F" in config.baselines:  # the best source models at their newest selected epoch
+    newest = source.table["epoch"].to_numpy() == source.table["epoch"].max()
+    best = np.argsort(-np.where(newest, scores, -np.inf), kind="stable")[:min(num, int(newest.sum()))]
+    tables.append(_rows("B_F", len(best), 0, setting, arch, first_seed=1 + 900_000).assign(
+        source_model=source.table["model_id"].to_numpy()[best]))
+    params.append(jax.tree.map(lambda x: x[best], encode.weights.unflatten(jnp.asarray(source.flat), spec)))
+    params[-1] = jax.tree.map(np.asarray, params[-1])
+
+  table = grid.index_models(pd.concat(tables, ignore_index=True))
+  starts = _stack_params(table, [len(t) for t in tables], params, zoo)
+  os.makedirs(workdir, exist_ok=True)
+  np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores)
+  rows_of = lambda t: jax.tree.map(lambda x: x[t["model_id"].to_numpy()], starts)
+  results = {"in_distribution": train.train_and_evaluate(
+      _finetune_config(zoo, config, None), workdir, models_table=table,
+      initial_params=lambda rows: rows_of(rows))}
+  if config.transfer.dataset is not None:  # samples and B_T only: B_F's source models saw the zoo's data
+    kept = table[table["method"] != "B_F"].drop(columns=["source_model"], errors="ignore")
+    source_ids = kept["model_id"].to_numpy()
+    kept = grid.index_models(kept)
+    results["transfer"] = train.train_and_evaluate(
+        _finetune_config(zoo, config, config.transfer.dataset), os.path.join(workdir, TRANSFER_DIR),
+        models_table=kept, initial_params=lambda rows: jax.tree.map(
+            lambda x: x[source_ids[rows["model_id"].to_numpy()]], starts))
+  summary = summarize(results, zoo, source, config)
+  zoo_lib.write_table_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
+  plot_summary(summary, os.path.join(workdir, PLOT_FILE))
+  return summary
+
+
+def _stack_params(table: pd.DataFrame, sizes: list[int], blocks: list[Any], zoo: zoo_lib.Zoo) -> Any:
+  """Starting weights of every row of `table` [M, ...], block by block (sizes[i] rows each):
+  decoded samples and source models as given; None (B_T) gets the engine's own init, drawn
+  from each model's seed and init method as a zoo run would."""
+  from zoo_jax import population
+  filled, row = [], 0
+  for size, block in zip(sizes, blocks):
+    if block is None:
+      rows = table.iloc[row:row + size]
+      block = population.init_params(grid.cohort_of(rows.iloc[0]), rows["seed"].to_numpy(),
+                                     rows["init"].to_numpy(), _input_shape(zoo))
+    filled.append(jax.tree.map(np.asarray, block))
+    row += size
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *filled)
+
+
+def _input_shape(zoo: zoo_lib.Zoo) -> tuple[int, int, int]:
+  ds = zoo.config["dataset"]
+  from zoo_jax import models
+  size = models.INPUT_SIZES[zoo.config["model"]["arch"]]
+  info = data.DATASETS[ds["name"]]
+  side = size[0] if size else info.image_size
+  return (side, side, info.channels)
+
+
+def _finetune_config(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict,
+                     dataset: str | None) -> ml_collections.ConfigDict:
+  """The zoo's own training config (data, batch size), run for `finetune_epochs` epochs."""
+  run = train.stored_config(zoo.workdir)
+  run.num_epochs = config.finetune_epochs
+  run.progress_bar = config.progress_bar
+  run.overwrite = False
+  if dataset is not None:
+    run.dataset.name = dataset
+    run.dataset.source = data.DATASETS[dataset].sources[0]
+    run.dataset.train_size = config.transfer.train_size
+  return run
+
+
+def summarize(results: dict[str, zoo_lib.Zoo], zoo: zoo_lib.Zoo, source: "encode.ZooStates",
+              config: ml_collections.ConfigDict) -> pd.DataFrame:
+  """Test accuracy per (setting, method, epoch): mean over each seed's models, then mean and std over seeds."""
+  frames = []
+  for setting, result in results.items():
+    metrics = result.metrics.merge(result.models[["model_id", "method", "sample_seed"]], on="model_id")
+    frames.append(metrics.assign(setting=setting))
+  # The zoo's own models at the matching epoch of their original training (no run).
+  ids = np.unique(source.table["model_id"])
+  own = zoo.metrics[zoo.metrics["model_id"].isin(ids) & (zoo.metrics["epoch"] <= config.finetune_epochs)]
+  frames.append(own.assign(method="zoo", sample_seed=0, setting="in_distribution"))
+  table = pd.concat(frames, ignore_index=True)
+  per_seed = table.groupby(["setting", "method", "sample_seed", "epoch"], sort=False)["test_acc"].agg(
+      ["mean", "max", "count"]).reset_index()
+  summary = per_seed.groupby(["setting", "method", "epoch"], sort=False).agg(
+      test_acc=("mean", "mean"), std_over_seeds=("mean", "std"), best=("max", "max"),
+      models=("count", "sum"), seeds=("mean", "count")).reset_index()
+  return summary
+
+
+def plot_summary(summary: pd.DataFrame, path: str) -> None:
+  """Mean test accuracy per method against fine-tuning epochs (band: std over seeds)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  settings = list(dict.fromkeys(summary["setting"]))
+  fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False)
+  for ax, setting in zip(axes[0], settings):
+    for method, rows in summary[summary["setting"] == setting].groupby("method", sort=False):
+      ax.plot(rows["epoch"], rows["test_acc"], marker="o", ms=3, label=method)
+      std = rows["std_over_seeds"].fillna(0)
+      ax.fill_between(rows["epoch"], rows["test_acc"] - std, rows["test_acc"] + std, alpha=0.15)
+    ax.set(xlabel="fine-tuning epoch (0: as sampled)", ylabel="mean test accuracy", title=setting)
+    ax.legend(fontsize=8)
+  fig.suptitle("Sampled models against the baselines")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Sampling config file.", lock_config=True)
+  _ENCODER = flags.DEFINE_string("encoder", None, "Workdir of a zoo_jax.encode run with configs/hyperrep.py.")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Where the sampled zoo and the summary go.")
+  flags.mark_flags_as_required(["config", "encoder", "workdir"])
+
+  def main(argv):
+    del argv
+    summary = sample_and_evaluate(_CONFIG.value, _ENCODER.value, _WORKDIR.value)
+    print(summary.to_string(index=False))
+
+  app.run(main)
