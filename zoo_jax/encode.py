@@ -171,17 +171,19 @@ def _fit_features(config, predictor: str, targets: properties.Targets, train_x: 
       for name, x in test_x.items():
         out[name][prop] = properties.fit_probe(predictor, train_x, y, x, seed=seed)
     return out
-  # "mlp": one multi-task MLP on standardised features.
+  # "mlp": one multi-task MLP on standardised features, clipped to +-5 std: weight statistics
+  # are heavy-tailed (U(0,1)-initialised models), and an MLP extrapolates wildly beyond them.
   mean, std = train_x.mean(0), train_x.std(0) + 1e-8
+  scale = lambda x: np.clip((x - mean) / std, -5.0, 5.0)
   reg, cls = targets.encode(train_table)
   module = properties.MLP(hidden=tuple(config.mlp.hidden), num_outputs=targets.num_outputs)
   params, _ = properties.train_predictor(
-      module, (train_x - mean) / std, reg, cls, targets.num_classes, key=jax.random.key(seed),
+      module, scale(train_x), reg, cls, targets.num_classes, key=jax.random.key(seed),
       num_epochs=config.mlp.num_epochs, batch_size=config.mlp.batch_size,
       learning_rate=config.mlp.learning_rate, weight_decay=config.mlp.weight_decay,
       checkpoint_dir=checkpoint_dir, progress=config.progress_bar, desc=f"mlp seed {seed}")
   predict = properties.make_predict(module.apply)
-  return {name: targets.decode(predict(params, (x - mean) / std)) for name, x in test_x.items()}
+  return {name: targets.decode(predict(params, scale(x))) for name, x in test_x.items()}
 
 
 def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates], seed: int,
@@ -383,6 +385,8 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     results = encode_and_evaluate(_CONFIG.value, _ZOOS.value, _WORKDIR.value)
     print(_format(results))
     print(f"results: {os.path.join(_WORKDIR.value, RESULTS_FILE)}")

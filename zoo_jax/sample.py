@@ -230,6 +230,8 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     summary = sample_and_evaluate(_CONFIG.value, _ENCODER.value, _WORKDIR.value)
     print(summary.to_string(index=False))
 
