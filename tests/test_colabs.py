@@ -13,7 +13,8 @@ pytest.importorskip("ipykernel")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "colabs", "*.ipynb")))
-# Overrides appended to each notebook's `parameters` cell: a zoo of a few models, one epoch.
+# Overrides appended to each notebook's `parameters` cell: a zoo of a few models, one epoch, and
+# the shortest encoder training and sampling (names a notebook does not use are ignored).
 CI_PARAMETERS = """
 # CI overrides (tests/test_colabs.py)
 WORKDIR = {workdir!r}
@@ -21,6 +22,11 @@ NUM_SEEDS = 2
 NUM_EPOCHS = 1
 TRAIN_SIZE = 200
 BATCH_SIZE = 25
+ENCODE_SEEDS = 1
+ENCODER_EPOCHS = 2
+NUM_SAMPLES = 2
+SAMPLE_SEEDS = 1
+FINETUNE_EPOCHS = 1
 """
 
 

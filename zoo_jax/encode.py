@@ -164,12 +164,16 @@ def _fit_features(config, predictor: str, targets: properties.Targets, train_x: 
                   train_table: pd.DataFrame, test_x: dict[str, np.ndarray], seed: int,
                   checkpoint_dir: str) -> dict[str, dict[str, np.ndarray]]:
   """Predictions {test set: {property: values}} of one predictor on fixed features."""
-  if predictor in ("ridge", "gbt"):
-    out = {name: {} for name in test_x}
+  if predictor in ("ridge", "gbt"):  # one fit per property, predicting every test set at once
+    names = list(test_x)
+    bounds = np.cumsum([0] + [len(test_x[n]) for n in names])
+    every = np.concatenate([test_x[n] for n in names])
+    out = {name: {} for name in names}
     for prop in targets.names:
       y = properties.Targets.raw(train_table, prop)
-      for name, x in test_x.items():
-        out[name][prop] = properties.fit_probe(predictor, train_x, y, x, seed=seed)
+      predicted = properties.fit_probe(predictor, train_x, y, every, seed=seed)
+      for i, name in enumerate(names):
+        out[name][prop] = predicted[bounds[i]:bounds[i + 1]]
     return out
   # "mlp": one multi-task MLP on standardised features, clipped to +-5 std: weight statistics
   # are heavy-tailed (U(0,1)-initialised models), and an MLP extrapolates wildly beyond them.
@@ -286,13 +290,12 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 def plot_test_accuracy(predictions: pd.DataFrame, path: str, title: str) -> None:
   """Predicted vs true test accuracy, one panel per test set, one colour per predictor."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # not pyplot: leaves a notebook's backend alone
   if "test_acc_pred" not in predictions:
     return
   sets = list(dict.fromkeys(predictions["test_set"]))
-  fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4), squeeze=False)
+  fig = Figure(figsize=(4.2 * len(sets), 4))
+  axes = fig.subplots(1, len(sets), squeeze=False)
   for ax, test_set in zip(axes[0], sets):
     part = predictions[predictions["test_set"] == test_set]
     for predictor, rows in part.groupby("predictor", sort=False):
@@ -303,7 +306,6 @@ def plot_test_accuracy(predictions: pd.DataFrame, path: str, title: str) -> None
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:

@@ -99,12 +99,13 @@ def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wor
   arch = source.table["arch"].iloc[0]
   num = config.num_samples
 
-  tables, params = [], []
+  tables, params, draws = [], [], {}
   key = jax.random.key(config.seed)
   for seed in range(config.num_seeds):
     for i, name in enumerate(config.samplers):
       drawn = sampling.draw(name, jax.random.fold_in(jax.random.fold_in(key, seed), i), z, scores, num,
                             config.sampler)
+      draws[f"{name}/seed_{seed}"] = np.asarray(drawn)
       params.append(jax.tree.map(np.asarray, decode(ae_params, jnp.asarray(drawn))))
       tables.append(_rows(name, num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 1000 * i))
     if "B_T" in config.baselines:  # random init: params None marks "the engine's own init"
@@ -121,7 +122,8 @@ def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wor
   table = grid.index_models(pd.concat(tables, ignore_index=True))
   starts = _stack_params(table, [len(t) for t in tables], params, zoo)
   os.makedirs(workdir, exist_ok=True)
-  np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores)
+  # The zoo's embeddings and scores the samplers saw, and every draw ("<sampler>/seed_<s>").
+  np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores, **draws)
   rows_of = lambda t: jax.tree.map(lambda x: x[t["model_id"].to_numpy()], starts)
   results = {"in_distribution": train.train_and_evaluate(
       _finetune_config(zoo, config, None), workdir, models_table=table,
@@ -201,11 +203,10 @@ def summarize(results: dict[str, zoo_lib.Zoo], zoo: zoo_lib.Zoo, source: "encode
 
 def plot_summary(summary: pd.DataFrame, path: str) -> None:
   """Mean test accuracy per method against fine-tuning epochs (band: std over seeds)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # not pyplot: leaves a notebook's backend alone
   settings = list(dict.fromkeys(summary["setting"]))
-  fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False)
+  fig = Figure(figsize=(5.5 * len(settings), 4))
+  axes = fig.subplots(1, len(settings), squeeze=False)
   for ax, setting in zip(axes[0], settings):
     for method, rows in summary[summary["setting"] == setting].groupby("method", sort=False):
       ax.plot(rows["epoch"], rows["test_acc"], marker="o", ms=3, label=method)
@@ -216,7 +217,6 @@ def plot_summary(summary: pd.DataFrame, path: str) -> None:
   fig.suptitle("Sampled models against the baselines")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 if __name__ == "__main__":
