@@ -212,6 +212,7 @@ def plot_summary(summary: pd.DataFrame, path: str) -> None:
       ax.plot(rows["epoch"], rows["test_acc"], marker="o", ms=3, label=method)
       std = rows["std_over_seeds"].fillna(0)
       ax.fill_between(rows["epoch"], rows["test_acc"] - std, rows["test_acc"] + std, alpha=0.15)
+    ax.set_xticks(sorted(summary["epoch"].unique()))
     ax.set(xlabel="fine-tuning epoch (0: as sampled)", ylabel="mean test accuracy", title=setting)
     ax.legend(fontsize=8)
   fig.suptitle("Sampled models against the baselines")
