@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # the README test command installs torch==2.13.0 (a CPU build)
 nn = torch.nn
 
 from zoo_jax import convert, data, models, zoo  # noqa: E402

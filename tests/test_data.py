@@ -1,5 +1,4 @@
 import gzip
-import os
 import struct
 
 import numpy as np
@@ -32,9 +31,7 @@ def test_split_is_deterministic_and_seeded():
   assert not np.array_equal(a.images, c.images)
 
 
-@pytest.mark.skipif(not os.path.isdir(local.FASHION_MNIST_DIR),
-                    reason="needs Debian's dataset-fashion-mnist (installed by .ci/run)")
-def test_fashion_mnist_from_debian_package():
+def test_fashion_mnist_from_debian_package():  # Debian's dataset-fashion-mnist, installed by .ci/run
   train, test = data.load("fashion_mnist", "train"), data.load("fashion_mnist", "test")
   val = data.load("fashion_mnist", "validation")
   assert (len(train), len(val), len(test)) == (50_000, 10_000, 10_000)

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-tfds = pytest.importorskip("tensorflow_datasets")
+import tensorflow_datasets as tfds  # the tfds extra, installed by the README test command
 
 from zoo_jax import data  # noqa: E402
 from zoo_jax.data import local  # noqa: E402
@@ -99,9 +99,10 @@ def _local_builder(name, splits):
 
 
 def _fed(fed, name, split):
-  """fed[name][split], or a skip naming the missing package."""
+  """fed[name][split], or a failure naming the missing package."""
   if name not in fed:
-    pytest.skip(f"{name}: Debian's dataset-fashion-mnist is not installed ({local.FASHION_MNIST_DIR})")
+    pytest.fail(f"{name}: Debian's dataset-fashion-mnist is not installed ({local.FASHION_MNIST_DIR}); "
+                "apt-get install dataset-fashion-mnist (.ci/run does)")
   return fed[name][split]
 
 

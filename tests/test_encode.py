@@ -19,12 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _fast(config, **overrides):
   config.progress_bar = False
   config.mlp.num_epochs = 5
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
+  config.update_from_flattened_dict(overrides)  # dotted keys
   return config
 
 

@@ -27,12 +27,7 @@ def _config(**overrides):
   c = sample_config.get_config()
   c.num_samples, c.num_seeds, c.finetune_epochs, c.progress_bar = 3, 2, 1, False
   c.sampler.gan_size = "small"
-  for key, value in overrides.items():
-    target = c
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
+  c.update_from_flattened_dict(overrides)  # dotted keys
   return c
 
 

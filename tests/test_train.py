@@ -21,12 +21,7 @@ def tiny_config(**overrides):
   c.dataset.train_size = 500
   c.batch_size = 25
   c.progress_bar = False
-  for key, value in overrides.items():
-    target = c
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
+  c.update_from_flattened_dict(overrides)  # dotted keys: {"dataset.train_size": 500}
   return c
 
 

@@ -47,6 +47,7 @@ class ZooStates:
   table: pd.DataFrame
   flat: np.ndarray  # [N, n] float32, in weights.flatten order
   spec: weights.WeightSpec
+  cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
   def rows(self, keep: np.ndarray) -> "ZooStates":
     return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec)
@@ -88,18 +89,17 @@ def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
 
 
 def _statnn(states: ZooStates) -> np.ndarray:
-  params = weights.unflatten(jnp.asarray(states.flat), states.spec)
-  return np.asarray(weights.statnn_features(params, states.spec), np.float32)
-
-
-def _same_layout(zoos: Sequence[ZooStates]) -> bool:
-  return len({z.spec for z in zoos}) == 1
+  """StatNN features [N, F], computed once per zoo and kept for the other seeds."""
+  if "statnn" not in states.cache:
+    params = weights.unflatten(jnp.asarray(states.flat), states.spec)
+    states.cache["statnn"] = np.asarray(weights.statnn_features(params, states.spec), np.float32)
+  return states.cache["statnn"]
 
 
 class _Inputs:
   """Turns states into a method's inputs; `permuted(key)` for SNE's logit invariance."""
 
-  def __init__(self, config: ml_collections.ConfigDict, train: ZooStates, everything: Sequence[ZooStates]):
+  def __init__(self, config: ml_collections.ConfigDict, everything: Sequence[ZooStates]):
     self.config, self.method = config, config.method
     if self.method == "sne":
       from zoo_jax.encoders import sne
@@ -112,7 +112,7 @@ class _Inputs:
 
   def __call__(self, states: ZooStates) -> Any:
     if self.method == "sne":
-      return _batched(self._chunk[states.spec], states.flat)
+      return training.map_batches(self._chunk[states.spec], states.flat, 512)
     if self.method == "deepsets":
       tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(states.flat), states.spec), states.spec,
                                    dim=self.token_dim)
@@ -121,16 +121,7 @@ class _Inputs:
 
   def permuted(self, states: ZooStates):
     fn = self._permuted[states.spec]
-    return lambda key: _batched(lambda x: fn(key, x), states.flat)
-
-
-def _batched(fn, flat: np.ndarray, batch_size: int = 512) -> Any:
-  """fn over fixed-size batches of rows (the last one padded by wrapping): one compilation."""
-  outs = []
-  for start in range(0, len(flat), batch_size):
-    index = np.arange(start, start + batch_size) % len(flat)
-    outs.append(jax.tree.map(np.asarray, fn(jnp.asarray(flat[index]))))
-  return jax.tree.map(lambda *xs: np.concatenate(xs)[:len(flat)], *outs)
+    return lambda key: training.map_batches(lambda x: fn(key, x), states.flat, 512)
 
 
 def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpoint_dir: str, seed: int,
@@ -204,8 +195,9 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
   skipped: dict[str, str] = {}
 
   if method in ("statnn", "flat", "hyperrep"):
-    comparable = {n: z for n, z in test_sets.items() if z.spec == train.spec or method == "statnn"}
-    skipped.update({n: "another architecture" for n in test_sets if n not in comparable})
+    readable = [z for z in others if z.spec == train.spec or method == "statnn"]
+    skipped.update({f"cross:{z.name}": "another architecture" for z in others
+                    if z.spec != train.spec and method != "statnn"})
     if method == "statnn":
       featurize = _statnn
     elif method == "flat":
@@ -213,16 +205,20 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
     else:
       featurize = _train_hyperrep(config, train, os.path.join(ckpt, "hyperrep"), seed,
                                   save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None)
-      embeddings = {z.name: featurize(z) for z in [pool, *others] if z.spec == train.spec}
-    train_x = featurize(train)
-    test_x = {n: featurize(z) for n, z in comparable.items()}
+    # Features of whole zoos, then split: the pool's rows are featurized once, not per side.
+    features = {z.name: featurize(z) for z in [pool, *readable]}
+    if method == "hyperrep":
+      embeddings = features
+    train_x = features[pool.name][~is_test]
+    test_x = {IN_DISTRIBUTION: features[pool.name][is_test], **{f"cross:{z.name}": features[z.name]
+                                                                for z in readable}}
     for predictor in config.predictors:
       predictions[predictor] = _fit_features(config, predictor, targets, train_x, train.table, test_x, seed,
                                              os.path.join(ckpt, predictor))
   else:
     from zoo_jax.encoders import baselines, sne
     everything = [pool, *others]
-    inputs = _Inputs(config, train, everything)
+    inputs = _Inputs(config, everything)
     reg, cls = targets.encode(train.table)
     if method == "sne":
       module = sne.SNE(num_outputs=targets.num_outputs, **config.sne.model.to_dict())
@@ -243,7 +239,7 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
     predictions["direct"] = {n: targets.decode(predict(params, inputs(z))) for n, z in test_sets.items()}
     if method == "sne":
       embed = jax.jit(lambda p, x: module.apply(p, x, method=sne.SNE.embed))
-      embeddings = {z.name: _batched_embed(embed, params, inputs(z)) for z in everything}
+      embeddings = {z.name: training.map_batches(lambda x: embed(params, x), inputs(z)) for z in everything}
 
   rows, prediction_rows = [], []
   for predictor, by_set in predictions.items():
@@ -266,15 +262,6 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
     rows.append(dict(seed=seed, method=method, predictor="-", test_set="-", property=prop,
                      metric="n/a: constant in the training split", value=np.nan))
   return pd.DataFrame(rows), pd.concat(prediction_rows, ignore_index=True), embeddings
-
-
-def _batched_embed(embed, params, inputs, batch_size: int = 256) -> np.ndarray:
-  num = jax.tree.leaves(inputs)[0].shape[0]
-  outs = []
-  for start in range(0, num, batch_size):
-    index = np.arange(start, start + batch_size) % num
-    outs.append(np.asarray(embed(params, jax.tree.map(lambda x: x[index], inputs))))
-  return np.concatenate(outs)[:num]
 
 
 # ---------------------------------------------------------------------------- the job
@@ -357,7 +344,7 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
 
 
 def _pool(zoos: Sequence[ZooStates]) -> ZooStates:
-  if not _same_layout(zoos) and zoos:
+  if len({z.spec for z in zoos}) > 1:
     raise ValueError("config.split.train_zoos pools zoos of different architectures; only method 'sne' "
                      "reads mixed architectures, and it takes them as separate --zoo test sets.")
   return ZooStates("+".join(z.name for z in zoos), pd.concat([z.table for z in zoos], ignore_index=True),

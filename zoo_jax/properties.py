@@ -277,16 +277,7 @@ def make_supervised_step(apply_fn: Callable[..., jax.Array], tx: optax.GradientT
 def make_predict(apply_fn: Callable[..., jax.Array], batch_size: int = 256):
   """`predict(params, inputs [N, ...]) -> outputs [N, K]` in fixed-size jitted batches (any N)."""
   jitted = jax.jit(lambda p, x: apply_fn(p, x, train=False))
-
-  def predict(params, inputs):
-    num = jax.tree.leaves(inputs)[0].shape[0]
-    outs = []
-    for start in range(0, num, batch_size):
-      index = np.arange(start, start + batch_size) % num  # pad the last batch by wrapping: one compile
-      outs.append(np.asarray(jitted(params, jax.tree.map(lambda x: x[index], inputs))))
-    return np.concatenate(outs)[:num]
-
-  return predict
+  return lambda params, inputs: training.map_batches(lambda x: jitted(params, x), inputs, batch_size)
 
 
 def train_predictor(module: nn.Module, inputs: Any, reg: np.ndarray, cls: np.ndarray,

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, encode, grid, sampling, train, zoo as zoo_lib
+from zoo_jax import data, encode, grid, models, population, sampling, train, weights, zoo as zoo_lib
 from zoo_jax.encoders import hyperrep
 
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = "summary.csv", "accuracy.png", "samples.npz", "transfer"
@@ -116,8 +116,7 @@ def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wor
     best = np.argsort(-np.where(newest, scores, -np.inf), kind="stable")[:min(num, int(newest.sum()))]
     tables.append(_rows("B_F", len(best), 0, setting, arch, first_seed=1 + 900_000).assign(
         source_model=source.table["model_id"].to_numpy()[best]))
-    params.append(jax.tree.map(lambda x: x[best], encode.weights.unflatten(jnp.asarray(source.flat), spec)))
-    params[-1] = jax.tree.map(np.asarray, params[-1])
+    params.append(jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(source.flat[best]), spec)))
 
   table = grid.index_models(pd.concat(tables, ignore_index=True))
   starts = _stack_params(table, [len(t) for t in tables], params, zoo)
@@ -146,7 +145,6 @@ def _stack_params(table: pd.DataFrame, sizes: list[int], blocks: list[Any], zoo:
   """Starting weights of every row of `table` [M, ...], block by block (sizes[i] rows each):
   decoded samples and source models as given; None (B_T) gets the engine's own init, drawn
   from each model's seed and init method as a zoo run would."""
-  from zoo_jax import population
   filled, row = [], 0
   for size, block in zip(sizes, blocks):
     if block is None:
@@ -159,8 +157,8 @@ def _stack_params(table: pd.DataFrame, sizes: list[int], blocks: list[Any], zoo:
 
 
 def _input_shape(zoo: zoo_lib.Zoo) -> tuple[int, int, int]:
+  """(H, W, C) of the images the zoo's models read."""
   ds = zoo.config["dataset"]
-  from zoo_jax import models
   size = models.INPUT_SIZES[zoo.config["model"]["arch"]]
   info = data.DATASETS[ds["name"]]
   side = size[0] if size else info.image_size

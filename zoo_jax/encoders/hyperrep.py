@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 
 from zoo_jax import weights
 from zoo_jax import zoo as zoo_lib
+from zoo_jax.encoders import training
 from zoo_jax.weights.spec import WeightSpec
 from zoo_jax.weights.tokens import Tokens
 
@@ -293,7 +294,7 @@ def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
                batch_size: int = 256) -> Callable[[Any, jax.Array], jax.Array]:
   """Builds `embed(params, flat [N, n]) -> z [N, latent_dim]`: clean tokens, eval mode.
 
-  One jitted call per `batch_size` models (the last batch padded), so any N shares one
+  One jitted call per `batch_size` models (`training.map_batches`), so any N shares one
   compilation.
   """
 
@@ -305,15 +306,9 @@ def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
 
   def embed(params, flat: jax.Array) -> jax.Array:
     chex.assert_shape(flat, (None, spec.size))
-    n = flat.shape[0]
-    out = []
-    for start in range(0, n, batch_size):
-      batch = jnp.asarray(flat[start:start + batch_size])
-      pad = batch_size - batch.shape[0]
-      out.append(embed_batch(params, jnp.pad(batch, ((0, pad), (0, 0))))[:batch_size - pad])
-    if not out:
+    if flat.shape[0] == 0:
       return jnp.zeros((0, model.latent_dim), jnp.float32)
-    return jnp.concatenate(out)
+    return jnp.asarray(training.map_batches(lambda x: embed_batch(params, x), flat, batch_size))
 
   return embed
 

@@ -82,3 +82,16 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
   if manager is not None:
     manager.close()
   return params, opt_state, history
+
+
+def map_batches(fn: Callable[[Any], Any], data: Any, batch_size: int = 256) -> Any:
+  """`fn` over fixed-size batches of `data`'s rows, results concatenated (host numpy).
+
+  The last batch is padded by wrapping around, so a jitted `fn` compiles once for any N.
+  """
+  num = jax.tree.leaves(data)[0].shape[0]
+  outs = []
+  for start in range(0, num, batch_size):
+    index = np.arange(start, start + batch_size) % num
+    outs.append(jax.tree.map(np.asarray, fn(jax.tree.map(lambda x: x[index], data))))
+  return jax.tree.map(lambda *xs: np.concatenate(xs)[:num], *outs)
