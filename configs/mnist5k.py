@@ -48,4 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.conv_impl = "patches"
   c.overwrite = False  # True: delete a zoo of another config in workdir and start over
   c.progress_bar = True
+  # True: print the wall time of every phase (training, evaluation per split, host transfers,
+  # checkpoint saves, table writes) per epoch; device work is then waited for phase by phase.
+  c.profile = False
   return c

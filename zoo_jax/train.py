@@ -30,10 +30,11 @@ _FIELDS = {
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
-    "conv_impl": None, "overwrite": None, "progress_bar": None,
+    "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None,
 }
 # Fields that may change between runs into one workdir without making it another zoo.
-_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl"}
+_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl",
+                      "profile"}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -96,7 +97,7 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 # Fields added after zoos were first written, with the value those zoos were trained with.
-_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla"}
+_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla", ("profile",): False}
 
 
 def stored_config(workdir: str) -> ml_collections.ConfigDict:
@@ -152,6 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   to fine-tune): zoo_jax.sample evaluates samples with the very engine that trains zoos.
   """
   validate_config(config)
+  profile = _Profile(config.get("profile", False))
   _prepare_workdir(config, workdir)
   if _is_complete(workdir, config.num_epochs):
     print(f"Zoo in {workdir} is complete ({config.num_epochs} epochs); nothing to do.")
@@ -200,18 +202,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     # epoch's steps: running means lag the weights and bias the generalisation gap.
     out = {}
     for split in data.SPLITS:
-      m = eval_fns[c](params, *on_mesh[split])
+      m = profile(f"eval_{split}", eval_fns[c], params, *on_mesh[split])
       out[f"{split}_loss"], out[f"{split}_acc"] = m.loss, m.accuracy
-    return jax.tree.map(np.asarray, out)
+    return profile("to_host", jax.tree.map, np.asarray, out)
 
-  writer = zoo.ZooWriter(workdir)
+  writer = profile("checkpoint", zoo.ZooWriter, workdir)
   abstract = {str(c): jax.tree.map(ocp.utils.to_shape_dtype_struct, s) for c, s in states.items()}
   restored = writer.restore_state(abstract)
   history = []
   if restored is None:
     start = 0
     metrics = {c: evaluate(c, s.params) for c, s in states.items()}
-    _commit(writer, 0, states, metrics)
+    profile("checkpoint", _commit, writer, 0, states, metrics)
     history.append(zoo.metrics_rows(models_table, 0, metrics, _diverged(states)))
   else:
     start, restored_states = restored
@@ -221,7 +223,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       diverged = {c: m.pop("diverged") for c, m in stored.items()}
       history.append(zoo.metrics_rows(models_table, epoch, stored, diverged))
     print(f"Resuming the zoo in {workdir} after epoch {start}.")
-  zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+  profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+  profile.report("setup (data, init, epoch 0 or restore, first compiles)")
 
   steps_per_epoch = len(train) // config.batch_size
   started = time.time()
@@ -230,12 +233,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   for epoch in range(start + 1, config.num_epochs + 1):
     epoch_start, metrics = time.time(), {}
     for c in states:
-      states[c], _ = train_fns[c](states[c], *on_mesh["train"])
+      states[c], _ = profile("train", train_fns[c], states[c], *on_mesh["train"])
       metrics[c] = evaluate(c, states[c].params)
       bar.update(len(cohorts[c][1]))
-    _commit(writer, epoch, states, metrics)
+    profile("checkpoint", _commit, writer, epoch, states, metrics)
     history.append(zoo.metrics_rows(models_table, epoch, metrics, _diverged(states)))
-    zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    profile.report(f"epoch {epoch}")
     last = history[-1]
     bar.set_postfix(epoch=epoch, test_acc_mean=f"{last['test_acc'].mean():.3f}",
                     test_acc_best=f"{last['test_acc'].max():.3f}",
@@ -245,6 +249,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   writer.close()
   print(summary(pd.concat(history), workdir, time.time() - started))
   return zoo.Zoo(workdir)
+
+
+class _Profile:
+  """Wall time per phase, printed per epoch when `config.profile` is True.
+
+  `profile(phase, fn, *args)` calls fn; when profiling, it also waits for fn's device work
+  (jax.block_until_ready), so each phase is charged its own time (and nothing overlaps).
+  """
+
+  def __init__(self, enabled: bool):
+    self.enabled, self.seconds, self.started = bool(enabled), {}, time.perf_counter()
+
+  def __call__(self, phase: str, fn: Callable, *args):
+    if not self.enabled:
+      return fn(*args)
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+    return out
+
+  def report(self, what: str) -> None:
+    """Prints the phases since the last report (seconds) and starts a new period."""
+    if not self.enabled:
+      return
+    now = time.perf_counter()
+    total, seconds = now - self.started, self.seconds
+    phases = "  ".join(f"{k} {v:.2f}" for k, v in seconds.items())
+    tqdm.write(f"profile {what}: total {total:.2f} s | {phases} | other {total - sum(seconds.values()):.2f}")
+    self.seconds, self.started = {}, now
 
 
 def _diverged(states) -> dict[int, np.ndarray]:
