@@ -18,6 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.train_size = ml_collections.config_dict.placeholder(int)
   # None: the whole validation and test splits; N: seeded subsets of N images each (cheaper evaluation).
   c.dataset.eval_size = ml_collections.config_dict.placeholder(int)
+  # None: the train_* metrics of every epoch on the whole training split (the Model Zoos protocol);
+  # N: on a fixed seeded subset of N training images (cheaper evaluation of big zoos).
+  c.dataset.train_eval_size = ml_collections.config_dict.placeholder(int)
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "cnn_s"  # cnn_s | cnn_l | mlp

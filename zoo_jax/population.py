@@ -219,36 +219,42 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
 
 
 def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: int = 10,
-                  conv_impl: str = "xla") -> Callable[[Any, jax.Array, jax.Array], EpochMetrics]:
-  """Builds `evaluate(params [P, ...], images, labels) -> metrics [P]`.
+                  models_per_vmap: int = 0, conv_impl: str = "xla",
+                  ) -> Callable[[Any, jax.Array, jax.Array], EpochMetrics]:
+  """Builds the jitted `evaluate(params [P, ...], images [N, ...], labels [N]) -> metrics [P]`.
 
-  Every model sees the whole set in eval mode (no dropout). One jitted call scores one
-  batch of `batch_size` images for all models at once; the last batch is padded and
-  masked, so every split and set size shares one compilation.
+  Every model sees the whole set in eval mode (no dropout), in one jitted call: a `lax.scan`
+  over batches of `batch_size` images (the last one padded and masked), per chunk of
+  `models_per_vmap` models as in training (0: the whole cohort in one vmap; k > 0: chunks of
+  k run one after another with `lax.map`), with the same `conv_impl`. Compiles once per set size.
   """
   model = make_model(cohort, num_classes, conv_impl=conv_impl)
 
-  def per_model(p, x, y, valid):
-    logits = model.apply({"params": p}, x)
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
-    return jnp.sum(nll * valid), jnp.sum((jnp.argmax(logits, -1) == y) * valid)
+  def model_sums(p, images, labels, valid):
+    """Summed NLL and correct count of one model over batches images [B, batch_size, ...]."""
+    def batch_sums(totals, batch):
+      x, y, v = batch
+      logits = model.apply({"params": p}, normalize(x, mean, std))
+      nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
+      return (totals[0] + jnp.sum(nll * v), totals[1] + jnp.sum((jnp.argmax(logits, -1) == y) * v)), None
+
+    zero = jnp.zeros((), jnp.float32)
+    return jax.lax.scan(batch_sums, (zero, zero), (images, labels, valid))[0]
 
   @jax.jit
-  def score_batch(params, images, labels, valid):
-    return jax.vmap(per_model, in_axes=(0, None, None, None))(params, normalize(images, mean, std), labels, valid)
-
   def evaluate(params, images: jax.Array, labels: jax.Array) -> EpochMetrics:
     n = labels.shape[0]
-    loss = correct = 0.0
-    for start in range(0, n, batch_size):
-      x, y = images[start:start + batch_size], labels[start:start + batch_size]
-      pad = batch_size - y.shape[0]
-      valid = jnp.arange(batch_size) < y.shape[0]
-      if pad:
-        x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
-        y = jnp.pad(y, (0, pad))
-      batch_loss, batch_correct = score_batch(params, x, y, valid)
-      loss, correct = loss + batch_loss, correct + batch_correct
+    batches = -(-n // batch_size)
+    pad = batches * batch_size - n
+    images = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
+    images = images.reshape((batches, batch_size) + images.shape[1:])
+    labels = jnp.pad(labels, (0, pad)).reshape(batches, batch_size)
+    valid = (jnp.arange(batches * batch_size) < n).reshape(batches, batch_size)
+    if models_per_vmap <= 0:
+      loss, correct = jax.vmap(model_sums, in_axes=(0, None, None, None))(params, images, labels, valid)
+    else:
+      loss, correct = jax.lax.map(lambda p: model_sums(p, images, labels, valid), params,
+                                  batch_size=models_per_vmap)
     return EpochMetrics(loss / n, correct / n)
 
   return evaluate

@@ -26,7 +26,7 @@ from zoo_jax.models.fast_conv import CONV_IMPLS
 
 # Fields a config may carry (sections map to their allowed sub-fields).
 _FIELDS = {
-    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size"},
+    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "train_eval_size"},
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
@@ -69,6 +69,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   eval_size = ds.get("eval_size")
   if eval_size is not None and (not isinstance(eval_size, int) or eval_size < 1):
     raise ValueError(f"config.dataset.eval_size must be None (all) or a positive integer, got {eval_size!r}.")
+  train_eval_size = ds.get("train_eval_size")
+  if train_eval_size is not None and (not isinstance(train_eval_size, int) or train_eval_size < 1):
+    raise ValueError(f"config.dataset.train_eval_size must be None (all) or a positive integer, "
+                     f"got {train_eval_size!r}.")
   grid.validate_population(config.population)
 
 
@@ -97,7 +101,8 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 # Fields added after zoos were first written, with the value those zoos were trained with.
-_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla", ("profile",): False}
+_LATER_FIELDS = {("dataset", "eval_size"): None, ("dataset", "train_eval_size"): None, ("conv_impl",): "xla",
+                 ("profile",): False}
 
 
 def stored_config(workdir: str) -> ml_collections.ConfigDict:
@@ -169,6 +174,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     for split in ("validation", "test"):
       splits[split] = _subset(splits[split], min(ds.eval_size, len(splits[split])), ds.split_seed, "eval_size")
   train = splits["train"]
+  # What the train_* metrics are computed on: the training set, or a fixed seeded subset of it.
+  evaluated = dict(splits)
+  if ds.get("train_eval_size") is not None:
+    evaluated["train"] = _subset(train, min(ds.train_eval_size, len(train)), ds.split_seed, "train_eval_size")
   if models_table is None:
     models_table = grid.models_table(config.population, config.model.arch)
   if not os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):
@@ -178,7 +187,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   mesh = sharding.population_mesh(jax.devices() if config.shard else jax.devices()[:1])
   num_devices = mesh.devices.size
   on_mesh = {split: sharding.replicate((jnp.asarray(s.images), jnp.asarray(s.labels)), mesh)
-             for split, s in splits.items()}
+             for split, s in evaluated.items()}
+  on_mesh["train_all"] = on_mesh["train"] if evaluated["train"] is train else sharding.replicate(
+      (jnp.asarray(train.images), jnp.asarray(train.labels)), mesh)
   cohorts = grid.cohorts(models_table)
   states, train_fns, eval_fns = {}, {}, {}
   for c, (cohort, rows) in enumerate(cohorts):
@@ -190,12 +201,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     states[c] = sharding.shard_models(population.create_population(
         cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
         arrays["dropout"], train.image_shape, train.num_classes, params=params), mesh)
-    train_fns[c] = population.make_train_epoch(cohort, batch_size=config.batch_size, num_train=len(train),
-                                               mean=train.mean, std=train.std, num_classes=train.num_classes,
-                                               models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl)
-    eval_fns[c] = population.make_evaluate(cohort, batch_size=config.eval_batch_size, mean=train.mean,
-                                           std=train.std, num_classes=train.num_classes,
-                                           conv_impl=config.conv_impl)
+    # Each device runs its own rows of the cohort (one device: the functions themselves).
+    train_fns[c] = sharding.per_device(population.make_train_epoch(
+        cohort, batch_size=config.batch_size, num_train=len(train), mean=train.mean, std=train.std,
+        num_classes=train.num_classes, models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
+    eval_fns[c] = sharding.per_device(population.make_evaluate(
+        cohort, batch_size=config.eval_batch_size, mean=train.mean, std=train.std, num_classes=train.num_classes,
+        models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
 
   def evaluate(c, params):
     # The train split is evaluated too (eval mode, whole set) rather than averaged over the
@@ -233,7 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   for epoch in range(start + 1, config.num_epochs + 1):
     epoch_start, metrics = time.time(), {}
     for c in states:
-      states[c], _ = profile("train", train_fns[c], states[c], *on_mesh["train"])
+      states[c], _ = profile("train", train_fns[c], states[c], *on_mesh["train_all"])
       metrics[c] = evaluate(c, states[c].params)
       bar.update(len(cohorts[c][1]))
     profile("checkpoint", _commit, writer, epoch, states, metrics)
