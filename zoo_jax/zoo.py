@@ -131,12 +131,17 @@ class ZooWriter:
     return {int(c): dict(v["metrics"]) for c, v in tree.items()}
 
   def save(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict], state: Any) -> None:
-    """Commits epoch `epoch`: weights and metrics of every cohort, then the training state."""
+    """Commits epoch `epoch`'s weights and metrics of every cohort, then starts saving its training state.
+
+    The state is written in the background while the next epoch trains (it matters only for
+    resuming, and a state step without its weights step is discarded on restore); the next
+    save, or close, waits for it. Returns once the weights step is committed.
+    """
     tree = {str(c): {"params": params[c], "metrics": metrics[c]} for c in params}
+    self._state.wait_until_finished()  # the previous epoch's state
     self._checkpoints.save(epoch, args=ocp.args.StandardSave(tree))
     self._checkpoints.wait_until_finished()
     self._state.save(epoch, args=ocp.args.StandardSave(state))
-    self._state.wait_until_finished()
 
   def close(self) -> None:
     self._checkpoints.close()
