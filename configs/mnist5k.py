@@ -39,7 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.num_epochs = 10  # epochs after the initial weights (epoch 0)
   c.batch_size = 10  # per model, as in the Model Zoos
-  c.eval_batch_size = 500  # images per evaluation batch, for all models of a cohort at once
+  # Images per evaluation batch (scanned in one jitted call per split, per chunk of models_per_vmap
+  # models). Small batches stay in the CPU caches: 50 evaluates ~5-10x faster than 500 here.
+  c.eval_batch_size = 50
   c.shard = True  # split each cohort over all local devices
   # Models vmapped together; chunks run one after another in the same jitted epoch. 0: the
   # whole cohort (GPU/TPU). 1 is fastest on CPU, where vmapped conv gradients are slow.
