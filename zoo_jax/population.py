@@ -219,19 +219,30 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
 
 
 def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: int = 10,
-                  models_per_vmap: int = 0, conv_impl: str = "xla",
-                  ) -> Callable[[Any, jax.Array, jax.Array], EpochMetrics]:
+                  models_per_vmap: int = 0, conv_impl: str = "xla") -> Callable[..., Any]:
   """Builds the jitted `evaluate(params [P, ...], images [N, ...], labels [N]) -> metrics [P]`.
 
   Every model sees the whole set in eval mode (no dropout), in one jitted call: a `lax.scan`
   over batches of `batch_size` images (the last one padded and masked), per chunk of
   `models_per_vmap` models as in training (0: the whole cohort in one vmap; k > 0: chunks of
-  k run one after another with `lax.map`), with the same `conv_impl`. Compiles once per set size.
+  k run one after another with `lax.map`), with the same `conv_impl`. `images` and `labels`
+  may also be dicts {name: array} of several sets (e.g. the splits): then all are scored in
+  the same call (one compilation) and a dict {name: metrics} is returned.
   """
   model = make_model(cohort, num_classes, conv_impl=conv_impl)
 
-  def model_sums(p, images, labels, valid):
-    """Summed NLL and correct count of one model over batches images [B, batch_size, ...]."""
+  def batches(images, labels):
+    """[N, ...] -> [B, batch_size, ...], padded, with the mask of real images."""
+    n = labels.shape[0]
+    count = -(-n // batch_size)
+    pad = count * batch_size - n
+    images = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
+    valid = (jnp.arange(count * batch_size) < n).reshape(count, batch_size)
+    return (images.reshape((count, batch_size) + images.shape[1:]),
+            jnp.pad(labels, (0, pad)).reshape(count, batch_size), valid)
+
+  def model_sums(p, sets):
+    """{name: (summed NLL, correct count)} of one model over every set's batches."""
     def batch_sums(totals, batch):
       x, y, v = batch
       logits = model.apply({"params": p}, normalize(x, mean, std))
@@ -239,22 +250,19 @@ def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: in
       return (totals[0] + jnp.sum(nll * v), totals[1] + jnp.sum((jnp.argmax(logits, -1) == y) * v)), None
 
     zero = jnp.zeros((), jnp.float32)
-    return jax.lax.scan(batch_sums, (zero, zero), (images, labels, valid))[0]
+    return {name: jax.lax.scan(batch_sums, (zero, zero), batched)[0] for name, batched in sets.items()}
 
   @jax.jit
-  def evaluate(params, images: jax.Array, labels: jax.Array) -> EpochMetrics:
-    n = labels.shape[0]
-    batches = -(-n // batch_size)
-    pad = batches * batch_size - n
-    images = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
-    images = images.reshape((batches, batch_size) + images.shape[1:])
-    labels = jnp.pad(labels, (0, pad)).reshape(batches, batch_size)
-    valid = (jnp.arange(batches * batch_size) < n).reshape(batches, batch_size)
+  def evaluate(params, images, labels):
+    named = isinstance(images, dict)
+    images, labels = (images, labels) if named else ({None: images}, {None: labels})
+    sets = {name: batches(images[name], labels[name]) for name in images}
     if models_per_vmap <= 0:
-      loss, correct = jax.vmap(model_sums, in_axes=(0, None, None, None))(params, images, labels, valid)
+      sums = jax.vmap(model_sums, in_axes=(0, None))(params, sets)
     else:
-      loss, correct = jax.lax.map(lambda p: model_sums(p, images, labels, valid), params,
-                                  batch_size=models_per_vmap)
-    return EpochMetrics(loss / n, correct / n)
+      sums = jax.lax.map(lambda p: model_sums(p, sets), params, batch_size=models_per_vmap)
+    out = {name: EpochMetrics(loss / labels[name].shape[0], correct / labels[name].shape[0])
+           for name, (loss, correct) in sums.items()}
+    return out if named else out[None]
 
   return evaluate
