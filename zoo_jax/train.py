@@ -320,6 +320,25 @@ def summary(metrics: pd.DataFrame, workdir: str, seconds: float) -> str:
   return "\n".join(lines)
 
 
+def cpu_xla_flags(config: ml_collections.ConfigDict, cores: int) -> list[str]:
+  """The train command's default XLA flags for a host of `cores` usable CPU cores.
+
+  One forced host device per core, so that `config.shard` runs a share of every cohort on
+  each core (shard_map) instead of one program whose tiny batch-10 ops XLA cannot spread
+  over the cores; each device single-threaded, so the cores are not oversubscribed. Only
+  a device count that divides every cohort is used: then no cohort is padded, the stored
+  training state has the shape of a one-device run, and a zoo resumes on any machine.
+  Flags act on the CPU platform only; benchmarks/train_command.py measures them.
+  """
+  if not config.shard or cores < 2:
+    return []
+  sizes = [len(rows) for _, rows in grid.cohorts(grid.models_table(config.population, config.model.arch))]
+  devices = max(d for d in range(1, cores + 1) if all(size % d == 0 for size in sizes))
+  if devices < 2:
+    return []
+  return [f"--xla_force_host_platform_device_count={devices}", "--xla_cpu_multi_thread_eigen=false"]
+
+
 if __name__ == "__main__":
   from absl import app, flags
   from absl import logging as absl_logging
@@ -332,6 +351,13 @@ if __name__ == "__main__":
   def main(argv):
     del argv
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
+    # Before JAX starts its backends: XLA reads XLA_FLAGS once. A user's XLA_FLAGS wins.
+    if "XLA_FLAGS" not in os.environ:
+      try:
+        validate_config(_CONFIG.value)
+        os.environ["XLA_FLAGS"] = " ".join(cpu_xla_flags(_CONFIG.value, len(os.sched_getaffinity(0))))
+      except ValueError:
+        pass  # train_and_evaluate reports it
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
   app.run(main)
