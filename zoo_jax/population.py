@@ -249,7 +249,7 @@ def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: in
       nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
       return (totals[0] + jnp.sum(nll * v), totals[1] + jnp.sum((jnp.argmax(logits, -1) == y) * v)), None
 
-    zero = jnp.zeros((), jnp.float32)
+    zero = jnp.zeros_like(jax.tree.leaves(p)[0], jnp.float32, shape=())  # varies over models like p (shard_map)
     return {name: jax.lax.scan(batch_sums, (zero, zero), batched)[0] for name, batched in sets.items()}
 
   @jax.jit
