@@ -135,7 +135,9 @@ def main(argv=None):
         f"{os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), load {load[0]:.1f} {load[1]:.1f}"
         + ("  WARNING: other processes share the CPU; ratios hold better than absolute rates" if load[0] > 0.5
            else ""), flush=True)
-  print(f"   train command extra flags: {args.extra or 'none'}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+  xla_flags = os.environ.get("XLA_FLAGS")
+  print(f"   train command extra flags: {args.extra or 'none'}; XLA_FLAGS="
+        + (repr(xla_flags) if xla_flags is not None else "unset (the train command's defaults: train.cpu_xla_flags)"))
   rows = []
   for batch in args.batch:
     model_steps = args.p * args.epochs * (len(split) // batch)
