@@ -47,14 +47,23 @@ class ZooStates:
   table: pd.DataFrame
   flat: np.ndarray  # [N, n] float32, in weights.flatten order
   spec: weights.WeightSpec
+  hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
   def rows(self, keep: np.ndarray) -> "ZooStates":
-    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec)
+    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec,
+                     self.hygiene)
 
 
-def load_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
-  """Reads every usable (model, epoch) state of a zoo: the property table and flat weights."""
+def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
+                max_ratio: float | None = weights.hygiene.DEFAULT_MAX_RATIO,
+                max_abs: float | None = None) -> ZooStates:
+  """Reads every usable (model, epoch) state of a zoo: the property table and flat weights.
+
+  Usable: status "ok" (properties.state_table) and passing `weights.filter_states` (finite, no
+  blown-up layer; `max_ratio` and `max_abs` as there), so encoders and samplers see the same
+  states. `ZooStates.hygiene` says how many were dropped.
+  """
   zoo = zoo_lib.Zoo(workdir)
   table = properties.state_table(zoo, epochs)
   flats, spec = [], None
@@ -62,7 +71,12 @@ def load_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
     vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
     flats.append(np.asarray(vector, np.float32))
   zoo.close()
-  return ZooStates(table["zoo"].iloc[0], table, np.concatenate(flats), spec)
+  name = table["zoo"].iloc[0]
+  checked = weights.filter_states(np.concatenate(flats), spec, max_ratio=max_ratio, max_abs=max_abs)
+  states = ZooStates(name, table, np.concatenate(flats), spec, checked.summary(name))
+  if not checked.keep.any():
+    raise ValueError(f"{states.hygiene}: no usable state is left in {workdir}.")
+  return states.rows(checked.keep)
 
 
 def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
@@ -311,7 +325,10 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
   else:
     zoo_lib.write_json_atomic(record, path)
 
-  states = [load_states(d, config.get("epochs")) for d in zoo_dirs]
+  hygiene = config.get("filter", {})
+  states = [load_states(d, config.get("epochs"), **dict(hygiene)) for d in zoo_dirs]
+  for s in states:
+    print(s.hygiene)
   names = [s.name for s in states]
   if len(set(names)) != len(names):
     raise ValueError(f"--zoo directories must have distinct names (got {names}); they label the test sets.")
