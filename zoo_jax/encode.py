@@ -139,7 +139,7 @@ class _Inputs:
 
 
 def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpoint_dir: str, seed: int,
-                    save_dir: str | None):
+                    save_dir: str | None, held_out: Sequence[str] = ()):
   """Trains the autoencoder self-supervised on the training states; returns `states -> z [N, D]`."""
   from zoo_jax.encoders import hyperrep
   h = config.hyperrep
@@ -162,7 +162,9 @@ def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpo
                                     checkpoint_dir=checkpoint_dir, progress=config.progress_bar,
                                     desc=f"hyperrep seed {seed}")
   if save_dir is not None:
-    hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history)
+    # held_out_models: "zoo/model_id" keys kept out of its training (zoo_jax.sample checks decoding on them).
+    hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history,
+                  held_out_models=sorted(held_out))
   embed = hyperrep.make_embed(model, train.spec)
   return lambda states: np.asarray(embed(params, jnp.asarray(states.flat)))
 
@@ -222,8 +224,10 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
     elif method == "flat":
       featurize = lambda z: z.flat
     else:
+      held_out = set(pool.table["zoo"][is_test].astype(str) + "/" + pool.table["model_id"][is_test].astype(str))
       featurize = _train_hyperrep(config, train, os.path.join(ckpt, "hyperrep"), seed,
-                                  save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None)
+                                  save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None,
+                                  held_out=held_out)
     # Features of whole zoos, then split: the pool's rows are featurized once, not per side.
     features = {z.name: featurize(z) for z in [pool, *readable]}
     if method == "hyperrep":
