@@ -12,6 +12,7 @@ The same types raised inside another library (numpy, jax, orbax) are bugs and ke
 traceback. absl is imported here, not by the library modules.
 """
 
+import logging
 import os
 import sys
 import traceback
@@ -60,6 +61,7 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
 
   def guarded(argv: list[str]) -> int | None:
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's failed reads, already reported
     warnings.formatwarning = _warning_line  # a warning is one line too
     try:
       return main(argv)

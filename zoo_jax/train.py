@@ -82,12 +82,13 @@ def _create_workdir(workdir: str) -> None:
     raise PermissionError(f"Workdir {workdir!r} is not writable. Choose a writable --workdir.")
 
 
-def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Checks that the zoo in the workdir, if any, was made by this config (config.json, or the
-  copy kept in checkpoints/, which also rewrites a lost or damaged config.json)."""
+  copy kept in checkpoints/, which also rewrites a lost or damaged config.json: returns True)."""
   path = os.path.join(workdir, zoo.CONFIG_FILE)
+  rewrote = False
   if not os.path.exists(path) and not zoo.committed_epochs(workdir):
-    return
+    return rewrote
   try:
     old = zoo.read_json(path)
   except errors.DamagedZoo as error:
@@ -99,6 +100,7 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     if old is not None:
       zoo.write_json_atomic(old, path)
       print(f"Rewrote {path} from the copy kept in checkpoints/ ({error})")
+      rewrote = True
     else:
       old = {}
   new = json.loads(config.to_json())
@@ -110,6 +112,7 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   if changed:
     warnings.warn(f"Overwriting the zoo in {workdir} (fields {changed} changed).")
     zoo.clear(workdir)
+  return rewrote
 
 
 # Fields added after zoos were first written, with the value those zoos were trained with.
@@ -204,12 +207,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zoo:
-  _prepare_workdir(config, workdir)
+  rebuilt = _prepare_workdir(config, workdir)
   if models_table is None:
     models_table = grid.models_table(config.population, config.model.arch)
   epochs = zoo.committed_epochs(workdir)
   if epochs:  # an existing zoo: its tables are checked against checkpoints/ before anything else
-    rebuilt = _repair_models(workdir, models_table)
+    rebuilt |= _repair_models(workdir, models_table)
     # Complete: every epoch's checkpoint committed, and the tables agree with them.
     if set(range(config.num_epochs + 1)) <= set(epochs):
       rebuilt |= _repair_metrics(workdir, epochs, models_table)
