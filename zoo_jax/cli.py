@@ -56,8 +56,9 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
   def parse(argv: Sequence[str]) -> list[str]:
     try:
       return flags.FLAGS(argv)
-    except flags.Error as error:
-      fail(f"{error} (see --helpshort)")
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+      # ml_collections' config flags raise AttributeError / KeyError for an unknown field.
+      fail(f"bad flag: {error} (see --helpshort)")
 
   def guarded(argv: list[str]) -> int | None:
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
