@@ -55,8 +55,13 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
 
   def parse(argv: Sequence[str]) -> list[str]:
     try:
-      return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+      argv = flags.FLAGS(argv)
+      for name in flags.FLAGS:
+        # A config file that fails to load is reported only when the config is first read
+        # (ml_collections' placeholder, with _ReportError): report it now, as a flag error.
+        getattr(flags.FLAGS[name].value, "_ReportError", lambda: None)()
+      return argv
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as error:
       # ml_collections' config flags raise AttributeError / KeyError for an unknown field.
       fail(f"bad flag: {error} (see --helpshort)")
 
