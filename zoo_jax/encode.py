@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import properties, weights
+from zoo_jax import lock, properties, weights
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import training
 
@@ -322,6 +322,11 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
   """The whole job: every seed trained and scored (resuming finished seeds), tables and plot written."""
   validate_config(config, len(zoo_dirs))
   os.makedirs(workdir, exist_ok=True)
+  with lock.workdir_lock(workdir):  # one writer per workdir
+    return _encode_and_evaluate(config, zoo_dirs, workdir)
+
+
+def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
   record = {"config": json.loads(config.to_json()), "zoos": [os.path.abspath(d) for d in zoo_dirs]}
   record["config"].pop("progress_bar", None)
   path = os.path.join(workdir, "config.json")
@@ -390,8 +395,10 @@ def _format(results: pd.DataFrame) -> str:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Encoder config file.", lock_config=True)
   _ZOOS = flags.DEFINE_multi_string("zoo", None, "Zoo workdir(s); the first split.train_zoos train.")
@@ -400,10 +407,8 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     results = encode_and_evaluate(_CONFIG.value, _ZOOS.value, _WORKDIR.value)
     print(_format(results))
     print(f"results: {os.path.join(_WORKDIR.value, RESULTS_FILE)}")
 
-  app.run(main)
+  cli.run(main)

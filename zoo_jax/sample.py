@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, encode, grid, models, population, sampling, train, weights, zoo as zoo_lib
+from zoo_jax import data, encode, grid, lock, models, population, sampling, train, weights, zoo as zoo_lib
 from zoo_jax.encoders import hyperrep
 
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = "summary.csv", "accuracy.png", "samples.npz", "transfer"
@@ -172,9 +172,14 @@ def _rows(method: str, num: int, seed: int, setting: dict, arch: str, first_seed
 def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, workdir: str) -> pd.DataFrame:
   """Draws the samples, fine-tunes them with the baselines in one zoo run, writes the summary."""
   validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  with lock.workdir_lock(workdir):  # one writer per workdir (the zoo run inside takes it again)
+    return _sample_and_evaluate(config, encoder_dir, workdir)
+
+
+def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, workdir: str) -> pd.DataFrame:
   (model, ae_params, spec), zoo, source, held_out = _source(encoder_dir, config)
   setting = finetune_setting(config, source)
-  os.makedirs(workdir, exist_ok=True)
   reconstruction = check_reconstruction(config, (model, ae_params, spec), zoo, source, held_out, workdir)
   report_reconstruction(reconstruction, os.path.join(workdir, RECONSTRUCTION_FILE))
   embed = hyperrep.make_embed(model, spec)
@@ -309,8 +314,10 @@ def plot_summary(summary: pd.DataFrame, path: str) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Sampling config file.", lock_config=True)
   _ENCODER = flags.DEFINE_string("encoder", None, "Workdir of a zoo_jax.encode run with configs/hyperrep.py.")
@@ -319,9 +326,7 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     summary = sample_and_evaluate(_CONFIG.value, _ENCODER.value, _WORKDIR.value)
     print(summary.to_string(index=False))
 
-  app.run(main)
+  cli.run(main)
