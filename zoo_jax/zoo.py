@@ -544,6 +544,9 @@ def _check(workdir: str, repair: bool) -> Report:
     span = f"epochs {epochs[0]}..{epochs[-1]} ({len(epochs)} steps)" if epochs else "no committed epoch"
     report.lines.append(f"{CHECKPOINTS_DIR + '/':<13} {span}; {len(epochs) - len(unreadable)} open, finite where "
                         "the status is ok")
+    if isinstance((config or {}).get("num_epochs"), int) and epochs and epochs[-1] < config["num_epochs"]:
+      report.lines.append(f"{'':<13} unfinished: config.num_epochs is {config['num_epochs']}; the train command "
+                          "continues it")
 
     path = os.path.join(workdir, METRICS_FILE)
     expected = (_roundtrip(pd.concat(derived, ignore_index=True)[list(METRICS_TABLE_COLUMNS)]) if derived
@@ -576,7 +579,9 @@ def _difference(table: pd.DataFrame, expected: pd.DataFrame) -> str:
   """The first way two metrics tables differ, in words."""
   have, want = set(table["epoch"]), set(expected["epoch"])
   if have != want:
-    return f"epochs {sorted(want - have)} lack rows, epochs {sorted(have - want)} have no checkpoint"
+    parts = [f"epochs {sorted(want - have)} lack rows"] if want - have else []
+    parts += [f"epochs {sorted(have - want)} have rows but no checkpoint step"] if have - want else []
+    return ", ".join(parts)
   if len(table) != len(expected):
     return f"{len(table)} rows, the checkpoints give {len(expected)}"
   for column in table.columns:
