@@ -113,14 +113,22 @@ def _statnn(states: ZooStates) -> np.ndarray:
 class _Inputs:
   """Turns states into a method's inputs; `permuted(key)` for SNE's logit invariance."""
 
-  def __init__(self, config: ml_collections.ConfigDict, everything: Sequence[ZooStates]):
+  def __init__(self, config: ml_collections.ConfigDict, everything: Sequence[ZooStates], train: ZooStates):
     self.config, self.method = config, config.method
     if self.method == "sne":
       from zoo_jax.encoders import sne
       size = config.sne.model.chunk_size
       self.num_chunks = max(weights.chunk_layout(z.spec, size).index.shape[0] for z in everything)
-      self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks) for z in everything}
-      self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks) for z in everything}
+      # Input scaling: each architecture's layers divided by their std over the training states
+      # (another architecture's: over its own zoo's states), or raw weights.
+      scales = {}
+      for z in [train, *everything]:
+        if config.sne.get("input_scaling", False) and z.spec not in scales:
+          scales[z.spec] = sne.layer_scales(z.flat, z.spec)
+      self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks, scales.get(z.spec))
+                     for z in everything}
+      self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks, scales.get(z.spec))
+                        for z in everything}
     elif self.method == "deepsets":
       self.token_dim = max(weights.token_dim(z.spec) for z in everything)
 
@@ -241,7 +249,7 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
   else:
     from zoo_jax.encoders import baselines, sne
     everything = [pool, *others]
-    inputs = _Inputs(config, everything)
+    inputs = _Inputs(config, everything, train)
     reg, cls = targets.encode(train.table)
     if method == "sne":
       module = sne.SNE(num_outputs=targets.num_outputs, **config.sne.model.to_dict())
