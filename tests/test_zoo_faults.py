@@ -3,7 +3,6 @@ SIGINT, corrupted arrays, a full disk. Each ends refused or repaired, with one c
 and no committed data lost; `zoo check` finds every planted fault."""
 
 import errno
-import json
 import os
 import shutil
 import signal
