@@ -9,9 +9,11 @@ line and exits with 130 (committed epochs are kept; the same command resumes). U
 are `zoo_jax.errors.UsageError`, and also the ValueError and OSError that zoo_jax code raises
 itself (its long-standing convention for bad input: messages that name the field or file).
 The same types raised inside another library (numpy, jax, orbax) are bugs and keep their
-traceback. absl is imported here, not by the library modules.
+traceback (set ZOO_JAX_TRACEBACK=1 to get the traceback of a usage error too). absl is
+imported here, not by the library modules.
 """
 
+import ast
 import logging
 import os
 import sys
@@ -62,8 +64,15 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
         getattr(flags.FLAGS[name].value, "_ReportError", lambda: None)()
       return argv
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as error:
-      # ml_collections' config flags raise AttributeError / KeyError for an unknown field.
-      fail(f"bad flag: {error} (see --helpshort)")
+      # ml_collections' config flags raise AttributeError / KeyError for an unknown field,
+      # with the message quoted inside: unquote it.
+      message = str(error.args[0]) if len(error.args) == 1 else str(error)
+      if len(message) > 1 and message[0] == message[-1] == "'":  # a repr inside the message
+        try:
+          message = ast.literal_eval(message)
+        except (ValueError, SyntaxError):
+          pass
+      fail(f"bad flag: {message} (see --helpshort)")
 
   def guarded(argv: list[str]) -> int | None:
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
@@ -75,7 +84,7 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
       fail("interrupted; the epochs committed so far are kept, and the same command continues from them.",
            INTERRUPTED_EXIT_CODE)
     except Exception as error:  # pylint: disable=broad-except
-      if is_usage_error(error):
+      if is_usage_error(error) and not os.environ.get("ZOO_JAX_TRACEBACK"):
         fail(str(error))
       raise
 
