@@ -21,6 +21,7 @@ rate is the same; the printout says when it is scaled).
 import argparse
 import multiprocessing as mp
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,18 +71,24 @@ def _train_set(config_path: str):
   return split
 
 
+def _children_cpu_s() -> float:
+  """User + system CPU seconds of this process's finished children so far."""
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
 def run_train_command(args, batch: int) -> dict:
   with tempfile.TemporaryDirectory(prefix="bench_train_") as workdir:
     command = [sys.executable, "-m", "zoo_jax.train", f"--config={args.config}", f"--workdir={workdir}/zoo",
                f"--config.population.num_seeds={args.p}", f"--config.num_epochs={args.epochs}",
                f"--config.batch_size={batch}", "--config.progress_bar=False", *args.extra]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu_s()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
   if result.returncode != 0:
     raise SystemExit(f"train command failed ({result.returncode}):\n{result.stderr[-3000:]}")
-  return dict(wall=wall, stdout=result.stdout)
+  return dict(wall=wall, cpu=cpu, stdout=result.stdout)
 
 
 def _torch_worker(rank, num_models, epochs, batch, images, labels, mean, std, queue):
@@ -110,7 +117,7 @@ def run_torch(args, batch: int, split) -> dict:
   timed = [min(n, args.torch_models) if args.torch_models else n for n in per_proc]
   ctx = mp.get_context("spawn")
   queue = ctx.Queue()
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), _children_cpu_s()
   workers = [ctx.Process(target=_torch_worker, args=(r, timed[r], args.epochs, batch, split.images, split.labels,
                                                      float(split.mean[0]), float(split.std[0]), queue))
              for r in range(args.torch_procs)]
@@ -121,9 +128,11 @@ def run_torch(args, batch: int, split) -> dict:
   wall = time.perf_counter() - start
   for w in workers:
     w.join()
+  cpu = _children_cpu_s() - cpu  # the workers (and the spawn helper), once joined
   # Scaled to all models: the slowest process sets the wall clock.
   scale = max(per_proc) / max(timed)
-  return dict(wall=wall * scale, measured_wall=wall, scaled=scale != 1, timed_models=sum(timed))
+  return dict(wall=wall * scale, measured_wall=wall, scaled=scale != 1, timed_models=sum(timed),
+              cpu=cpu * sum(per_proc) / sum(timed))
 
 
 def main(argv=None):
@@ -142,7 +151,7 @@ def main(argv=None):
   for batch in args.batch:
     model_steps = args.p * args.epochs * (len(split) // batch)
     zoo = run_train_command(args, batch)
-    line = (f"-- batch {batch}: zoo_jax train command {zoo['wall']:.1f} s wall, "
+    line = (f"-- batch {batch}: zoo_jax train command {zoo['wall']:.1f} s wall ({zoo['cpu']:.1f} CPU s), "
             f"{model_steps / zoo['wall']:.0f} model-steps/s ({model_steps} model-steps)")
     torch_rate = None
     if not args.skip_torch:
@@ -150,14 +159,19 @@ def main(argv=None):
       torch_rate = model_steps / ref["wall"]
       line += (f"; PyTorch {args.torch_procs} procs {ref['wall']:.1f} s"
                + (f" (scaled from {ref['measured_wall']:.1f} s for {ref['timed_models']} models)" if ref["scaled"]
-                  else "") + f", {torch_rate:.0f} model-steps/s")
+                  else "") + f" ({ref['cpu']:.1f} CPU s), {torch_rate:.0f} model-steps/s")
     print(line, f"load {os.getloadavg()[0]:.1f}", flush=True)
-    rows.append((batch, model_steps / zoo["wall"], torch_rate))
+    cpu_ratio = ref["cpu"] / zoo["cpu"] if not args.skip_torch else None
+    rows.append((batch, model_steps / zoo["wall"], torch_rate, cpu_ratio))
   print()
-  print(f"{'batch':>5} {'zoo_jax':>10} {'torch':>10} {'ratio':>7}   (model-steps/s, wall clock)")
-  for batch, rate, torch_rate in rows:
+  print(f"{'batch':>5} {'zoo_jax':>10} {'torch':>10} {'ratio':>7} {'CPU-time ratio':>15}   "
+        "(model-steps/s, wall clock; then torch CPU s / zoo_jax CPU s for the same work)")
+  for batch, rate, torch_rate, cpu_ratio in rows:
     ratio = f"{rate / torch_rate:.2f}x" if torch_rate else "-"
-    print(f"{batch:>5} {rate:>10.0f} {torch_rate or float('nan'):>10.0f} {ratio:>7}")
+    cpu_ratio = f"{cpu_ratio:.2f}x" if cpu_ratio else "-"
+    print(f"{batch:>5} {rate:>10.0f} {torch_rate or float('nan'):>10.0f} {ratio:>7} {cpu_ratio:>15}")
+  print("(On a busy machine wall clocks measure the share of the CPU each side got; the CPU-time ratio is "
+        "the efficiency, which is the wall-clock ratio on an idle machine when both keep every core busy.)")
 
 
 if __name__ == "__main__":
