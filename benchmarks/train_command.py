@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   return args
 
 
-def _train_set(config_path: str):
+def _train_set(config_path: str, extra: list[str]):
   """The training split the config trains on (for PyTorch and the step count)."""
   sys.path.insert(0, ROOT)
   import importlib.util
@@ -64,6 +64,9 @@ def _train_set(config_path: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
+  for flag in extra:  # an override of the training set's size changes the step count
+    if flag.startswith("--config.dataset.train_size="):
+      config.dataset.train_size = int(flag.split("=", 1)[1])
   ds = config.dataset
   split = data.load(ds.name, "train", source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed)
   if ds.train_size is not None:
@@ -138,7 +141,7 @@ def run_torch(args, batch: int, split) -> dict:
 def main(argv=None):
   args = parse_args(argv)
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # torch_cnn, also in spawned workers
-  split = _train_set(args.config)
+  split = _train_set(args.config, args.extra)
   load = os.getloadavg()
   print(f"== {args.config}: {args.p} models x {args.epochs} epochs, {len(split)} training images, "
         f"{os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), load {load[0]:.1f} {load[1]:.1f}"
@@ -171,7 +174,7 @@ def main(argv=None):
     cpu_ratio = f"{cpu_ratio:.2f}x" if cpu_ratio else "-"
     print(f"{batch:>5} {rate:>10.0f} {torch_rate or float('nan'):>10.0f} {ratio:>7} {cpu_ratio:>15}")
   print("(On a busy machine wall clocks measure the share of the CPU each side got; the CPU-time ratio is "
-        "the efficiency, which is the wall-clock ratio on an idle machine when both keep every core busy.)")
+        "the efficiency, which the wall-clock ratio approaches on an idle machine where both sides keep every core busy.)")
 
 
 if __name__ == "__main__":
