@@ -14,6 +14,7 @@ imported here, not by the library modules.
 """
 
 import ast
+import contextlib
 import logging
 import os
 import sys
@@ -48,6 +49,36 @@ def fail(message: str, code: int = USAGE_EXIT_CODE) -> NoReturn:
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:
   return f"warning: {one_line(message)}\n"
+
+
+_EARLY_LOCKS = contextlib.ExitStack()  # held until the process ends
+
+
+def lock_workdir_early(flag: str = "workdir") -> None:
+  """Takes the writer lock of the `--workdir` in sys.argv now, before a command's slow imports.
+
+  Importing jax and orbax takes seconds; taken first, the lock refuses a second run into a busy
+  workdir at once (one line, exit code 2) even when both were started together. The library's
+  own `lock.workdir_lock` then re-enters it. Does nothing when the flag is absent or the folder
+  cannot be made (the command reports that itself).
+  """
+  from zoo_jax import lock  # light: no jax
+  argv, workdir = sys.argv[1:], None
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{flag}="):
+      workdir = arg.split("=", 1)[1]
+    elif arg == f"--{flag}" and i + 1 < len(argv):
+      workdir = argv[i + 1]
+  if not workdir:
+    return
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError:
+    return
+  try:
+    _EARLY_LOCKS.enter_context(lock.workdir_lock(workdir))
+  except errors.UsageError as error:
+    fail(str(error))
 
 
 def run(main: Callable[[list[str]], int | None]) -> NoReturn:
