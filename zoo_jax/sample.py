@@ -160,9 +160,8 @@ def _input_shape(zoo: zoo_lib.Zoo) -> tuple[int, int, int]:
   """(H, W, C) of the images the zoo's models read."""
   ds = zoo.config["dataset"]
   size = models.INPUT_SIZES[zoo.config["model"]["arch"]]
-  info = data.DATASETS[ds["name"]]
-  side = size[0] if size else info.image_size
-  return (side, side, info.channels)
+  info = data.resolve(ds["name"], ds.get("preprocess"), size[0] if size else None)
+  return (info.image_size, info.image_size, info.channels)
 
 
 def _finetune_config(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict,

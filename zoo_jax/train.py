@@ -26,7 +26,7 @@ from zoo_jax.models.fast_conv import CONV_IMPLS
 
 # Fields a config may carry (sections map to their allowed sub-fields).
 _FIELDS = {
-    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size"},
+    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "preprocess"},
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
@@ -54,6 +54,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if ds.source not in data.DATASETS[ds.name].sources:
     raise ValueError(f"config.dataset.source {ds.source!r} is not available for {ds.name!r}; "
                      f"allowed values: {list(data.DATASETS[ds.name].sources)}.")
+  data.resolve(ds.name, ds.get("preprocess"))  # each preprocess field, and mean / std per channel
   if config.model.arch not in models.ARCHITECTURES:
     raise ValueError(f"config.model.arch {config.model.arch!r} is unknown; "
                      f"allowed values: {sorted(models.ARCHITECTURES)}.")
@@ -83,7 +84,7 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    old = json.load(f)
+    old = _with_later_fields(json.load(f))
   new = json.loads(config.to_json())
   changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in _RESUMABLE_CHANGES)
   if changed and not config.overwrite:
@@ -96,20 +97,25 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 # Fields added after zoos were first written, with the value those zoos were trained with.
-_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla"}
+_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla",
+                 ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS}}
+
+
+def _with_later_fields(stored: dict) -> dict:
+  """A stored config.json completed with the fields added since it was written."""
+  for path, value in _LATER_FIELDS.items():
+    section = stored
+    for name in path[:-1]:
+      section = section.setdefault(name, {})
+    section.setdefault(path[-1], value)
+  return stored
 
 
 def stored_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a zoo was trained with (its config.json), completed with later fields' defaults,
   so it validates and can drive another run (e.g. fine-tuning samples on the zoo's data)."""
   with open(os.path.join(workdir, zoo.CONFIG_FILE)) as f:
-    stored = json.load(f)
-  for path, value in _LATER_FIELDS.items():
-    section = stored
-    for name in path[:-1]:
-      section = section.setdefault(name, {})
-    section.setdefault(path[-1], value)
-  return ml_collections.ConfigDict(stored)
+    return ml_collections.ConfigDict(_with_later_fields(json.load(f)))
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -160,7 +166,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   ds = config.dataset
   size = models.INPUT_SIZES[config.model.arch]  # e.g. CIFAR-10 resized to 28x28 for CNN-s
   splits = {split: data.load(ds.name, split, source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed,
-                             image_size=size[0] if size else None) for split in data.SPLITS}
+                             image_size=size[0] if size else None, preprocess=ds.get("preprocess"))
+            for split in data.SPLITS}
   if ds.train_size is not None:
     splits["train"] = _subset(splits["train"], ds.train_size, ds.split_seed)
   if ds.get("eval_size") is not None:  # a smaller validation and test set: cheaper evaluation of big zoos
