@@ -35,6 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.population = ml_collections.ConfigDict()
   c.population.num_seeds = 16  # models per grid setting, seeds first_seed .. first_seed + num_seeds - 1
   c.population.first_seed = 1  # the Model Zoos number their seeds from 1
+  # True: each model's seed drawn from [0, 1e6) (reproducibly from first_seed), as the "random seed" zoos.
+  c.population.random_seeds = False
   c.population.grid = ml_collections.ConfigDict()
   # Each field is a tuple of values; the zoo is their product x seeds.
   c.population.grid.activation = ("tanh",)

@@ -28,7 +28,7 @@ from zoo_jax.models.fast_conv import CONV_IMPLS
 _FIELDS = {
     "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "preprocess"},
     "model": {"arch"},
-    "population": {"num_seeds", "first_seed", "grid"},
+    "population": {"num_seeds", "first_seed", "random_seeds", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
     "conv_impl": None, "overwrite": None, "progress_bar": None,
 }
@@ -98,7 +98,8 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 # Fields added after zoos were first written, with the value those zoos were trained with.
 _LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla",
-                 ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS}}
+                 ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS},
+                 ("population", "random_seeds"): False}
 
 
 def _with_later_fields(stored: dict) -> dict:
