@@ -47,14 +47,23 @@ class ZooStates:
   table: pd.DataFrame
   flat: np.ndarray  # [N, n] float32, in weights.flatten order
   spec: weights.WeightSpec
+  hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
   def rows(self, keep: np.ndarray) -> "ZooStates":
-    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec)
+    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec,
+                     self.hygiene)
 
 
-def load_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
-  """Reads every usable (model, epoch) state of a zoo: the property table and flat weights."""
+def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
+                max_ratio: float | None = weights.hygiene.DEFAULT_MAX_RATIO,
+                max_abs: float | None = None) -> ZooStates:
+  """Reads every usable (model, epoch) state of a zoo: the property table and flat weights.
+
+  Usable: status "ok" (properties.state_table) and passing `weights.filter_states` (finite, no
+  blown-up layer; `max_ratio` and `max_abs` as there), so encoders and samplers see the same
+  states. `ZooStates.hygiene` says how many were dropped.
+  """
   zoo = zoo_lib.Zoo(workdir)
   table = properties.state_table(zoo, epochs)
   flats, spec = [], None
@@ -62,7 +71,12 @@ def load_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
     vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
     flats.append(np.asarray(vector, np.float32))
   zoo.close()
-  return ZooStates(table["zoo"].iloc[0], table, np.concatenate(flats), spec)
+  name = table["zoo"].iloc[0]
+  checked = weights.filter_states(np.concatenate(flats), spec, max_ratio=max_ratio, max_abs=max_abs)
+  states = ZooStates(name, table, np.concatenate(flats), spec, checked.summary(name))
+  if not checked.keep.any():
+    raise ValueError(f"{states.hygiene}: no usable state is left in {workdir}.")
+  return states.rows(checked.keep)
 
 
 def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
@@ -129,17 +143,22 @@ def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpo
   """Trains the autoencoder self-supervised on the training states; returns `states -> z [N, D]`."""
   from zoo_jax.encoders import hyperrep
   h = config.hyperrep
-  model = hyperrep.make_model(train.spec, **h.model.to_dict())
+  model = hyperrep.make_model(train.spec, per_layer=h.get("per_layer", False), **h.model.to_dict())
   tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(train.flat), train.spec), train.spec)
+  # The layer-wise normaliser comes from the (filtered) training states only.
   layer_variance = weights.token_layer_variances(tokens, len(train.spec.layers))
   init_key, fit_key = jax.random.split(jax.random.key(seed))
   params = hyperrep.init(init_key, model)
-  tx = hyperrep.make_optimizer(h.learning_rate)
+  # A step budget (num_steps) sets the epochs: ceil(num_steps / steps per epoch).
+  steps_per_epoch = max(len(train.flat) // min(h.batch_size, len(train.flat)), 1)
+  num_epochs = h.num_epochs if h.get("num_steps") is None else -(-h.num_steps // steps_per_epoch)
+  tx = hyperrep.make_optimizer(h.learning_rate, schedule=h.get("schedule", "constant"),
+                               total_steps=num_epochs * steps_per_epoch, warmup_steps=h.get("warmup_steps", 0))
   step = hyperrep.make_train_step(model, tx, spec=train.spec, layer_variance=layer_variance, gamma=h.gamma,
                                   temperature=h.temperature, noise=h.noise, erase_p=h.erase_p,
-                                  permute=h.permute)
+                                  permute=h.permute, reduction=h.get("reduction", "layer_mean"))
   params, _, history = training.fit(step, params, tx.init(params), train.flat, key=fit_key,
-                                    num_epochs=h.num_epochs, batch_size=h.batch_size,
+                                    num_epochs=num_epochs, batch_size=h.batch_size,
                                     checkpoint_dir=checkpoint_dir, progress=config.progress_bar,
                                     desc=f"hyperrep seed {seed}")
   if save_dir is not None:
@@ -311,7 +330,10 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
   else:
     zoo_lib.write_json_atomic(record, path)
 
-  states = [load_states(d, config.get("epochs")) for d in zoo_dirs]
+  hygiene = config.get("filter", {})
+  states = [load_states(d, config.get("epochs"), **dict(hygiene)) for d in zoo_dirs]
+  for s in states:
+    print(s.hygiene)
   names = [s.name for s in states]
   if len(set(names)) != len(names):
     raise ValueError(f"--zoo directories must have distinct names (got {names}); they label the test sets.")
