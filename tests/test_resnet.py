@@ -15,7 +15,8 @@ def _variables(num_classes=10, channels=3, size=32, seed=0):
   model = get_model("resnet18", activation="relu", init="kaiming_uniform", num_classes=num_classes)
   variables = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, size, size, channels)))
   keys = iter(jax.random.split(jax.random.key(seed + 1), 1000))
-  perturb = lambda path, x: (x + 0.1 * jax.random.normal(next(keys), x.shape) if path[-1].key in ("scale", "bias", "mean")
+  shifted = ("scale", "bias", "mean")  # shifted by noise; the variances scaled
+  perturb = lambda path, x: (x + 0.1 * jax.random.normal(next(keys), x.shape) if path[-1].key in shifted
                              else x * jax.random.uniform(next(keys), x.shape, minval=0.5, maxval=2.0))
   variables = {"params": variables["params"],
                "batch_stats": jax.tree_util.tree_map_with_path(perturb, variables["batch_stats"])}

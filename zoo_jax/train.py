@@ -203,12 +203,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                            std=train.std, num_classes=train.num_classes,
                                            conv_impl=config.conv_impl)
 
-  def evaluate(c, params):
+  def evaluate(c, state):
     # The train split is evaluated too (eval mode, whole set) rather than averaged over the
     # epoch's steps: running means lag the weights and bias the generalisation gap.
     out = {}
     for split in data.SPLITS:
-      m = eval_fns[c](params, *on_mesh[split])
+      m = eval_fns[c](state.params, *on_mesh[split], state.model_state)
       out[f"{split}_loss"], out[f"{split}_acc"] = m.loss, m.accuracy
     return jax.tree.map(np.asarray, out)
 
@@ -218,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   history = []
   if restored is None:
     start = 0
-    metrics = {c: evaluate(c, s.params) for c, s in states.items()}
+    metrics = {c: evaluate(c, s) for c, s in states.items()}
     _commit(writer, 0, states, metrics)
     history.append(zoo.metrics_rows(models_table, 0, metrics, _diverged(states)))
   else:
@@ -239,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     epoch_start, metrics = time.time(), {}
     for c in states:
       states[c], _ = train_fns[c](states[c], *on_mesh["train"])
-      metrics[c] = evaluate(c, states[c].params)
+      metrics[c] = evaluate(c, states[c])
       bar.update(len(cohorts[c][1]))
     _commit(writer, epoch, states, metrics)
     history.append(zoo.metrics_rows(models_table, epoch, metrics, _diverged(states)))
@@ -262,7 +262,7 @@ def _diverged(states) -> dict[int, np.ndarray]:
 def _commit(writer: zoo.ZooWriter, epoch: int, states: dict, metrics: dict) -> None:
   per_cohort_metrics = {c: {**m, "diverged": np.asarray(states[c].diverged)} for c, m in metrics.items()}
   writer.save(epoch, {c: s.params for c, s in states.items()}, per_cohort_metrics,
-              {str(c): s for c, s in states.items()})
+              {str(c): s for c, s in states.items()}, {c: s.model_state for c, s in states.items()})
 
 
 def summary(metrics: pd.DataFrame, workdir: str, seconds: float) -> str:

@@ -39,10 +39,11 @@ _LAYERS = {
 PUBLISHED_CLASS = {"cnn_s": "CNN", "cnn_l": "CNN3"}
 # The input (H, W) of each architecture, which fixes the first dense layer's input (H, W, C).
 _INPUT_SIZE = {"cnn_s": 28, "cnn_l": 32}
-_STATE_KEY = re.compile(r"^(?P<prefix>.*?)(?P<index>\d+)\.(?P<kind>weight|bias)$")
+_STATE_KEY = re.compile(r"^(?P<prefix>.*?)(?P<index>\d+)\.(?P<kind>weight|bias|log_sigma2|log_sigma2_bias)$")
 
 
 RESNET = "resnet18"
+ARD_BIAS_INIT = -10.0  # LinearARD's unused log_sigma2_bias, written with the ard_init value on export
 
 
 def _check_arch(arch: str) -> None:
@@ -100,12 +101,21 @@ def to_torch_state_dict(params: Mapping[str, Any], arch: str, dropout: float = 0
   _check_arch(arch)
   if arch == RESNET:
     return collections.OrderedDict((k, torch.tensor(v)) for k, v in _resnet_to_torch(params).items())
-  arrays = _torch_layers(_unwrap(params), arch)
+  log_sigma2 = params.get("log_sigma2") if "params" in params else None
+  arrays = _torch_layers(params["params"] if "params" in params else params, arch)
   conv_at, linear_at = _weighted_indices(arch, dropout)
+  if log_sigma2 is not None:  # a sparsified twin: the Model Zoos' CNN_ARD layout
+    sigmas = _torch_layers({name: {"kernel": layer["kernel"],
+                                   "bias": layer.get("bias", np.full(np.shape(layer["kernel"])[-1:],
+                                                                     ARD_BIAS_INIT, np.float32))}
+                            for name, layer in log_sigma2.items()}, arch)
   state = collections.OrderedDict()
-  for index, (weight, bias) in zip(conv_at + linear_at, arrays):
+  for i, (index, (weight, bias)) in enumerate(zip(conv_at + linear_at, arrays)):
     state[f"module_list.{index}.weight"] = torch.tensor(weight)
     state[f"module_list.{index}.bias"] = torch.tensor(bias)
+    if log_sigma2 is not None:
+      state[f"module_list.{index}.log_sigma2"] = torch.tensor(sigmas[i][0])
+      state[f"module_list.{index}.log_sigma2_bias"] = torch.tensor(sigmas[i][1])
   return state
 
 
@@ -136,13 +146,29 @@ def from_torch_state_dict(state_dict: Mapping[str, Any], arch: str, channels_in:
 
   Conv and linear layers are found by their module index (`module_list.<i>.weight`, or
   `<i>.weight` for an `nn.Sequential`), in order, so dropout layers may or may not be there.
-  Returns {'conv_0': {'kernel' HWIO, 'bias'}, ..., 'dense_1': {...}} as float32 numpy arrays.
+  Returns {'conv_0': {'kernel' HWIO, 'bias'}, ..., 'dense_1': {...}} as float32 numpy arrays;
+  for a sparsified twin (CNN_ARD: `log_sigma2` / `log_sigma2_bias` beside each layer) the
+  variables {'params': ..., 'log_sigma2': ...} in zoo_jax.sparsify's layout; for resnet18 the
+  variables {'params': ..., 'batch_stats': ...}.
   Raises ValueError naming the key and the expected shape when the state_dict does not hold
   `arch`'s layers (with `channels_in` input channels, when given).
   """
   _check_arch(arch)
   if arch == RESNET:
     return _resnet_from_torch(state_dict, channels_in)
+  if any(key.endswith("log_sigma2") for key in state_dict):  # a sparsified twin (CNN_ARD / CNN_ARD3)
+    plain = {k: v for k, v in state_dict.items() if not k.endswith(("log_sigma2", "log_sigma2_bias"))}
+    params = from_torch_state_dict(plain, arch, channels_in)
+    sigmas = {k.replace("log_sigma2_bias", "bias").replace("log_sigma2", "weight"): v
+              for k, v in state_dict.items() if k.endswith(("log_sigma2", "log_sigma2_bias"))}
+    if set(sigmas) != set(plain):
+      raise ValueError(f"A CNN_ARD state_dict needs log_sigma2 and log_sigma2_bias beside every weight and "
+                       f"bias; missing for {sorted(set(plain) - set(sigmas))[:4]}.")
+    log_sigma2 = from_torch_state_dict(sigmas, arch, channels_in)
+    # Only the convolutions' biases are variational in the Model Zoos code (LinearARD ignores its log_sigma2_bias).
+    log_sigma2 = {name: layer if name.startswith("conv") else {"kernel": layer["kernel"]}
+                  for name, layer in log_sigma2.items()}
+    return {"params": params, "log_sigma2": log_sigma2}
   layers: dict[int, dict[str, np.ndarray]] = {}
   for key, value in state_dict.items():
     match = _STATE_KEY.match(key)
