@@ -11,8 +11,8 @@ from zoo_jax import models, population, sparsify, zoo
 
 def _params(arch="cnn_s", channels=1, seed=0):
   size = models.INPUT_SIZES[arch][0]
-  return models.get_model(arch, activation="tanh", init="kaiming_uniform").init(
-      jax.random.key(seed), jnp.zeros((1, size, size, channels)))["params"]
+  model = models.get_model(arch, activation="tanh", init="kaiming_uniform")
+  return jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, size, size, channels)))["params"]
 
 
 def test_kl_is_the_papers_approximation():
@@ -24,7 +24,7 @@ def test_kl_is_the_papers_approximation():
     for k, s in layer.items():
       a = np.clip(np.asarray(s) - 2 * np.log(np.abs(np.asarray(params[name][k])) + 1e-15), -bound, bound)
       expected -= np.sum(0.63576 / (1 + np.exp(-(1.8732 + 1.48695 * a))) - 0.5 * np.log1p(np.exp(-a)) - 0.63576)
-  np.testing.assert_allclose(float(sparsify.kl(params, log_sigma2)), expected, rtol=1e-5)
+  np.testing.assert_allclose(float(jax.jit(sparsify.kl)(params, log_sigma2)), expected, rtol=1e-5)
   assert set(log_sigma2["dense_0"]) == {"kernel"} and set(log_sigma2["conv_0"]) == {"kernel", "bias"}
 
 
@@ -49,8 +49,8 @@ def test_deployed_weights_and_sparsity_follow_the_threshold():
   rng = np.random.default_rng(0)
   log_sigma2 = jax.tree.map(lambda w: jnp.asarray(rng.normal(0, 4, w.shape), jnp.float32),
                             sparsify.init_log_sigma2(params, 0.0))
-  sparse = sparsify.deployed(params, log_sigma2)
-  alpha = sparsify.log_alpha(params, log_sigma2)
+  sparse = jax.jit(sparsify.deployed)(params, log_sigma2)
+  alpha = jax.jit(sparsify.log_alpha)(params, log_sigma2)
   dropped = total = 0
   for name in params:
     mask = np.asarray(alpha[name]["kernel"]) >= 3
@@ -59,7 +59,7 @@ def test_deployed_weights_and_sparsity_follow_the_threshold():
     dropped, total = dropped + mask.sum(), total + mask.size
   np.testing.assert_array_equal(sparse["dense_1"]["bias"], params["dense_1"]["bias"])  # linear biases stay
   assert 0 < dropped < total
-  np.testing.assert_allclose(float(sparsify.sparsity(params, log_sigma2)), dropped / total, rtol=1e-6)
+  np.testing.assert_allclose(float(jax.jit(sparsify.sparsity)(params, log_sigma2)), dropped / total, rtol=1e-6)
 
 
 def test_twin_zoo_is_written_through_the_zoo_store(tiny_zoo, tmp_path):
@@ -67,14 +67,16 @@ def test_twin_zoo_is_written_through_the_zoo_store(tiny_zoo, tmp_path):
   config.num_epochs = 2
   config.batch_size = 50
   source = zoo.Zoo(tiny_zoo)
-  twin = sparsify.sparsify_zoo(config, tiny_zoo, str(tmp_path / "twin"))
-  assert twin.epochs == [0, 1, 2] and len(twin.models) == len(source.models)
-  assert set(twin.models["source_epoch"]) == {source.epochs[-1]}
+  chosen = source.select(activation="tanh", optimizer="adam")  # one cohort: one compilation
+  twin = sparsify.sparsify_zoo(config, tiny_zoo, str(tmp_path / "twin"), model_ids=chosen)
+  assert twin.epochs == [0, 1, 2] and list(twin.models["source_model"]) == list(chosen)
+  assert set(twin.models["source_epoch"]) == {source.epochs[-1]} and set(twin.models["activation"]) == {"tanh"}
   variables = twin.variables(epoch=0)
   assert set(variables) == {"params", "log_sigma2"}
-  jax.tree.map(np.testing.assert_array_equal, variables["params"], source.params(epoch=-1))  # epoch 0 = the source
+  source_params = source.params(chosen, epoch=-1)
+  jax.tree.map(np.testing.assert_array_equal, variables["params"], source_params)  # epoch 0 = the source
   # Epoch 0: log sigma^2 = -10, so exactly the weights with |w| <= exp(-6.5) have log alpha >= 3.
-  kernels = [np.asarray(layer["kernel"]) for layer in source.params(epoch=-1).values()]
+  kernels = [np.asarray(layer["kernel"]) for layer in source_params.values()]
   tiny = sum((np.abs(k.reshape(len(k), -1)) <= np.exp(-6.5)).sum(1) for k in kernels)
   first = twin.metrics[twin.metrics["epoch"] == 0].sort_values("model_id")
   np.testing.assert_allclose(first["sparsity"], tiny / sum(k[0].size for k in kernels), atol=1e-6)
@@ -82,7 +84,7 @@ def test_twin_zoo_is_written_through_the_zoo_store(tiny_zoo, tmp_path):
   assert last["sparsity"].between(0, 1).all() and last["test_acc"].between(0, 1).all()
   assert (last["sparsity"].to_numpy() >= first["sparsity"].to_numpy()).mean() > 0.5
   with pytest.raises(ValueError, match="already holds a zoo"):
-    sparsify.sparsify_zoo(config, tiny_zoo, str(tmp_path / "twin"))
+    sparsify.sparsify_zoo(config, tiny_zoo, str(tmp_path / "twin"), model_ids=chosen)
 
 
 def test_twin_exports_to_and_imports_from_the_cnn_ard_layout():

@@ -179,8 +179,10 @@ def _evaluate(arch, activation, threshold, batch_size, mean, std):
   return run
 
 
-def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str) -> zoo.Zoo:
-  """Sparsifies the last-epoch models of the zoo in `source` for config.num_epochs epochs into a twin zoo."""
+def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str,
+                 model_ids: Any = None) -> zoo.Zoo:
+  """Sparsifies the last-epoch models of the zoo in `source` (all, or `model_ids`, e.g. from
+  `Zoo.select`) for config.num_epochs epochs into a twin zoo; `source_model` names each twin's model."""
   src = zoo.Zoo(source)
   arch = src.config["model"]["arch"]
   if arch not in ARCHS:
@@ -202,7 +204,9 @@ def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str) -
                                           labels=splits[split].labels[index])
   train = splits["train"]
   batch_size = config.batch_size or src.config["batch_size"]
-  models_table = src.models.copy()
+  chosen = src.models if model_ids is None else src.models.set_index("model_id").loc[
+      src._model_ids(model_ids)].reset_index()
+  models_table = grid.index_models(chosen.rename(columns={"model_id": "source_model"}))
   source_epoch = src.epochs[-1]
   models_table["source_epoch"] = source_epoch
   zoo.write_table_atomic(models_table, os.path.join(workdir, zoo.MODELS_FILE))
@@ -213,8 +217,7 @@ def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str) -
   states, fns, evals = {}, {}, {}
   for c, rows in grid.cohorts(models_table):
     cohort = c
-    ids = rows["model_id"].to_numpy()
-    params = jax.tree.map(jnp.asarray, src.params(ids, source_epoch))
+    params = jax.tree.map(jnp.asarray, src.params(rows["source_model"].to_numpy(), source_epoch))
     log_sigma2 = jax.vmap(lambda p: init_log_sigma2(p, config.log_sigma2_init))(params)
     make_tx = population.make_optimizer(cohort.optimizer)
     lr, wd = (jnp.asarray(rows[k].to_numpy(), jnp.float32) for k in ("learning_rate", "weight_decay"))
