@@ -16,6 +16,13 @@ held-out models give the in-distribution scores, and every further zoo is a cros
   checkpoints/             Orbax checkpoints of every training, resumed after a crash
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds), so a second
+  # run into a busy workdir is refused at once.
+  from zoo_jax import cli as _cli
+  _cli.lock_workdir_early()
+
+
 import dataclasses
 import json
 import os
@@ -27,7 +34,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import properties, weights
+from zoo_jax import lock, properties, weights
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import training
 
@@ -113,14 +120,22 @@ def _statnn(states: ZooStates) -> np.ndarray:
 class _Inputs:
   """Turns states into a method's inputs; `permuted(key)` for SNE's logit invariance."""
 
-  def __init__(self, config: ml_collections.ConfigDict, everything: Sequence[ZooStates]):
+  def __init__(self, config: ml_collections.ConfigDict, everything: Sequence[ZooStates], train: ZooStates):
     self.config, self.method = config, config.method
     if self.method == "sne":
       from zoo_jax.encoders import sne
       size = config.sne.model.chunk_size
       self.num_chunks = max(weights.chunk_layout(z.spec, size).index.shape[0] for z in everything)
-      self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks) for z in everything}
-      self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks) for z in everything}
+      # Input scaling: each architecture's layers divided by their std over the training states
+      # (another architecture's: over its own zoo's states), or raw weights.
+      scales = {}
+      for z in [train, *everything]:
+        if config.sne.get("input_scaling", False) and z.spec not in scales:
+          scales[z.spec] = sne.layer_scales(z.flat, z.spec)
+      self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks, scales.get(z.spec))
+                     for z in everything}
+      self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks, scales.get(z.spec))
+                        for z in everything}
     elif self.method == "deepsets":
       self.token_dim = max(weights.token_dim(z.spec) for z in everything)
 
@@ -139,7 +154,7 @@ class _Inputs:
 
 
 def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpoint_dir: str, seed: int,
-                    save_dir: str | None):
+                    save_dir: str | None, held_out: Sequence[str] = ()):
   """Trains the autoencoder self-supervised on the training states; returns `states -> z [N, D]`."""
   from zoo_jax.encoders import hyperrep
   h = config.hyperrep
@@ -162,7 +177,9 @@ def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpo
                                     checkpoint_dir=checkpoint_dir, progress=config.progress_bar,
                                     desc=f"hyperrep seed {seed}")
   if save_dir is not None:
-    hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history)
+    # held_out_models: "zoo/model_id" keys kept out of its training (zoo_jax.sample checks decoding on them).
+    hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history,
+                  held_out_models=sorted(held_out))
   embed = hyperrep.make_embed(model, train.spec)
   return lambda states: np.asarray(embed(params, jnp.asarray(states.flat)))
 
@@ -222,8 +239,10 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
     elif method == "flat":
       featurize = lambda z: z.flat
     else:
+      held_out = set(pool.table["zoo"][is_test].astype(str) + "/" + pool.table["model_id"][is_test].astype(str))
       featurize = _train_hyperrep(config, train, os.path.join(ckpt, "hyperrep"), seed,
-                                  save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None)
+                                  save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None,
+                                  held_out=held_out)
     # Features of whole zoos, then split: the pool's rows are featurized once, not per side.
     features = {z.name: featurize(z) for z in [pool, *readable]}
     if method == "hyperrep":
@@ -237,7 +256,7 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
   else:
     from zoo_jax.encoders import baselines, sne
     everything = [pool, *others]
-    inputs = _Inputs(config, everything)
+    inputs = _Inputs(config, everything, train)
     reg, cls = targets.encode(train.table)
     if method == "sne":
       module = sne.SNE(num_outputs=targets.num_outputs, **config.sne.model.to_dict())
@@ -318,6 +337,11 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
   """The whole job: every seed trained and scored (resuming finished seeds), tables and plot written."""
   validate_config(config, len(zoo_dirs))
   os.makedirs(workdir, exist_ok=True)
+  with lock.workdir_lock(workdir):  # one writer per workdir
+    return _encode_and_evaluate(config, zoo_dirs, workdir)
+
+
+def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
   record = {"config": json.loads(config.to_json()), "zoos": [os.path.abspath(d) for d in zoo_dirs]}
   record["config"].pop("progress_bar", None)
   path = os.path.join(workdir, "config.json")
@@ -386,8 +410,10 @@ def _format(results: pd.DataFrame) -> str:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Encoder config file.", lock_config=True)
   _ZOOS = flags.DEFINE_multi_string("zoo", None, "Zoo workdir(s); the first split.train_zoos train.")
@@ -396,10 +422,8 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     results = encode_and_evaluate(_CONFIG.value, _ZOOS.value, _WORKDIR.value)
     print(_format(results))
     print(f"results: {os.path.join(_WORKDIR.value, RESULTS_FILE)}")
 
-  app.run(main)
+  cli.run(main)

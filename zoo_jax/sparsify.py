@@ -230,7 +230,7 @@ def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str,
                                 kl_max=config.kl_max)
     evals[key] = _evaluate(arch, cohort.activation, config.threshold, config.eval_batch_size, train.mean, train.std)
 
-  writer = zoo.ZooWriter(workdir)
+  writer = zoo.ZooWriter(workdir, zoo.store_metadata(twin_config, models_table))
   history = []
 
   def commit(epoch):
