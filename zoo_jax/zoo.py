@@ -337,7 +337,9 @@ class Zoo:
     ids = set(self.models["model_id"])
     try:
       table = read_table(path, METRICS_TABLE_COLUMNS)
-      table = table[list(METRICS_TABLE_COLUMNS)]
+      # Extra metric columns (a sparsified twin's sparsity) are kept, before the status column.
+      extra = [c for c in table.columns if c not in METRICS_TABLE_COLUMNS]
+      table = table[list(METRICS_TABLE_COLUMNS[:-1]) + extra + ["status"]]
       problem = ""
     except errors.DamagedZoo as error:
       table, problem = pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS)), str(error)
