@@ -40,6 +40,15 @@ DATASETS: dict[str, DatasetInfo] = {
     "stl10": DatasetInfo("stl10", ("tfds",), 28, 3, (0.5,) * 3, (0.5,) * 3, 500, install_hint=_TFDS_HINT),
 }
 
+# Derived tasks (zoo_jax.select trains its learned ranker on them): a local dataset with every
+# image transformed (local.DERIVED says how), same labels, splits and normalisation (inverted
+# images: mean 1 - mean).
+for _base in ("mnist5k", "fashion_mnist"):
+  _info = DATASETS[_base]
+  DATASETS[f"{_base}_rot90"] = dataclasses.replace(_info, tfds_name=None, sources=("local",))
+  DATASETS[f"{_base}_invert"] = dataclasses.replace(_info, tfds_name=None, sources=("local",),
+                                                     mean=tuple(1.0 - m for m in _info.mean))
+
 
 def split_train_validation(images: np.ndarray, labels: np.ndarray, validation_size: int, split: str,
                            seed: int) -> tuple[np.ndarray, np.ndarray]:
