@@ -32,6 +32,22 @@ def apply_with_features(model: nn.Module, params: Any, x: jax.Array) -> tuple[ja
   return captured[-1], logits
 
 
+def layer_outputs(model: nn.Module, params: Any, x: jax.Array) -> list[jax.Array]:
+  """The output of every Conv and Dense layer (before pooling and activation) of one model on `x`,
+  in call order: [N, H, W, C] or [N, units] each (the units activation matching correlates)."""
+  captured = []
+
+  def catch_output(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if isinstance(context.module, (nn.Conv, nn.Dense)) and context.method_name == "__call__":
+      captured.append(out)
+    return out
+
+  with nn.intercept_methods(catch_output):
+    model.apply({"params": params}, x)
+  return captured
+
+
 def make_outputs(cohort: population.Cohort, *, mean, std, num_classes: int = 10, conv_impl: str = "xla",
                  batch_size: int = 500) -> Callable[[Any, np.ndarray], tuple[np.ndarray, np.ndarray]]:
   """Builds `outputs(params [P, ...], images uint8 [N, H, W, C]) -> (features [P, N, D], logits [P, N, K])`,

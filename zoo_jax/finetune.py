@@ -45,7 +45,9 @@ def source_table(zoo: zoo_lib.Zoo, model_ids: np.ndarray, **hparams) -> pd.DataF
   if unknown:
     raise ValueError(f"Unknown fine-tuning fields {sorted(unknown)}; allowed: {list(HPARAMS)}.")
   rows = zoo.models.set_index("model_id").loc[np.asarray(model_ids)].reset_index()
-  rows = rows.rename(columns={"model_id": "source_model"}).drop(columns=["cohort", "cohort_index"])
+  # A zoo of fine-tunes already names its own sources: the new source is the zoo's model.
+  rows = rows.drop(columns=["cohort", "cohort_index", "source_model"], errors="ignore")
+  rows = rows.rename(columns={"model_id": "source_model"})
   for name, value in hparams.items():
     if value is not None:
       rows[name] = value

@@ -7,8 +7,10 @@ at `config.epoch` are merged in weight space:
   uniform_soup       the plain average of every model (Wortsman et al., 2022)
   greedy_soup        models in order of validation accuracy, each kept if the soup's validation
                      accuracy does not drop
-  aligned_average    every model weight-matched to the best one (zoo_jax.weights.matching), then averaged:
-                     the merge of independently seeded models (Ainsworth et al., 2023)
+  aligned_average    every model aligned to the best one, then averaged: the merge of independently
+                     seeded models (Ainsworth et al., 2023); `config.alignment` "weights" (weight
+                     matching) or "activations" (unit outputs on training images matched), both in
+                     zoo_jax.weights.matching
   cluster_<k>        the aligned average within each cluster of a hierarchical clustering by
                      aligned weight distance (Model-GLUE's first step: merge only what is close)
   task_arithmetic    ancestor + lambda * sum of task vectors (Ilharco et al., 2023), lambda by validation
@@ -37,11 +39,12 @@ import pandas as pd
 import scipy.cluster.hierarchy
 import scipy.spatial.distance
 
-from zoo_jax import data, finetune, grid, models, population, train, weights, zoo as zoo_lib
+from zoo_jax import data, features, finetune, grid, models, population, train, weights, zoo as zoo_lib
 
 SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
     "merge_summary.csv", "merge_summary.json", "barrier.csv", "clusters.csv", "barrier.png")
 MERGE_CONFIG_FILE = "merge_config.json"
+ALIGNMENTS = ("weights", "activations")
 METHODS = ("uniform_soup", "greedy_soup", "aligned_average", "clusters", "task_arithmetic", "ties")
 
 
@@ -56,6 +59,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     value = (config[section] if section else config)[name]
     if not isinstance(value, int) or value < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {value!r}.")
+  if config.alignment not in ALIGNMENTS:
+    raise ValueError(f"config.alignment {config.alignment!r} is unknown; allowed values: {list(ALIGNMENTS)}.")
   if not 0.0 < config.ties.density <= 1.0:
     raise ValueError(f"config.ties.density must be in (0, 1], got {config.ties.density!r}.")
   if not config.scales:
@@ -92,12 +97,33 @@ class _Evaluator:
                     image_size=size[0] if size else None)
       keep = np.sort(np.random.default_rng(seed).permutation(len(s))[:eval_size or len(s)])
       self.splits[split] = (jnp.asarray(s.images[keep]), jnp.asarray(s.labels[keep]))
+    self.normalization = (s.mean, s.std)
     self._evaluate = population.make_evaluate(cohort, batch_size=500, mean=s.mean, std=s.std,
                                               num_classes=s.num_classes, conv_impl=zoo.config.get("conv_impl", "xla"))
 
   def __call__(self, params: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     metrics = self._evaluate(jax.tree.map(jnp.asarray, params), *self.splits[split])
     return np.asarray(metrics.loss), np.asarray(metrics.accuracy)
+
+
+def _align_to(params: Any, ref: int, spec: weights.WeightSpec, config: ml_collections.ConfigDict,
+              cohort: population.Cohort, evaluate: "_Evaluator") -> Any:
+  """Every model [M, ...] with its hidden units permuted to match model `ref` (same functions):
+  by weight matching, or by matching unit outputs on `config.matching_images` training images."""
+  if config.alignment == "weights":
+    aligned = [_take(params, i) if i == ref else weights.align(_take(params, ref), _take(params, i), spec)
+               for i in range(len(jax.tree.leaves(params)[0]))]
+    return jax.tree.map(np.asarray, _stack(aligned))
+  model = population.make_model(cohort)
+  images = evaluate.splits["train"][0][:config.matching_images]
+  x = population.normalize(images, *evaluate.normalization)
+  acts = jax.jit(jax.vmap(lambda p: features.layer_outputs(model, p, x)))(jax.tree.map(jnp.asarray, params))
+  acts = [np.asarray(a) for a in acts]
+  aligned = []
+  for i in range(len(acts[0])):
+    perms = weights.activation_matching([a[ref] for a in acts], [a[i] for a in acts])
+    aligned.append(_take(params, i) if i == ref else weights.permute(_take(params, i), perms, spec))
+  return jax.tree.map(np.asarray, _stack(aligned))
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -171,9 +197,7 @@ def merge_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, workdir:
   val_acc = evaluate(params, "validation")[1]
   val_of = lambda tree: float(evaluate(_stack([tree]), "validation")[1][0])
   ref = int(np.argmax(val_acc))
-  aligned = [_take(params, i) if i == ref else weights.align(_take(params, ref), _take(params, i), spec)
-             for i in range(len(ids))]
-  aligned = jax.tree.map(np.asarray, _stack(aligned))
+  aligned = _align_to(params, ref, spec, config, cohort, evaluate)
 
   merged: list[tuple[str, list[int], Any]] = []  # (method, ingredient positions, params)
   every = list(range(len(ids)))

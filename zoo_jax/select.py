@@ -108,6 +108,7 @@ def task_scores(zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int, dataset: st
     seconds[name] = forward + time.time() - start
   table["zero_shot"] = np.mean(np.argmax(logits, -1) == probe.labels[None], axis=1)
   seconds["zero_shot"] = forward
+  seconds["all"] = sum(seconds.values()) - (len(seconds) - 1) * forward  # one forward pass, every score
   return table, seconds
 
 
@@ -142,7 +143,8 @@ def _statnn(zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int) -> np.ndarray:
 
 
 def learned_scores(config: ml_collections.ConfigDict, zoo: zoo_lib.Zoo, model_ids: np.ndarray,
-                   target_scores: pd.DataFrame, workdir: str) -> tuple[np.ndarray, float, float]:
+                   target_scores: pd.DataFrame, target_seconds: float, workdir: str
+                   ) -> tuple[np.ndarray, float, float]:
   """(predicted fine-tuned accuracy rank [M], seconds on the target, seconds of training on the other tasks).
 
   Inputs per (model, task): the model's StatNN embedding and its model-task scores on the task;
@@ -166,7 +168,7 @@ def learned_scores(config: ml_collections.ConfigDict, zoo: zoo_lib.Zoo, model_id
   x_target = np.concatenate([embedding, target_scores[task_cols].to_numpy()], axis=1)
   predicted = properties.fit_probe(config.learned.predictor, np.concatenate(xs), np.concatenate(ys), x_target,
                                    seed=config.seed)
-  return predicted, embed_seconds + time.time() - start, train_seconds
+  return predicted, target_seconds + embed_seconds + time.time() - start, train_seconds
 
 
 # ---------------------------------------------------------------------------- ensembles
@@ -216,7 +218,8 @@ def select_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, target:
   methods = [m for m in config.methods if m != "learned"]
   train_seconds = None
   if "learned" in config.methods:
-    ranking["learned"], seconds["learned"], train_seconds = learned_scores(config, zoo, ids, ranking, workdir)
+    ranking["learned"], seconds["learned"], train_seconds = learned_scores(
+        config, zoo, ids, ranking, seconds["all"], workdir)
     methods.append("learned")
   subset = ids
   if config.finetune.num_models is not None and config.finetune.num_models < len(ids):
@@ -235,17 +238,19 @@ def select_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, target:
              "methods": {}}
   for method in methods:
     entry = transfer.ranking_metrics(scored[method].to_numpy(), scored["finetuned_acc"].to_numpy())
-    entry.update(seconds=seconds[method], ratio_to_brute_force=bf_seconds / max(seconds[method], 1e-9))
+    # source_acc reads the zoo's own metrics: no compute, no ratio (None).
+    entry.update(seconds=seconds[method],
+                 ratio_to_brute_force=bf_seconds / seconds[method] if seconds[method] > 0 else None)
     if method == "learned":
       entry.update(train_tasks=list(config.learned.train_tasks), amortized_train_seconds=train_seconds)
     summary["methods"][method] = entry
-  cheap = [m for m in methods if summary["methods"][m]["ratio_to_brute_force"] >= 10]
+  cheap = [m for m in methods if (summary["methods"][m]["ratio_to_brute_force"] or np.inf) >= 10]
   if cheap:
     best = max(cheap, key=lambda m: summary["methods"][m]["kendall_tau"])
     summary["best_cheap_method"] = {"method": best, **summary["methods"][best]}
   ens = ensembles(config, scored, tuned_zoo, target, methods)
   zoo_lib.write_table_atomic(ens, os.path.join(workdir, ENSEMBLES_FILE))
-  summary["ensembles"] = ens.to_dict(orient="records")
+  summary["ensembles"] = ens.astype(object).where(ens.notna(), None).to_dict(orient="records")
   zoo_lib.write_json_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
   plot_ranking(scored, summary, os.path.join(workdir, PLOT_FILE))
   return summary
@@ -260,7 +265,9 @@ def plot_ranking(ranking: pd.DataFrame, summary: dict, path: str) -> None:
   for ax, method in zip(axes, methods):
     ax.scatter(ranking[method], ranking["finetuned_acc"], s=10, c=pd.factorize(ranking["activation"])[0], cmap="tab10")
     m = summary["methods"][method]
-    ax.set(xlabel=method, title=f"tau {m['kendall_tau']:.2f}, {m['ratio_to_brute_force']:.0f}x cheaper")
+    ratio = "free" if m["ratio_to_brute_force"] is None else f"{m['ratio_to_brute_force']:.0f}x cheaper"
+    ax.set_xlabel(method)
+    ax.set_title(f"tau {m['kendall_tau']:.2f}, {ratio}", fontsize=9)
   axes[0].set_ylabel(f"fine-tuned test acc on {summary['target']}")
   fig.tight_layout()
   fig.savefig(path, dpi=110)

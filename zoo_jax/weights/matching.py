@@ -70,6 +70,24 @@ def weight_matching(params_a: Params, params_b: Params, spec: WeightSpec | None 
   return tuple(perms)
 
 
+def activation_matching(acts_a: list[np.ndarray], acts_b: list[np.ndarray]) -> symmetry.Permutations:
+  """Permutations aligning B to A by the correlation of their units' outputs on the same inputs
+  (Ainsworth et al.'s activation matching): one linear assignment per hidden layer.
+
+  acts_a, acts_b: per layer (spec order, the last one unused), outputs [..., units]; every
+  leading axis (images, positions) is a sample.
+  """
+  perms = []
+  for a, b in zip(acts_a[:-1], acts_b[:-1]):
+    a = np.asarray(a, np.float64).reshape(-1, a.shape[-1])
+    b = np.asarray(b, np.float64).reshape(-1, b.shape[-1])
+    a = (a - a.mean(0)) / (a.std(0) + 1e-8)
+    b = (b - b.mean(0)) / (b.std(0) + 1e-8)
+    _, columns = scipy.optimize.linear_sum_assignment(a.T @ b / len(a), maximize=True)
+    perms.append(columns.astype(np.int32))
+  return tuple(perms)
+
+
 def align(params_a: Params, params_b: Params, spec: WeightSpec | None = None, **kwargs) -> dict[str, Any]:
   """Model B with its hidden units permuted to match model A (same function as B)."""
   spec = spec_lib.make_spec(params_a) if spec is None else spec
