@@ -106,9 +106,10 @@ def finetuned_zoo(config: ml_collections.ConfigDict, workdir: str) -> zoo_lib.Zo
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from absl import logging as absl_logging
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/finetuned_zoo.py or alike.", lock_config=True)
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where the fine-tuned zoo goes (the ancestor in WORKDIR/ancestor).")
@@ -116,12 +117,6 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    import sys
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    try:
-      finetuned_zoo(_CONFIG.value, _WORKDIR.value)
-    except ValueError as error:
-      print(f"error: {error}", file=sys.stderr)  # a usage error: one line, exit code 2
-      sys.exit(2)
+    finetuned_zoo(_CONFIG.value, _WORKDIR.value)
 
-  app.run(main)
+  cli.run(main)

@@ -308,9 +308,10 @@ def plot_barriers(curves: pd.DataFrame, path: str) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from absl import logging as absl_logging
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/merge.py or alike.", lock_config=True)
   _ZOO = flags.DEFINE_string("zoo", None, "The zoo whose models are merged.")
@@ -319,13 +320,6 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    import sys
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    try:
-      summary = merge_and_evaluate(_CONFIG.value, _ZOO.value, _WORKDIR.value)
-    except (ValueError, FileNotFoundError) as error:
-      print(f"error: {error}", file=sys.stderr)  # a usage error: one line, exit code 2
-      sys.exit(2)
-    print(summary.to_string(index=False))
+    print(merge_and_evaluate(_CONFIG.value, _ZOO.value, _WORKDIR.value).to_string(index=False))
 
-  app.run(main)
+  cli.run(main)

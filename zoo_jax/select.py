@@ -274,26 +274,22 @@ def plot_ranking(ranking: pd.DataFrame, summary: dict, path: str) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from absl import logging as absl_logging
+  import json
+
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/select.py or alike.", lock_config=True)
   _ZOO = flags.DEFINE_string("zoo", None, "The zoo whose models are ranked.")
-  _TARGET = flags.DEFINE_string("target", None, f"Target dataset, a key of zoo_jax.data.DATASETS.")
+  _TARGET = flags.DEFINE_string("target", None, "Target dataset, a key of zoo_jax.data.DATASETS.")
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where ranking.csv, summary.json, ... go.")
   flags.mark_flags_as_required(["config", "zoo", "target", "workdir"])
 
   def main(argv):
     del argv
-    import sys
-    import json
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    try:
-      summary = select_and_evaluate(_CONFIG.value, _ZOO.value, _TARGET.value, _WORKDIR.value)
-    except (ValueError, FileNotFoundError) as error:
-      print(f"error: {error}", file=sys.stderr)  # a usage error: one line, exit code 2
-      sys.exit(2)
+    summary = select_and_evaluate(_CONFIG.value, _ZOO.value, _TARGET.value, _WORKDIR.value)
     print(json.dumps(summary, indent=1))
 
-  app.run(main)
+  cli.run(main)
