@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
@@ -16,10 +15,10 @@ from zoo_jax import select
 
 def _config():
   c = select_config.get_config()
-  c.probe_size = 100
+  c.probe_size = 60
   c.finetune.num_epochs = 1
-  c.finetune.train_size = 100
-  c.finetune.eval_size = 100
+  c.finetune.train_size = 50
+  c.finetune.eval_size = 50
   c.learned.train_tasks = ("mnist5k_rot90",)
   c.learned.predictor = "ridge"
   c.ensemble.sizes = (2,)
@@ -70,7 +69,8 @@ def test_select_writes_ranking_summary_ensembles(small_zoo, tmp_path):
   ensembles = pd.read_csv(tmp_path / select.ENSEMBLES_FILE)
   assert {"best_single_by_test", "random", "brute_force", "logme"} <= set(ensembles["method"])
   assert ensembles["test_acc"].between(0, 1).all()
-  # An ensemble of one model is that model: the top-1 of the test-accuracy oracle is the best single.
+  # The best single model's accuracy is recomputed from logits on the full test split: at least the
+  # validation pick's.
   best = ensembles.loc[ensembles["method"] == "best_single_by_test", "test_acc"].item()
-  assert (ensembles["test_acc"] <= best + 1.0).all() and np.isfinite(best)
+  assert best >= ensembles.loc[ensembles["method"] == "best_single_by_validation", "test_acc"].item()
   assert os.path.exists(tmp_path / select.PLOT_FILE)
