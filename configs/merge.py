@@ -18,8 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The zoo the models were fine-tuned from (task arithmetic, TIES); None: ZOO/ancestor if present.
   c.ancestor = ml_collections.config_dict.placeholder(str)
   # How hidden units are aligned before averaging models: "weights" (weight matching, data-free)
-  # or "activations" (the correlation of unit outputs on `matching_images` training images).
-  c.alignment = "weights"
+  # or "activations" (the correlation of unit outputs on `matching_images` training images; the
+  # lower midpoint barriers on CNN-s, README).
+  c.alignment = "activations"
   c.matching_images = 500
   c.scales = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # lambda candidates of task arithmetic and TIES (by validation)
   c.ties = ml_collections.ConfigDict()
