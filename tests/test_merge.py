@@ -1,7 +1,6 @@
 """Merging: TIES against a plain loop, identical models merge to themselves, bad zoos are refused."""
 
 import os
-import shutil
 
 import jax
 import numpy as np
@@ -74,13 +73,17 @@ def test_mixed_activations_are_refused_naming_the_field(small_zoo, tmp_path):
 
 
 def test_mixed_architectures_are_refused_naming_the_field(small_zoo, tmp_path):
+  # A real zoo of two architectures: the engine evaluates their initial weights (num_epochs=0).
+  from zoo_jax import grid, train
+  source = zoo_lib.Zoo(small_zoo)
+  rows = source.models[source.models["activation"] == "relu"].drop(columns=["model_id", "cohort", "cohort_index"])
+  rows = rows.assign(arch=["cnn_s", "mlp"])
+  config = train.stored_config(small_zoo)
+  config.num_epochs, config.dataset.train_size, config.dataset.eval_size = 0, 50, 50
   mixed = str(tmp_path / "mixed")
-  shutil.copytree(small_zoo, mixed)
-  models = pd.read_csv(os.path.join(mixed, zoo_lib.MODELS_FILE))
-  models.loc[models["model_id"] % 2 == 1, "arch"] = "mlp"
-  models.to_csv(os.path.join(mixed, zoo_lib.MODELS_FILE), index=False)
+  train.train_and_evaluate(config, mixed, models_table=grid.index_models(rows))
   with pytest.raises(ValueError, match=r"arch \['cnn_s', 'mlp'\].*config.select.arch"):
-    merge.merge_and_evaluate(_config(**{"select.activation": "relu"}), mixed, str(tmp_path / "out"))
+    merge.merge_and_evaluate(_config(), mixed, str(tmp_path / "out"))
   assert not os.path.exists(tmp_path / "out")
 
 
