@@ -8,6 +8,13 @@ committed, and the tables equal to what the checkpoints say (it rewrites them if
 run writes a workdir at a time (zoo_jax.lock); a second is refused at once.
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds), so a second
+  # run into a busy workdir is refused at once.
+  from zoo_jax import cli as _cli
+  _cli.lock_workdir_early()
+
+
 import dataclasses
 import json
 import os
