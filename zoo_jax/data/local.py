@@ -14,8 +14,17 @@ _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 MNIST5K_TEST_SIZE = 1_000
 
 
+# Derived datasets "<base>_<transform>": every image of a local base dataset transformed.
+DERIVED = {"rot90": lambda images: np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2))),
+           "invert": lambda images: 255 - images}
+
+
 def load(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
   """Official `split` ("train" or "test") of a local dataset as (uint8 [N,H,W], int labels [N])."""
+  base, _, transform = name.rpartition("_")
+  if transform in DERIVED and base in ("mnist5k", "fashion_mnist"):
+    images, labels = load(base, split, data_dir)
+    return DERIVED[transform](images), labels
   if name == "mnist5k":
     return _mnist5k(split)
   if name == "fashion_mnist":

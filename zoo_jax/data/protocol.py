@@ -82,6 +82,15 @@ DATASETS: dict[str, DatasetInfo] = {
                                  "folder (wnids.txt, train/, val/)>."),
 }
 
+# Derived tasks (zoo_jax.select trains its learned ranker on them): a local dataset with every
+# image transformed (local.DERIVED says how), same labels, splits and normalisation (inverted
+# images: mean 1 - mean).
+for _base in ("mnist5k", "fashion_mnist"):
+  _info = DATASETS[_base]
+  DATASETS[f"{_base}_rot90"] = dataclasses.replace(_info, tfds_name=None, sources=("local",))
+  DATASETS[f"{_base}_invert"] = dataclasses.replace(_info, tfds_name=None, sources=("local",),
+                                                     mean=tuple(1.0 - m for m in _info.mean))
+
 
 def resolve(name: str, preprocess: Mapping[str, Any] | None = None, image_size: int | None = None) -> DatasetInfo:
   """The protocol of dataset `name` for one zoo: its defaults, then `image_size` (the model's
