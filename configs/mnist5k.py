@@ -21,6 +21,16 @@ def get_config() -> ml_collections.ConfigDict:
   # None: the train_* metrics of every epoch on the whole training split (the Model Zoos protocol);
   # N: on a fixed seeded subset of N training images (cheaper evaluation of big zoos).
   c.dataset.train_eval_size = ml_collections.config_dict.placeholder(int)
+  # A zoo's departures from the dataset's protocol (zoo_jax/data/protocol.py); None: the protocol's.
+  c.dataset.preprocess = ml_collections.ConfigDict()
+  c.dataset.preprocess.image_size = ml_collections.config_dict.placeholder(int)  # side; default: the model's
+  c.dataset.preprocess.resize = ml_collections.config_dict.placeholder(str)  # "resize" | "crop"
+  c.dataset.preprocess.channels = ml_collections.config_dict.placeholder(int)  # 1 (grayscale) | 3
+  c.dataset.preprocess.grayscale = ml_collections.config_dict.placeholder(str)  # "luma" | "mean" (of RGB)
+  c.dataset.preprocess.mean = ml_collections.config_dict.placeholder(tuple)  # per channel, of images / 255
+  c.dataset.preprocess.std = ml_collections.config_dict.placeholder(tuple)
+  c.dataset.preprocess.validation_size = ml_collections.config_dict.placeholder(int)  # held-out train images
+  c.dataset.preprocess.validation_split = ml_collections.config_dict.placeholder(str)  # "random" | "stratified"
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "cnn_s"  # cnn_s | cnn_l | mlp
@@ -28,6 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.population = ml_collections.ConfigDict()
   c.population.num_seeds = 16  # models per grid setting, seeds first_seed .. first_seed + num_seeds - 1
   c.population.first_seed = 1  # the Model Zoos number their seeds from 1
+  # True: each model's seed drawn from [0, 1e6) (reproducibly from first_seed), as the "random seed" zoos.
+  c.population.random_seeds = False
   c.population.grid = ml_collections.ConfigDict()
   # Each field is a tuple of values; the zoo is their product x seeds.
   c.population.grid.activation = ("tanh",)

@@ -57,3 +57,18 @@ def tiny_zoo_fashion(tmp_path_factory) -> str:
   train.train_and_evaluate(tiny_zoo_config("fashion_mnist"), workdir)
   assert zoo.check(workdir).ok, str(zoo.check(workdir))
   return workdir
+
+
+@pytest.fixture(scope="session")
+def small_zoo(tmp_path_factory) -> str:
+  """A 4-model mnist5k zoo (relu, tanh x 2 seeds), 1 epoch on 200 images: selection and merging tests."""
+  from zoo_jax import train
+  c = tiny_zoo_config()
+  c.dataset.train_size = 200
+  c.dataset.eval_size = 200
+  c.population.grid.optimizer = ("adam",)
+  c.population.grid.learning_rate = (3e-3,)
+  c.num_epochs = 1
+  workdir = str(tmp_path_factory.mktemp("small_zoo"))
+  train.train_and_evaluate(c, workdir)
+  return workdir

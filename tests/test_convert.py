@@ -372,6 +372,12 @@ def test_cnn_zoo_logits_match_keras_reference_and_marks(published_cnn_zoo, image
   np.testing.assert_array_equal(z.models["config.train_fraction"], [1.0, 0.5, 1.0, 0.5])
   np.testing.assert_allclose(z.models["weight_decay"], [0, 1e-3, 2e-3, 3e-3])
   assert set(z.models["arch"]) == {"cnn_zoo"} and set(z.models["init"]) == {"he_normal"}
+  assert set(z.models["weight_decay_semantics"]) == {"keras_l2_kernels"}
+  import json
+  from zoo_jax import data
+  preprocess = json.loads(z.models["preprocess"].iloc[0])
+  info = data.resolve("cifar10", {**preprocess, "image_size": 32})  # CIFAR-10-GS: gray mean, [-1, 1], 32x32
+  assert (info.channels, info.grayscale, info.mean, info.std, info.image_size) == (1, "mean", (0.5,), (0.5,), 32)
   status = z.metrics.set_index(["model_id", "epoch"])["status"]
   assert len(status) == 4 * len(CNN_ZOO_STEPS)
   marks = {**{k: "missing" for k in CNN_ZOO_MISSING}, **{k: "diverged" for k in CNN_ZOO_NAN}}

@@ -21,9 +21,9 @@ from zoo_jax import data  # noqa: E402
 from zoo_jax.data import local  # noqa: E402
 from zoo_jax.data import tfds as tfds_source  # noqa: E402
 
-NAMES = ("mnist", "fashion_mnist", "cifar10", "svhn_cropped", "stl10")
+NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped", "stl10")
 PER_CLASS = {"train": 30, "test": 10}  # real images fed per class and official split
-VALIDATION_SIZE = 100  # 10 per class: the protocol's sizes are larger than the fed train sets
+VALIDATION_SIZE = 100  # the protocol's sizes are larger than the fed train sets
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,7 @@ def tfds_data_dir(tmp_path_factory):
   digits = {split: _per_class(*local.load("mnist5k", split, None), PER_CLASS[split]) for split in PER_CLASS}
   fed = {"mnist": digits,
          "cifar10": {s: (_colour(x, 32), y) for s, (x, y) in digits.items()},
+         "cifar100": {s: (_colour(x, 32), y * 10 + 7) for s, (x, y) in digits.items()},  # labels up to 97
          "svhn_cropped": {s: (_colour(x, 32), y) for s, (x, y) in digits.items()},
          "stl10": {s: (_colour(x, 32).repeat(3, 1).repeat(3, 2), y) for s, (x, y) in digits.items()}}
   if os.path.isdir(local.FASHION_MNIST_DIR):
@@ -90,8 +91,10 @@ def _local_builder(name, splits):
     def _generate_examples(self, split, images, labels):
       for i, (image, label) in enumerate(zip(images, labels)):
         example = {"image": image if image.ndim == 3 else image[..., None], "label": int(label)}
-        if "id" in self.info.features:  # cifar10 and svhn_cropped carry an id
+        if "id" in self.info.features:  # cifar10, cifar100 and svhn_cropped carry an id
           example["id"] = f"{split}_{i:05d}"
+        if "coarse_label" in self.info.features:  # cifar100's superclass (as_supervised reads "label")
+          example["coarse_label"] = int(label) // 5
         yield i, example
 
   LocalBuilder.name = official.name
@@ -135,15 +138,15 @@ def test_load_preprocesses_and_splits(tfds_data_dir, tfds_small_validation, name
     assert dataset.images.dtype == np.uint8 and dataset.labels.dtype == np.int32
     assert dataset.image_shape == (info.image_size, info.image_size, info.channels)
   train, validation, test = (_examples(loaded[s].images, loaded[s].labels) for s in data.SPLITS)
-  # Stratified: the same number of validation images in every class.
-  np.testing.assert_array_equal(np.bincount(loaded["validation"].labels, minlength=10), VALIDATION_SIZE // 10)
+  # A random split of the protocol's size (torch's random_split in the Model Zoos).
+  assert len(validation) == VALIDATION_SIZE
   # Disjoint, and together the official train split (the fed images are all distinct).
   assert len(set(train) | set(validation)) == len(fed_train[1]) == len(train) + len(validation)
   assert len(test) == len(fed_test[1])
   np.testing.assert_array_equal(np.sort(np.concatenate([loaded["train"].labels, loaded["validation"].labels])),
                                 np.sort(fed_train[1]))
   np.testing.assert_array_equal(np.sort(loaded["test"].labels), np.sort(fed_test[1]))
-  if name in ("mnist", "fashion_mnist", "cifar10"):  # already the protocol's size: images kept as fed
+  if name in ("mnist", "fashion_mnist", "cifar10", "cifar100"):  # already the protocol's size: images kept as fed
     shape = (info.image_size, info.image_size, info.channels)
     assert sorted(train + validation) == _examples(fed_train[0].reshape(-1, *shape), fed_train[1])
     assert test == _examples(fed_test[0].reshape(-1, *shape), fed_test[1])

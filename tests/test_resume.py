@@ -26,13 +26,13 @@ _SCRIPT = textwrap.dedent("""
     if kill_at == "between_weights_and_state":
       # The epoch-2 weights are committed, its training state is not.
       original = zoo.ZooWriter.save
-      def save(self, epoch, params, metrics, state):
+      def save(self, epoch, params, metrics, state, *rest):
         if epoch == 2:
           self._checkpoints.save(epoch, args=ocp.args.StandardSave(
               {{str(c): {{"params": params[c], "metrics": metrics[c]}} for c in params}}))
           self._checkpoints.wait_until_finished()
           os.kill(os.getpid(), signal.SIGKILL)
-        original(self, epoch, params, metrics, state)
+        original(self, epoch, params, metrics, state, *rest)
       zoo.ZooWriter.save = save
     elif kill_at == "during_async_write":
       # Killed when the writer starts waiting for Orbax's background write of the epoch-2

@@ -132,6 +132,8 @@ def test_a_different_config_is_refused_and_leaves_the_zoo_intact(reference, tmp_
     ({"population.num_seeds": 0}, ValueError, "config.population.num_seeds must be >= 1"),
     ({"batch_size": 0}, ValueError, "config.batch_size must be an integer >= 1"),
     ({"dataset.train_size": 10}, ValueError, "config.dataset.train_size must be None.*>= config.batch_size"),
+    ({"dataset.preprocess.resize": "zoom"}, ValueError, "config.dataset.preprocess.resize 'zoom' is unknown"),
+    ({"dataset.preprocess.mean": (0.5, 0.5, 0.5)}, ValueError, "config.dataset.preprocess.mean has 3 values for 1"),
 ])
 def test_bad_config_values_are_clear_errors(overrides, error, match, tmp_path):
   with pytest.raises(error, match=match):
@@ -150,6 +152,18 @@ def test_unknown_config_fields_are_errors(tmp_path):
   c.population.grid.momentum = (0.9,)
   with pytest.raises(ValueError, match="Unknown config.population.grid fields \\['momentum'\\]"):
     train.validate_config(c)
+
+
+def test_a_zoo_written_before_dataset_preprocess_existed_is_the_same_config(tmp_path):
+  c = tiny_config()
+  stored = json.loads(c.to_json())
+  del stored["dataset"]["preprocess"]
+  (tmp_path / zoo.CONFIG_FILE).write_text(json.dumps(stored))
+  train._prepare_workdir(c, str(tmp_path))  # no "different config" error
+  assert train.stored_config(str(tmp_path)).dataset.preprocess.to_dict() == c.dataset.preprocess.to_dict()
+  c.dataset.preprocess.validation_size = 400
+  with pytest.raises(ValueError, match="different config.*dataset.preprocess.validation_size"):
+    train._prepare_workdir(c, str(tmp_path))
 
 
 def test_unwritable_workdir_is_a_clear_error(tmp_path):

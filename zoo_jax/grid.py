@@ -17,11 +17,14 @@ from zoo_jax.population import OPTIMIZERS, Cohort
 GRID_FIELDS = ("activation", "dropout", "init", "optimizer", "learning_rate", "weight_decay")
 _ALLOWED = {"activation": sorted(models.ACTIVATIONS), "init": sorted(models.INITS),
             "optimizer": list(OPTIMIZERS)}
+RANDOM_SEED_RANGE = 1_000_000  # tune.randint(0, 1000000) in the Model Zoos random-seed zoos
 _NUMERIC = {"learning_rate": (0.0, None), "weight_decay": (0.0, None), "dropout": (0.0, 1.0)}
 
 
 def validate_population(population: ml_collections.ConfigDict) -> None:
   """Raises a ValueError naming the field and allowed values for any bad grid entry."""
+  if not isinstance(population.get("random_seeds", False), bool):
+    raise ValueError(f"config.population.random_seeds must be True or False, got {population.random_seeds!r}.")
   if int(population.num_seeds) < 1:
     raise ValueError(f"config.population.num_seeds must be >= 1, got {population.num_seeds}.")
   grid = population.grid
@@ -49,12 +52,18 @@ def models_table(population: ml_collections.ConfigDict, arch: str) -> pd.DataFra
   """One row per model: id, cohort, cohort_index, seed, arch and every grid field.
 
   Each grid setting (the product of the grid's value lists) gets seeds
-  first_seed .. first_seed + num_seeds - 1, as the Model Zoos seed their zoos.
+  first_seed .. first_seed + num_seeds - 1, as the Model Zoos seed their zoos; with
+  `population.random_seeds`, every model gets its own seed drawn from [0, 1,000,000)
+  (the "random seed" zoos' tune.randint(0, 1000000) per trial), reproducibly from first_seed.
   """
   validate_population(population)
-  settings = itertools.product(*(_values(population.grid, f) for f in GRID_FIELDS))
+  settings = list(itertools.product(*(_values(population.grid, f) for f in GRID_FIELDS)))
   seeds = range(int(population.first_seed), int(population.first_seed) + int(population.num_seeds))
   rows = [dict(zip(GRID_FIELDS, setting), seed=seed) for setting in settings for seed in seeds]
+  if population.get("random_seeds", False):
+    drawn = np.random.default_rng(int(population.first_seed)).integers(0, RANDOM_SEED_RANGE, len(rows))
+    for row, seed in zip(rows, drawn):
+      row["seed"] = int(seed)
   table = pd.DataFrame(rows)
   table.insert(0, "arch", arch)
   return index_models(table)[["model_id", "cohort", "cohort_index", "seed", "arch", *GRID_FIELDS]]

@@ -52,6 +52,9 @@ class PopulationState:
   dropout_rate: jax.Array  # float32 [P]
   diverged: jax.Array  # bool [P]: set once a loss or weight goes non-finite; then frozen
   epoch: jax.Array  # int32 [P]: epochs trained so far
+  # The model's mutable collections ({"batch_stats": [P, ...]} for BatchNorm models), None for
+  # models without (every CNN): their states keep exactly the leaves they always had.
+  model_state: Any = None
 
   @property
   def size(self) -> int:
@@ -95,17 +98,26 @@ def make_optimizer(name: str) -> Callable[..., optax.GradientTransformation]:
 def init_params(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
                 input_shape: tuple[int, int, int], num_classes: int = 10) -> Any:
   """Initial weights [P, ...] of P models, model i from (seeds[i], inits[i]) alone."""
+  return init_variables(cohort, seeds, inits, input_shape, num_classes)[0]
+
+
+def init_variables(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
+                   input_shape: tuple[int, int, int], num_classes: int = 10) -> tuple[Any, Any]:
+  """(params, model_state) [P, ...] of P models: the weights, and the mutable collections
+  ({"batch_stats": ...} for BatchNorm models; None when the model has none)."""
   seeds, inits = np.asarray(seeds), np.asarray(inits)
   chex.assert_equal_shape([seeds, inits])
   dummy = jnp.zeros((1,) + tuple(input_shape))
   groups = []
   for init in dict.fromkeys(inits.tolist()):  # one vmapped init per method, in first-seen order
     model = make_model(cohort, num_classes, init)
-    init_one = lambda seed: model.init(jax.random.fold_in(jax.random.key(seed), _INIT_STREAM), dummy)["params"]
+    init_one = lambda seed: model.init(jax.random.fold_in(jax.random.key(seed), _INIT_STREAM), dummy)
     index = np.flatnonzero(inits == init)
     groups.append((index, jax.jit(jax.vmap(init_one))(jnp.asarray(seeds[index], jnp.int32))))
   order = np.argsort(np.concatenate([index for index, _ in groups]), kind="stable")
-  return jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *[p for _, p in groups])
+  variables = jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *[v for _, v in groups])
+  params = variables.pop("params")
+  return params, (dict(variables) or None)
 
 
 def create_population(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray, learning_rate: np.ndarray,
@@ -124,14 +136,15 @@ def create_population(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray, lear
   (p,) = seeds.shape
   hparams = [jnp.asarray(v, jnp.float32) for v in (learning_rate, weight_decay, dropout_rate)]
   chex.assert_shape(hparams, (p,))
+  initial_params, model_state = init_variables(cohort, seeds, inits, input_shape, num_classes)
   if params is None:
-    params = init_params(cohort, seeds, inits, input_shape, num_classes)
+    params = initial_params
   make_tx = make_optimizer(cohort.optimizer)
   opt_state = jax.jit(jax.vmap(lambda p, lr, wd: make_tx(learning_rate=lr, weight_decay=wd).init(p)))(
       params, hparams[0], hparams[1])
   seeds = jnp.asarray(seeds, jnp.int32)
   return PopulationState(params=params, opt_state=opt_state, seed=seeds, dropout_rate=hparams[2],
-                         diverged=jnp.zeros((p,), bool), epoch=jnp.zeros((p,), jnp.int32))
+                         diverged=jnp.zeros((p,), bool), epoch=jnp.zeros((p,), jnp.int32), model_state=model_state)
 
 
 def normalize(images: jax.Array, mean, std) -> jax.Array:
@@ -171,21 +184,26 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
   if steps < 1:
     raise ValueError(f"batch_size={batch_size} is larger than the training set ({num_train} images).")
 
-  def model_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, images, labels):
+  def model_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, model_state, images, labels):
     epoch_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _TRAIN_STREAM), epoch)
     perm_key, dropout_key = jax.random.split(epoch_key)
     order = jax.random.permutation(perm_key, num_train)[: steps * batch_size].reshape(steps, batch_size)
 
-    def loss_fn(p, x, y, key):
-      logits = model.apply({"params": p}, x, dropout_rate, key if cohort.use_dropout else None)
-      return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y)
+    def loss_fn(p, model_state, x, y, key):
+      key = key if cohort.use_dropout else None
+      if model_state is None:
+        logits = model.apply({"params": p}, x, dropout_rate, key)
+      else:  # BatchNorm: batch statistics, and the running ones updated
+        logits, model_state = model.apply({"params": p, **model_state}, x, dropout_rate, key, train=True,
+                                          mutable=list(model_state))
+      return cross_entropy(logits, y), (jnp.mean(jnp.argmax(logits, -1) == y), model_state)
 
     def step(carry, inputs):
-      params, opt_state, diverged = carry
+      params, opt_state, model_state, diverged = carry
       idx, i = inputs
       x, y = normalize(images[idx], mean, std), labels[idx]
-      (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          params, x, y, jax.random.fold_in(dropout_key, i))
+      (loss, (acc, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          params, model_state, x, y, jax.random.fold_in(dropout_key, i))
       updates, new_opt_state = tx.update(grads, opt_state, params)
       new_params = optax.apply_updates(params, updates)
       # A model whose loss or weights go non-finite is frozen at its last finite state.
@@ -193,26 +211,28 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
       keep = lambda new, old: jnp.where(diverged, old, new)
       params = jax.tree.map(keep, new_params, params)
       opt_state = jax.tree.map(keep, new_opt_state, opt_state)
-      return (params, opt_state, diverged), (loss, acc)
+      model_state = jax.tree.map(keep, new_model_state, model_state)
+      return (params, opt_state, model_state, diverged), (loss, acc)
 
-    (params, opt_state, diverged), (losses, accs) = jax.lax.scan(
-        step, (params, opt_state, diverged), (order, jnp.arange(steps)))
-    return params, opt_state, diverged, jnp.mean(losses), jnp.mean(accs)
+    (params, opt_state, model_state, diverged), (losses, accs) = jax.lax.scan(
+        step, (params, opt_state, model_state, diverged), (order, jnp.arange(steps)))
+    return params, opt_state, model_state, diverged, jnp.mean(losses), jnp.mean(accs)
 
-  def population_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, images, labels):
-    per_model = (params, opt_state, seed, dropout_rate, diverged, epoch)
+  def population_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, model_state, images, labels):
+    per_model = (params, opt_state, seed, dropout_rate, diverged, epoch, model_state)
     if models_per_vmap <= 0:
-      return jax.vmap(model_epoch, in_axes=(0,) * 6 + (None, None))(*per_model, images, labels)
+      return jax.vmap(model_epoch, in_axes=(0,) * 7 + (None, None))(*per_model, images, labels)
     return jax.lax.map(lambda m: model_epoch(*m, images, labels), per_model, batch_size=models_per_vmap)
 
   @jax.jit
   def train_epoch(state: PopulationState, images: jax.Array, labels: jax.Array):
-    params, opt_state, diverged, loss, acc = population_epoch(
+    params, opt_state, model_state, diverged, loss, acc = population_epoch(
         state.params, state.opt_state, state.seed, state.dropout_rate, state.diverged, state.epoch,
-        images, labels)
+        state.model_state, images, labels)
     loss = jnp.where(diverged, jnp.nan, loss)
     acc = jnp.where(diverged, jnp.nan, acc)
-    state = state.replace(params=params, opt_state=opt_state, diverged=diverged, epoch=state.epoch + 1)
+    state = state.replace(params=params, opt_state=opt_state, diverged=diverged, epoch=state.epoch + 1,
+                          model_state=model_state)
     return state, EpochMetrics(loss, acc)
 
   return train_epoch
@@ -220,14 +240,16 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
 
 def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: int = 10,
                   models_per_vmap: int = 0, conv_impl: str = "xla") -> Callable[..., Any]:
-  """Builds the jitted `evaluate(params [P, ...], images [N, ...], labels [N]) -> metrics [P]`.
+  """Builds the jitted `evaluate(params [P, ...], images [N, ...], labels [N], model_state=None) -> metrics [P]`.
 
-  Every model sees the whole set in eval mode (no dropout), in one jitted call: a `lax.scan`
+  Every model sees the whole set in eval mode (no dropout; BatchNorm with the running statistics
+  of `model_state`, the population state's mutable collections), in one jitted call: a `lax.scan`
   over batches of `batch_size` images (the last one padded and masked), per chunk of
   `models_per_vmap` models as in training (0: the whole cohort in one vmap; k > 0: chunks of
   k run one after another with `lax.map`), with the same `conv_impl`. `images` and `labels`
   may also be dicts {name: array} of several sets (e.g. the splits): then all are scored in
-  the same call (one compilation) and a dict {name: metrics} is returned.
+  the same call (one compilation) and a dict {name: metrics} is returned. An empty set
+  (a split the protocol does not have) gives NaN metrics.
   """
   model = make_model(cohort, num_classes, conv_impl=conv_impl)
 
@@ -241,11 +263,11 @@ def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: in
     return (images.reshape((count, batch_size) + images.shape[1:]),
             jnp.pad(labels, (0, pad)).reshape(count, batch_size), valid)
 
-  def model_sums(p, sets):
+  def model_sums(p, model_state, sets):
     """{name: (summed NLL, correct count)} of one model over every set's batches."""
     def batch_sums(totals, batch):
       x, y, v = batch
-      logits = model.apply({"params": p}, normalize(x, mean, std))
+      logits = model.apply({"params": p, **(model_state or {})}, normalize(x, mean, std))
       nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
       return (totals[0] + jnp.sum(nll * v), totals[1] + jnp.sum((jnp.argmax(logits, -1) == y) * v)), None
 
@@ -253,14 +275,15 @@ def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: in
     return {name: jax.lax.scan(batch_sums, (zero, zero), batched)[0] for name, batched in sets.items()}
 
   @jax.jit
-  def evaluate(params, images, labels):
+  def evaluate(params, images, labels, model_state=None):
     named = isinstance(images, dict)
     images, labels = (images, labels) if named else ({None: images}, {None: labels})
     sets = {name: batches(images[name], labels[name]) for name in images}
     if models_per_vmap <= 0:
-      sums = jax.vmap(model_sums, in_axes=(0, None))(params, sets)
+      sums = jax.vmap(model_sums, in_axes=(0, 0, None))(params, model_state, sets)
     else:
-      sums = jax.lax.map(lambda p: model_sums(p, sets), params, batch_size=models_per_vmap)
+      sums = jax.lax.map(lambda m: model_sums(*m, sets), (params, model_state), batch_size=models_per_vmap)
+    # An empty set scans no batch: 0 / 0 = NaN.
     out = {name: EpochMetrics(loss / labels[name].shape[0], correct / labels[name].shape[0])
            for name, (loss, correct) in sums.items()}
     return out if named else out[None]

@@ -256,9 +256,8 @@ def _input_shape(zoo: zoo_lib.Zoo) -> tuple[int, int, int]:
   """(H, W, C) of the images the zoo's models read."""
   ds = zoo.config["dataset"]
   size = models.INPUT_SIZES[zoo.config["model"]["arch"]]
-  info = data.DATASETS[ds["name"]]
-  side = size[0] if size else info.image_size
-  return (side, side, info.channels)
+  info = data.resolve(ds["name"], ds.get("preprocess"), size[0] if size else None)
+  return (info.image_size, info.image_size, info.channels)
 
 
 def stored_finetune_config(zoo: zoo_lib.Zoo, num_epochs: int, progress_bar: bool) -> ml_collections.ConfigDict:

@@ -34,7 +34,7 @@ def replicate(tree, mesh: Mesh):
 
 
 def per_device(fn, mesh: Mesh):
-  """`fn(models, images, labels)` run by every device on its own rows of the model axis.
+  """`fn(models, images, labels, *more_models)` run by every device on its own rows of the model axis.
 
   For functions of independent models (an epoch, an evaluation) whose outputs are all
   model-sharded: left to the SPMD partitioner, their lax.map over models comes back
@@ -43,4 +43,9 @@ def per_device(fn, mesh: Mesh):
   if mesh.devices.size == 1:
     return fn
   models, whole = PartitionSpec(MODEL_AXIS), PartitionSpec()
-  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(models, whole, whole), out_specs=models))
+
+  def run(tree, images, labels, *more_models):  # e.g. evaluate's model_state
+    specs = (models, whole, whole) + (models,) * len(more_models)
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=models)(tree, images, labels, *more_models)
+
+  return jax.jit(run)

@@ -35,9 +35,10 @@ from zoo_jax.models.fast_conv import CONV_IMPLS
 
 # Fields a config may carry (sections map to their allowed sub-fields).
 _FIELDS = {
-    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "train_eval_size"},
+    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "preprocess",
+                "train_eval_size"},
     "model": {"arch"},
-    "population": {"num_seeds", "first_seed", "grid"},
+    "population": {"num_seeds", "first_seed", "random_seeds", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
     "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None,
 }
@@ -64,6 +65,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if ds.source not in data.DATASETS[ds.name].sources:
     raise ValueError(f"config.dataset.source {ds.source!r} is not available for {ds.name!r}; "
                      f"allowed values: {list(data.DATASETS[ds.name].sources)}.")
+  data.resolve(ds.name, ds.get("preprocess"))  # each preprocess field, and mean / std per channel
   if config.model.arch not in models.ARCHITECTURES:
     raise ValueError(f"config.model.arch {config.model.arch!r} is unknown; "
                      f"allowed values: {sorted(models.ARCHITECTURES)}.")
@@ -115,6 +117,8 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
       rewrote = True
     else:
       old = {}
+  if old:
+    old = _with_later_fields(old)
   new = json.loads(config.to_json())
   changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in _RESUMABLE_CHANGES)
   if changed and not config.overwrite:
@@ -128,20 +132,26 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
 
 
 # Fields added after zoos were first written, with the value those zoos were trained with.
-_LATER_FIELDS = {("dataset", "eval_size"): None, ("dataset", "train_eval_size"): None, ("conv_impl",): "xla",
-                 ("profile",): False}
+_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla",
+                 ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS},
+                 ("population", "random_seeds"): False,
+                 ("dataset", "train_eval_size"): None, ("profile",): False}
 
 
-def stored_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a zoo was trained with (its config.json), completed with later fields' defaults,
-  so it validates and can drive another run (e.g. fine-tuning samples on the zoo's data)."""
-  stored = zoo.read_json(os.path.join(workdir, zoo.CONFIG_FILE))
+def _with_later_fields(stored: dict) -> dict:
+  """A stored config.json completed with the fields added since it was written."""
   for path, value in _LATER_FIELDS.items():
     section = stored
     for name in path[:-1]:
       section = section.setdefault(name, {})
     section.setdefault(path[-1], value)
-  return ml_collections.ConfigDict(stored)
+  return stored
+
+
+def stored_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a zoo was trained with (its config.json), completed with later fields' defaults,
+  so it validates and can drive another run (e.g. fine-tuning samples on the zoo's data)."""
+  return ml_collections.ConfigDict(_with_later_fields(zoo.read_json(os.path.join(workdir, zoo.CONFIG_FILE))))
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -237,7 +247,8 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
   ds = config.dataset
   size = models.INPUT_SIZES[config.model.arch]  # e.g. CIFAR-10 resized to 28x28 for CNN-s
   splits = {split: data.load(ds.name, split, source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed,
-                             image_size=size[0] if size else None) for split in data.SPLITS}
+                             image_size=size[0] if size else None, preprocess=ds.get("preprocess"))
+            for split in data.SPLITS}
   if ds.train_size is not None:
     splits["train"] = _subset(splits["train"], ds.train_size, ds.split_seed)
   if ds.get("eval_size") is not None:  # a smaller validation and test set: cheaper evaluation of big zoos
@@ -278,12 +289,12 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
         cohort, batch_size=config.eval_batch_size, mean=train.mean, std=train.std, num_classes=train.num_classes,
         models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
 
-  def evaluate(c, params):
+  def evaluate(c, state):
     # The train split is evaluated too (eval mode, whole set) rather than averaged over the
     # epoch's steps: running means lag the weights and bias the generalisation gap.
     # All splits in one jitted call (one compilation per cohort).
     images, labels = ({split: on_mesh[split][i] for split in data.SPLITS} for i in (0, 1))
-    per_split = profile("eval", eval_fns[c], params, images, labels)
+    per_split = profile("eval", eval_fns[c], state.params, images, labels, state.model_state)
     out = {}
     for split, m in per_split.items():
       out[f"{split}_loss"], out[f"{split}_acc"] = m.loss, m.accuracy
@@ -296,7 +307,7 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
   history = []
   if restored is None:
     start = 0
-    metrics = {c: evaluate(c, s.params) for c, s in states.items()}
+    metrics = {c: evaluate(c, s) for c, s in states.items()}
     profile("checkpoint", _commit, writer, 0, states, metrics)
     history.append(zoo.metrics_rows(models_table, 0, metrics, _diverged(states)))
   else:
@@ -316,7 +327,7 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
     epoch_start, metrics = time.time(), {}
     for c in states:
       states[c], _ = profile("train", train_fns[c], states[c], *on_mesh["train_all"])
-      metrics[c] = evaluate(c, states[c].params)
+      metrics[c] = evaluate(c, states[c])
       bar.update(len(cohorts[c][1]))
     profile("checkpoint", _commit, writer, epoch, states, metrics)
     history.append(zoo.metrics_rows(models_table, epoch, metrics, _diverged(states)))
@@ -369,7 +380,7 @@ def _diverged(states) -> dict[int, np.ndarray]:
 def _commit(writer: zoo.ZooWriter, epoch: int, states: dict, metrics: dict) -> None:
   per_cohort_metrics = {c: {**m, "diverged": np.asarray(states[c].diverged)} for c, m in metrics.items()}
   writer.save(epoch, {c: s.params for c, s in states.items()}, per_cohort_metrics,
-              {str(c): s for c, s in states.items()})
+              {str(c): s for c, s in states.items()}, {c: s.model_state for c, s in states.items()})
 
 
 def summary(metrics: pd.DataFrame, workdir: str, seconds: float) -> str:

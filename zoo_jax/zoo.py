@@ -5,7 +5,8 @@
       models.csv      one row per model: model_id, cohort, cohort_index, seed, arch, hyperparameters
       metrics.csv     one row per (model, epoch): train/validation/test loss and accuracy, gap, status
       checkpoints/    Orbax, step = epoch (0 = initial weights), every epoch kept:
-                      {cohort: {"params": [P, ...], "metrics": {name: [P]}}}
+                      {cohort: {"params": [P, ...], "metrics": {name: [P]}}}, plus the model's
+                      mutable collections ("batch_stats": [P, ...]) for BatchNorm models
       state/          Orbax, the last two epochs' full training state (params, optimizer, flags)
 
 Tables are CSV: a few MB even for 1,000 models x 50 epochs, one line to open in pandas
@@ -199,6 +200,8 @@ def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, 
     for name in METRIC_COLUMNS:
       frame[name] = np.asarray(metrics[cohort][name], np.float64)[index]
     frame["gen_gap"] = frame["train_acc"] - frame["test_acc"]
+    for name in sorted(set(metrics[cohort]) - set(METRIC_COLUMNS) - {"diverged", "missing"}):  # a twin's sparsity
+      frame[name] = np.asarray(metrics[cohort][name], np.float64)[index]
     frame["status"] = np.where(np.asarray(diverged[cohort])[index], STATUS_DIVERGED, STATUS_OK)
     frames.append(frame)
   return pd.concat(frames).sort_values("model_id", kind="stable").reset_index(drop=True)
@@ -257,14 +260,19 @@ class ZooWriter:
           "this workdir away and run the command again (or restore that folder).")
     return {int(c): v for c, v in restore_metrics(self._checkpoints, epoch).items()}
 
-  def save(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict], state: Any) -> None:
+  def save(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict], state: Any,
+           model_state: dict[int, Any] | None = None) -> None:
     """Commits epoch `epoch`'s weights and metrics of every cohort, then starts saving its training state.
 
     The state is written in the background while the next epoch trains (it matters only for
     resuming, and a state step without its weights step is discarded on restore); the next
     save, or close, waits for it. Returns once the weights step is committed.
+
+    model_state: per cohort, the model's mutable collections ({"batch_stats": [P, ...]}) or None,
+      stored beside "params" (params-only zoos are written exactly as before).
     """
-    tree = {str(c): {"params": params[c], "metrics": metrics[c]} for c in params}
+    tree = {str(c): {"params": params[c], "metrics": metrics[c], **((model_state or {}).get(c) or {})}
+            for c in params}
     self._state.wait_until_finished()  # the previous epoch's state
     self._checkpoints.save(epoch, args=ocp.args.StandardSave(tree))
     self._checkpoints.wait_until_finished()
@@ -333,7 +341,9 @@ class Zoo:
     ids = set(self.models["model_id"])
     try:
       table = read_table(path, METRICS_TABLE_COLUMNS)
-      table = table[list(METRICS_TABLE_COLUMNS)]
+      # Extra metric columns (a sparsified twin's sparsity) are kept, before the status column.
+      extra = [c for c in table.columns if c not in METRICS_TABLE_COLUMNS]
+      table = table[list(METRICS_TABLE_COLUMNS[:-1]) + extra + ["status"]]
       problem = ""
     except errors.DamagedZoo as error:
       table, problem = pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS)), str(error)
@@ -390,10 +400,24 @@ class Zoo:
 
     Returns a params pytree whose leaves have a leading model axis, in `model_ids` order.
     """
+    return self.variables(model_ids, epoch, collections=("params",))["params"]
+
+  def variables(self, model_ids: Sequence[int] | None = None, epoch: int = -1,
+                collections: Sequence[str] | None = None) -> dict[str, Any]:
+    """The Flax variables of the selected models at `epoch`: {"params": ...} plus the stored mutable
+    collections (e.g. {"batch_stats": ...}, BatchNorm's running statistics), leaves [models, ...].
+
+    `model.apply(jax.tree.map(lambda a: a[i], zoo.variables()), x)` runs model i as trained.
+    """
     ids, step = self._model_ids(model_ids), self._epoch(epoch)
     tree = restore_numpy(self._manager, step)
     rows = self.models.set_index("model_id").loc[ids]
-    per_cohort = {int(c): v["params"] for c, v in tree.items()}
+    if collections is None:
+      collections = sorted({k for v in tree.values() for k in v if k != "metrics"}, key=lambda k: k != "params")
+    return {name: self._gather(tree, rows, name) for name in collections}
+
+  def _gather(self, tree: dict, rows: pd.DataFrame, collection: str) -> Any:
+    per_cohort = {int(c): v[collection] for c, v in tree.items()}
     shapes = {str(jax.tree.structure(p)) + str([x.shape[1:] for x in jax.tree.leaves(p)])
               for c, p in per_cohort.items() if c in set(rows["cohort"])}
     if len(shapes) > 1:

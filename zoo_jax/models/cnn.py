@@ -118,7 +118,7 @@ class CNNSmall(_ZooNet):
   """
 
   @nn.compact
-  def __call__(self, x, dropout_rate=0.0, dropout_key=None):
+  def __call__(self, x, dropout_rate=0.0, dropout_key=None, train: bool = False):  # train: no mutable state
     x = self._act(_pool(self._conv(8, 5, "conv_0")(x), self.conv_impl), dropout_rate, dropout_key, 0)
     x = self._act(_pool(self._conv(6, 5, "conv_1")(x), self.conv_impl), dropout_rate, dropout_key, 1)
     x = self._act(self._conv(4, 2, "conv_2")(x), dropout_rate, dropout_key, 2)
@@ -131,7 +131,7 @@ class CNNLarge(_ZooNet):
   """CNN-l: 32x32x3 -> (conv16, conv32, conv15; 3x3, pool, act each) -> 60 -> 20 -> 10. 10,853 parameters."""
 
   @nn.compact
-  def __call__(self, x, dropout_rate=0.0, dropout_key=None):
+  def __call__(self, x, dropout_rate=0.0, dropout_key=None, train: bool = False):  # train: no mutable state
     for i, features in enumerate((16, 32, 15)):
       x = self._act(_pool(self._conv(features, 3, f"conv_{i}")(x), self.conv_impl), dropout_rate, dropout_key, i)
     x = x.reshape(x.shape[:-3] + (-1,))
@@ -145,7 +145,7 @@ class MLP(_ZooNet):
   hidden: Sequence[int] = (32, 16)
 
   @nn.compact
-  def __call__(self, x, dropout_rate=0.0, dropout_key=None):
+  def __call__(self, x, dropout_rate=0.0, dropout_key=None, train: bool = False):  # train: no mutable state
     x = x.reshape(x.shape[:-3] + (-1,))
     for i, features in enumerate(self.hidden):
       x = self._act(self._dense(features, f"dense_{i}")(x), dropout_rate, dropout_key, i)

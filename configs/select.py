@@ -1,0 +1,40 @@
+"""Model selection for a new target: cheap rankings of a zoo against brute-force fine-tuning.
+
+  python -m zoo_jax.train --config=configs/select_zoo.py --workdir=/tmp/zoo_select
+  python -m zoo_jax.select --config=configs/select.py --zoo=/tmp/zoo_select --target=fashion_mnist \
+      --workdir=/tmp/select_fmnist
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.epoch = -1  # the zoo epoch whose weights are ranked (negative counts back from the newest)
+  c.methods = ("logme", "hscore", "ncc", "zero_shot", "source_acc", "learned")
+  c.probe_size = 500  # target training images the feature scores see (one forward pass each)
+  c.seed = 0  # probe subset, random subsets and random ensembles
+
+  # The brute-force reference (and the learned ranker's training labels): one recipe for every model.
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.num_epochs = 2
+  c.finetune.train_size = 1000  # target training images; None: all
+  c.finetune.eval_size = 500  # target validation / test images; None: all
+  c.finetune.optimizer = "adam"
+  c.finetune.learning_rate = 1e-3
+  c.finetune.weight_decay = 0.0
+  c.finetune.dropout = 0.0
+  c.finetune.num_models = ml_collections.config_dict.placeholder(int)  # None: all; N: a seeded random subset
+
+  c.learned = ml_collections.ConfigDict()
+  # Tasks the learned ranker is trained on (the zoo is fine-tuned on each once); never the target.
+  # The rotated Fashion-MNIST shares the target's images but not its task (other label geometry);
+  # drop it for a ranker that never saw a Fashion-MNIST image.
+  c.learned.train_tasks = ("mnist5k_rot90", "fashion_mnist_rot90")
+  c.learned.predictor = "gbt"  # "gbt" (histogram gradient boosting) or "ridge"
+
+  c.ensemble = ml_collections.ConfigDict()
+  c.ensemble.sizes = (3, 5)  # K of the top-K ensembles
+  c.ensemble.random_draws = 20  # random K-model ensembles averaged for the baseline
+  c.progress_bar = False
+  return c

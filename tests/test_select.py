@@ -1,0 +1,76 @@
+"""Model selection end to end on a tiny zoo, and its bad-input errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import scipy.stats
+
+from configs import select as select_config
+from zoo_jax import select
+
+
+def _config():
+  c = select_config.get_config()
+  c.probe_size = 60
+  c.finetune.num_epochs = 1
+  c.finetune.train_size = 50
+  c.finetune.eval_size = 50
+  c.learned.train_tasks = ("mnist5k_rot90",)
+  c.learned.predictor = "ridge"
+  c.ensemble.sizes = (2,)
+  c.ensemble.random_draws = 3
+  return c
+
+
+@pytest.mark.parametrize("target, overrides, match", [
+    ("imagenet", {}, r"--target 'imagenet' is unknown; allowed values"),
+    ("fashion_mnist", {"methods": ("logme", "oracle")}, r"config.methods has 'oracle'"),
+    ("mnist5k_rot90", {}, r"config.learned.train_tasks contains the target"),
+    ("fashion_mnist", {"learned.train_tasks": ("svhn",)}, r"config.learned.train_tasks entry 'svhn'"),
+])
+def test_bad_input_names_the_field(small_zoo, tmp_path, target, overrides, match):
+  c = _config()
+  c.update_from_flattened_dict(overrides)
+  with pytest.raises(ValueError, match=match):
+    select.select_and_evaluate(c, small_zoo, target, str(tmp_path))
+  assert not os.listdir(tmp_path)  # nothing written before the check
+
+
+@pytest.mark.slow
+def test_cli_unknown_target_is_one_line_and_exit_code_2(small_zoo, tmp_path):
+  env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = subprocess.run([sys.executable, "-m", "zoo_jax.select", "--config=configs/select.py", f"--zoo={small_zoo}",
+                           "--target=cifar100", f"--workdir={tmp_path}"], capture_output=True, text=True, env=env,
+                          cwd=env["PYTHONPATH"])
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+  assert "--target 'cifar100' is unknown" in result.stderr
+
+
+@pytest.mark.slow
+def test_select_writes_ranking_summary_ensembles(small_zoo, tmp_path):
+  summary = select.select_and_evaluate(_config(), small_zoo, "fashion_mnist", str(tmp_path))
+  ranking = pd.read_csv(tmp_path / select.RANKING_FILE)
+  assert len(ranking) == 4 and ranking["finetuned_acc"].between(0, 1).all()
+  assert {"model_id", *select.METHODS, "finetuned_acc"} <= set(ranking.columns)
+  with open(tmp_path / select.SUMMARY_FILE) as f:
+    on_disk = json.load(f)
+  for method in select.METHODS:
+    entry = on_disk["methods"][method]
+    expected = scipy.stats.kendalltau(ranking[method], ranking["finetuned_acc"]).statistic
+    assert entry["kendall_tau"] == pytest.approx(expected, nan_ok=True)
+    assert {"weighted_tau", "top1_regret", "top5_regret", "seconds", "ratio_to_brute_force"} <= set(entry)
+  assert on_disk["methods"]["learned"]["train_tasks"] == ["mnist5k_rot90"]
+  assert summary["brute_force"]["seconds"] > 0
+  ensembles = pd.read_csv(tmp_path / select.ENSEMBLES_FILE)
+  assert {"best_single_by_test", "random", "brute_force", "logme"} <= set(ensembles["method"])
+  assert ensembles["test_acc"].between(0, 1).all()
+  # The best single model's accuracy is recomputed from logits on the full test split: at least the
+  # validation pick's.
+  best = ensembles.loc[ensembles["method"] == "best_single_by_test", "test_acc"].item()
+  assert best >= ensembles.loc[ensembles["method"] == "best_single_by_validation", "test_acc"].item()
+  assert os.path.exists(tmp_path / select.PLOT_FILE)
