@@ -223,3 +223,12 @@ def test_command_line_trains_a_zoo_that_zoo_reads(tmp_path):
   bad = subprocess.run(command[:4] + ["--config.population.num_sedes=3"], cwd=root, capture_output=True,
                        text=True, timeout=300)
   assert bad.returncode == 2 and "num_sedes" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cpu_xla_flags_use_a_device_count_that_divides_every_cohort():
+  device_count = lambda config, cores: next((f.split("=")[1] for f in train.cpu_xla_flags(config, cores)
+                                             if "device_count" in f), None)
+  assert device_count(tiny_config(), 2) == "2"  # one cohort of 6 models
+  assert device_count(tiny_config(), 4) == "3"  # 4 would pad the cohort (and change the stored state's shape)
+  assert device_count(tiny_config(**{"population.num_seeds": 7, "population.grid.learning_rate": (1e-3,)}), 2) is None
+  assert train.cpu_xla_flags(tiny_config(shard=False), 16) == []

@@ -239,41 +239,53 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
 
 
 def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: int = 10,
-                  conv_impl: str = "xla") -> Callable[..., EpochMetrics]:
-  """Builds `evaluate(params [P, ...], images, labels, model_state=None) -> metrics [P]`.
+                  models_per_vmap: int = 0, conv_impl: str = "xla") -> Callable[..., Any]:
+  """Builds the jitted `evaluate(params [P, ...], images [N, ...], labels [N], model_state=None) -> metrics [P]`.
 
-  Every model sees the whole set in eval mode (no dropout; BatchNorm with the running
-  statistics of `model_state`, the population state's mutable collections). One jitted call scores one
-  batch of `batch_size` images for all models at once; the last batch is padded and
-  masked, so every split and set size shares one compilation.
+  Every model sees the whole set in eval mode (no dropout; BatchNorm with the running statistics
+  of `model_state`, the population state's mutable collections), in one jitted call: a `lax.scan`
+  over batches of `batch_size` images (the last one padded and masked), per chunk of
+  `models_per_vmap` models as in training (0: the whole cohort in one vmap; k > 0: chunks of
+  k run one after another with `lax.map`), with the same `conv_impl`. `images` and `labels`
+  may also be dicts {name: array} of several sets (e.g. the splits): then all are scored in
+  the same call (one compilation) and a dict {name: metrics} is returned. An empty set
+  (a split the protocol does not have) gives NaN metrics.
   """
   model = make_model(cohort, num_classes, conv_impl=conv_impl)
 
-  def per_model(p, model_state, x, y, valid):
-    logits = model.apply({"params": p, **(model_state or {})}, x)
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
-    return jnp.sum(nll * valid), jnp.sum((jnp.argmax(logits, -1) == y) * valid)
+  def batches(images, labels):
+    """[N, ...] -> [B, batch_size, ...], padded, with the mask of real images."""
+    n = labels.shape[0]
+    count = -(-n // batch_size)
+    pad = count * batch_size - n
+    images = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
+    valid = (jnp.arange(count * batch_size) < n).reshape(count, batch_size)
+    return (images.reshape((count, batch_size) + images.shape[1:]),
+            jnp.pad(labels, (0, pad)).reshape(count, batch_size), valid)
+
+  def model_sums(p, model_state, sets):
+    """{name: (summed NLL, correct count)} of one model over every set's batches."""
+    def batch_sums(totals, batch):
+      x, y, v = batch
+      logits = model.apply({"params": p, **(model_state or {})}, normalize(x, mean, std))
+      nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
+      return (totals[0] + jnp.sum(nll * v), totals[1] + jnp.sum((jnp.argmax(logits, -1) == y) * v)), None
+
+    zero = jnp.zeros_like(jax.tree.leaves(p)[0], jnp.float32, shape=())  # varies over models like p (shard_map)
+    return {name: jax.lax.scan(batch_sums, (zero, zero), batched)[0] for name, batched in sets.items()}
 
   @jax.jit
-  def score_batch(params, model_state, images, labels, valid):
-    return jax.vmap(per_model, in_axes=(0, 0, None, None, None))(params, model_state, normalize(images, mean, std),
-                                                                 labels, valid)
-
-  def evaluate(params, images: jax.Array, labels: jax.Array, model_state: Any = None) -> EpochMetrics:
-    n = labels.shape[0]
-    loss = correct = 0.0
-    for start in range(0, n, batch_size):
-      x, y = images[start:start + batch_size], labels[start:start + batch_size]
-      pad = batch_size - y.shape[0]
-      valid = jnp.arange(batch_size) < y.shape[0]
-      if pad:
-        x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
-        y = jnp.pad(y, (0, pad))
-      batch_loss, batch_correct = score_batch(params, model_state, x, y, valid)
-      loss, correct = loss + batch_loss, correct + batch_correct
-    if n == 0:  # a split the protocol does not have (Tiny-ImageNet's validation set)
-      nan = jnp.full(jax.tree.leaves(params)[0].shape[:1], jnp.nan)
-      return EpochMetrics(nan, nan)
-    return EpochMetrics(loss / n, correct / n)
+  def evaluate(params, images, labels, model_state=None):
+    named = isinstance(images, dict)
+    images, labels = (images, labels) if named else ({None: images}, {None: labels})
+    sets = {name: batches(images[name], labels[name]) for name in images}
+    if models_per_vmap <= 0:
+      sums = jax.vmap(model_sums, in_axes=(0, 0, None))(params, model_state, sets)
+    else:
+      sums = jax.lax.map(lambda m: model_sums(*m, sets), (params, model_state), batch_size=models_per_vmap)
+    # An empty set scans no batch: 0 / 0 = NaN.
+    out = {name: EpochMetrics(loss / labels[name].shape[0], correct / labels[name].shape[0])
+           for name, (loss, correct) in sums.items()}
+    return out if named else out[None]
 
   return evaluate

@@ -31,3 +31,21 @@ def shard_models(tree, mesh: Mesh):
 def replicate(tree, mesh: Mesh):
   """Places every leaf whole on every device (the datasets)."""
   return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def per_device(fn, mesh: Mesh):
+  """`fn(models, images, labels, *more_models)` run by every device on its own rows of the model axis.
+
+  For functions of independent models (an epoch, an evaluation) whose outputs are all
+  model-sharded: left to the SPMD partitioner, their lax.map over models comes back
+  replicated, every device computing every model. One device: `fn` itself.
+  """
+  if mesh.devices.size == 1:
+    return fn
+  models, whole = PartitionSpec(MODEL_AXIS), PartitionSpec()
+
+  def run(tree, images, labels, *more_models):  # e.g. evaluate's model_state
+    specs = (models, whole, whole) + (models,) * len(more_models)
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=models)(tree, images, labels, *more_models)
+
+  return jax.jit(run)

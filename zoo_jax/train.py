@@ -35,14 +35,16 @@ from zoo_jax.models.fast_conv import CONV_IMPLS
 
 # Fields a config may carry (sections map to their allowed sub-fields).
 _FIELDS = {
-    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "preprocess"},
+    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "preprocess",
+                "train_eval_size"},
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "random_seeds", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
-    "conv_impl": None, "overwrite": None, "progress_bar": None,
+    "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None,
 }
 # Fields that may change between runs into one workdir without making it another zoo.
-_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl"}
+_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl",
+                      "profile"}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -78,6 +80,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   eval_size = ds.get("eval_size")
   if eval_size is not None and (not isinstance(eval_size, int) or eval_size < 1):
     raise ValueError(f"config.dataset.eval_size must be None (all) or a positive integer, got {eval_size!r}.")
+  train_eval_size = ds.get("train_eval_size")
+  if train_eval_size is not None and (not isinstance(train_eval_size, int) or train_eval_size < 1):
+    raise ValueError(f"config.dataset.train_eval_size must be None (all) or a positive integer, "
+                     f"got {train_eval_size!r}.")
   grid.validate_population(config.population)
 
 
@@ -128,7 +134,8 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
 # Fields added after zoos were first written, with the value those zoos were trained with.
 _LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla",
                  ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS},
-                 ("population", "random_seeds"): False}
+                 ("population", "random_seeds"): False,
+                 ("dataset", "train_eval_size"): None, ("profile",): False}
 
 
 def _with_later_fields(stored: dict) -> dict:
@@ -223,6 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zoo:
+  profile = _Profile(config.get("profile", False))
   rebuilt = _prepare_workdir(config, workdir)
   if models_table is None:
     models_table = grid.models_table(config.population, config.model.arch)
@@ -247,6 +255,10 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
     for split in ("validation", "test"):
       splits[split] = _subset(splits[split], min(ds.eval_size, len(splits[split])), ds.split_seed, "eval_size")
   train = splits["train"]
+  # What the train_* metrics are computed on: the training set, or a fixed seeded subset of it.
+  evaluated = dict(splits)
+  if ds.get("train_eval_size") is not None:
+    evaluated["train"] = _subset(train, min(ds.train_eval_size, len(train)), ds.split_seed, "train_eval_size")
   if not os.path.exists(os.path.join(workdir, zoo.CONFIG_FILE)):
     zoo.write_json_atomic(json.loads(config.to_json()), os.path.join(workdir, zoo.CONFIG_FILE))
   if not epochs:  # a new zoo (or one stopped before its first epoch)
@@ -255,7 +267,9 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
   mesh = sharding.population_mesh(jax.devices() if config.shard else jax.devices()[:1])
   num_devices = mesh.devices.size
   on_mesh = {split: sharding.replicate((jnp.asarray(s.images), jnp.asarray(s.labels)), mesh)
-             for split, s in splits.items()}
+             for split, s in evaluated.items()}
+  on_mesh["train_all"] = on_mesh["train"] if evaluated["train"] is train else sharding.replicate(
+      (jnp.asarray(train.images), jnp.asarray(train.labels)), mesh)
   cohorts = grid.cohorts(models_table)
   states, train_fns, eval_fns = {}, {}, {}
   for c, (cohort, rows) in enumerate(cohorts):
@@ -267,31 +281,34 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
     states[c] = sharding.shard_models(population.create_population(
         cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
         arrays["dropout"], train.image_shape, train.num_classes, params=params), mesh)
-    train_fns[c] = population.make_train_epoch(cohort, batch_size=config.batch_size, num_train=len(train),
-                                               mean=train.mean, std=train.std, num_classes=train.num_classes,
-                                               models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl)
-    eval_fns[c] = population.make_evaluate(cohort, batch_size=config.eval_batch_size, mean=train.mean,
-                                           std=train.std, num_classes=train.num_classes,
-                                           conv_impl=config.conv_impl)
+    # Each device runs its own rows of the cohort (one device: the functions themselves).
+    train_fns[c] = sharding.per_device(population.make_train_epoch(
+        cohort, batch_size=config.batch_size, num_train=len(train), mean=train.mean, std=train.std,
+        num_classes=train.num_classes, models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
+    eval_fns[c] = sharding.per_device(population.make_evaluate(
+        cohort, batch_size=config.eval_batch_size, mean=train.mean, std=train.std, num_classes=train.num_classes,
+        models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
 
   def evaluate(c, state):
     # The train split is evaluated too (eval mode, whole set) rather than averaged over the
     # epoch's steps: running means lag the weights and bias the generalisation gap.
+    # All splits in one jitted call (one compilation per cohort).
+    images, labels = ({split: on_mesh[split][i] for split in data.SPLITS} for i in (0, 1))
+    per_split = profile("eval", eval_fns[c], state.params, images, labels, state.model_state)
     out = {}
-    for split in data.SPLITS:
-      m = eval_fns[c](state.params, *on_mesh[split], state.model_state)
+    for split, m in per_split.items():
       out[f"{split}_loss"], out[f"{split}_acc"] = m.loss, m.accuracy
-    return jax.tree.map(np.asarray, out)
+    return profile("to_host", jax.tree.map, np.asarray, out)
 
-  writer = zoo.ZooWriter(workdir, zoo.store_metadata(zoo.read_json(os.path.join(workdir, zoo.CONFIG_FILE)),
-                                                    models_table))
+  metadata = zoo.store_metadata(zoo.read_json(os.path.join(workdir, zoo.CONFIG_FILE)), models_table)
+  writer = profile("checkpoint", zoo.ZooWriter, workdir, metadata)
   abstract = {str(c): jax.tree.map(ocp.utils.to_shape_dtype_struct, s) for c, s in states.items()}
   restored = writer.restore_state(abstract)
   history = []
   if restored is None:
     start = 0
     metrics = {c: evaluate(c, s) for c, s in states.items()}
-    _commit(writer, 0, states, metrics)
+    profile("checkpoint", _commit, writer, 0, states, metrics)
     history.append(zoo.metrics_rows(models_table, 0, metrics, _diverged(states)))
   else:
     start, restored_states = restored
@@ -299,7 +316,8 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
     for epoch in range(start + 1):
       history.append(zoo.epoch_rows(models_table, epoch, writer.epoch_metrics(epoch)))
     print(f"Resuming the zoo in {workdir} after epoch {start}.")
-  zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+  profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+  profile.report("setup (data, init, epoch 0 or restore, first compiles)")
 
   steps_per_epoch = len(train) // config.batch_size
   started = time.time()
@@ -308,12 +326,13 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
   for epoch in range(start + 1, config.num_epochs + 1):
     epoch_start, metrics = time.time(), {}
     for c in states:
-      states[c], _ = train_fns[c](states[c], *on_mesh["train"])
+      states[c], _ = profile("train", train_fns[c], states[c], *on_mesh["train_all"])
       metrics[c] = evaluate(c, states[c])
       bar.update(len(cohorts[c][1]))
-    _commit(writer, epoch, states, metrics)
+    profile("checkpoint", _commit, writer, epoch, states, metrics)
     history.append(zoo.metrics_rows(models_table, epoch, metrics, _diverged(states)))
-    zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    profile.report(f"epoch {epoch}")
     last = history[-1]
     bar.set_postfix(epoch=epoch, test_acc_mean=f"{last['test_acc'].mean():.3f}",
                     test_acc_best=f"{last['test_acc'].max():.3f}",
@@ -323,6 +342,35 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
   writer.close()
   print(summary(pd.concat(history), workdir, time.time() - started))
   return zoo.Zoo(workdir)
+
+
+class _Profile:
+  """Wall time per phase, printed per epoch when `config.profile` is True.
+
+  `profile(phase, fn, *args)` calls fn; when profiling, it also waits for fn's device work
+  (jax.block_until_ready), so each phase is charged its own time (and nothing overlaps).
+  """
+
+  def __init__(self, enabled: bool):
+    self.enabled, self.seconds, self.started = bool(enabled), {}, time.perf_counter()
+
+  def __call__(self, phase: str, fn: Callable, *args):
+    if not self.enabled:
+      return fn(*args)
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+    return out
+
+  def report(self, what: str) -> None:
+    """Prints the phases since the last report (seconds) and starts a new period."""
+    if not self.enabled:
+      return
+    now = time.perf_counter()
+    total, seconds = now - self.started, self.seconds
+    phases = "  ".join(f"{k} {v:.2f}" for k, v in seconds.items())
+    tqdm.write(f"profile {what}: total {total:.2f} s | {phases} | other {total - sum(seconds.values()):.2f}")
+    self.seconds, self.started = {}, now
 
 
 def _diverged(states) -> dict[int, np.ndarray]:
@@ -351,6 +399,25 @@ def summary(metrics: pd.DataFrame, workdir: str, seconds: float) -> str:
   return "\n".join(lines)
 
 
+def cpu_xla_flags(config: ml_collections.ConfigDict, cores: int) -> list[str]:
+  """The train command's default XLA flags for a host of `cores` usable CPU cores.
+
+  One forced host device per core, so that `config.shard` runs a share of every cohort on
+  each core (shard_map) instead of one program whose tiny batch-10 ops XLA cannot spread
+  over the cores; each device single-threaded, so the cores are not oversubscribed. Only
+  a device count that divides every cohort is used: then no cohort is padded, the stored
+  training state has the shape of a one-device run, and a zoo resumes on any machine.
+  Flags act on the CPU platform only; benchmarks/train_command.py measures them.
+  """
+  if not config.shard or cores < 2:
+    return []
+  sizes = [len(rows) for _, rows in grid.cohorts(grid.models_table(config.population, config.model.arch))]
+  devices = max(d for d in range(1, cores + 1) if all(size % d == 0 for size in sizes))
+  if devices < 2:
+    return []
+  return [f"--xla_force_host_platform_device_count={devices}", "--xla_cpu_multi_thread_eigen=false"]
+
+
 if __name__ == "__main__":
   from absl import flags
   from ml_collections import config_flags
@@ -363,6 +430,13 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
+    # Before JAX starts its backends: XLA reads XLA_FLAGS once. A user's XLA_FLAGS wins.
+    if "XLA_FLAGS" not in os.environ:
+      try:
+        validate_config(_CONFIG.value)
+        os.environ["XLA_FLAGS"] = " ".join(cpu_xla_flags(_CONFIG.value, len(os.sched_getaffinity(0))))
+      except ValueError:
+        pass  # train_and_evaluate reports it
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
   cli.run(main)

@@ -262,17 +262,21 @@ class ZooWriter:
 
   def save(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict], state: Any,
            model_state: dict[int, Any] | None = None) -> None:
-    """Commits epoch `epoch`: weights and metrics of every cohort, then the training state.
+    """Commits epoch `epoch`'s weights and metrics of every cohort, then starts saving its training state.
+
+    The state is written in the background while the next epoch trains (it matters only for
+    resuming, and a state step without its weights step is discarded on restore); the next
+    save, or close, waits for it. Returns once the weights step is committed.
 
     model_state: per cohort, the model's mutable collections ({"batch_stats": [P, ...]}) or None,
       stored beside "params" (params-only zoos are written exactly as before).
     """
     tree = {str(c): {"params": params[c], "metrics": metrics[c], **((model_state or {}).get(c) or {})}
             for c in params}
+    self._state.wait_until_finished()  # the previous epoch's state
     self._checkpoints.save(epoch, args=ocp.args.StandardSave(tree))
     self._checkpoints.wait_until_finished()
     self._state.save(epoch, args=ocp.args.StandardSave(state))
-    self._state.wait_until_finished()
 
   def close(self) -> None:
     self._checkpoints.close()
