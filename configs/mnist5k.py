@@ -37,7 +37,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_epochs = 10  # epochs after the initial weights (epoch 0)
   c.batch_size = 10  # per model, as in the Model Zoos
   c.eval_batch_size = 500  # images per evaluation batch, for all models of a cohort at once
-  c.shard = True  # split each cohort over all local devices
+  c.shard = True  # split each cohort over all devices
+  # True: one process of a multi-host run (jax.distributed.initialize: SLURM, Open MPI, TPU pod
+  # slices, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); README "Scaling out".
+  c.distributed = False
   # Models vmapped together; chunks run one after another in the same jitted epoch. 0: the
   # whole cohort (GPU/TPU). 1 is fastest on CPU, where vmapped conv gradients are slow.
   c.models_per_vmap = 1

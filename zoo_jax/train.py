@@ -30,10 +30,13 @@ _FIELDS = {
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
-    "conv_impl": None, "overwrite": None, "progress_bar": None,
+    "conv_impl": None, "overwrite": None, "progress_bar": None, "distributed": None,
 }
 # Fields that may change between runs into one workdir without making it another zoo.
-_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl"}
+# `distributed` is how the run is spread, not what it trains: a zoo begun on one host may continue
+# on several (with the same total device count: the cohorts' padding depends on it).
+_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl",
+                      "distributed"}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -68,11 +71,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   eval_size = ds.get("eval_size")
   if eval_size is not None and (not isinstance(eval_size, int) or eval_size < 1):
     raise ValueError(f"config.dataset.eval_size must be None (all) or a positive integer, got {eval_size!r}.")
+  if not isinstance(config.distributed, bool):
+    raise ValueError(f"config.distributed must be True or False, got {config.distributed!r}.")
+  if config.distributed and not config.shard:
+    raise ValueError("config.distributed=True needs config.shard=True: the model axis is what is spread "
+                     "over the processes.")
   grid.validate_population(config.population)
 
 
-def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Creates the workdir, or checks that the zoo in it was made by this config."""
+def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str, primary: bool = True) -> None:
+  """Creates the workdir, or checks that the zoo in it was made by this config.
+
+  Every process checks; only the `primary` one deletes an overwritten zoo.
+  """
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as error:
@@ -90,13 +101,13 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     raise ValueError(
         f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "
         "Use another --workdir, or pass --config.overwrite=True to delete that zoo and start over.")
-  if changed:
+  if changed and primary:
     warnings.warn(f"Overwriting the zoo in {workdir} (fields {changed} changed).")
     zoo.clear(workdir)
 
 
 # Fields added after zoos were first written, with the value those zoos were trained with.
-_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla"}
+_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla", ("distributed",): False}
 
 
 def stored_config(workdir: str) -> ml_collections.ConfigDict:
@@ -127,8 +138,7 @@ def _subset(dataset: data.Dataset, size: int, seed: int, field: str = "train_siz
   return dataclasses.replace(dataset, images=dataset.images[index], labels=dataset.labels[index])
 
 
-def _cohort_arrays(rows: pd.DataFrame, num_devices: int) -> dict[str, np.ndarray]:
-  index = sharding.padded_index(len(rows), num_devices)
+def _cohort_arrays(rows: pd.DataFrame, index: np.ndarray) -> dict[str, np.ndarray]:
   return {name: rows[name].to_numpy()[index] for name in
           ("seed", "init", "learning_rate", "weight_decay", "dropout")}
 
@@ -152,9 +162,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   to fine-tune): zoo_jax.sample evaluates samples with the very engine that trains zoos.
   """
   validate_config(config)
-  _prepare_workdir(config, workdir)
+  if config.distributed:  # before any other JAX call; see sharding.initialize for the environment
+    sharding.initialize()
+  primary = sharding.is_primary()  # process 0 writes the tables and config; all write checkpoints
+  _prepare_workdir(config, workdir, primary)
+  sharding.barrier("zoo_jax:workdir_prepared")
   if _is_complete(workdir, config.num_epochs):
-    print(f"Zoo in {workdir} is complete ({config.num_epochs} epochs); nothing to do.")
+    if primary:
+      print(f"Zoo in {workdir} is complete ({config.num_epochs} epochs); nothing to do.")
     return zoo.Zoo(workdir)
 
   ds = config.dataset
@@ -169,7 +184,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train = splits["train"]
   if models_table is None:
     models_table = grid.models_table(config.population, config.model.arch)
-  if not os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):
+  if primary and not os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):
     zoo.write_table_atomic(models_table, os.path.join(workdir, zoo.MODELS_FILE))
     zoo.write_json_atomic(json.loads(config.to_json()), os.path.join(workdir, zoo.CONFIG_FILE))
 
@@ -180,17 +195,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   cohorts = grid.cohorts(models_table)
   states, train_fns, eval_fns = {}, {}, {}
   for c, (cohort, rows) in enumerate(cohorts):
-    arrays = _cohort_arrays(rows, num_devices)
+    padded = sharding.padded_index(len(rows), num_devices)
+    index = padded[sharding.local_rows(len(padded), mesh)]  # this process builds only its rows
+    arrays = _cohort_arrays(rows, index)
     params = None
     if initial_params is not None:
-      params = jax.tree.map(lambda x: jnp.asarray(x)[sharding.padded_index(len(rows), num_devices)],
-                            initial_params(rows))
+      params = jax.tree.map(lambda x: jnp.asarray(x)[index], initial_params(rows))
     states[c] = sharding.shard_models(population.create_population(
         cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
         arrays["dropout"], train.image_shape, train.num_classes, params=params), mesh)
-    train_fns[c] = population.make_train_epoch(cohort, batch_size=config.batch_size, num_train=len(train),
-                                               mean=train.mean, std=train.std, num_classes=train.num_classes,
-                                               models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl)
+    train_fns[c] = sharding.per_device(population.make_train_epoch(
+        cohort, batch_size=config.batch_size, num_train=len(train), mean=train.mean, std=train.std,
+        num_classes=train.num_classes, models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
     eval_fns[c] = population.make_evaluate(cohort, batch_size=config.eval_batch_size, mean=train.mean,
                                            std=train.std, num_classes=train.num_classes,
                                            conv_impl=config.conv_impl)
@@ -202,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     for split in data.SPLITS:
       m = eval_fns[c](params, *on_mesh[split])
       out[f"{split}_loss"], out[f"{split}_acc"] = m.loss, m.accuracy
-    return jax.tree.map(np.asarray, out)
+    return sharding.to_host(out)
 
   writer = zoo.ZooWriter(workdir)
   abstract = {str(c): jax.tree.map(ocp.utils.to_shape_dtype_struct, s) for c, s in states.items()}
@@ -220,13 +236,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       stored = writer.epoch_metrics(epoch)
       diverged = {c: m.pop("diverged") for c, m in stored.items()}
       history.append(zoo.metrics_rows(models_table, epoch, stored, diverged))
-    print(f"Resuming the zoo in {workdir} after epoch {start}.")
-  zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    if primary:
+      print(f"Resuming the zoo in {workdir} after epoch {start}.")
+  if primary:
+    zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
 
   steps_per_epoch = len(train) // config.batch_size
   started = time.time()
   bar = tqdm(total=config.num_epochs * len(models_table), initial=start * len(models_table), unit="model-epoch",
-             desc="zoo", disable=not config.progress_bar, dynamic_ncols=True)
+             desc="zoo", disable=not (config.progress_bar and primary), dynamic_ncols=True)
   for epoch in range(start + 1, config.num_epochs + 1):
     epoch_start, metrics = time.time(), {}
     for c in states:
@@ -235,7 +253,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       bar.update(len(cohorts[c][1]))
     _commit(writer, epoch, states, metrics)
     history.append(zoo.metrics_rows(models_table, epoch, metrics, _diverged(states)))
-    zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    if primary:  # after the step is committed (ZooWriter.save waits for every process's shards)
+      zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
     last = history[-1]
     bar.set_postfix(epoch=epoch, test_acc_mean=f"{last['test_acc'].mean():.3f}",
                     test_acc_best=f"{last['test_acc'].max():.3f}",
@@ -243,16 +262,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                     diverged=int((last["status"] == zoo.STATUS_DIVERGED).sum()))
   bar.close()
   writer.close()
-  print(summary(pd.concat(history), workdir, time.time() - started))
+  sharding.barrier("zoo_jax:zoo_written")  # no process returns before process 0's last table
+  if primary:
+    print(summary(pd.concat(history), workdir, time.time() - started))
   return zoo.Zoo(workdir)
 
 
 def _diverged(states) -> dict[int, np.ndarray]:
-  return {c: np.asarray(s.diverged) for c, s in states.items()}
+  return {c: sharding.to_host(s.diverged) for c, s in states.items()}
 
 
 def _commit(writer: zoo.ZooWriter, epoch: int, states: dict, metrics: dict) -> None:
-  per_cohort_metrics = {c: {**m, "diverged": np.asarray(states[c].diverged)} for c, m in metrics.items()}
+  per_cohort_metrics = {c: {**m, "diverged": sharding.to_host(states[c].diverged)} for c, m in metrics.items()}
   writer.save(epoch, {c: s.params for c, s in states.items()}, per_cohort_metrics,
               {str(c): s for c, s in states.items()})
 
