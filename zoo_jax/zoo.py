@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
+import tensorstore as ts
 import warnings
 
 CONFIG_FILE, MODELS_FILE, METRICS_FILE = "config.json", "models.csv", "metrics.csv"
@@ -33,6 +34,9 @@ METRIC_COLUMNS = ("train_loss", "train_acc", "validation_loss", "validation_acc"
 STATUS_OK, STATUS_DIVERGED = "ok", "diverged"
 STATUS_MISSING = "missing"  # imported zoos: the source has no weights for that (model, epoch)
 STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_MISSING)
+# Weights are stored in chunks of at most this many bytes, split along the model axis first, so
+# that reading a few models of a big cohort reads a few chunks, not the whole leaf (Zoo.params).
+CHUNK_BYTES = 1 << 16
 
 
 def _write_atomic(path: str, write: Any, suffix: str) -> None:
@@ -69,6 +73,42 @@ def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
                      "that step folder and re-run training to rewrite it.") from error
 
 
+def read_cohorts(manager: ocp.CheckpointManager, step: int, rows: dict[int, np.ndarray | None],
+                 part: str = "params") -> dict[int, Any]:
+  """The `part` ("params" or "metrics") of the given cohorts at `step`, only `rows` of each leaf.
+
+  rows: cohort -> indices into its model axis (None: all rows). Returns cohort -> pytree of
+  numpy arrays [len(rows), ...]. Each leaf is opened as a TensorStore array and only the chunks
+  that hold those rows are read, so the memory used is that of the selection, not of the step.
+  """
+  step_dir = os.path.join(os.path.abspath(str(manager.directory)), str(step), "default")
+  try:
+    with open(os.path.join(step_dir, "_METADATA")) as f:
+      stored = json.load(f)
+    if not stored.get("use_ocdbt", False):  # an older layout: read the step whole
+      tree = restore_numpy(manager, step)
+      return {c: jax.tree.map(lambda x: x if r is None else x[r], tree[str(c)][part]) for c, r in rows.items()}
+    metadata = manager.item_metadata(step)
+    context = ts.Context()
+    driver = "zarr3" if stored.get("use_zarr3") else "zarr"
+    def open_leaf(path, _):
+      name = ".".join(str(getattr(k, "key", k)) for k in path)
+      spec = {"driver": driver, "kvstore": {"driver": "ocdbt", "base": f"file://{step_dir}/", "path": name}}
+      return ts.open(spec, read=True, open=True, context=context)
+    futures = {}
+    for c, r in rows.items():
+      subtree = metadata[str(c)][part]
+      opened = jax.tree_util.tree_map_with_path(lambda p, m: open_leaf((str(c), part) + p, m), subtree)
+      futures[c] = jax.tree.map(lambda f: f.result() if r is None else f.result()[np.asarray(r, np.int64)],
+                                opened)
+      futures[c] = jax.tree.map(lambda t: t.read(), futures[c])
+    return {c: jax.tree.map(lambda f: np.asarray(f.result()), tree) for c, tree in futures.items()}
+  except Exception as error:  # orbax/tensorstore raise many types for damaged files
+    raise ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+                     f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
+                     "that step folder and re-run training to rewrite it.") from error
+
+
 def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, np.ndarray]],
                  diverged: dict[int, np.ndarray]) -> pd.DataFrame:
   """The metrics table rows of one epoch, from per-cohort [P] arrays (padding dropped)."""
@@ -85,13 +125,19 @@ def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, 
 
 
 class ZooWriter:
-  """Writes a zoo epoch by epoch; every epoch is committed whole or not at all."""
+  """Writes a zoo epoch by epoch; every epoch is committed whole or not at all.
 
-  def __init__(self, workdir: str):
+  In a multi-process run every process holds one and saves its own rows of the sharded
+  arrays (Orbax commits a step once all processes have written theirs).
+  `training_state=False`: a weights-only zoo (a slice, an import), no state/ folder.
+  """
+
+  def __init__(self, workdir: str, training_state: bool = True):
     self.workdir = workdir
     self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), create=True, max_to_keep=None)
     # Two states kept, so a corrupted newest one still leaves an epoch to resume from.
-    self._state = _open_manager(os.path.join(workdir, STATE_DIR), create=True, max_to_keep=2)
+    self._state = (_open_manager(os.path.join(workdir, STATE_DIR), create=True, max_to_keep=2)
+                   if training_state else None)
 
   def restore_state(self, abstract_state: Any) -> tuple[int, Any] | None:
     """(epoch, state) of the newest intact training state, or None for a new run.
@@ -126,21 +172,32 @@ class ZooWriter:
         self._state.delete(step)
 
   def epoch_metrics(self, epoch: int) -> dict:
-    """The per-cohort metrics stored in the checkpoint of `epoch`."""
-    tree = restore_numpy(self._checkpoints, epoch)
-    return {int(c): dict(v["metrics"]) for c, v in tree.items()}
+    """The per-cohort metrics stored in the checkpoint of `epoch` (the weights are not read)."""
+    cohorts = self._checkpoints.item_metadata(epoch).keys()
+    return {int(c): dict(m) for c, m in read_cohorts(self._checkpoints, epoch, dict.fromkeys(map(int, cohorts)),
+                                                      "metrics").items()}
+
+  def steps(self) -> list[int]:
+    """The committed weight steps (epochs)."""
+    return sorted(self._checkpoints.all_steps())
+
+  def save_weights(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict]) -> None:
+    """Commits the weights and metrics of every cohort at `epoch` (a weights-only step)."""
+    tree = {str(c): {"params": params[c], "metrics": metrics[c]} for c in params}
+    chunked = jax.tree.map(lambda _: ocp.SaveArgs(chunk_byte_size=CHUNK_BYTES, shard_axes=(0,)), tree)
+    self._checkpoints.save(epoch, args=ocp.args.StandardSave(tree, save_args=chunked))
+    self._checkpoints.wait_until_finished()
 
   def save(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict], state: Any) -> None:
     """Commits epoch `epoch`: weights and metrics of every cohort, then the training state."""
-    tree = {str(c): {"params": params[c], "metrics": metrics[c]} for c in params}
-    self._checkpoints.save(epoch, args=ocp.args.StandardSave(tree))
-    self._checkpoints.wait_until_finished()
+    self.save_weights(epoch, params, metrics)
     self._state.save(epoch, args=ocp.args.StandardSave(state))
     self._state.wait_until_finished()
 
   def close(self) -> None:
     self._checkpoints.close()
-    self._state.close()
+    if self._state is not None:
+      self._state.close()
 
 
 class Zoo:
@@ -193,18 +250,22 @@ class Zoo:
     Returns a params pytree whose leaves have a leading model axis, in `model_ids` order.
     """
     ids, step = self._model_ids(model_ids), self._epoch(epoch)
-    tree = restore_numpy(self._manager, step)
     rows = self.models.set_index("model_id").loc[ids]
-    per_cohort = {int(c): v["params"] for c, v in tree.items()}
-    shapes = {str(jax.tree.structure(p)) + str([x.shape[1:] for x in jax.tree.leaves(p)])
-              for c, p in per_cohort.items() if c in set(rows["cohort"])}
+    metadata = self._manager.item_metadata(step)
+    shapes = {str(jax.tree.structure(metadata[str(c)]["params"])) +
+              str([x.shape[1:] for x in jax.tree.leaves(metadata[str(c)]["params"])])
+              for c in set(rows["cohort"])}
     if len(shapes) > 1:
       raise ValueError("The selected models have different architectures; select models of one "
                        "architecture (e.g. zoo.select(arch=...)).")
-    def gather(*leaves_by_cohort):
-      by_cohort = dict(zip(per_cohort, leaves_by_cohort))
-      return np.stack([by_cohort[c][i] for c, i in zip(rows["cohort"], rows["cohort_index"])])
-    return jax.tree.map(gather, *per_cohort.values())
+    # Only the selected cohorts' selected rows are read (read_cohorts), each once.
+    cohort, index = rows["cohort"].to_numpy(), rows["cohort_index"].to_numpy()
+    wanted = {int(c): np.unique(index[cohort == c]) for c in np.unique(cohort)}
+    per_cohort = read_cohorts(self._manager, step, wanted)
+    order = sorted(wanted)
+    offset = dict(zip(order, np.cumsum([0] + [len(wanted[c]) for c in order])))
+    position = np.array([offset[c] + np.searchsorted(wanted[c], i) for c, i in zip(cohort, index)], np.int64)
+    return jax.tree.map(lambda *leaves: np.concatenate(leaves)[position], *[per_cohort[c] for c in order])
 
   def flat(self, model_ids: Sequence[int] | None = None, epoch: int = -1) -> np.ndarray:
     """Weights of the selected models as a [models, n_params] array (leaves in pytree order)."""
@@ -241,6 +302,159 @@ class Zoo:
     self._manager.close()
 
 
+def parse_epochs(text: str | None) -> list[int] | None:
+  """`--epochs`: "0,5,-1" (negative counts back from the newest) -> [0, 5, -1]; empty or None: all."""
+  if not text:
+    return None
+  try:
+    return [int(e) for e in text.split(",")]
+  except ValueError:
+    raise ValueError(f"--epochs must be a comma-separated list of integers (e.g. 0,5,-1), got {text!r}.") from None
+
+
+def parse_select(text: str | None) -> dict[str, Any]:
+  """`--select`: "activation=tanh,optimizer=adam|sgd,status=ok,min_test_acc=0.5" -> Zoo.select's keywords.
+
+  `|` separates alternatives; numbers are read as numbers; `model_id=3|7` picks models by id.
+  """
+  if not text:
+    return {}
+  selection = {}
+  for part in text.split(","):
+    name, sep, value = part.partition("=")
+    if not sep or not name.strip() or not value:
+      raise ValueError(f"--select takes FIELD=VALUE[|VALUE...] pairs separated by commas, got {part!r} in {text!r}.")
+    values = [_number_or_text(v) for v in value.split("|")]
+    selection[name.strip()] = values if len(values) > 1 or name.strip() not in ("status", "min_test_acc") \
+        else values[0]
+  return selection
+
+
+def _number_or_text(value: str) -> Any:
+  for kind in (int, float):
+    try:
+      return kind(value)
+    except ValueError:
+      pass
+  return value
+
+
+def _selection(source: "Zoo", model_ids: Sequence[int] | None, epochs: Sequence[int] | None):
+  ids = np.unique(source._model_ids(model_ids))
+  if not len(ids):
+    raise ValueError(f"The selection holds no model of zoo {source.workdir!r}.")
+  chosen = sorted({source._epoch(e) for e in epochs}) if epochs is not None else list(source.epochs)
+  return ids, chosen
+
+
+def slice_zoo(src: str, dst: str, model_ids: Sequence[int] | None = None,
+              epochs: Sequence[int] | None = None) -> "Zoo":
+  """Writes the selected models at the selected epochs of zoo `src` as a new zoo `dst`.
+
+  Same on-disk format (ZooWriter, weights-only: no state/), read by `Zoo`. Models get new ids
+  0..n-1 in source order (`source_model_id` keeps the old ones), cohorts are renumbered, epochs
+  keep their numbers; weights and metrics are those of the source, read lazily one epoch at a
+  time (memory: one epoch of the selection). Re-running the same slice resumes it.
+  """
+  source = Zoo(src)
+  ids, chosen = _selection(source, model_ids, epochs)
+  table = source.models.set_index("model_id").loc[ids].reset_index()
+  source_cohort, source_index = table["cohort"].to_numpy(), table["cohort_index"].to_numpy()
+  cohort = pd.Series(pd.factorize(source_cohort, sort=True)[0])
+  table = table.drop(columns=["model_id", "cohort", "cohort_index", "source_model_id"], errors="ignore")
+  table.insert(0, "cohort_index", cohort.groupby(cohort).cumcount().to_numpy())
+  table.insert(0, "cohort", cohort.to_numpy())
+  table.insert(0, "source_model_id", ids)
+  table.insert(0, "model_id", np.arange(len(ids)))
+  record = {"sliced_from": os.path.abspath(src), "source_model_ids": ids.tolist(), "epochs": chosen,
+            "source_config": source.config}
+  _prepare_copy(dst, record)
+  if not os.path.exists(os.path.join(dst, MODELS_FILE)):
+    write_table_atomic(table, os.path.join(dst, MODELS_FILE))
+  rows = {int(c): np.sort(source_index[source_cohort == c]) for c in np.unique(source_cohort)}
+  new_cohort = {int(c): int(n) for c, n in zip(source_cohort, cohort)}
+  metrics = source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)].copy()
+  metrics["model_id"] = np.searchsorted(ids, metrics["model_id"].to_numpy())
+  metrics = metrics.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
+  writer = ZooWriter(dst, training_state=False)
+  try:
+    for epoch in chosen:
+      if epoch not in writer.steps():
+        params = read_cohorts(source._manager, epoch, rows)
+        stored = read_cohorts(source._manager, epoch, rows, "metrics")
+        writer.save_weights(epoch, {new_cohort[c]: params[c] for c in rows},
+                            {new_cohort[c]: stored[c] for c in rows})
+      committed = writer.steps()
+      write_table_atomic(metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE))
+  finally:
+    writer.close()
+    source.close()
+  return Zoo(dst)
+
+
+def _prepare_copy(dst: str, record: dict) -> None:
+  """Creates `dst` for a slice or export, or checks that it holds the same one (then it resumes)."""
+  os.makedirs(dst, exist_ok=True)
+  path = os.path.join(dst, CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) != json.loads(json.dumps(record)):
+        raise ValueError(f"--dst {dst!r} holds another zoo or another selection; choose an empty --dst.")
+    return
+  if os.path.exists(os.path.join(dst, MODELS_FILE)) or os.path.exists(os.path.join(dst, CHECKPOINTS_DIR)):
+    raise ValueError(f"--dst {dst!r} holds a zoo; choose an empty --dst.")
+  write_json_atomic(record, path)
+
+
+EXPORT_FORMAT = "zoo_jax.export/1"
+
+
+def export(src: str, dst: str, model_ids: Sequence[int] | None = None,
+           epochs: Sequence[int] | None = None) -> list[str]:
+  """Writes zoo `src` in framework-neutral files that need neither JAX nor Orbax; returns their paths.
+
+      DST/config.json                   the source zoo's config, the format and the selection
+      DST/models.csv, DST/metrics.csv   the zoo's tables (selected models and epochs)
+      DST/epoch_0003.safetensors        per epoch, per cohort C: "cohort_C/model_id" int64 [n] and
+                                        "cohort_C/params/<layer>/<name>" float32 [n, ...], rows in
+                                        model_id order; padding rows are not exported
+
+  safetensors (numpy, PyTorch, JAX, Rust and the Hugging Face hub read it) stores named
+  N-d tensors with a JSON header, read lazily per tensor with memory mapping and no pickle.
+  One file per epoch: a reader fetches the epochs it needs. Re-running skips written epochs.
+  """
+  from safetensors.numpy import save_file
+  source = Zoo(src)
+  ids, chosen = _selection(source, model_ids, epochs)
+  _prepare_copy(dst, {"format": EXPORT_FORMAT, "exported_from": os.path.abspath(src),
+                      "model_ids": ids.tolist(), "epochs": chosen, "source_config": source.config})
+  table = source.models.set_index("model_id").loc[ids].reset_index()
+  write_table_atomic(table, os.path.join(dst, MODELS_FILE))
+  write_table_atomic(source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)],
+                     os.path.join(dst, METRICS_FILE))
+  rows = {int(c): np.sort(g["cohort_index"].to_numpy()) for c, g in table.groupby("cohort")}
+  paths = []
+  try:
+    for epoch in chosen:
+      path = os.path.join(dst, f"epoch_{epoch:04d}.safetensors")
+      paths.append(path)
+      if os.path.exists(path):
+        continue
+      tensors = {}
+      for c, params in read_cohorts(source._manager, epoch, rows).items():
+        by_index = table[table["cohort"] == c].set_index("cohort_index")["model_id"]
+        tensors[f"cohort_{c}/model_id"] = by_index.loc[rows[c]].to_numpy(np.int64)
+        for key, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+          name = "/".join(str(getattr(k, "key", k)) for k in key)
+          tensors[f"cohort_{c}/params/{name}"] = np.ascontiguousarray(leaf)
+      tmp = path + ".tmp"
+      save_file(tensors, tmp, metadata={"format": EXPORT_FORMAT, "epoch": str(epoch)})
+      os.replace(tmp, path)
+  finally:
+    source.close()
+  return paths
+
+
 def clear(workdir: str) -> None:
   """Removes a zoo's files (used by overwrite=True); leaves unrelated files alone."""
   for name in (CONFIG_FILE, MODELS_FILE, METRICS_FILE):
@@ -249,3 +463,55 @@ def clear(workdir: str) -> None:
       os.remove(path)
   for name in (CHECKPOINTS_DIR, STATE_DIR):
     shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+
+
+if __name__ == "__main__":
+  import contextlib
+  import sys
+
+  from absl import app, flags
+  from absl import logging as absl_logging
+
+  _SRC = flags.DEFINE_string("src", None, "The zoo to read (a training workdir).")
+  _DST = flags.DEFINE_string("dst", None, "Where the new zoo (slice) or the exported files go.")
+  _EPOCHS = flags.DEFINE_string("epochs", None, "Comma-separated epochs, negative from the newest "
+                                "(e.g. 0,5,-1); default: all.")
+  _SELECT = flags.DEFINE_string("select", None, "Models: FIELD=VALUE[|VALUE] pairs separated by commas, "
+                                "as Zoo.select takes them (activation=tanh,status=ok,min_test_acc=0.5, "
+                                "model_id=0|3); default: all.")
+
+  def _select_ids() -> np.ndarray | None:
+    selection = parse_select(_SELECT.value)
+    if not selection:
+      return None
+    with contextlib.closing(Zoo(_SRC.value)) as source:
+      return source.select(**selection)
+
+  def _slice() -> None:
+    sliced = slice_zoo(_SRC.value, _DST.value, _select_ids(), parse_epochs(_EPOCHS.value))
+    print(f"{sliced}  (zoo_jax.zoo.Zoo(path) reads it)")
+
+  def _export() -> None:
+    paths = export(_SRC.value, _DST.value, _select_ids(), parse_epochs(_EPOCHS.value))
+    print(f"exported {len(paths)} epoch file(s) and the tables to {_DST.value}")
+
+  # Subcommands: python -m zoo_jax.zoo NAME --flags.
+  COMMANDS = {"slice": _slice, "export": _export}
+
+  def main(argv):
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+      print(f"error: give one command, one of {sorted(COMMANDS)} (got {argv[1:]}): "
+            "python -m zoo_jax.zoo slice --src=ZOO --dst=OUT [--epochs=...] [--select=...]", file=sys.stderr)
+      sys.exit(2)
+    for name, flag in (("src", _SRC), ("dst", _DST)):
+      if not flag.value:
+        print(f"error: --{name} is required for `{argv[1]}`.", file=sys.stderr)
+        sys.exit(2)
+    try:
+      COMMANDS[argv[1]]()
+    except (ValueError, FileNotFoundError) as error:  # bad input: one line, no traceback
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(main)
