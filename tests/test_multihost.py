@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 2
 
 _SCRIPT = textwrap.dedent("""
-    import sys
+    import faulthandler, sys
+    faulthandler.dump_traceback_later(480, exit=True)  # a hung collective shows where, then ends
     sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
     from test_multihost import multihost_config
     from zoo_jax import train

@@ -73,6 +73,34 @@ def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
                      "that step folder and re-run training to rewrite it.") from error
 
 
+def open_cohorts(manager: ocp.CheckpointManager, step: int, cohorts: Sequence[int], part: str = "params",
+                 context: ts.Context | None = None) -> dict[int, Any] | None:
+  """The `part` ("params" or "metrics") leaves of `cohorts` at `step`, opened as TensorStore arrays
+  (nothing read yet); None for a step in an older, non-OCDBT layout."""
+  step_dir = os.path.join(os.path.abspath(str(manager.directory)), str(step), "default")
+  with open(os.path.join(step_dir, "_METADATA")) as f:
+    stored = json.load(f)
+  if not stored.get("use_ocdbt", False):
+    return None
+  metadata = manager.item_metadata(step)
+  context = context or ts.Context()
+  driver = "zarr3" if stored.get("use_zarr3") else "zarr"
+  def open_leaf(path):
+    name = ".".join(str(getattr(k, "key", k)) for k in path)
+    spec = {"driver": driver, "kvstore": {"driver": "ocdbt", "base": f"file://{step_dir}/", "path": name}}
+    return ts.open(spec, read=True, open=True, context=context)
+  futures = {c: jax.tree_util.tree_map_with_path(lambda p, _: open_leaf((str(c), part) + p), metadata[str(c)][part])
+             for c in cohorts}
+  return {c: jax.tree.map(lambda f: f.result(), tree) for c, tree in futures.items()}
+
+
+def read_rows(opened: dict[int, Any], rows: dict[int, np.ndarray | None]) -> dict[int, Any]:
+  """Reads `rows` (None: all) of every opened leaf; only the chunks holding them are read."""
+  futures = {c: jax.tree.map(lambda t: (t if r is None else t[np.asarray(r, np.int64)]).read(), opened[c])
+             for c, r in rows.items()}
+  return {c: jax.tree.map(lambda f: np.asarray(f.result()), tree) for c, tree in futures.items()}
+
+
 def read_cohorts(manager: ocp.CheckpointManager, step: int, rows: dict[int, np.ndarray | None],
                  part: str = "params") -> dict[int, Any]:
   """The `part` ("params" or "metrics") of the given cohorts at `step`, only `rows` of each leaf.
@@ -81,28 +109,12 @@ def read_cohorts(manager: ocp.CheckpointManager, step: int, rows: dict[int, np.n
   numpy arrays [len(rows), ...]. Each leaf is opened as a TensorStore array and only the chunks
   that hold those rows are read, so the memory used is that of the selection, not of the step.
   """
-  step_dir = os.path.join(os.path.abspath(str(manager.directory)), str(step), "default")
   try:
-    with open(os.path.join(step_dir, "_METADATA")) as f:
-      stored = json.load(f)
-    if not stored.get("use_ocdbt", False):  # an older layout: read the step whole
+    opened = open_cohorts(manager, step, list(rows), part)
+    if opened is None:  # an older layout: read the step whole
       tree = restore_numpy(manager, step)
       return {c: jax.tree.map(lambda x: x if r is None else x[r], tree[str(c)][part]) for c, r in rows.items()}
-    metadata = manager.item_metadata(step)
-    context = ts.Context()
-    driver = "zarr3" if stored.get("use_zarr3") else "zarr"
-    def open_leaf(path, _):
-      name = ".".join(str(getattr(k, "key", k)) for k in path)
-      spec = {"driver": driver, "kvstore": {"driver": "ocdbt", "base": f"file://{step_dir}/", "path": name}}
-      return ts.open(spec, read=True, open=True, context=context)
-    futures = {}
-    for c, r in rows.items():
-      subtree = metadata[str(c)][part]
-      opened = jax.tree_util.tree_map_with_path(lambda p, m: open_leaf((str(c), part) + p, m), subtree)
-      futures[c] = jax.tree.map(lambda f: f.result() if r is None else f.result()[np.asarray(r, np.int64)],
-                                opened)
-      futures[c] = jax.tree.map(lambda t: t.read(), futures[c])
-    return {c: jax.tree.map(lambda f: np.asarray(f.result()), tree) for c, tree in futures.items()}
+    return read_rows(opened, rows)
   except Exception as error:  # orbax/tensorstore raise many types for damaged files
     raise ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
                      f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
