@@ -16,6 +16,7 @@ weights are missing. A dead run resumes from the newest intact `state/` step.
 """
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -36,7 +37,9 @@ STATUS_MISSING = "missing"  # imported zoos: the source has no weights for that 
 STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_MISSING)
 # Weights are stored in chunks of at most this many bytes, split along the model axis first, so
 # that reading a few models of a big cohort reads a few chunks, not the whole leaf (Zoo.params).
-CHUNK_BYTES = 1 << 20  # 1 MiB: the top of the range TensorStore recommends (4 KiB - 1 MiB)
+# 64 KiB: a few CNN-s models per chunk of the largest leaf, so an encoder's random minibatches
+# (encode.StreamedFlat) read little beyond the models they draw; Orbax warns below 1 MiB.
+CHUNK_BYTES = 1 << 16
 
 
 def _write_atomic(path: str, write: Any, suffix: str) -> None:
@@ -136,6 +139,11 @@ def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, 
   return pd.concat(frames).sort_values("model_id", kind="stable").reset_index(drop=True)
 
 
+class _SmallChunksAreIntended(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "target_byte_size too small" not in record.getMessage()
+
+
 class ZooWriter:
   """Writes a zoo epoch by epoch; every epoch is committed whole or not at all.
 
@@ -146,6 +154,9 @@ class ZooWriter:
 
   def __init__(self, workdir: str, training_state: bool = True):
     self.workdir = workdir
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _SmallChunksAreIntended) for f in absl_logger.filters):
+      absl_logger.addFilter(_SmallChunksAreIntended())  # CHUNK_BYTES is small on purpose
     self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), create=True, max_to_keep=None)
     # Two states kept, so a corrupted newest one still leaves an epoch to resume from.
     self._state = (_open_manager(os.path.join(workdir, STATE_DIR), create=True, max_to_keep=2)
