@@ -58,7 +58,11 @@ def _launch(workdir: str) -> list[subprocess.Popen]:
   script = _SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"), workdir=workdir)
   procs = []
   for i in range(2):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    # A process waits for its peer at each collective; on a loaded machine (CI, shared cores) the
+    # peer may still be compiling long after XLA's default patience.
+    flags = ("--xla_force_host_platform_device_count=2 --xla_cpu_collective_call_terminate_timeout_seconds=900 "
+             "--xla_cpu_collective_timeout_seconds=900")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags,
                JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))
     procs.append(subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
@@ -69,7 +73,7 @@ def _launch(workdir: str) -> list[subprocess.Popen]:
 def _wait(procs: list[subprocess.Popen]) -> list[str]:
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (out, err) in zip(procs, outs):
-    assert p.returncode == 0, f"process exit {p.returncode}:\n{out[-2000:]}\n{err[-4000:]}"
+    assert p.returncode == 0, f"process exit {p.returncode}:\n{out[-2000:]}\n{err[-6000:]}"
   return [out for out, _ in outs]
 
 
