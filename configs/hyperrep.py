@@ -36,4 +36,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.hyperrep.erase_p = 0.5  # probability of random erasing per view
   c.hyperrep.num_epochs = 30
   c.hyperrep.batch_size = 64
+  # None: num_epochs epochs; N: a budget of N optimiser steps (epochs = ceil(N / steps per epoch)).
+  c.hyperrep.num_steps = ml_collections.config_dict.placeholder(int)
+  c.hyperrep.schedule = "constant"  # "constant" | "cosine" (linear warmup, then cosine decay to 0)
+  c.hyperrep.warmup_steps = 0
+  # A separate token embedder and output head per layer (the reference code) instead of one shared.
+  c.hyperrep.per_layer = False
+  # "layer_mean" (each layer's normalised error weighs alike) | "global_mean" (the reference code).
+  c.hyperrep.reduction = "layer_mean"
   return c

@@ -14,7 +14,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.epochs = (-1,)  # stored epochs whose states are embedded (negative: from the newest)
   # Zoo models the samplers see (models-table columns -> value); must share the fine-tuning activation.
   c.select = ml_collections.ConfigDict({"activation": "tanh"})
-  c.samplers = ("kde", "kde30", "neighbourhood", "gan", "uniform")  # zoo_jax.sampling.SAMPLERS
+  # zoo_jax.sampling.SAMPLERS; also "neighbourhood_umap" (the reference's UMAP map, slow to start)
+  # and "uniform_reference" (U(-1, 1)^D).
+  c.samplers = ("kde", "kde30", "kde30_reference", "neighbourhood", "gan", "uniform")
   c.baselines = ("B_T", "B_F")  # B_T: random init trained alike; B_F: the zoo's best models fine-tuned
   c.num_samples = 16  # per sampler and seed
   c.num_seeds = 3  # sampling seeds; the summary gives mean and std over them
@@ -24,14 +26,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.sampler.top_fraction = 0.3  # S_KDE30 and the neighbourhood's "good models"
   c.sampler.dims = 3  # the neighbourhood map's dimensions
   c.sampler.gan_size = "small"  # zoo_jax.sampling.GAN_SIZES
+  c.sampler.umap_neighbors = 15  # the neighbourhood_umap map (published: 15 neighbours, min_dist 0.01)
+  c.sampler.umap_min_dist = 0.01
   c.finetune_epochs = 5  # k; the published protocol goes up to 15
-  c.finetune = ml_collections.ConfigDict()  # how every model (samples and baselines) is trained
-  c.finetune.activation = "tanh"
-  c.finetune.init = "kaiming_uniform"  # B_T's init
-  c.finetune.optimizer = "adam"
-  c.finetune.learning_rate = 1e-3
-  c.finetune.weight_decay = 1e-4
-  c.finetune.dropout = 0.0
+  # How every model (samples and baselines) is trained; None: the selected zoo models' own value,
+  # so by default samples are fine-tuned with the zoo's training setting (an error if they differ).
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.activation = ml_collections.config_dict.placeholder(str)
+  c.finetune.init = ml_collections.config_dict.placeholder(str)  # B_T's init
+  c.finetune.optimizer = ml_collections.config_dict.placeholder(str)
+  c.finetune.learning_rate = ml_collections.config_dict.placeholder(float)
+  c.finetune.weight_decay = ml_collections.config_dict.placeholder(float)
+  c.finetune.dropout = ml_collections.config_dict.placeholder(float)
   c.transfer = ml_collections.ConfigDict()
   # Another dataset to fine-tune the samples (and B_T) on, e.g. "mnist5k"; None: no transfer run.
   c.transfer.dataset = ml_collections.config_dict.placeholder(str)

@@ -28,7 +28,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.sne.model.num_layer_blocks = 1
   c.sne.model.pooling = "attention"  # "attention" | "mean"
   c.sne.model.head_features = (64,)
+  c.sne.model.element_positions = False  # embed each weight's index within its chunk
+  c.sne.model.chunk_positions = False  # embed each chunk's index within its layer
   c.sne.invariance_weight = 1.0  # weight of the logit-invariance penalty (0: off)
+  # Divide each layer's weights by its std over the training states (raw weights reach |w| ~ 1e3).
+  c.sne.input_scaling = False
   c.train = ml_collections.ConfigDict()  # the supervised multi-task training
   c.train.num_epochs = 15
   c.train.batch_size = 64

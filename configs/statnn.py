@@ -16,6 +16,11 @@ def get_config() -> ml_collections.ConfigDict:
                   "activation", "init", "optimizer")
   c.epochs = ml_collections.config_dict.placeholder(tuple)  # None: every stored epoch, 0 included
   c.num_seeds = 3  # seeds of split and training; results give mean and std over them
+  # Zoo hygiene (zoo_jax.weights.filter_states): states with a non-finite entry, or a layer whose RMS
+  # exceeds max_ratio x that layer's median over the zoo (blown-up, still "ok"), are dropped.
+  c.filter = ml_collections.ConfigDict()
+  c.filter.max_ratio = 10.0  # None: keep blown-up states
+  c.filter.max_abs = ml_collections.config_dict.placeholder(float)  # None: no absolute |w| threshold
 
   c.split = ml_collections.ConfigDict()
   c.split.test_fraction = 0.2  # held-out share of the training zoos' models (all epochs of a model together)

@@ -219,7 +219,12 @@ def test_modelzoos_bad_inputs_name_the_file(tmp_path):
 
   src, trial = _one_trial(tmp_path)
   os.remove(os.path.join(trial, "params.json"))
-  with pytest.raises(ValueError, match=re.escape(trial) + ".*no params.json"):
+  results = os.path.join(trial, "result.json")
+  with open(results) as f:
+    lines = [{k: v for k, v in json.loads(line).items() if k != "config"} for line in f]
+  with open(results, "w") as f:
+    f.writelines(json.dumps(line) + "\n" for line in lines)
+  with pytest.raises(ValueError, match=re.escape(results) + ": no line has a 'config' object and there is no params.json"):
     convert.convert("modelzoos", src, str(tmp_path / "out1"))
 
   for k, (declared, key, value) in enumerate([("CNN3", "model::type", "CNN3"), ("CNN", "model::channels_in", 3)]):
@@ -254,6 +259,22 @@ def test_modelzoos_bad_inputs_name_the_file(tmp_path):
     json.dump({**config, "model::type": "CNN2"}, f)
   with pytest.raises(ValueError, match=re.escape(os.path.join(trial, "params.json")) + ".*'CNN2' is not supported"):
     convert.convert("modelzoos", src, str(tmp_path / "out_cnn2"))
+
+
+def test_modelzoos_config_from_result_json_without_params_json(tmp_path):
+  """The published loader reads each trial's config from result.json's "config" field only."""
+  src, _ = _one_trial(tmp_path / "with", spec=("CNN3", 3, "gelu", 0.5))
+  convert.convert("modelzoos", src, str(tmp_path / "with_params"))
+  for trial in os.listdir(src):
+    if trial.startswith("NN_tune"):
+      os.remove(os.path.join(src, trial, "params.json"))
+  convert.convert("modelzoos", src, str(tmp_path / "without_params"))
+  za, zb = zoo.Zoo(str(tmp_path / "with_params")), zoo.Zoo(str(tmp_path / "without_params"))
+  pd.testing.assert_frame_equal(za.models, zb.models)
+  pd.testing.assert_frame_equal(za.metrics, zb.metrics)
+  assert zb.models.loc[0, "arch"] == "cnn_l" and zb.models.loc[0, "activation"] == "gelu"
+  for epoch in za.epochs:
+    np.testing.assert_array_equal(za.flat(epoch=epoch), zb.flat(epoch=epoch))
 
 
 def test_workdir_of_another_zoo_is_refused(published, published_cnn_zoo, tmp_path):

@@ -176,3 +176,50 @@ def test_decoded_models_work(trained, mnist5k):
   assert decoded.mean() >= 0.4, acc
   assert (decoded >= 0.4).sum() >= 3, acc
   assert gap.min() <= 0.2 and gap.mean() <= 0.3, acc
+
+
+def test_global_mean_reduction_matches_numpy():
+  rng = np.random.default_rng(2)
+  recon, target = rng.standard_normal((2, 2, 7, 5)).astype(np.float32)
+  layer = np.broadcast_to(np.array([0, 0, 1, 1, 1, 2, 2], np.int32), (2, 7))
+  mask = rng.random((2, 7, 5)) < 0.7
+  var = np.array([0.5, 2.0, 0.1], np.float32)
+  expected = np.mean(((recon - target) ** 2 / var[layer][..., None])[mask])
+  got = hyperrep.reconstruction_loss(recon, target, mask, layer, var, reduction="global_mean")
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  with pytest.raises(ValueError, match="reduction 'mean' is unknown"):
+    hyperrep.reconstruction_loss(recon, target, mask, layer, var, reduction="mean")
+
+
+def test_per_layer_projections_read_and_write_only_their_layer(tmp_path):
+  """Per-layer embedders/heads: one Dense per layer on its real entries; padding stays 0; save/load."""
+  from param_trees import random_params
+  params = random_params("cnn_s", batch=(3,))
+  flat, spec = weights.flatten(params)
+  model = hyperrep.make_model(spec, per_layer=True, **TINY)
+  assert model.layer_units == tuple(l.units for l in spec.layers)
+  variables = hyperrep.init(jax.random.key(0), model)
+  embedders = [k for k in variables["params"] if k.startswith("token_embed")]
+  heads = [k for k in variables["params"] if k.startswith("to_tokens")]
+  assert len(embedders) == len(heads) == len(spec.layers)
+  for l, layer in enumerate(spec.layers):  # head l outputs exactly layer l's token width
+    width = layer.fan_in + 1
+    assert variables["params"][f"to_tokens_{l}"]["kernel"].shape == (TINY["d_model"], width)
+    assert variables["params"][f"token_embed_{l}"]["kernel"].shape == (width, TINY["d_model"])
+  # Train a few steps so the heads are non-zero, then check the decoded padding is exactly 0.
+  tx = optax.adam(1e-2)
+  step = hyperrep.make_train_step(model, tx, spec=spec, layer_variance=jnp.ones(len(spec.layers)),
+                                  permute=False, noise=0.0, erase_p=0.0)
+  opt_state = tx.init(variables)
+  for i in range(3):
+    variables, opt_state, _ = step(variables, opt_state, flat, jax.random.key(i))
+  tokens, _ = weights.tokenize(params, spec)
+  z = model.apply(variables, tokens.values, tokens.layer, tokens.position, method=hyperrep.HyperRep.encode)
+  values = model.apply(variables, z, tokens.layer, tokens.position, method=hyperrep.HyperRep.decode)
+  assert np.abs(np.asarray(values)[~np.asarray(tokens.mask)]).max() == 0.0
+  assert np.abs(np.asarray(values)[np.asarray(tokens.mask)]).max() > 0.0
+  hyperrep.save(str(tmp_path / "ae"), model, variables, spec)
+  loaded, loaded_params, loaded_spec, _ = hyperrep.load(str(tmp_path / "ae"))
+  assert loaded == model and loaded_spec == spec
+  embed = lambda m, p: np.asarray(hyperrep.make_embed(m, spec)(p, flat))
+  np.testing.assert_array_equal(embed(loaded, loaded_params), embed(model, variables))

@@ -27,6 +27,9 @@ def _config(**overrides):
   c = sample_config.get_config()
   c.num_samples, c.num_seeds, c.finetune_epochs, c.progress_bar = 3, 2, 1, False
   c.sampler.gan_size = "small"
+  # The tiny zoo mixes optimizers and learning rates: the fine-tuning setting is given.
+  c.finetune.update(dict(activation="tanh", init="kaiming_uniform", optimizer="adam", learning_rate=1e-3,
+                         weight_decay=1e-4, dropout=0.0))
   c.update_from_flattened_dict(overrides)  # dotted keys
   return c
 
@@ -118,3 +121,46 @@ def test_summary_and_plot(sampled):
 def test_bad_config_names_the_field(overrides, match, encoder_dir, tmp_path):
   with pytest.raises(ValueError, match=match):
     sample.sample_and_evaluate(_config(**overrides), encoder_dir, str(tmp_path))
+
+
+def test_reconstruction_is_checked_on_held_out_models(sampled, encoder_dir, tiny_zoo):
+  workdir, _ = sampled
+  table = pd.read_csv(os.path.join(workdir, sample.RECONSTRUCTION_FILE))
+  assert list(table.columns) == ["model_id", "epoch", "held_out", "acc_original", "acc_decoded"]
+  _, _, _, info = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  held_out = {int(k.split("/")[1]) for k in info["held_out_models"]}
+  assert table["held_out"].all() and set(table["model_id"]) <= held_out and len(table) > 0
+  # acc_original is what the zoo recorded for those states (same data, same engine).
+  recorded = zoo.Zoo(tiny_zoo).metrics.set_index(["model_id", "epoch"])["test_acc"]
+  np.testing.assert_allclose(table["acc_original"], recorded.loc[list(zip(table["model_id"], table["epoch"]))],
+                             atol=1e-6)
+  assert table["acc_decoded"].between(0, 1).all()
+
+
+def test_untrained_autoencoder_triggers_the_retention_warning(encoder_dir, tiny_zoo, tmp_path):
+  model, trained_params, spec, info = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  untrained = hyperrep.init(jax.random.key(0), model)  # zero output heads: decodes to all-zero weights
+  source = encode.load_states(tiny_zoo, [3])
+  source = source.rows((source.table["activation"] == "tanh").to_numpy())
+  # No held-out keys: every selected state is checked (and the table says so).
+  table = sample.check_reconstruction(_config(), (model, untrained, spec), zoo.Zoo(tiny_zoo), source, [],
+                                      str(tmp_path))
+  assert not table["held_out"].any() and len(table) == len(source.table)
+  good = table["acc_original"] > 0.3
+  assert good.any() and (table["acc_decoded"] < 0.2).all()
+  with pytest.warns(UserWarning, match="keeps only"):
+    kept = sample.report_reconstruction(table[good], str(tmp_path / "reconstruction.csv"))
+  assert kept < sample.MIN_RETENTION
+  assert os.path.exists(tmp_path / "reconstruction.csv")
+
+
+def test_finetune_setting_defaults_to_the_zoo_models_own(tiny_zoo):
+  source = encode.load_states(tiny_zoo, [3])
+  one = source.rows(((source.table["optimizer"] == "adam") & (source.table["learning_rate"] == 1e-3)
+                     & (source.table["activation"] == "tanh")).to_numpy())
+  c = sample_config.get_config()
+  setting = sample.finetune_setting(c, one)
+  assert setting == {k: one.table[k].iloc[0] for k in setting}
+  tanh = source.rows((source.table["activation"] == "tanh").to_numpy())
+  with pytest.raises(ValueError, match="config.finetune.optimizer is None.*'adam', 'sgd'"):
+    sample.finetune_setting(c, tanh)

@@ -1,5 +1,7 @@
 """Samplers over embeddings: determinism, marginals (KDE), boxes (neighbourhood, uniform), GAN fit."""
 
+import re
+
 import chex
 import jax
 import numpy as np
@@ -184,7 +186,9 @@ def test_bad_inputs_name_the_field(call, field):
 
 def test_unknown_sampler_lists_the_allowed_values():
   embeddings, scores = _zoo()
-  allowed = r"allowed values: \['kde', 'kde30', 'neighbourhood', 'gan', 'uniform'\]"
+  allowed = re.escape(f"allowed values: {list(sampling.SAMPLERS)}")
+  assert {"kde", "kde30", "kde30_reference", "neighbourhood", "neighbourhood_umap", "gan", "uniform",
+          "uniform_reference"} == set(sampling.SAMPLERS)
   with pytest.raises(ValueError, match=allowed):
     sampling.draw("nope", jax.random.key(0), embeddings, scores, 4)
 
@@ -206,3 +210,43 @@ def test_draw_takes_a_config_dict_and_uses_it():
   np.testing.assert_array_equal(from_dict, from_config)
   expected = sampling.kde_sample(jax.random.key(0), sampling.select_top(embeddings, scores, 0.5), 500, 0.5)
   np.testing.assert_array_equal(from_dict, expected)
+
+
+def test_kde30_reference_draws_are_whole_top_embeddings_plus_a_shared_shift():
+  embeddings, scores = _zoo()
+  top = sampling.select_top(embeddings, scores, 0.3)
+  bandwidth = 0.01
+  samples = np.asarray(sampling.draw("kde30_reference", jax.random.key(0), embeddings, scores, 500,
+                                     {"bandwidth": bandwidth}))
+  # Each sample is one top row moved by one scalar in every dimension (within 5 bandwidths).
+  diffs = samples[:, None, :] - top[None, :, :]  # [S, K, D]
+  spread = diffs.max(-1) - diffs.min(-1)  # 0 for the row it came from
+  nearest = spread.argmin(1)
+  np.testing.assert_allclose(spread[np.arange(500), nearest], 0.0, atol=1e-5)
+  shift = diffs[np.arange(500), nearest, 0]
+  assert np.abs(shift).max() < 5 * bandwidth
+  assert stats.kstest(shift / bandwidth, "norm").pvalue > 0.01
+  # Every top row is used, and nothing else.
+  assert len(np.unique(nearest)) > 0.8 * len(top)
+
+
+def test_uniform_reference_is_uniform_on_minus_one_one():
+  embeddings, scores = _zoo()
+  samples = np.asarray(sampling.draw("uniform_reference", jax.random.key(0), embeddings + 100.0, scores, 4000))
+  assert samples.shape == (4000, D) and samples.min() >= -1.0 and samples.max() < 1.0
+  for d in range(D):
+    assert stats.kstest(samples[:, d], "uniform", args=(-1, 2)).pvalue > 0.01
+
+
+def test_umap_neighbourhood_samples_lie_among_the_top_models():
+  embeddings, scores = _zoo()
+  top = sampling.select_top(embeddings, scores, 0.3)
+  samples = np.asarray(sampling.draw("neighbourhood_umap", jax.random.key(0), embeddings, scores, 32))
+  assert samples.shape == (32, D) and np.isfinite(samples).all()
+  # The inverse transform interpolates between nearby top embeddings: inside their box.
+  margin = 1e-4 * (top.max(0) - top.min(0))
+  assert (samples >= top.min(0) - margin).all() and (samples <= top.max(0) + margin).all()
+  # Closer to the top models than the zoo's other models are, on average.
+  dist = lambda a, b: np.linalg.norm(a[:, None] - b[None], axis=-1).min(1).mean()
+  rest = embeddings[np.argsort(-scores)[len(top):]]
+  assert dist(samples, top) < dist(rest, top)

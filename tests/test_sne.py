@@ -188,3 +188,28 @@ def test_training_with_the_invariance_term_reduces_it():
     variables, opt_state = step(variables, opt_state, permuted_chunker(key, small))
   after = evaluate(variables)
   assert np.isfinite(after) and after < 0.5 * before, (before, after)
+
+
+def test_positions_make_element_and_chunk_order_matter_and_scaling_divides_by_layer_std():
+  """element_positions / chunk_positions: a weight's place in its layer changes the embedding;
+  input scaling is the chunk of flat / layer std."""
+  params = random_params("cnn_s", batch=(2,))
+  flat, spec = weights.flatten(params)
+  batch = sne.make_chunker(spec, 16)(flat)
+  swapped = batch._replace(values=batch.values[:, :, ::-1], mask=batch.mask[:, :, ::-1])
+  order = jnp.concatenate([jnp.array([1, 0]), jnp.arange(2, batch.values.shape[1])])  # first two chunks: layer 0
+  assert int(batch.layer[0, 0]) == int(batch.layer[0, 1]) == 0
+  moved = batch._replace(values=batch.values[:, order], mask=batch.mask[:, order])  # positions stay
+  for fields, changed in (({}, ()), ({"element_positions": True}, ("swapped",)),
+                          ({"chunk_positions": True}, ("moved",))):
+    model = sne.SNE(num_outputs=3, chunk_size=16, d_model=16, element_dim=8, num_heads=2, **fields)
+    variables = model.init(jax.random.key(0), batch)
+    out = model.apply(variables, batch)
+    for name, other in (("swapped", swapped), ("moved", moved)):
+      same = np.allclose(out, model.apply(variables, other), atol=1e-5)
+      assert same == (name not in changed), (fields, name)
+  scale = sne.layer_scales(flat, spec)
+  np.testing.assert_allclose(scale[0], np.std(np.asarray(flat)[:, :spec.layers[0].size]), rtol=1e-5)
+  scaled = sne.make_chunker(spec, 16, scale=scale)(flat)
+  np.testing.assert_allclose(scaled.values, batch.values / np.asarray(scale)[np.asarray(batch.layer)][..., None],
+                             rtol=1e-6)

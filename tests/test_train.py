@@ -64,6 +64,8 @@ def test_smoke_zoo_opens_with_expected_epochs_and_sane_values(reference):
   assert set(good) == set(last[last["test_acc"] >= last["test_acc"].median()]["model_id"])
   with open(os.path.join(reference, "config.json")) as f:
     assert json.load(f)["num_epochs"] == 3
+  report = zoo.check(reference)  # tables equal to the checkpoints, arrays open and finite
+  assert report.ok, str(report)
 
 
 def test_zoo_reader_errors_are_clear(reference, tmp_path):
@@ -200,7 +202,10 @@ def test_command_line_trains_a_zoo_that_zoo_reads(tmp_path):
   z = zoo.Zoo(workdir)
   assert z.epochs == [0, 1] and sorted(set(z.models["learning_rate"])) == [1e-3, 3e-3]
   assert len(z.models) == 4 and np.isfinite(z.flat()).all()
-  # A misspelt field is refused by the flag parser before anything runs.
+  check = subprocess.run([sys.executable, "-m", "zoo_jax.zoo", "check", workdir], cwd=root, capture_output=True,
+                         text=True, timeout=300)
+  assert check.returncode == 0 and "result: ok" in check.stdout, check.stdout + check.stderr
+  # A misspelt field is refused by the flag parser before anything runs: one line, exit code 2.
   bad = subprocess.run(command[:4] + ["--config.population.num_sedes=3"], cwd=root, capture_output=True,
                        text=True, timeout=300)
-  assert bad.returncode != 0 and "num_sedes" in bad.stderr
+  assert bad.returncode == 2 and "num_sedes" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

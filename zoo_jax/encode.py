@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import properties, weights
+from zoo_jax import lock, properties, weights
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import training
 
@@ -47,14 +47,23 @@ class ZooStates:
   table: pd.DataFrame
   flat: np.ndarray  # [N, n] float32, in weights.flatten order (or a StreamedFlat read on demand)
   spec: weights.WeightSpec
+  hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
   def rows(self, keep: np.ndarray) -> "ZooStates":
-    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec)
+    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec,
+                     self.hygiene)
 
 
-def load_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
-  """Reads every usable (model, epoch) state of a zoo: the property table and flat weights."""
+def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
+                max_ratio: float | None = weights.hygiene.DEFAULT_MAX_RATIO,
+                max_abs: float | None = None) -> ZooStates:
+  """Reads every usable (model, epoch) state of a zoo: the property table and flat weights.
+
+  Usable: status "ok" (properties.state_table) and passing `weights.filter_states` (finite, no
+  blown-up layer; `max_ratio` and `max_abs` as there), so encoders and samplers see the same
+  states. `ZooStates.hygiene` says how many were dropped.
+  """
   zoo = zoo_lib.Zoo(workdir)
   table = properties.state_table(zoo, epochs)
   flats, spec = [], None
@@ -62,7 +71,12 @@ def load_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
     vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
     flats.append(np.asarray(vector, np.float32))
   zoo.close()
-  return ZooStates(table["zoo"].iloc[0], table, np.concatenate(flats), spec)
+  name = table["zoo"].iloc[0]
+  checked = weights.filter_states(np.concatenate(flats), spec, max_ratio=max_ratio, max_abs=max_abs)
+  states = ZooStates(name, table, np.concatenate(flats), spec, checked.summary(name))
+  if not checked.keep.any():
+    raise ValueError(f"{states.hygiene}: no usable state is left in {workdir}.")
+  return states.rows(checked.keep)
 
 
 class StreamedFlat:
@@ -158,14 +172,22 @@ def _statnn(states: ZooStates) -> np.ndarray:
 class _Inputs:
   """Turns states into a method's inputs; `permuted(key)` for SNE's logit invariance."""
 
-  def __init__(self, config: ml_collections.ConfigDict, everything: Sequence[ZooStates]):
+  def __init__(self, config: ml_collections.ConfigDict, everything: Sequence[ZooStates], train: ZooStates):
     self.config, self.method = config, config.method
     if self.method == "sne":
       from zoo_jax.encoders import sne
       size = config.sne.model.chunk_size
       self.num_chunks = max(weights.chunk_layout(z.spec, size).index.shape[0] for z in everything)
-      self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks) for z in everything}
-      self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks) for z in everything}
+      # Input scaling: each architecture's layers divided by their std over the training states
+      # (another architecture's: over its own zoo's states), or raw weights.
+      scales = {}
+      for z in [train, *everything]:
+        if config.sne.get("input_scaling", False) and z.spec not in scales:
+          scales[z.spec] = sne.layer_scales(z.flat, z.spec)
+      self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks, scales.get(z.spec))
+                     for z in everything}
+      self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks, scales.get(z.spec))
+                        for z in everything}
     elif self.method == "deepsets":
       self.token_dim = max(weights.token_dim(z.spec) for z in everything)
 
@@ -184,25 +206,32 @@ class _Inputs:
 
 
 def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpoint_dir: str, seed: int,
-                    save_dir: str | None):
+                    save_dir: str | None, held_out: Sequence[str] = ()):
   """Trains the autoencoder self-supervised on the training states; returns `states -> z [N, D]`."""
   from zoo_jax.encoders import hyperrep
   h = config.hyperrep
-  model = hyperrep.make_model(train.spec, **h.model.to_dict())
+  model = hyperrep.make_model(train.spec, per_layer=h.get("per_layer", False), **h.model.to_dict())
   tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(train.flat), train.spec), train.spec)
+  # The layer-wise normaliser comes from the (filtered) training states only.
   layer_variance = weights.token_layer_variances(tokens, len(train.spec.layers))
   init_key, fit_key = jax.random.split(jax.random.key(seed))
   params = hyperrep.init(init_key, model)
-  tx = hyperrep.make_optimizer(h.learning_rate)
+  # A step budget (num_steps) sets the epochs: ceil(num_steps / steps per epoch).
+  steps_per_epoch = max(len(train.flat) // min(h.batch_size, len(train.flat)), 1)
+  num_epochs = h.num_epochs if h.get("num_steps") is None else -(-h.num_steps // steps_per_epoch)
+  tx = hyperrep.make_optimizer(h.learning_rate, schedule=h.get("schedule", "constant"),
+                               total_steps=num_epochs * steps_per_epoch, warmup_steps=h.get("warmup_steps", 0))
   step = hyperrep.make_train_step(model, tx, spec=train.spec, layer_variance=layer_variance, gamma=h.gamma,
                                   temperature=h.temperature, noise=h.noise, erase_p=h.erase_p,
-                                  permute=h.permute)
+                                  permute=h.permute, reduction=h.get("reduction", "layer_mean"))
   params, _, history = training.fit(step, params, tx.init(params), train.flat, key=fit_key,
-                                    num_epochs=h.num_epochs, batch_size=h.batch_size,
+                                    num_epochs=num_epochs, batch_size=h.batch_size,
                                     checkpoint_dir=checkpoint_dir, progress=config.progress_bar,
                                     desc=f"hyperrep seed {seed}")
   if save_dir is not None:
-    hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history)
+    # held_out_models: "zoo/model_id" keys kept out of its training (zoo_jax.sample checks decoding on them).
+    hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history,
+                  held_out_models=sorted(held_out))
   embed = hyperrep.make_embed(model, train.spec)
   return lambda states: np.asarray(embed(params, jnp.asarray(states.flat)))
 
@@ -262,8 +291,10 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
     elif method == "flat":
       featurize = lambda z: z.flat
     else:
+      held_out = set(pool.table["zoo"][is_test].astype(str) + "/" + pool.table["model_id"][is_test].astype(str))
       featurize = _train_hyperrep(config, train, os.path.join(ckpt, "hyperrep"), seed,
-                                  save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None)
+                                  save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None,
+                                  held_out=held_out)
     # Features of whole zoos, then split: the pool's rows are featurized once, not per side.
     features = {z.name: featurize(z) for z in [pool, *readable]}
     if method == "hyperrep":
@@ -277,7 +308,7 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
   else:
     from zoo_jax.encoders import baselines, sne
     everything = [pool, *others]
-    inputs = _Inputs(config, everything)
+    inputs = _Inputs(config, everything, train)
     reg, cls = targets.encode(train.table)
     if method == "sne":
       module = sne.SNE(num_outputs=targets.num_outputs, **config.sne.model.to_dict())
@@ -358,6 +389,11 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
   """The whole job: every seed trained and scored (resuming finished seeds), tables and plot written."""
   validate_config(config, len(zoo_dirs))
   os.makedirs(workdir, exist_ok=True)
+  with lock.workdir_lock(workdir):  # one writer per workdir
+    return _encode_and_evaluate(config, zoo_dirs, workdir)
+
+
+def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
   record = {"config": json.loads(config.to_json()), "zoos": [os.path.abspath(d) for d in zoo_dirs]}
   record["config"].pop("progress_bar", None)
   path = os.path.join(workdir, "config.json")
@@ -370,7 +406,10 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
   else:
     zoo_lib.write_json_atomic(record, path)
 
-  states = [load_states(d, config.get("epochs")) for d in zoo_dirs]
+  hygiene = config.get("filter", {})
+  states = [load_states(d, config.get("epochs"), **dict(hygiene)) for d in zoo_dirs]
+  for s in states:
+    print(s.hygiene)
   names = [s.name for s in states]
   if len(set(names)) != len(names):
     raise ValueError(f"--zoo directories must have distinct names (got {names}); they label the test sets.")
@@ -423,8 +462,10 @@ def _format(results: pd.DataFrame) -> str:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Encoder config file.", lock_config=True)
   _ZOOS = flags.DEFINE_multi_string("zoo", None, "Zoo workdir(s); the first split.train_zoos train.")
@@ -433,10 +474,8 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     results = encode_and_evaluate(_CONFIG.value, _ZOOS.value, _WORKDIR.value)
     print(_format(results))
     print(f"results: {os.path.join(_WORKDIR.value, RESULTS_FILE)}")
 
-  app.run(main)
+  cli.run(main)

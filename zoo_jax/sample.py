@@ -12,7 +12,10 @@ are decoded to weights and handed, with the baselines, to the population engine:
   B_F  the zoo's own source models, fine-tuned further
   zoo  the zoo's models at the matching epoch of their original training (no run; read back)
 
-Every model is evaluated before training (epoch 0) and after each of `finetune_epochs`
+Before sampling, the zoo's held-out models (not seen by the autoencoder) at the sampled epochs
+are encoded, decoded and evaluated next to their originals (OUT/reconstruction.csv; a warning
+when the decoded models keep less than MIN_RETENTION of their accuracy: a sampler cannot beat
+its decoder). Every model is evaluated before training (epoch 0) and after each of `finetune_epochs`
 epochs, all of a cohort in one compiled call. OUT is a zoo (zoo_jax.zoo.Zoo reads it; the
 models table says each model's `method` and `sample_seed`), plus summary.csv (method x epoch:
 test accuracy mean and std over seeds) and accuracy.png. With `transfer.dataset`, the
@@ -21,6 +24,7 @@ sampled weights and B_T are also fine-tuned on that dataset, in OUT/transfer.
 
 import json
 import os
+import warnings
 from typing import Any
 
 import jax
@@ -29,10 +33,12 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, encode, grid, models, population, sampling, train, weights, zoo as zoo_lib
+from zoo_jax import data, encode, grid, lock, models, population, sampling, train, weights, zoo as zoo_lib
 from zoo_jax.encoders import hyperrep
 
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = "summary.csv", "accuracy.png", "samples.npz", "transfer"
+RECONSTRUCTION_FILE, RECONSTRUCTION_DIR = "reconstruction.csv", "reconstruction"
+MIN_RETENTION = 0.8  # mean acc_decoded / acc_original under which the decoder is called unfit to sample
 BASELINES = ("B_T", "B_F")
 _SETTING = ("activation", "init", "optimizer", "learning_rate", "weight_decay", "dropout")
 
@@ -50,7 +56,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
   for field in _SETTING:
     if field not in config.finetune:
-      raise ValueError(f"config.finetune.{field} is missing; it sets how every model is fine-tuned.")
+      raise ValueError(f"config.finetune.{field} is missing; it sets how every model is fine-tuned "
+                       "(None: the selected zoo models' own value).")
   if config.transfer.dataset is not None and config.transfer.dataset not in data.DATASETS:
     raise ValueError(f"config.transfer.dataset {config.transfer.dataset!r} is unknown; allowed values: "
                      f"None or {sorted(data.DATASETS)}.")
@@ -60,10 +67,14 @@ def _source(encoder_dir: str, config: ml_collections.ConfigDict):
   """(autoencoder pieces, zoo, selected source rows, their flat weights) for sampling."""
   with open(os.path.join(encoder_dir, "config.json")) as f:
     zoo_dir = config.zoo or json.load(f)["zoos"][0]
-  model, params, spec, _ = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  with open(os.path.join(encoder_dir, "config.json")) as f:
+    encoder_config = json.load(f)["config"]
+  model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
   zoo = zoo_lib.Zoo(zoo_dir)
   epochs = [zoo.epochs[e] if e < 0 else e for e in config.epochs]
-  states = encode.load_states(zoo_dir, epochs)
+  # The encoder's own state filter, so the samplers see the states it was trained on.
+  states = encode.load_states(zoo_dir, epochs, **encoder_config.get("filter", {}))
+  print(states.hygiene)
   keep = np.ones(len(states.table), bool)
   for field, value in config.select.items():
     if field not in states.table.columns:
@@ -73,13 +84,84 @@ def _source(encoder_dir: str, config: ml_collections.ConfigDict):
     raise ValueError(f"config.select {dict(config.select)} keeps {keep.sum()} states of {zoo_dir} at epochs "
                      f"{epochs}; samplers need at least 2.")
   activations = set(states.table.loc[keep, "activation"])
-  if activations != {config.finetune.activation}:
+  if config.finetune.activation is not None and activations != {config.finetune.activation}:
     raise ValueError(f"The selected zoo models use activations {sorted(activations)}, but "
                      f"config.finetune.activation is {config.finetune.activation!r}; select models of that "
                      "activation (config.select.activation), since weights only work with their own.")
   if states.spec != spec:
     raise ValueError(f"The zoo {zoo_dir} has another architecture than the autoencoder was trained on.")
-  return (model, params, spec), zoo, states.rows(keep)
+  return (model, params, spec), zoo, states.rows(keep), info.get("held_out_models", [])
+
+
+def finetune_setting(config: ml_collections.ConfigDict, source: "encode.ZooStates") -> dict:
+  """How samples and baselines are trained: config.finetune, where a field is None the selected
+  zoo models' own value (the zoo's training setting, the default)."""
+  setting = {}
+  for field in _SETTING:
+    value = config.finetune[field]
+    if value is None:
+      values = source.table[field].unique()
+      if len(values) != 1:
+        raise ValueError(f"config.finetune.{field} is None (the zoo's own value), but the selected models use "
+                         f"{sorted(values.tolist())}; set it, or select models of one value (config.select).")
+      value = values[0].item() if hasattr(values[0], "item") else values[0]
+    setting[field] = value
+  return setting
+
+
+def check_reconstruction(config: ml_collections.ConfigDict, ae: tuple, zoo: zoo_lib.Zoo,
+                         source: "encode.ZooStates", held_out: list[str], workdir: str) -> pd.DataFrame:
+  """Decodes the held-out source states and evaluates them beside their originals.
+
+  The held-out models are those the autoencoder's split kept out of its training (`held_out`,
+  "zoo/model_id" keys saved with the encoder); with none, every selected state is used and the
+  table says so (`held_out` False). Both versions go through the zoo engine's own evaluation
+  (one epoch-0 run in OUT/reconstruction). Returns the rows of reconstruction.csv:
+  model_id, epoch, held_out, acc_original, acc_decoded.
+  """
+  model, ae_params, spec = ae
+  keys = source.table["zoo"].astype(str) + "/" + source.table["model_id"].astype(str)
+  mask = keys.isin(set(held_out)).to_numpy()
+  is_held_out = bool(mask.any())
+  if not is_held_out:
+    mask = np.ones(len(source.table), bool)
+  rows = source.table[mask].reset_index(drop=True)
+  flat = jnp.asarray(source.flat[mask])
+  decoded = hyperrep.make_decode(model, spec)(ae_params, hyperrep.make_embed(model, spec)(ae_params, flat))
+  originals = weights.unflatten(flat, spec)
+  columns = ["seed", "arch", *_SETTING]
+  table = grid.index_models(pd.concat([rows[columns].assign(version="original"),
+                                       rows[columns].assign(version="decoded")], ignore_index=True))
+  both = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), originals, decoded)
+  run = stored_finetune_config(zoo, num_epochs=0, progress_bar=config.progress_bar)
+  result = train.train_and_evaluate(run, os.path.join(workdir, RECONSTRUCTION_DIR), models_table=table,
+                                    initial_params=lambda r: jax.tree.map(lambda x: x[r["model_id"].to_numpy()],
+                                                                          both))
+  acc = result.metrics.set_index("model_id")["test_acc"]
+  n = len(rows)
+  return pd.DataFrame({"model_id": rows["model_id"], "epoch": rows["epoch"], "held_out": is_held_out,
+                       "acc_original": acc.loc[np.arange(n)].to_numpy(),
+                       "acc_decoded": acc.loc[np.arange(n, 2 * n)].to_numpy()})
+
+
+def retention(reconstruction: pd.DataFrame) -> float:
+  """Mean over models of acc_decoded / acc_original."""
+  return float(np.mean(reconstruction["acc_decoded"] / reconstruction["acc_original"]))
+
+
+def report_reconstruction(reconstruction: pd.DataFrame, path: str) -> float:
+  """Writes reconstruction.csv, prints the mean retention, warns below MIN_RETENTION; returns it."""
+  zoo_lib.write_table_atomic(reconstruction, path)
+  kept = retention(reconstruction)
+  which = "held-out" if reconstruction["held_out"].all() else "training (no held-out model selected)"
+  print(f"reconstruction: {len(reconstruction)} {which} zoo states decode to a mean test accuracy of "
+        f"{reconstruction['acc_decoded'].mean():.3f} against {reconstruction['acc_original'].mean():.3f} "
+        f"(retention {kept:.2f}); {path}")
+  if kept < MIN_RETENTION:
+    warnings.warn(f"The autoencoder keeps only {kept:.0%} of the zoo models' accuracy (< {MIN_RETENTION:.0%}): "
+                  "samples cannot beat their decoder. Train it longer, or on one setting's late epochs "
+                  "(configs/hyperrep_generative.py), before reading the sampling results.")
+  return kept
 
 
 def _rows(method: str, num: int, seed: int, setting: dict, arch: str, first_seed: int) -> pd.DataFrame:
@@ -90,12 +172,20 @@ def _rows(method: str, num: int, seed: int, setting: dict, arch: str, first_seed
 def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, workdir: str) -> pd.DataFrame:
   """Draws the samples, fine-tunes them with the baselines in one zoo run, writes the summary."""
   validate_config(config)
-  (model, ae_params, spec), zoo, source = _source(encoder_dir, config)
+  os.makedirs(workdir, exist_ok=True)
+  with lock.workdir_lock(workdir):  # one writer per workdir (the zoo run inside takes it again)
+    return _sample_and_evaluate(config, encoder_dir, workdir)
+
+
+def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, workdir: str) -> pd.DataFrame:
+  (model, ae_params, spec), zoo, source, held_out = _source(encoder_dir, config)
+  setting = finetune_setting(config, source)
+  reconstruction = check_reconstruction(config, (model, ae_params, spec), zoo, source, held_out, workdir)
+  report_reconstruction(reconstruction, os.path.join(workdir, RECONSTRUCTION_FILE))
   embed = hyperrep.make_embed(model, spec)
   decode = hyperrep.make_decode(model, spec)
   z = np.asarray(embed(ae_params, jnp.asarray(source.flat)))
   scores = source.table["test_acc"].to_numpy()
-  setting = dict(config.finetune)
   arch = source.table["arch"].iloc[0]
   num = config.num_samples
 
@@ -120,7 +210,6 @@ def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wor
 
   table = grid.index_models(pd.concat(tables, ignore_index=True))
   starts = _stack_params(table, [len(t) for t in tables], params, zoo)
-  os.makedirs(workdir, exist_ok=True)
   # The zoo's embeddings and scores the samplers saw, and every draw ("<sampler>/seed_<s>").
   np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores, **draws)
   rows_of = lambda t: jax.tree.map(lambda x: x[t["model_id"].to_numpy()], starts)
@@ -165,13 +254,19 @@ def _input_shape(zoo: zoo_lib.Zoo) -> tuple[int, int, int]:
   return (side, side, info.channels)
 
 
+def stored_finetune_config(zoo: zoo_lib.Zoo, num_epochs: int, progress_bar: bool) -> ml_collections.ConfigDict:
+  """The zoo's own training config (data, batch size, engine settings), run for `num_epochs`."""
+  run = train.stored_config(zoo.workdir)
+  run.num_epochs = num_epochs
+  run.progress_bar = progress_bar
+  run.overwrite = False
+  return run
+
+
 def _finetune_config(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict,
                      dataset: str | None) -> ml_collections.ConfigDict:
   """The zoo's own training config (data, batch size), run for `finetune_epochs` epochs."""
-  run = train.stored_config(zoo.workdir)
-  run.num_epochs = config.finetune_epochs
-  run.progress_bar = config.progress_bar
-  run.overwrite = False
+  run = stored_finetune_config(zoo, config.finetune_epochs, config.progress_bar)
   if dataset is not None:
     run.dataset.name = dataset
     run.dataset.source = data.DATASETS[dataset].sources[0]
@@ -219,8 +314,10 @@ def plot_summary(summary: pd.DataFrame, path: str) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Sampling config file.", lock_config=True)
   _ENCODER = flags.DEFINE_string("encoder", None, "Workdir of a zoo_jax.encode run with configs/hyperrep.py.")
@@ -229,9 +326,7 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     summary = sample_and_evaluate(_CONFIG.value, _ENCODER.value, _WORKDIR.value)
     print(summary.to_string(index=False))
 
-  app.run(main)
+  cli.run(main)

@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-SAMPLERS = ("kde", "kde30", "neighbourhood", "gan", "uniform")
-
-# Generative hyper-representations (2022): KDE bandwidth 0.002, top 30% for S_KDE30.
+# Generative hyper-representations (2022): KDE bandwidth 0.002, top 30% for S_KDE30; the
+# neighbourhood sampler's UMAP map: 15 neighbours, min_dist 0.01, 3-D.
 DEFAULT_BANDWIDTH = 0.002
 DEFAULT_TOP_FRACTION = 0.3
+UMAP_NEIGHBORS, UMAP_MIN_DIST = 15, 0.01
 
 
 # ----------------------------------------------------------------------------- validation
@@ -119,6 +119,35 @@ def kde_sample(key: jax.Array, embeddings, num_samples: int,
   return samples
 
 
+@functools.partial(jax.jit, static_argnames="num_samples")
+def _kde_reference(key: jax.Array, embeddings: jax.Array, num_samples: int, bandwidth: jax.Array) -> jax.Array:
+  index_key, noise_key = jax.random.split(key)
+  rows = jax.random.randint(index_key, (num_samples,), 0, embeddings.shape[0])
+  shift = bandwidth * jax.random.normal(noise_key, (num_samples, 1), embeddings.dtype)
+  return embeddings[rows] + shift
+
+
+def kde_reference_sample(key: jax.Array, embeddings, num_samples: int,
+                         bandwidth: float = DEFAULT_BANDWIDTH) -> jax.Array:
+  """The KDE sampler as the reference code runs it: a whole embedding plus a shared shift.
+
+  The generative hyper-representation code fits sklearn's KernelDensity to each latent
+  dimension and samples every dimension with the same random_state, so each dimension picks
+  the same data row and adds the same N(0, bandwidth^2) draw: a sample is one data embedding
+  moved by one scalar along (1, ..., 1). Unlike `kde_sample`, it keeps each embedding whole.
+
+  Args:
+    key: PRNG key. embeddings: [N, D]. num_samples: S >= 1. bandwidth: >= 0.
+  Returns:
+    [S, D] float32.
+  """
+  embeddings = jnp.asarray(_check_embeddings(embeddings), jnp.float32)
+  num_samples = _check_num_samples(num_samples)
+  samples = _kde_reference(key, embeddings, num_samples, jnp.float32(_check_bandwidth(bandwidth)))
+  chex.assert_shape(samples, (num_samples, embeddings.shape[1]))
+  return samples
+
+
 # ----------------------------------------------------------------------------- uniform
 
 @functools.partial(jax.jit, static_argnames="num_samples")
@@ -137,6 +166,13 @@ def uniform_sample(key: jax.Array, embeddings, num_samples: int) -> jax.Array:
   embeddings = jnp.asarray(_check_embeddings(embeddings), jnp.float32)
   num_samples = _check_num_samples(num_samples)
   return _uniform_in_box(key, embeddings.min(axis=0), embeddings.max(axis=0), num_samples)
+
+
+def uniform_reference_sample(key: jax.Array, dim: int, num_samples: int) -> jax.Array:
+  """U(-1, 1)^dim: the reference code's uniform baseline, blind to where the zoo lies. [S, dim]."""
+  num_samples = _check_num_samples(num_samples)
+  low = -jnp.ones((int(dim),), jnp.float32)
+  return _uniform_in_box(key, low, -low, num_samples)
 
 
 # ----------------------------------------------------------------------------- neighbourhood
@@ -201,6 +237,34 @@ def _neighbourhood(key: jax.Array, fitted: Neighbourhood, num_samples: int) -> j
 def neighbourhood_sample(key: jax.Array, fitted: Neighbourhood, num_samples: int) -> jax.Array:
   """Uniform draws in the top models' box of the map, mapped back: [S, D] float32."""
   return _neighbourhood(key, fitted, _check_num_samples(num_samples))
+
+
+def umap_neighbourhood_sample(key: jax.Array, embeddings, scores, num_samples: int, *,
+                              top_fraction: float = DEFAULT_TOP_FRACTION, dims: int = 3,
+                              n_neighbors: int = UMAP_NEIGHBORS, min_dist: float = UMAP_MIN_DIST) -> jax.Array:
+  """The reference neighbourhood sampler: UMAP of the top models, uniform in its box, inverted.
+
+  UMAP (umap-learn; n_neighbors 15, min_dist 0.01, 3-D as published) is fitted on the top
+  `top_fraction` embeddings; draws are uniform in the bounding box of their map and go back
+  through UMAP's inverse transform (an interpolation between nearby top embeddings). The
+  key seeds both UMAP and the draws.
+
+  Returns:
+    [S, D] float32.
+  """
+  import umap  # imported here: only this sampler needs it, and it is slow to import
+
+  top = select_top(embeddings, scores, _check_fraction(top_fraction, "top_fraction")).astype(np.float64)
+  num_samples = _check_num_samples(num_samples)
+  if top.shape[0] < dims + 2:
+    raise ValueError(f"The UMAP neighbourhood needs at least {dims + 2} top embeddings, got {top.shape[0]}; "
+                     "raise top_fraction or give more models.")
+  seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+  fitted = umap.UMAP(n_neighbors=min(int(n_neighbors), top.shape[0] - 1), min_dist=float(min_dist),
+                     n_components=int(dims), random_state=seed, init="random").fit(top)
+  coords = fitted.embedding_
+  draws = np.random.default_rng(seed).uniform(coords.min(axis=0), coords.max(axis=0), (num_samples, int(dims)))
+  return jnp.asarray(fitted.inverse_transform(draws), jnp.float32)
 
 
 # ----------------------------------------------------------------------------- GAN
@@ -382,7 +446,33 @@ def gan_sample(key: jax.Array, generator: GANGenerator, num_samples: int) -> jax
 
 # Fields `draw` reads from its config, with their defaults.
 DRAW_DEFAULTS = {"bandwidth": DEFAULT_BANDWIDTH, "top_fraction": DEFAULT_TOP_FRACTION, "dims": 3,
-                 "gan_size": "default", "gan": {}}
+                 "gan_size": "default", "gan": {}, "umap_neighbors": UMAP_NEIGHBORS,
+                 "umap_min_dist": UMAP_MIN_DIST}
+
+# name -> draw(key, embeddings [N, D], scores [N], num_samples, config) -> [S, D]. A sampler is one
+# function here and its name; config is DRAW_DEFAULTS completed by the caller's fields.
+_REGISTRY = {
+    "kde": lambda key, z, scores, n, c: kde_sample(key, z, n, c["bandwidth"]),
+    "kde30": lambda key, z, scores, n, c: kde_sample(key, select_top(z, scores, c["top_fraction"]), n,
+                                                     c["bandwidth"]),
+    "kde30_reference": lambda key, z, scores, n, c: kde_reference_sample(
+        key, select_top(z, scores, c["top_fraction"]), n, c["bandwidth"]),
+    "neighbourhood": lambda key, z, scores, n, c: neighbourhood_sample(
+        key, fit_neighbourhood(z, scores, dims=c["dims"], top_fraction=c["top_fraction"]), n),
+    "neighbourhood_umap": lambda key, z, scores, n, c: umap_neighbourhood_sample(
+        key, z, scores, n, top_fraction=c["top_fraction"], dims=c["dims"], n_neighbors=c["umap_neighbors"],
+        min_dist=c["umap_min_dist"]),
+    "gan": lambda key, z, scores, n, c: _draw_gan(key, z, n, c),
+    "uniform": lambda key, z, scores, n, c: uniform_sample(key, z, n),
+    "uniform_reference": lambda key, z, scores, n, c: uniform_reference_sample(key, z.shape[1], n),
+}
+SAMPLERS = tuple(_REGISTRY)
+
+
+def _draw_gan(key, embeddings, num_samples, config):
+  train_key, sample_key = jax.random.split(key)
+  generator, _ = train_gan(train_key, embeddings, size=config["gan_size"], **dict(config["gan"]))
+  return gan_sample(sample_key, generator, num_samples)
 
 
 def draw(name: str, key: jax.Array, embeddings, scores, num_samples: int,
@@ -390,13 +480,17 @@ def draw(name: str, key: jax.Array, embeddings, scores, num_samples: int,
   """Draws [S, D] embeddings with the named sampler (one of SAMPLERS).
 
   Args:
-    name: "kde" (all models), "kde30" (top `top_fraction`), "neighbourhood", "gan", "uniform".
+    name: "kde" (per-dimension KDE, all models), "kde30" (the same on the top `top_fraction`),
+      "kde30_reference" (the reference code's KDE30: whole top embeddings plus a shared shift),
+      "neighbourhood" (PCA map), "neighbourhood_umap" (the reference UMAP map), "gan",
+      "uniform" (the zoo's bounding box), "uniform_reference" (U(-1, 1)^D).
     key: PRNG key. embeddings: [N, D]. scores: [N] (e.g. test accuracy), higher is better.
     num_samples: S >= 1.
     config: optional mapping (dict or ConfigDict) with any of DRAW_DEFAULTS' fields:
-      bandwidth, top_fraction, dims, gan_size and gan (GANConfig overrides).
+      bandwidth, top_fraction, dims, gan_size, gan (GANConfig overrides), umap_neighbors,
+      umap_min_dist.
   """
-  if name not in SAMPLERS:
+  if name not in _REGISTRY:
     raise ValueError(f"sampler {name!r} is unknown; allowed values: {list(SAMPLERS)}.")
   config = dict(config or {})
   unknown = set(config) - set(DRAW_DEFAULTS)
@@ -406,17 +500,6 @@ def draw(name: str, key: jax.Array, embeddings, scores, num_samples: int,
   embeddings = _check_embeddings(embeddings)
   scores = _check_scores(scores, embeddings.shape[0])
   num_samples = _check_num_samples(num_samples)
-  top_fraction = _check_fraction(config["top_fraction"], "config.top_fraction")
-  bandwidth = _check_bandwidth(config["bandwidth"], "config.bandwidth")
-  if name == "kde":
-    return kde_sample(key, embeddings, num_samples, bandwidth)
-  if name == "kde30":
-    return kde_sample(key, select_top(embeddings, scores, top_fraction), num_samples, bandwidth)
-  if name == "neighbourhood":
-    fitted = fit_neighbourhood(embeddings, scores, dims=config["dims"], top_fraction=top_fraction)
-    return neighbourhood_sample(key, fitted, num_samples)
-  if name == "gan":
-    train_key, sample_key = jax.random.split(key)
-    generator, _ = train_gan(train_key, embeddings, size=config["gan_size"], **dict(config["gan"]))
-    return gan_sample(sample_key, generator, num_samples)
-  return uniform_sample(key, embeddings, num_samples)
+  _check_fraction(config["top_fraction"], "config.top_fraction")
+  _check_bandwidth(config["bandwidth"], "config.bandwidth")
+  return _REGISTRY[name](key, embeddings, scores, num_samples, config)

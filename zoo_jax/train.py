@@ -3,9 +3,12 @@
 `train_and_evaluate(config, workdir)` is the whole job (a notebook calls it too): it
 builds the population from the config's grid, trains every cohort one jitted epoch at a
 time, and commits each epoch to the zoo store. Re-running the same command resumes a
-dead run from its last complete epoch, or says the zoo is complete.
+dead run from its last complete epoch, or says the zoo is complete: every epoch's checkpoint
+committed, and the tables equal to what the checkpoints say (it rewrites them if not). One
+run writes a workdir at a time (zoo_jax.lock); a second is refused at once.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,7 +24,7 @@ import orbax.checkpoint as ocp
 import pandas as pd
 from tqdm.auto import tqdm
 
-from zoo_jax import data, grid, models, population, sharding, zoo
+from zoo_jax import data, errors, grid, lock, models, population, sharding, zoo
 from zoo_jax.models.fast_conv import CONV_IMPLS
 
 # Fields a config may carry (sections map to their allowed sub-fields).
@@ -79,31 +82,46 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   grid.validate_population(config.population)
 
 
-def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str, primary: bool = True) -> None:
-  """Creates the workdir, or checks that the zoo in it was made by this config.
-
-  Every process checks; only the `primary` one deletes an overwritten zoo.
-  """
+def _create_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as error:
     raise OSError(f"Cannot create workdir {workdir!r}: {error.strerror}. Choose a writable --workdir.") from error
   if not os.access(workdir, os.W_OK):
     raise PermissionError(f"Workdir {workdir!r} is not writable. Choose a writable --workdir.")
+
+
+def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Checks that the zoo in the workdir, if any, was made by this config (config.json, or the
+  copy kept in checkpoints/, which also rewrites a lost or damaged config.json: returns True)."""
   path = os.path.join(workdir, zoo.CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    old = json.load(f)
+  rewrote = False
+  if not os.path.exists(path) and not zoo.committed_epochs(workdir):
+    return rewrote
+  try:
+    old = zoo.read_json(path)
+  except errors.DamagedZoo as error:
+    old = zoo.stored_metadata(workdir).get("config")
+    if old is None and not config.overwrite:
+      raise errors.DamagedZoo(f"{error} It records the config this zoo was trained with, and checkpoints/ keeps "
+                              "no copy (older zoo_jax): restore it, or pass --config.overwrite=True to delete "
+                              "this zoo and start over.") from None
+    if old is not None:
+      zoo.write_json_atomic(old, path)
+      print(f"Rewrote {path} from the copy kept in checkpoints/ ({error})")
+      rewrote = True
+    else:
+      old = {}
   new = json.loads(config.to_json())
   changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in _RESUMABLE_CHANGES)
   if changed and not config.overwrite:
     raise ValueError(
         f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "
         "Use another --workdir, or pass --config.overwrite=True to delete that zoo and start over.")
-  if changed and primary:
+  if changed:
     warnings.warn(f"Overwriting the zoo in {workdir} (fields {changed} changed).")
     zoo.clear(workdir)
+  return rewrote
 
 
 # Fields added after zoos were first written, with the value those zoos were trained with.
@@ -113,8 +131,7 @@ _LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla", ("distri
 def stored_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a zoo was trained with (its config.json), completed with later fields' defaults,
   so it validates and can drive another run (e.g. fine-tuning samples on the zoo's data)."""
-  with open(os.path.join(workdir, zoo.CONFIG_FILE)) as f:
-    stored = json.load(f)
+  stored = zoo.read_json(os.path.join(workdir, zoo.CONFIG_FILE))
   for path, value in _LATER_FIELDS.items():
     section = stored
     for name in path[:-1]:
@@ -143,12 +160,41 @@ def _cohort_arrays(rows: pd.DataFrame, index: np.ndarray) -> dict[str, np.ndarra
           ("seed", "init", "learning_rate", "weight_decay", "dropout")}
 
 
-def _is_complete(workdir: str, num_epochs: int) -> bool:
-  state_dir = os.path.join(workdir, zoo.STATE_DIR)
-  if not os.path.isdir(state_dir) or not os.path.exists(os.path.join(workdir, zoo.CONFIG_FILE)):
-    return False
-  with ocp.CheckpointManager(state_dir, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
-    return max(manager.all_steps(), default=-1) >= num_epochs
+def _repair_models(workdir: str, models_table: pd.DataFrame) -> bool:
+  """Writes models.csv if it is missing or differs from this run's table (exact: the config
+  that made the zoo, checked by _prepare_workdir, gives the same table); True if it did."""
+  path = os.path.join(workdir, zoo.MODELS_FILE)
+  try:
+    if zoo.read_table(path, zoo.MODELS_TABLE_COLUMNS).equals(zoo._roundtrip(models_table)):
+      return False
+    problem = "it differed from the models of this config"
+  except errors.DamagedZoo as error:
+    problem = str(error)
+  if os.path.exists(path) or zoo.committed_epochs(workdir):
+    print(f"Rebuilt {path} ({problem})")
+  zoo.write_table_atomic(models_table, path)
+  return True
+
+
+def _repair_metrics(workdir: str, epochs: list[int], models_table: pd.DataFrame) -> bool:
+  """Rewrites metrics.csv if it differs from the metrics the checkpoints hold; True if it did."""
+  path = os.path.join(workdir, zoo.METRICS_FILE)
+  with zoo._open_manager(os.path.join(workdir, zoo.CHECKPOINTS_DIR), create=False) as manager:
+    try:
+      derived = [zoo.epoch_rows(models_table, e, zoo.restore_metrics(manager, e)) for e in epochs]
+    except ValueError as error:
+      raise errors.DamagedZoo(f"{error} Delete that step folder and run this command again: it trains the newest "
+                              "epoch again from state/; an older one needs the zoo trained again.") from None
+  table = pd.concat(derived, ignore_index=True)
+  try:
+    if zoo.read_table(path, zoo.METRICS_TABLE_COLUMNS).equals(zoo._roundtrip(table)):
+      return False
+    problem = "it disagreed with the checkpoints"
+  except errors.DamagedZoo as error:
+    problem = str(error)
+  zoo.write_table_atomic(table, path)
+  print(f"Rebuilt {path} from the checkpoints ({problem})")
+  return True
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -160,16 +206,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   `models_table` replaces the grid (same columns, extra ones kept), and `initial_params(rows)`
   gives the starting weights [len(rows), ...] of a cohort's rows (e.g. sampled weights
   to fine-tune): zoo_jax.sample evaluates samples with the very engine that trains zoos.
+  Holds the workdir's writer lock throughout; a workdir another process writes is refused.
   """
   validate_config(config)
   if config.distributed:  # before any other JAX call; see sharding.initialize for the environment
     sharding.initialize()
-  primary = sharding.is_primary()  # process 0 writes the tables and config; all write checkpoints
-  _prepare_workdir(config, workdir, primary)
-  sharding.barrier("zoo_jax:workdir_prepared")
-  if _is_complete(workdir, config.num_epochs):
+  # Process 0 writes the tables and config, and alone holds the writer lock; every process
+  # writes its shards of the checkpoints.
+  primary = sharding.is_primary()
+  if primary:
+    _create_workdir(workdir)
+  sharding.barrier("zoo_jax:workdir_created")
+  with lock.workdir_lock(workdir) if primary else contextlib.nullcontext():
+    return _train_and_evaluate(config, workdir, models_table, initial_params, primary)
+
+
+def _train_and_evaluate(config, workdir, models_table, initial_params, primary: bool) -> zoo.Zoo:
+  if models_table is None:
+    models_table = grid.models_table(config.population, config.model.arch)
+  rebuilt = False
+  if primary:
+    rebuilt = _prepare_workdir(config, workdir)
+    if zoo.committed_epochs(workdir):  # an existing zoo: its tables are checked against checkpoints/ first
+      rebuilt |= _repair_models(workdir, models_table)
+  sharding.barrier("zoo_jax:workdir_checked")
+  epochs = zoo.committed_epochs(workdir)
+  # Complete: every epoch's checkpoint committed, and the tables agree with them.
+  if epochs and set(range(config.num_epochs + 1)) <= set(epochs):
     if primary:
-      print(f"Zoo in {workdir} is complete ({config.num_epochs} epochs); nothing to do.")
+      rebuilt |= _repair_metrics(workdir, epochs, models_table)
+      print(f"Zoo in {workdir} is complete ({config.num_epochs} epochs); "
+            + ("its tables were rebuilt from the checkpoints." if rebuilt else "nothing to do."))
+    sharding.barrier("zoo_jax:zoo_complete")
     return zoo.Zoo(workdir)
 
   ds = config.dataset
@@ -182,11 +250,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     for split in ("validation", "test"):
       splits[split] = _subset(splits[split], min(ds.eval_size, len(splits[split])), ds.split_seed, "eval_size")
   train = splits["train"]
-  if models_table is None:
-    models_table = grid.models_table(config.population, config.model.arch)
-  if primary and not os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):
-    zoo.write_table_atomic(models_table, os.path.join(workdir, zoo.MODELS_FILE))
+  if primary and not os.path.exists(os.path.join(workdir, zoo.CONFIG_FILE)):
     zoo.write_json_atomic(json.loads(config.to_json()), os.path.join(workdir, zoo.CONFIG_FILE))
+  if primary and not epochs:  # a new zoo (or one stopped before its first epoch)
+    _repair_models(workdir, models_table)
+  sharding.barrier("zoo_jax:tables_written")  # every process reads config.json next
 
   mesh = sharding.population_mesh(jax.devices() if config.shard else jax.devices()[:1])
   num_devices = mesh.devices.size
@@ -220,7 +288,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       out[f"{split}_loss"], out[f"{split}_acc"] = m.loss, m.accuracy
     return sharding.to_host(out)
 
-  writer = zoo.ZooWriter(workdir)
+  writer = zoo.ZooWriter(workdir, zoo.store_metadata(zoo.read_json(os.path.join(workdir, zoo.CONFIG_FILE)),
+                                                    models_table))
   abstract = {str(c): jax.tree.map(ocp.utils.to_shape_dtype_struct, s) for c, s in states.items()}
   restored = writer.restore_state(abstract)
   history = []
@@ -233,9 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     start, restored_states = restored
     states = {int(c): s for c, s in restored_states.items()}
     for epoch in range(start + 1):
-      stored = writer.epoch_metrics(epoch)
-      diverged = {c: m.pop("diverged") for c, m in stored.items()}
-      history.append(zoo.metrics_rows(models_table, epoch, stored, diverged))
+      history.append(zoo.epoch_rows(models_table, epoch, writer.epoch_metrics(epoch)))
     if primary:
       print(f"Resuming the zoo in {workdir} after epoch {start}.")
   if primary:
@@ -295,9 +362,10 @@ def summary(metrics: pd.DataFrame, workdir: str, seconds: float) -> str:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from absl import logging as absl_logging
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where the zoo is written (and resumed from).")
@@ -305,7 +373,6 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
-  app.run(main)
+  cli.run(main)

@@ -12,14 +12,23 @@ Tables are CSV: a few MB even for 1,000 models x 50 epochs, one line to open in 
 (or R, or a spreadsheet), no extra dependency, and diffable. The checkpoint is the
 source of truth: each step holds the epoch's metrics too, and metrics.csv is rewritten
 atomically after the step is committed, so a reader never sees a table row whose
-weights are missing. A dead run resumes from the newest intact `state/` step.
+weights are missing. A dead run resumes from the newest intact `state/` step. The
+checkpoints/ folder also keeps the config and the models table (Orbax root metadata, written
+once), so every table is rebuilt from checkpoints/ alone: `Zoo` derives table rows that are
+missing from the checkpoints (and says so), and refuses, naming the file, what it cannot
+derive; `python -m zoo_jax.zoo check DIR [--repair]` verifies (and rewrites) everything.
+One process writes a workdir at a time (zoo_jax.lock).
 """
 
+import dataclasses
+import errno
+import io
 import json
 import logging
 import os
 import shutil
-import tempfile
+import uuid
+import warnings
 from typing import Any, Sequence
 
 import jax
@@ -27,7 +36,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
 import tensorstore as ts
-import warnings
+
+from zoo_jax import errors, lock
 
 CONFIG_FILE, MODELS_FILE, METRICS_FILE = "config.json", "models.csv", "metrics.csv"
 CHECKPOINTS_DIR, STATE_DIR = "checkpoints", "state"
@@ -43,13 +53,24 @@ CHUNK_BYTES = 1 << 16
 
 
 def _write_atomic(path: str, write: Any, suffix: str) -> None:
-  """Writes through `write(file)` so that readers see the old file or the new one, never half of one."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_", suffix=suffix)
-  with os.fdopen(fd, "w") as f:
-    write(f)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  """Writes through `write(file)` so that readers see the old file or the new one, never half of one.
+
+  The file gets the usual mode (0666 less the umask, like the checkpoint folders); a failed
+  write (a full disk) leaves the old file as it was and raises one clear error naming it.
+  """
+  tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp_{uuid.uuid4().hex}{suffix}")
+  try:
+    with open(tmp, "x") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as error:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    then = "Free some space, then run" if error.errno == errno.ENOSPC else "Run"
+    raise errors.UsageError(f"Cannot write {path}: {error.strerror or error}. The file is as it was and the "
+                            f"committed epochs are kept; {then} the same command again.") from error
 
 
 def write_table_atomic(table: pd.DataFrame, path: str) -> None:
@@ -60,9 +81,74 @@ def write_json_atomic(obj: Any, path: str) -> None:
   _write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), ".json")
 
 
-def _open_manager(directory: str, **options) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**options),
+def _open_manager(directory: str, metadata: dict | None = None, **options) -> ocp.CheckpointManager:
+  """`metadata` (JSON) is kept once, when the folder is created: the zoo's config and models table."""
+  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**options), metadata=metadata,
                                item_handlers=ocp.StandardCheckpointHandler())
+
+
+def store_metadata(config: dict, models: pd.DataFrame) -> dict:
+  """What checkpoints/ keeps besides the weights, so config.json and models.csv can be rebuilt exactly."""
+  return {"config": config, "models_csv": models.to_csv(index=False)}
+
+
+def _stored(manager: ocp.CheckpointManager) -> dict:
+  """The metadata of store_metadata, or {} for zoos written before zoo_jax kept it."""
+  try:
+    return dict(manager.metadata().custom_metadata or {})
+  except Exception:  # pylint: disable=broad-except  # absent or unreadable: nothing stored
+    return {}
+
+
+def stored_metadata(workdir: str) -> dict:
+  """The config and models table kept in WORKDIR/checkpoints/ ({} if none)."""
+  directory = os.path.join(workdir, CHECKPOINTS_DIR)
+  if not os.path.isdir(directory):
+    return {}
+  with _open_manager(directory, create=False) as manager:
+    return _stored(manager)
+
+
+def committed_epochs(workdir: str) -> list[int]:
+  """The epochs whose checkpoint step is committed (Orbax finalised it), ascending."""
+  directory = os.path.join(workdir, CHECKPOINTS_DIR)
+  if not os.path.isdir(directory):
+    return []
+  with _open_manager(directory, create=False) as manager:
+    return sorted(manager.all_steps())
+
+
+def read_json(path: str) -> dict:
+  """A JSON object file, or one clear error naming it."""
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except FileNotFoundError:
+    raise errors.DamagedZoo(f"{path} is missing.") from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise errors.DamagedZoo(f"{path} is not valid JSON ({error}).") from None
+  if not isinstance(value, dict):
+    raise errors.DamagedZoo(f"{path} is not a JSON object.")
+  return value
+
+
+def read_table(path: str, columns: Sequence[str]) -> pd.DataFrame:
+  """A CSV table with at least `columns`, or one clear error naming it."""
+  try:
+    table = pd.read_csv(path)
+  except FileNotFoundError:
+    raise errors.DamagedZoo(f"{path} is missing.") from None
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    raise errors.DamagedZoo(f"{path} is unreadable ({type(error).__name__}: {' '.join(str(error).split())[:120]}).") from None
+  missing = [c for c in columns if c not in table.columns]
+  if missing:
+    raise errors.DamagedZoo(f"{path} lacks the columns {missing} (truncated or overwritten).")
+  return table
+
+
+def _roundtrip(table: pd.DataFrame) -> pd.DataFrame:
+  """`table` as it reads back from its CSV file: what a table on disk is compared with."""
+  return pd.read_csv(io.StringIO(table.to_csv(index=False)))
 
 
 def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
@@ -124,6 +210,40 @@ def read_cohorts(manager: ocp.CheckpointManager, step: int, rows: dict[int, np.n
                      "that step folder and re-run training to rewrite it.") from error
 
 
+METRICS_TABLE_COLUMNS = ("model_id", "epoch", *METRIC_COLUMNS, "gen_gap", "status")
+MODELS_TABLE_COLUMNS = ("model_id", "cohort", "cohort_index")
+
+
+def epoch_rows(models: pd.DataFrame, epoch: int, stored: dict) -> pd.DataFrame:
+  """The metrics table rows of one epoch from its checkpoint's metrics ({cohort: {name: [P]}},
+  with the `diverged` flags, and `missing` for imported zoos): the table derived from the store."""
+  metrics = {int(c): dict(m) for c, m in stored.items()}
+  diverged = {c: m.pop("diverged") for c, m in metrics.items()}
+  rows = metrics_rows(models, epoch, metrics, diverged)
+  if any("missing" in m for m in metrics.values()):
+    missing = np.zeros(len(models), bool)
+    for c, m in metrics.items():
+      ids = models[models["cohort"] == c].sort_values("cohort_index")["model_id"].to_numpy()
+      missing[ids] = np.asarray(m["missing"])[models.set_index("model_id").loc[ids, "cohort_index"].to_numpy()]
+    rows.loc[missing[rows["model_id"].to_numpy()], "status"] = STATUS_MISSING
+  return rows
+
+
+def restore_metrics(manager: ocp.CheckpointManager, step: int) -> dict:
+  """The per-cohort metrics of a step ({cohort: {name: [P]}}), without reading its weights."""
+  try:
+    target = {c: {"metrics": jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree["metrics"])}
+              for c, tree in manager.item_metadata(step).items()}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    with ocp.PyTreeCheckpointer() as checkpointer:  # a partial restore: the metrics subtree only
+      tree = checkpointer.restore(os.path.join(manager.directory, str(step), "default"), args=ocp.args.PyTreeRestore(
+          item=target, restore_args=restore_args, partial_restore=True))
+  except Exception as error:  # orbax/tensorstore raise many types for damaged files
+    raise ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+                     f"{type(error).__name__}: {str(error)[:200]}).") from error
+  return {c: dict(v["metrics"]) for c, v in tree.items()}
+
+
 def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, np.ndarray]],
                  diverged: dict[int, np.ndarray]) -> pd.DataFrame:
   """The metrics table rows of one epoch, from per-cohort [P] arrays (padding dropped)."""
@@ -144,20 +264,23 @@ class _SmallChunksAreIntended(logging.Filter):
     return "target_byte_size too small" not in record.getMessage()
 
 
+
 class ZooWriter:
   """Writes a zoo epoch by epoch; every epoch is committed whole or not at all.
 
   In a multi-process run every process holds one and saves its own rows of the sharded
   arrays (Orbax commits a step once all processes have written theirs).
-  `training_state=False`: a weights-only zoo (a slice, an import), no state/ folder.
+  `training_state=False`: a weights-only zoo (a slice), no state/ folder.
   """
 
-  def __init__(self, workdir: str, training_state: bool = True):
+  def __init__(self, workdir: str, metadata: dict | None = None, training_state: bool = True):
+    """`metadata`: store_metadata(config, models) of a new zoo (kept when checkpoints/ is created)."""
     self.workdir = workdir
     absl_logger = logging.getLogger("absl")
     if not any(isinstance(f, _SmallChunksAreIntended) for f in absl_logger.filters):
       absl_logger.addFilter(_SmallChunksAreIntended())  # CHUNK_BYTES is small on purpose
-    self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), create=True, max_to_keep=None)
+    self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), metadata, create=True,
+                                      max_to_keep=None)
     # Two states kept, so a corrupted newest one still leaves an epoch to resume from.
     self._state = (_open_manager(os.path.join(workdir, STATE_DIR), create=True, max_to_keep=2)
                    if training_state else None)
@@ -170,7 +293,8 @@ class ZooWriter:
     """
     for step in sorted(self._state.all_steps(), reverse=True):
       if step not in self._checkpoints.all_steps():
-        warnings.warn(f"state/{step} has no matching checkpoints/{step}; discarding it.")
+        warnings.warn(f"{CHECKPOINTS_DIR}/{step} is missing; discarding state/{step} and training epoch {step} "
+                      "again from the previous epoch's state to rewrite it.")
         self._state.delete(step)
         continue
       try:
@@ -195,10 +319,13 @@ class ZooWriter:
         self._state.delete(step)
 
   def epoch_metrics(self, epoch: int) -> dict:
-    """The per-cohort metrics stored in the checkpoint of `epoch` (the weights are not read)."""
-    cohorts = self._checkpoints.item_metadata(epoch).keys()
-    return {int(c): dict(m) for c, m in read_cohorts(self._checkpoints, epoch, dict.fromkeys(map(int, cohorts)),
-                                                      "metrics").items()}
+    """The per-cohort metrics stored in the checkpoint of `epoch`."""
+    if epoch not in self._checkpoints.all_steps():
+      raise errors.DamagedZoo(
+          f"{os.path.join(self.workdir, CHECKPOINTS_DIR, str(epoch))} is missing while later epochs are "
+          "committed: the weights of a middle epoch cannot be rebuilt without training the zoo again. Move "
+          "this workdir away and run the command again (or restore that folder).")
+    return {int(c): v for c, v in restore_metrics(self._checkpoints, epoch).items()}
 
   def steps(self) -> list[int]:
     """The committed weight steps (epochs)."""
@@ -223,28 +350,93 @@ class ZooWriter:
       self._state.close()
 
 
+def _checked_models(table: pd.DataFrame, path: str, stored: dict) -> pd.DataFrame:
+  """models.csv as read, checked against the copy in checkpoints/ (or for its shape, in older zoos)."""
+  if "models_csv" in stored:
+    expected = _roundtrip(pd.read_csv(io.StringIO(stored["models_csv"])))
+    if not table.equals(expected):
+      raise errors.DamagedZoo(f"{path} differs from the models table kept in checkpoints/ ({len(table)} rows "
+                              f"against {len(expected)}; truncated or edited).")
+  elif not np.array_equal(table["model_id"].to_numpy(), np.arange(len(table))):
+    raise errors.DamagedZoo(f"{path} is damaged: its model_id column is not 0..{len(table) - 1}.")
+  return table
+
+
 class Zoo:
   """A zoo on disk, read with no training code: tables as DataFrames, weights as arrays.
 
   Reads zoos still being written: `epochs` lists only committed epochs, and the metrics
-  are cut to them.
+  are cut to them. The tables always agree with checkpoints/: rows a table lacks (a run
+  killed between an epoch's weights and its rows, a truncated or lost file) are derived from
+  the checkpoints, with a warning naming the file unless a writer is at work; what cannot be
+  derived (rows of epochs whose weights are gone, a lost table of an older zoo) is an
+  errors.DamagedZoo naming the file.
   """
 
   def __init__(self, workdir: str):
-    if not os.path.exists(os.path.join(workdir, MODELS_FILE)):
+    checkpoints = os.path.join(workdir, CHECKPOINTS_DIR)
+    if not os.path.exists(os.path.join(workdir, MODELS_FILE)) and not os.path.isdir(checkpoints):
       raise FileNotFoundError(f"{workdir!r} is not a zoo: {MODELS_FILE} is missing. "
                               "Create one with: python -m zoo_jax.train --config=... --workdir=DIR")
     self.workdir = workdir
-    with open(os.path.join(workdir, CONFIG_FILE)) as f:
-      self.config = json.load(f)
-    self.models = pd.read_csv(os.path.join(workdir, MODELS_FILE))
     # Not read_only (that mode cannot restore without handlers); this object never saves or deletes.
-    self._manager = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), create=False)
+    self._manager = _open_manager(checkpoints, create=False)
+    writing = lock.holder(workdir) is not None
+    stored = _stored(self._manager)
+    self.config = self._read_or_stored(CONFIG_FILE, lambda p: read_json(p), stored.get("config"))
+    self.models = self._read_or_stored(
+        MODELS_FILE, lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, stored),
+        _roundtrip(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored else None)
     self.epochs = sorted(self._manager.all_steps())
-    metrics_path = os.path.join(workdir, METRICS_FILE)
-    metrics = pd.read_csv(metrics_path) if os.path.exists(metrics_path) else pd.DataFrame(
-        columns=["model_id", "epoch", *METRIC_COLUMNS, "gen_gap", "status"])
-    self.metrics = metrics[metrics["epoch"].isin(self.epochs)].reset_index(drop=True)
+    self.metrics = self._metrics(writing)
+
+  def _read_or_stored(self, name: str, read: Any, stored: Any) -> Any:
+    path = os.path.join(self.workdir, name)
+    try:
+      return read(path)
+    except errors.DamagedZoo as error:
+      if stored is None:
+        raise errors.DamagedZoo(f"{error} checkpoints/ keeps no copy (zoo written by an older zoo_jax): run the "
+                                "command that wrote this zoo again (it rewrites the file), or restore it.") from None
+      warnings.warn(f"{error} Using the copy kept in checkpoints/ (exact); `python -m zoo_jax.zoo check "
+                    f"{self.workdir} --repair` rewrites the file.")
+      return stored
+
+  def _metrics(self, writing: bool) -> pd.DataFrame:
+    """metrics.csv cut to the committed epochs, with rows it lacks derived from the checkpoints."""
+    path = os.path.join(self.workdir, METRICS_FILE)
+    ids = set(self.models["model_id"])
+    try:
+      table = read_table(path, METRICS_TABLE_COLUMNS)
+      table = table[list(METRICS_TABLE_COLUMNS)]
+      problem = ""
+    except errors.DamagedZoo as error:
+      table, problem = pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS)), str(error)
+    ahead = sorted(set(table["epoch"].dropna()) - set(self.epochs))
+    pending = {int(n.split(".")[0]) for n in os.listdir(self._manager.directory)
+               if ".orbax-checkpoint-tmp" in n and n.split(".")[0].isdigit()} if self.epochs or ahead else set()
+    gone = [int(e) for e in ahead if not writing and e not in pending]
+    if gone:
+      raise errors.DamagedZoo(
+          f"{path} has rows of epochs {gone} whose weights are missing ({os.path.join(self._manager.directory, str(gone[0]))}"
+          f"). Run the train command of this zoo again (it trains them again), or `python -m zoo_jax.zoo check "
+          f"{self.workdir} --repair` (drops those rows).")
+    table = table[table["epoch"].isin(self.epochs)]
+    whole = table.groupby("epoch")["model_id"].agg(
+        lambda m: len(m) == len(ids) and set(m) == ids) if len(table) else pd.Series(dtype=bool)
+    valid = table["status"].isin(STATUSES).groupby(table["epoch"]).all() if len(table) else whole
+    lacking = [e for e in self.epochs if not (whole.get(e, False) and valid.get(e, False))]
+    if not lacking:
+      return table.reset_index(drop=True)
+    if not (writing and lacking == self.epochs[-1:]) and not problem:
+      problem = f"{path} lacks the rows of epochs {lacking} (truncated, or its writer stopped before writing them)."
+    if problem:
+      warnings.warn(f"{problem} Derived the rows of epochs {lacking} from the checkpoints (exact); "
+                    f"`python -m zoo_jax.zoo check {self.workdir} --repair` rewrites the file.")
+    derived = [_roundtrip(epoch_rows(self.models, e, restore_metrics(self._manager, e))) for e in lacking]
+    kept = table[~table["epoch"].isin(lacking)]
+    table = pd.concat([kept, *derived] if len(kept) else derived)
+    return table.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
 
   def __repr__(self) -> str:
     return f"Zoo({self.workdir!r}: {len(self.models)} models, epochs {self.epochs[:1]}..{self.epochs[-1:]})"
@@ -391,27 +583,29 @@ def slice_zoo(src: str, dst: str, model_ids: Sequence[int] | None = None,
   table.insert(0, "model_id", np.arange(len(ids)))
   record = {"sliced_from": os.path.abspath(src), "source_model_ids": ids.tolist(), "epochs": chosen,
             "source_config": source.config}
-  _prepare_copy(dst, record)
-  if not os.path.exists(os.path.join(dst, MODELS_FILE)):
-    write_table_atomic(table, os.path.join(dst, MODELS_FILE))
   rows = {int(c): np.sort(source_index[source_cohort == c]) for c in np.unique(source_cohort)}
   new_cohort = {int(c): int(n) for c, n in zip(source_cohort, cohort)}
   metrics = source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)].copy()
   metrics["model_id"] = np.searchsorted(ids, metrics["model_id"].to_numpy())
   metrics = metrics.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
-  writer = ZooWriter(dst, training_state=False)
-  try:
-    for epoch in chosen:
-      if epoch not in writer.steps():
-        params = read_cohorts(source._manager, epoch, rows)
-        stored = read_cohorts(source._manager, epoch, rows, "metrics")
-        writer.save_weights(epoch, {new_cohort[c]: params[c] for c in rows},
-                            {new_cohort[c]: stored[c] for c in rows})
-      committed = writer.steps()
-      write_table_atomic(metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE))
-  finally:
-    writer.close()
-    source.close()
+  os.makedirs(dst, exist_ok=True)
+  with lock.workdir_lock(dst):  # one writer per zoo, as for training
+    _prepare_copy(dst, record)
+    if not os.path.exists(os.path.join(dst, MODELS_FILE)):
+      write_table_atomic(table, os.path.join(dst, MODELS_FILE))
+    writer = ZooWriter(dst, store_metadata(record, table), training_state=False)
+    try:
+      for epoch in chosen:
+        if epoch not in writer.steps():
+          params = read_cohorts(source._manager, epoch, rows)
+          stored = read_cohorts(source._manager, epoch, rows, "metrics")
+          writer.save_weights(epoch, {new_cohort[c]: params[c] for c in rows},
+                              {new_cohort[c]: stored[c] for c in rows})
+        committed = writer.steps()
+        write_table_atomic(metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE))
+    finally:
+      writer.close()
+      source.close()
   return Zoo(dst)
 
 
@@ -478,6 +672,161 @@ def export(src: str, dst: str, model_ids: Sequence[int] | None = None,
   return paths
 
 
+@dataclasses.dataclass
+class Report:
+  """What `check` found: one line per part of the zoo, the problems left, the files rewritten."""
+  workdir: str
+  lines: list[str] = dataclasses.field(default_factory=list)
+  problems: list[str] = dataclasses.field(default_factory=list)
+  repaired: list[str] = dataclasses.field(default_factory=list)
+
+  @property
+  def ok(self) -> bool:
+    return not self.problems
+
+  def __str__(self) -> str:
+    out = [f"zoo check {self.workdir}", *(f"  {line}" for line in self.lines)]
+    out += [f"repaired: {r}" for r in self.repaired]
+    out += [f"PROBLEM: {p}" for p in self.problems]
+    out.append("result: ok" if self.ok else f"result: {len(self.problems)} problem(s)")
+    return "\n".join(out)
+
+
+def check(workdir: str, repair: bool = False) -> Report:
+  """Verifies a zoo against its checkpoints: every step's arrays open and are finite where the
+  status is ok, config.json and models.csv equal the copies in checkpoints/, metrics.csv equals
+  the rows derived from the steps. `repair` rewrites, under the writer lock, the files that can
+  be rebuilt exactly (from checkpoints/ alone)."""
+  if not os.path.isdir(os.path.join(workdir, CHECKPOINTS_DIR)):
+    raise errors.UsageError(f"{workdir!r} is not a zoo: it has no {CHECKPOINTS_DIR}/ folder.")
+  if repair:
+    with lock.workdir_lock(workdir):
+      return _check(workdir, True)
+  return _check(workdir, False)
+
+
+def _check(workdir: str, repair: bool) -> Report:
+  report = Report(workdir)
+  holder = lock.holder(workdir)
+  if holder and not repair:
+    report.lines.append(f"writer        pid {holder.get('pid')} on {holder.get('host')!r} is writing this zoo "
+                        "now; newer epochs may be in flight")
+  with _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), create=False) as manager:
+    stored = _stored(manager)
+    if not stored:
+      report.lines.append("metadata      checkpoints/ keeps no config or models table (older zoo_jax): "
+                          "config.json and models.csv are checked for shape only")
+
+    def kept(name: str, read: Any, expected: Any, write: Any, describe: str) -> Any:
+      path = os.path.join(workdir, name)
+      try:
+        value = read(path)
+        if expected is None or (value.equals(expected) if hasattr(value, "equals") else value == expected):
+          report.lines.append(f"{name:<13} {describe.format(value=value)}: ok")
+          return value
+        problem = f"{path} differs from the copy kept in checkpoints/."
+      except errors.DamagedZoo as error:
+        problem = str(error)
+      if expected is None:
+        report.problems.append(f"{problem} It cannot be rebuilt from checkpoints/ (older zoo): restore it, or run "
+                               "the command that wrote the zoo again.")
+        return None
+      if repair:
+        write(expected, path)
+        report.repaired.append(f"{path} rewritten from checkpoints/ ({problem})")
+      else:
+        report.problems.append(f"{problem} --repair rewrites it from checkpoints/ (exact).")
+      return expected
+
+    kept(CONFIG_FILE, read_json, stored.get("config"), write_json_atomic, "resolved config")
+    expected_models = (_roundtrip(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored
+                       else None)
+    models = kept(MODELS_FILE, lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, {}),
+                  expected_models, write_table_atomic, "{value.shape[0]} models")
+    if models is None:
+      return report
+
+    epochs = sorted(manager.all_steps())
+    derived, unreadable = [], []
+    for epoch in epochs:
+      step = os.path.join(workdir, CHECKPOINTS_DIR, str(epoch))
+      try:
+        tree = restore_numpy(manager, epoch)
+      except ValueError as error:
+        unreadable.append(epoch)
+        report.problems.append(f"{step} is unreadable ({str(error.__cause__ or error)[:160]}). Delete that folder "
+                               "and run the train command again: it trains the newest epoch again from "
+                               "state/; an older one needs the zoo trained again.")
+        continue
+      rows = epoch_rows(models, epoch, {c: v["metrics"] for c, v in tree.items()})
+      status = rows.set_index("model_id")["status"]
+      for cohort, group in models.groupby("cohort"):
+        params = tree.get(str(cohort), {}).get("params")
+        if params is None:
+          report.problems.append(f"{step} has no weights for cohort {cohort} of {MODELS_FILE}.")
+          continue
+        leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
+        index = group["cohort_index"].to_numpy()
+        if any(len(x) <= index.max() for x in leaves):
+          report.problems.append(f"{step} holds fewer models of cohort {cohort} than {MODELS_FILE} lists.")
+          continue
+        finite = np.all([np.isfinite(x[index].reshape(len(index), -1)).all(axis=1) for x in leaves], axis=0)
+        bad = group["model_id"].to_numpy()[~finite & (status.loc[group["model_id"]] == STATUS_OK).to_numpy()]
+        if bad.size:
+          report.problems.append(f"{step} has non-finite weights for models {bad[:10].tolist()} whose status is ok.")
+      derived.append(rows)
+    gaps = [] if not epochs else sorted(set(range(epochs[0], epochs[-1] + 1)) - set(epochs))
+    if gaps and "population" in (stored.get("config") or {}):  # a trained zoo has every epoch
+      report.problems.append(f"{os.path.join(workdir, CHECKPOINTS_DIR)} lacks the steps of epochs {gaps}; middle "
+                             "epochs cannot be rebuilt without training the zoo again.")
+    span = f"epochs {epochs[0]}..{epochs[-1]} ({len(epochs)} steps)" if epochs else "no committed epoch"
+    report.lines.append(f"{CHECKPOINTS_DIR + '/':<13} {span}; {len(epochs) - len(unreadable)} open, finite where "
+                        "the status is ok")
+
+    path = os.path.join(workdir, METRICS_FILE)
+    expected = (_roundtrip(pd.concat(derived, ignore_index=True)[list(METRICS_TABLE_COLUMNS)]) if derived
+                else pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS)))
+    try:
+      table = read_table(path, METRICS_TABLE_COLUMNS)[list(METRICS_TABLE_COLUMNS)]
+      if unreadable:
+        table = table[~table["epoch"].isin(unreadable)].reset_index(drop=True)
+      problem = None if table.equals(expected) else f"{path} disagrees with the checkpoints: {_difference(table, expected)}."
+    except errors.DamagedZoo as error:
+      problem = str(error)
+    if problem is None:
+      report.lines.append(f"{METRICS_FILE:<13} {len(expected)} rows, equal to the metrics in the checkpoints: ok")
+    elif repair and not unreadable:
+      write_table_atomic(expected, path)
+      report.repaired.append(f"{path} rewritten from the checkpoints ({problem})")
+    else:
+      why = "--repair rewrites it from the checkpoints (exact)." if not unreadable else (
+          "it is rebuilt once every step is readable.")
+      report.problems.append(f"{problem} {why}")
+
+    state_dir = os.path.join(workdir, STATE_DIR)
+    if os.path.isdir(state_dir):
+      with _open_manager(state_dir, create=False) as state:
+        report.lines.append(f"{STATE_DIR + '/':<13} training state of epochs {sorted(state.all_steps())}")
+  return report
+
+
+def _difference(table: pd.DataFrame, expected: pd.DataFrame) -> str:
+  """The first way two metrics tables differ, in words."""
+  have, want = set(table["epoch"]), set(expected["epoch"])
+  if have != want:
+    return f"epochs {sorted(want - have)} lack rows, epochs {sorted(have - want)} have no checkpoint"
+  if len(table) != len(expected):
+    return f"{len(table)} rows, the checkpoints give {len(expected)}"
+  for column in table.columns:
+    a, b = table[column].to_numpy(), expected[column].to_numpy()
+    same = (a == b) | (pd.isna(a) & pd.isna(b))
+    if not same.all():
+      i = int(np.argmin(same))
+      return (f"{column} of model {expected['model_id'].iloc[i]} at epoch {expected['epoch'].iloc[i]} is "
+              f"{a[i]!r}, the checkpoint says {b[i]!r}")
+  return "dtypes differ"
+
+
 def clear(workdir: str) -> None:
   """Removes a zoo's files (used by overwrite=True); leaves unrelated files alone."""
   for name in (CONFIG_FILE, MODELS_FILE, METRICS_FILE):
@@ -488,53 +837,61 @@ def clear(workdir: str) -> None:
     shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
 
 
-if __name__ == "__main__":
+def _check_command(args: list[str]) -> int:
+  from absl import flags
+  if len(args) != 1:
+    raise errors.UsageError(f"usage: python -m zoo_jax.zoo check DIR [--repair]; got arguments {args}.")
+  report = check(args[0], repair=flags.FLAGS.repair)
+  print(report)
+  return 0 if report.ok else 1
+
+
+def _copy_args(name: str, args: list[str]) -> tuple:
+  """(src, dst, model ids or None, epochs or None) of `slice` / `export` from their flags."""
   import contextlib
-  import sys
+  from absl import flags
+  if args:
+    raise errors.UsageError(f"usage: python -m zoo_jax.zoo {name} --src=ZOO --dst=OUT [--epochs=...] "
+                            f"[--select=...]; got arguments {args}.")
+  for flag in ("src", "dst"):
+    if not flags.FLAGS[flag].value:
+      raise errors.UsageError(f"--{flag} is required for `{name}`.")
+  src, model_ids, selection = flags.FLAGS.src, None, parse_select(flags.FLAGS.select)
+  epochs = parse_epochs(flags.FLAGS.epochs)
+  if selection:
+    with contextlib.closing(Zoo(src)) as source:
+      model_ids = source.select(**selection)
+  return src, flags.FLAGS.dst, model_ids, epochs
 
-  from absl import app, flags
-  from absl import logging as absl_logging
 
-  _SRC = flags.DEFINE_string("src", None, "The zoo to read (a training workdir).")
-  _DST = flags.DEFINE_string("dst", None, "Where the new zoo (slice) or the exported files go.")
-  _EPOCHS = flags.DEFINE_string("epochs", None, "Comma-separated epochs, negative from the newest "
-                                "(e.g. 0,5,-1); default: all.")
-  _SELECT = flags.DEFINE_string("select", None, "Models: FIELD=VALUE[|VALUE] pairs separated by commas, "
-                                "as Zoo.select takes them (activation=tanh,status=ok,min_test_acc=0.5, "
-                                "model_id=0|3); default: all.")
+def _slice_command(args: list[str]) -> int:
+  sliced = slice_zoo(*_copy_args("slice", args))
+  print(f"{sliced}  (zoo_jax.zoo.Zoo(path) reads it)")
+  return 0
 
-  def _select_ids() -> np.ndarray | None:
-    selection = parse_select(_SELECT.value)
-    if not selection:
-      return None
-    with contextlib.closing(Zoo(_SRC.value)) as source:
-      return source.select(**selection)
 
-  def _slice() -> None:
-    sliced = slice_zoo(_SRC.value, _DST.value, _select_ids(), parse_epochs(_EPOCHS.value))
-    print(f"{sliced}  (zoo_jax.zoo.Zoo(path) reads it)")
+def _export_command(args: list[str]) -> int:
+  src, dst, model_ids, epochs = _copy_args("export", args)
+  paths = export(src, dst, model_ids, epochs)
+  print(f"exported {len(paths)} epoch file(s) and the tables to {dst}")
+  return 0
 
-  def _export() -> None:
-    paths = export(_SRC.value, _DST.value, _select_ids(), parse_epochs(_EPOCHS.value))
-    print(f"exported {len(paths)} epoch file(s) and the tables to {_DST.value}")
 
-  # Subcommands: python -m zoo_jax.zoo NAME --flags.
-  COMMANDS = {"slice": _slice, "export": _export}
+# Subcommands of `python -m zoo_jax.zoo NAME ARGS... [--flags]`: name -> function(args) -> exit code.
+COMMANDS = {"check": _check_command, "slice": _slice_command, "export": _export_command}
 
-  def main(argv):
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
-    if len(argv) != 2 or argv[1] not in COMMANDS:
-      print(f"error: give one command, one of {sorted(COMMANDS)} (got {argv[1:]}): "
-            "python -m zoo_jax.zoo slice --src=ZOO --dst=OUT [--epochs=...] [--select=...]", file=sys.stderr)
-      sys.exit(2)
-    for name, flag in (("src", _SRC), ("dst", _DST)):
-      if not flag.value:
-        print(f"error: --{name} is required for `{argv[1]}`.", file=sys.stderr)
-        sys.exit(2)
-    try:
-      COMMANDS[argv[1]]()
-    except (ValueError, FileNotFoundError) as error:  # bad input: one line, no traceback
-      print(f"error: {error}", file=sys.stderr)
-      sys.exit(2)
+if __name__ == "__main__":
+  from absl import flags
+  from zoo_jax import cli
+  from zoo_jax import zoo as _zoo  # the importable module, not this __main__ copy
 
-  app.run(main)
+  flags.DEFINE_bool("repair", False, "check: rewrite what can be rebuilt exactly from checkpoints/.")
+  flags.DEFINE_string("src", None, "slice, export: the zoo to read.")
+  flags.DEFINE_string("dst", None, "slice, export: where the new zoo or the exported files go (empty, or the "
+                      "same slice or export to resume).")
+  flags.DEFINE_string("epochs", None, "slice, export: comma-separated epochs, negative from the newest (e.g. "
+                      "0,5,-1); default: all.")
+  flags.DEFINE_string("select", None, "slice, export: models, as FIELD=VALUE[|VALUE] pairs separated by commas, "
+                      "as Zoo.select takes them (activation=tanh,status=ok,min_test_acc=0.5,model_id=0|3); "
+                      "default: all.")
+  cli.run_subcommands(_zoo.COMMANDS, "python -m zoo_jax.zoo")

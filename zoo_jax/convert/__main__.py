@@ -29,8 +29,9 @@ def summary(converted: zoo.Zoo, seconds: float) -> str:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from absl import logging as absl_logging
+  from absl import flags
+
+  from zoo_jax import cli
 
   _FROM = flags.DEFINE_enum("from", None, sorted(convert.SOURCE_FORMATS), "Layout of the published zoo.")
   _SRC = flags.DEFINE_string("src", None, "Folder of the published zoo.")
@@ -39,9 +40,8 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     started = time.time()
     converted = convert.convert(_FROM.value, _SRC.value, _WORKDIR.value, progress_bar=True)
     print(summary(converted, time.time() - started))
 
-  app.run(main)
+  cli.run(main)

@@ -4,18 +4,21 @@ Accepted layout (what the Model Zoos code, `code/zoo_generators/*` + `def_NN_exp
 writes through Ray Tune 1.x; anything else is an error that names the file):
 
     SRC/                                   the experiment folder (or SRC is one trial folder)
-      <trial name>/                        one per model; any folder holding a params.json
-        params.json                        the trial's config, one JSON object
+      <trial name>/                        one per model; any folder holding a params.json or a
+                                           result.json
+        params.json                        the trial's config, one JSON object; optional: without
+                                           it the config is the "config" field of result.json's
+                                           lines, as the published loader reads it
         result.json                        one JSON object per line, one line per reported epoch
         checkpoint_<n>/checkpoints         torch.save'd state_dict after epoch n (any number of
                                            digits; Ray writes 6, checkpoint_000000 = initial weights)
         model_epoch_<n>.ptf                alternatively: torch.save'd dict with key "state_dict"
                                            (`NNmodule.save_model`; model_epoch_best.ptf is ignored)
       <other files and folders>            ignored (config.json, dataset.pt, experiment_state-*.json, ...);
-                                           a folder with checkpoints or result.json but no
-                                           params.json is an error
+                                           a folder with checkpoints but neither params.json nor
+                                           result.json is an error
 
-params.json keys read (others are ignored):
+Config keys read (from params.json, else result.json's "config"; others are ignored):
     "model::type"        required: "CNN" -> cnn_s (CNN-s), "CNN3" -> cnn_l (CNN-l). ("CNN2",
                          6-9-6 channels, and "MLP" have no zoo_jax architecture and are refused.)
     "model::channels_in" required: input channels (checked against the checkpoints)
@@ -27,7 +30,8 @@ the checkpoint folders) or else "epoch"; metrics are read from the first present
     train_loss | loss_train,  train_acc | acc_train | train_accuracy,
     val_loss | loss_val | validation_loss,  val_acc | acc_val | validation_acc | val_accuracy,
     test_loss | loss_test,  test_acc | acc_test | test_accuracy.
--999 (the published code's "not computed" for the epoch-0 train metrics) and null read as NaN;
+-999 (a "not computed" marker some Model Zoos scripts write) and null read as NaN (the
+published trainer computes every epoch's metrics, epoch 0 included, so none is expected there);
 a reported NaN/inf loss marks the model diverged at that epoch. When an epoch appears twice
 (Ray appends again after a trial restore) the last line wins, as its checkpoint was rewritten.
 
@@ -65,10 +69,10 @@ METRIC_KEYS = {
     "test_loss": ("test_loss", "loss_test"),
     "test_acc": ("test_acc", "acc_test", "test_accuracy"),
 }
-NOT_COMPUTED = -999  # def_NN_experiment.py reports the epoch-0 train loss/accuracy as -999
+NOT_COMPUTED = -999  # a "not computed" marker in some Model Zoos scripts; read as NaN
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 _CHECKPOINT_FILE = re.compile(r"^model_epoch_(\d+)\.ptf$")
-_LAYOUT = ("expected a Model Zoos layout: SRC/<trial>/params.json, SRC/<trial>/result.json and "
+_LAYOUT = ("expected a Model Zoos layout: SRC/<trial>/result.json (and/or params.json) and "
            "SRC/<trial>/checkpoint_<epoch>/checkpoints (see zoo_jax/convert/modelzoos.py)")
 
 
@@ -101,20 +105,24 @@ def scan(src: str) -> writer.Source:
                        metrics=metrics_table, read_epoch=read_epoch)
 
 
+def _is_trial(path: str) -> bool:
+  return any(os.path.exists(os.path.join(path, name)) for name in ("params.json", "result.json"))
+
+
 def _trial_folders(src: str) -> list[str]:
-  if os.path.exists(os.path.join(src, "params.json")):
+  if _is_trial(src):
     return [src]
   trials = []
   for name in sorted(os.listdir(src)):
     path = os.path.join(src, name)
     if not os.path.isdir(path):
       continue
-    if os.path.exists(os.path.join(path, "params.json")):
+    if _is_trial(path):
       trials.append(path)
-    elif any(_CHECKPOINT_DIR.match(n) or _CHECKPOINT_FILE.match(n) or n == "result.json" for n in os.listdir(path)):
-      raise ValueError(f"{path!r} holds checkpoints or a result.json but no params.json; {_LAYOUT}.")
+    elif any(_CHECKPOINT_DIR.match(n) or _CHECKPOINT_FILE.match(n) for n in os.listdir(path)):
+      raise ValueError(f"{path!r} holds checkpoints but neither a params.json nor a result.json; {_LAYOUT}.")
   if not trials:
-    raise ValueError(f"{src!r} has no trial folders (sub-folders with a params.json); {_LAYOUT}.")
+    raise ValueError(f"{src!r} has no trial folders (sub-folders with a params.json or result.json); {_LAYOUT}.")
   return trials
 
 
@@ -126,10 +134,23 @@ def _read_json(path: str) -> Any:
     raise ValueError(f"{path}: not valid JSON ({error}); the file may be truncated.") from error
 
 
-def _read_params(trial: str) -> tuple[dict, str, int]:
-  """(models-table row, arch, input channels) from a trial's params.json."""
+def _trial_config(trial: str) -> tuple[str, Any]:
+  """(where it was read, the config) of a trial: params.json, else the "config" field of the
+  first result.json line that has one (the published loader never opens params.json)."""
   path = os.path.join(trial, "params.json")
-  config = _read_json(path)
+  if os.path.exists(path):
+    return path, _read_json(path)
+  path = os.path.join(trial, "result.json")
+  for number, record in _result_lines(path):
+    if isinstance(record.get("config"), dict):
+      return f"{path}, line {number} ('config')", record["config"]
+  raise ValueError(f"{path}: no line has a 'config' object and there is no params.json; one of the two "
+                   "is needed to rebuild the model.")
+
+
+def _read_params(trial: str) -> tuple[dict, str, int]:
+  """(models-table row, arch, input channels) from a trial's config."""
+  path, config = _trial_config(trial)
   if not isinstance(config, dict):
     raise ValueError(f"{path}: expected one JSON object (the trial config), got {type(config).__name__}.")
   for key in ("model::type", "model::channels_in", "model::nlin"):
@@ -191,6 +212,17 @@ def _read_results(trial: str) -> dict[int, dict]:
     warnings.warn(f"{path} is missing; the metrics of {trial} are NaN.")
     return {}
   results = {}
+  for number, record in _result_lines(path):
+    epoch = record.get("training_iteration", record.get("epoch"))
+    if epoch is None:
+      raise ValueError(f"{path}, line {number}: no 'training_iteration' or 'epoch' key; "
+                       "cannot tell which epoch the metrics belong to.")
+    results[int(epoch)] = _metrics(record)
+  return results
+
+
+def _result_lines(path: str):
+  """(line number, JSON object) of each non-empty line of a result.json."""
   with open(path) as f:
     for number, line in enumerate(f, start=1):
       if not line.strip():
@@ -200,12 +232,9 @@ def _read_results(trial: str) -> dict[int, dict]:
       except json.JSONDecodeError as error:
         raise ValueError(f"{path}, line {number}: not valid JSON ({error}); expected one JSON object per line "
                          "(the file may be truncated).") from error
-      epoch = record.get("training_iteration", record.get("epoch")) if isinstance(record, dict) else None
-      if epoch is None:
-        raise ValueError(f"{path}, line {number}: no 'training_iteration' or 'epoch' key; "
-                         "cannot tell which epoch the metrics belong to.")
-      results[int(epoch)] = _metrics(record)
-  return results
+      if not isinstance(record, dict):
+        raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}.")
+      yield number, record
 
 
 def _metrics(record: dict) -> dict:

@@ -23,7 +23,6 @@ A candidate for zoo.py as a public `ZooWriter.save_weights(epoch, params, metric
 
 import dataclasses
 import io
-import json
 import os
 from typing import Any, Callable, Hashable, Sequence
 
@@ -34,6 +33,7 @@ import orbax.checkpoint as ocp
 import pandas as pd
 from tqdm.auto import tqdm
 
+from zoo_jax import lock
 from zoo_jax import models as zoo_models
 from zoo_jax import zoo
 
@@ -107,13 +107,12 @@ def _csv_roundtrip(table: pd.DataFrame) -> pd.DataFrame:
   return pd.read_csv(io.StringIO(table.to_csv(index=False)))
 
 
-def _prepare_workdir(workdir: str, source_format: str, src: str, table: pd.DataFrame) -> None:
-  """Creates the workdir, or checks that the zoo in it was converted from this source."""
-  os.makedirs(workdir, exist_ok=True)
+def _prepare_workdir(workdir: str, source_format: str, src: str, table: pd.DataFrame) -> dict:
+  """Checks that the zoo in the workdir, if any, was converted from this source; returns its config."""
   config_path, models_path = os.path.join(workdir, zoo.CONFIG_FILE), os.path.join(workdir, zoo.MODELS_FILE)
+  config = {"source_format": source_format, "src": os.path.abspath(src), "converted_by": "zoo_jax.convert"}
   if os.path.exists(config_path):
-    with open(config_path) as f:
-      old = json.load(f)
+    old = zoo.read_json(config_path)
     if old.get("source_format") != source_format:
       raise ValueError(f"Workdir {workdir!r} holds a zoo not converted from {source_format!r} "
                        f"(its config.json: {old}). Use another --workdir.")
@@ -123,10 +122,10 @@ def _prepare_workdir(workdir: str, source_format: str, src: str, table: pd.DataF
       raise ValueError(
           f"Workdir {workdir!r} holds a conversion of another zoo: its {zoo.MODELS_FILE} ({len(old_table)} models) "
           f"differs from the models found in {src!r} ({len(table)}). Use another --workdir, or delete that one.")
-    return
-  zoo.write_json_atomic({"source_format": source_format, "src": os.path.abspath(src),
-                         "converted_by": "zoo_jax.convert"}, config_path)
+    return zoo.stored_metadata(workdir).get("config", config)
+  zoo.write_json_atomic(config, config_path)
   zoo.write_table_atomic(table, models_path)
+  return config
 
 
 def _epoch_tree(source: Source, table: pd.DataFrame, epoch: int, weights: list[Any]) -> dict:
@@ -153,14 +152,7 @@ def _epoch_tree(source: Source, table: pd.DataFrame, epoch: int, weights: list[A
 
 
 def _metrics_rows(table: pd.DataFrame, epoch: int, tree: dict) -> pd.DataFrame:
-  metrics = {int(c): v["metrics"] for c, v in tree.items()}
-  rows = zoo.metrics_rows(table, epoch, metrics, {c: m["diverged"] for c, m in metrics.items()})
-  missing = np.zeros(len(table), bool)
-  for c, m in metrics.items():
-    ids = table[table["cohort"] == c].sort_values("cohort_index")["model_id"].to_numpy()
-    missing[ids] = np.asarray(m["missing"])
-  rows.loc[missing[rows["model_id"].to_numpy()], "status"] = STATUS_MISSING
-  return rows
+  return zoo.epoch_rows(table, epoch, {c: v["metrics"] for c, v in tree.items()})
 
 
 def write(source: Source, source_format: str, src: str, workdir: str, progress_bar: bool = False) -> zoo.Zoo:
@@ -168,11 +160,19 @@ def write(source: Source, source_format: str, src: str, workdir: str, progress_b
   if not len(source.models):
     raise ValueError(f"No models found in {src!r}.")
   table = models_table(source)
-  _prepare_workdir(workdir, source_format, src, table)
-  manager = zoo._open_manager(os.path.join(workdir, zoo.CHECKPOINTS_DIR), create=True, max_to_keep=None)
+  os.makedirs(workdir, exist_ok=True)
+  with lock.workdir_lock(workdir):  # one writer per workdir
+    return _write(source, source_format, src, workdir, table, progress_bar)
+
+
+def _write(source: Source, source_format: str, src: str, workdir: str, table: pd.DataFrame,
+           progress_bar: bool) -> zoo.Zoo:
+  config = _prepare_workdir(workdir, source_format, src, table)
+  manager = zoo._open_manager(os.path.join(workdir, zoo.CHECKPOINTS_DIR), zoo.store_metadata(config, table),
+                              create=True, max_to_keep=None)
   try:
     committed = set(manager.all_steps())
-    history = {epoch: _metrics_rows(table, epoch, zoo.restore_numpy(manager, epoch)) for epoch in committed}
+    history = {epoch: zoo.epoch_rows(table, epoch, zoo.restore_metrics(manager, epoch)) for epoch in committed}
     todo = [epoch for epoch in source.epochs if epoch not in committed]
     bar = tqdm(total=len(source.epochs), initial=len(source.epochs) - len(todo), unit="epoch",
                desc="convert", disable=not progress_bar, dynamic_ncols=True)

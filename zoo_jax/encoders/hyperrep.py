@@ -101,11 +101,23 @@ class HyperRep(nn.Module):
   dropout_rate: float = 0.0
   mlp_dim: int | None = None  # None: 4 * d_model
   projection_dim: int = 64  # output of the contrastive projection head (its hidden width: d_model)
+  # Per-layer token projections, as in the reference code: tokens come layer by layer
+  # (weights.tokenize), layer l has layer_units[l] tokens of layer_widths[l] real entries, and
+  # each layer gets its own input embedder and output head on just those entries. Empty: one
+  # shared Dense in and out over the padded token width (`make_model(..., per_layer=False)`).
+  layer_units: tuple[int, ...] = ()
+  layer_widths: tuple[int, ...] = ()
 
   def setup(self):
     mlp_dim = self.mlp_dim or 4 * self.d_model
     stack = functools.partial(_Stack, self.num_blocks, self.num_heads, mlp_dim, self.dropout_rate)
-    self.token_embed = nn.Dense(self.d_model)
+    if self.layer_units:
+      if sum(self.layer_units) != self.num_tokens or len(self.layer_widths) != len(self.layer_units):
+        raise ValueError(f"layer_units {self.layer_units} must sum to num_tokens={self.num_tokens}, with one "
+                         f"layer_widths entry per layer (got {self.layer_widths}).")
+      self.token_embed = [nn.Dense(self.d_model) for _ in self.layer_units]
+    else:
+      self.token_embed = nn.Dense(self.d_model)
     self.enc_layer_embed = nn.Embed(self.num_layers, self.d_model)
     self.enc_position_embed = nn.Embed(self.max_units, self.d_model)
     self.compression_token = self.param("compression_token", nn.initializers.normal(0.02),
@@ -118,14 +130,17 @@ class HyperRep(nn.Module):
     self.decoder = stack()
     # Zero-initialised output: the first reconstruction is 0, so training starts from a
     # normalised error near 1 instead of the random projection's much larger one.
-    self.to_tokens = nn.Dense(self.token_dim, kernel_init=nn.initializers.zeros)
+    if self.layer_units:
+      self.to_tokens = [nn.Dense(width, kernel_init=nn.initializers.zeros) for width in self.layer_widths]
+    else:
+      self.to_tokens = nn.Dense(self.token_dim, kernel_init=nn.initializers.zeros)
     self.projection = [nn.Dense(self.d_model), nn.Dense(self.projection_dim)]
 
   def encode(self, values: jax.Array, layer: jax.Array, position: jax.Array,
              train: bool = False) -> jax.Array:
     """Token values [B, T, d], layer and position ids [B, T] (or [T]) -> z [B, latent_dim]."""
     chex.assert_shape(values, (None, self.num_tokens, self.token_dim))
-    x = self.token_embed(values) + self.enc_layer_embed(layer) + self.enc_position_embed(position)
+    x = self._embed_tokens(values) + self.enc_layer_embed(layer) + self.enc_position_embed(position)
     token = jnp.broadcast_to(self.compression_token, (x.shape[0], 1, self.d_model)).astype(x.dtype)
     x = self.encoder(jnp.concatenate([token, x], axis=1), train)
     return self.to_latent(x[:, 0])
@@ -136,7 +151,24 @@ class HyperRep(nn.Module):
     chex.assert_shape(z, (None, self.latent_dim))
     x = self.from_latent(z).reshape(z.shape[0], self.num_tokens, self.d_model)
     x = x + self.dec_layer_embed(layer) + self.dec_position_embed(position)
-    return self.to_tokens(self.decoder(x, train))
+    return self._token_values(self.decoder(x, train))
+
+  def _slices(self):
+    starts = np.cumsum((0,) + tuple(self.layer_units))
+    return [(int(a), int(b), w) for a, b, w in zip(starts[:-1], starts[1:], self.layer_widths)]
+
+  def _embed_tokens(self, values: jax.Array) -> jax.Array:
+    if not self.layer_units:
+      return self.token_embed(values)
+    return jnp.concatenate([embed(values[:, a:b, :w]) for embed, (a, b, w) in
+                            zip(self.token_embed, self._slices())], axis=1)
+
+  def _token_values(self, x: jax.Array) -> jax.Array:
+    if not self.layer_units:
+      return self.to_tokens(x)
+    pad = lambda y, w: jnp.pad(y, ((0, 0), (0, 0), (0, self.token_dim - w)))
+    return jnp.concatenate([pad(head(x[:, a:b]), w) for head, (a, b, w) in zip(self.to_tokens, self._slices())],
+                           axis=1)
 
   def project(self, z: jax.Array) -> jax.Array:
     """The contrastive projection head: z [B, latent_dim] -> [B, projection_dim]."""
@@ -151,17 +183,35 @@ class HyperRep(nn.Module):
     return z, self.decode(z, layer, position, train)
 
 
-def make_model(spec: WeightSpec, token_dim: int | None = None, **fields: Any) -> HyperRep:
-  """A HyperRep sized for the zoo of `spec` (token width `token_dim`, or the natural one)."""
+def make_model(spec: WeightSpec, token_dim: int | None = None, per_layer: bool = False,
+               **fields: Any) -> HyperRep:
+  """A HyperRep sized for the zoo of `spec` (token width `token_dim`, or the natural one).
+
+  per_layer: a separate input embedder and output head per layer (the reference code's
+    choice), instead of one shared projection over the padded token width.
+  """
   layout = weights.token_layout(spec, token_dim)
   num_tokens, dim = layout.index.shape
+  if per_layer:
+    fields = dict(fields, layer_units=tuple(layer.units for layer in spec.layers),
+                  layer_widths=tuple(layer.fan_in + (layer.param("bias") is not None) for layer in spec.layers))
   return HyperRep(token_dim=dim, num_tokens=num_tokens, num_layers=len(spec.layers),
                   max_units=max(layer.units for layer in spec.layers), **fields)
 
 
-def make_optimizer(learning_rate: float = LEARNING_RATE) -> optax.GradientTransformation:
-  """Adam with the published learning rate."""
-  return optax.adam(learning_rate)
+SCHEDULES = ("constant", "cosine")
+
+
+def make_optimizer(learning_rate: float = LEARNING_RATE, *, schedule: str = "constant", total_steps: int = 1,
+                   warmup_steps: int = 0) -> optax.GradientTransformation:
+  """Adam with the published learning rate; "cosine" warms up linearly for `warmup_steps`, then
+  decays to zero at `total_steps` (a step budget instead of the reference's ReduceLROnPlateau)."""
+  if schedule not in SCHEDULES:
+    raise ValueError(f"schedule {schedule!r} is unknown; allowed values: {list(SCHEDULES)}.")
+  if schedule == "constant":
+    return optax.adam(learning_rate)
+  return optax.adam(optax.warmup_cosine_decay_schedule(
+      0.0, learning_rate, max(warmup_steps, 1), max(total_steps, warmup_steps + 1)))
 
 
 def init(key: jax.Array, model: HyperRep) -> Any:
@@ -171,13 +221,18 @@ def init(key: jax.Array, model: HyperRep) -> Any:
   return jax.jit(model.init)(key, values, ids, ids)
 
 
-def reconstruction_loss(recon: jax.Array, target: jax.Array, mask: jax.Array, layer: jax.Array,
-                        layer_variance: jax.Array) -> jax.Array:
-  """Layer-wise normalised MSE (Schürholt et al., 2022), so every layer counts alike.
+REDUCTIONS = ("layer_mean", "global_mean")
 
-  Each real entry's squared error is divided by its layer's weight variance across the zoo;
-  these are averaged within each layer (over all of the layer's entries in the batch), then
-  the layer means are averaged with equal weight over the layers present in the batch.
+
+def reconstruction_loss(recon: jax.Array, target: jax.Array, mask: jax.Array, layer: jax.Array,
+                        layer_variance: jax.Array, reduction: str = "layer_mean") -> jax.Array:
+  """Layer-wise normalised MSE (Schürholt et al., 2022), so every layer's scale counts alike.
+
+  Each real entry's squared error is divided by its layer's weight variance across the zoo.
+  "layer_mean": these are averaged within each layer (over all of the layer's entries in the
+  batch), then the layer means are averaged with equal weight over the layers present, so a
+  small layer weighs as much as a large one. "global_mean" (the reference code's reduction):
+  one mean over all real entries, so layers weigh by their size.
 
   Args:
     recon, target: token values [B, T, d].
@@ -193,6 +248,10 @@ def reconstruction_loss(recon: jax.Array, target: jax.Array, mask: jax.Array, la
   mask = jnp.broadcast_to(mask, recon.shape).astype(recon.dtype)
   layer = jnp.broadcast_to(layer, recon.shape[:-1])
   error = (recon - target) ** 2 * mask / weights.per_token(layer_variance, layer)
+  if reduction == "global_mean":
+    return error.sum() / jnp.maximum(mask.sum(), 1)
+  if reduction != "layer_mean":
+    raise ValueError(f"reduction {reduction!r} is unknown; allowed values: {list(REDUCTIONS)}.")
   total = jax.ops.segment_sum(error.sum(-1).reshape(-1), layer.reshape(-1), num_layers)
   count = jax.ops.segment_sum(mask.sum(-1).reshape(-1), layer.reshape(-1), num_layers)
   present = count > 0
@@ -249,13 +308,13 @@ def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: 
                     token_dim: int | None = None, layer_variance: jax.Array,
                     gamma: float = GAMMA, temperature: float = TEMPERATURE,
                     noise: float = NOISE, erase_p: float = ERASE_P,
-                    permute: bool = True) -> TrainStep:
+                    permute: bool = True, reduction: str = "layer_mean") -> TrainStep:
   """Builds the jitted `step(params, opt_state, flat_batch [B, n], key)`.
 
   Two augmented views of each model; loss = gamma * NT-Xent(projections of the two views'
   z) + (1 - gamma) * layer-wise normalised reconstruction of each view's clean permuted
   tokens. Returns (params, opt_state, {'loss', 'reconstruction', 'contrastive'}); the same
-  key gives the same step. `permute` as in `augment`.
+  key gives the same step. `permute` as in `augment`, `reduction` as in `reconstruction_loss`.
   """
   layer_variance = jnp.asarray(layer_variance, jnp.float32)
   chex.assert_shape(layer_variance, (len(spec.layers),))
@@ -270,7 +329,7 @@ def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: 
     a, b = jnp.split(projected, 2)
     contrastive = nt_xent(a, b, temperature)
     reconstruction = reconstruction_loss(recon, targets.values, targets.mask, targets.layer,
-                                         layer_variance)
+                                         layer_variance, reduction)
     loss = gamma * contrastive + (1 - gamma) * reconstruction
     return loss, {"loss": loss, "reconstruction": reconstruction, "contrastive": contrastive}
 
@@ -355,7 +414,7 @@ def load(directory: str) -> tuple[HyperRep, Any, WeightSpec, dict[str, Any]]:
                             "with: python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=DIR --workdir=OUT")
   with open(path) as f:
     record = json.load(f)
-  model = HyperRep(**record["model"])
+  model = HyperRep(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["model"].items()})
   abstract = jax.tree.map(lambda x: np.empty(x.shape, x.dtype), jax.eval_shape(lambda: init(jax.random.key(0), model)))
   with ocp.StandardCheckpointer() as checkpointer:
     params = checkpointer.restore(os.path.join(os.path.abspath(directory), _PARAMS_DIR), abstract)

@@ -40,12 +40,13 @@ class SetBatch(NamedTuple):
   mask: jax.Array  # [B, C, k] bool, True on real weights
   layer: jax.Array  # [B, C] int32, the chunk's layer index (spec order) in its own model
   chunk_mask: jax.Array  # [B, C] bool, True on real chunks (False on padding chunks)
+  position: jax.Array  # [B, C] int32, the chunk's index within its layer (0 on padding chunks)
 
 
 def _check_set_batch(batch: SetBatch) -> None:
   chex.assert_rank(batch.values, 3)
   chex.assert_equal_shape([batch.values, batch.mask])
-  chex.assert_shape([batch.layer, batch.chunk_mask], batch.values.shape[:2])
+  chex.assert_shape([batch.layer, batch.chunk_mask, batch.position], batch.values.shape[:2])
 
 
 def _to_set_batch(chunks: weights.Chunks | SetBatch) -> SetBatch:
@@ -58,7 +59,8 @@ def _to_set_batch(chunks: weights.Chunks | SetBatch) -> SetBatch:
     chunks = jax.tree.map(lambda x: x[None], chunks)
   return SetBatch(values=chunks.values, mask=chunks.mask.astype(bool),
                   layer=chunks.layer.astype(jnp.int32),
-                  chunk_mask=jnp.ones(chunks.layer.shape, bool))
+                  chunk_mask=jnp.ones(chunks.layer.shape, bool),
+                  position=chunks.position.astype(jnp.int32))
 
 
 def _pad_to(batch: SetBatch, num_chunks: int) -> SetBatch:
@@ -70,7 +72,8 @@ def _pad_to(batch: SetBatch, num_chunks: int) -> SetBatch:
   return SetBatch(values=jnp.pad(batch.values, ((0, 0), (0, pad), (0, 0))),
                   mask=jnp.pad(batch.mask, ((0, 0), (0, pad), (0, 0))),
                   layer=jnp.pad(batch.layer, ((0, 0), (0, pad))),
-                  chunk_mask=jnp.pad(batch.chunk_mask, ((0, 0), (0, pad))))
+                  chunk_mask=jnp.pad(batch.chunk_mask, ((0, 0), (0, pad))),
+                  position=jnp.pad(batch.position, ((0, 0), (0, pad))))
 
 
 def pad_chunks(chunks_list: Sequence[weights.Chunks | SetBatch],
@@ -98,12 +101,24 @@ def num_chunks_of(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int
   return int(weights.chunk_layout(spec, chunk_size).index.shape[0])
 
 
+def layer_scales(flat: jax.Array, spec: WeightSpec) -> jax.Array:
+  """Each layer's weight std over a zoo's flat vectors [N, n] (floored at 1e-4): [L].
+
+  SNE's input scaling: the chunker divides every weight by its layer's scale from the training
+  states, so layers of different spreads (and zoos of other architectures, each scaled by its
+  own) enter the element MLP at unit scale.
+  """
+  flat = jnp.asarray(flat)
+  return jnp.stack([jnp.maximum(jnp.std(flat[:, l.offset:l.offset + l.size]), 1e-4) for l in spec.layers])
+
+
 def make_chunker(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 num_chunks: int | None = None) -> Callable[[jax.Array], SetBatch]:
+                 num_chunks: int | None = None, scale: jax.Array | None = None) -> Callable[[jax.Array], SetBatch]:
   """A jitted `flat [B, n] -> SetBatch [B, num_chunks, chunk_size]` for one architecture.
 
   `num_chunks` (None: this architecture's own count) should be the largest count over
-  the architectures that share a batch, so their SetBatches concatenate along B.
+  the architectures that share a batch, so their SetBatches concatenate along B. `scale`
+  [L] (e.g. `layer_scales` of the training states) divides each layer's weights; None: raw.
   """
   num_chunks = num_chunks_of(spec, chunk_size) if num_chunks is None else num_chunks
   if num_chunks < num_chunks_of(spec, chunk_size):
@@ -111,24 +126,30 @@ def make_chunker(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE,
                      f"{num_chunks_of(spec, chunk_size)} chunks of this architecture at "
                      f"chunk_size={chunk_size}.")
 
+  divisor = None if scale is None else jnp.asarray(scale, jnp.float32)
+  if divisor is not None:
+    chex.assert_shape(divisor, (len(spec.layers),))
+
   @jax.jit
   def chunker(flat: jax.Array) -> SetBatch:
     chex.assert_shape(flat, (None, spec.size))
     chunks, _ = weights.chunk(weights.unflatten(flat, spec), spec, chunk_size=chunk_size)
+    if divisor is not None:
+      chunks = chunks._replace(values=chunks.values / divisor[chunks.layer][..., None])
     return _pad_to(_to_set_batch(chunks), num_chunks)
 
   return chunker
 
 
 def make_permuted_chunker(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                          num_chunks: int | None = None
+                          num_chunks: int | None = None, scale: jax.Array | None = None
                           ) -> Callable[[jax.Array, jax.Array], SetBatch]:
   """A jitted `(key, flat [B, n]) -> SetBatch` of randomly hidden-unit-permuted copies.
 
   Each model gets its own permutation (`weights.random_permutation`); the copies compute
   the same function as the originals, so an invariant encoder maps both alike.
   """
-  chunker = make_chunker(spec, chunk_size, num_chunks)
+  chunker = make_chunker(spec, chunk_size, num_chunks, scale)
 
   @jax.jit
   def permuted_chunker(key: jax.Array, flat: jax.Array) -> SetBatch:
@@ -192,9 +213,13 @@ class SetPool(nn.Module):
 class SNE(nn.Module):
   """Set-based encoder of pad-chunked models: SetBatch [B, C, k] -> [B, num_outputs].
 
-  `embed` gives the network embedding [B, d_model] that the head reads. Chunk elements
-  carry no index, so the order inside a chunk does not matter; chunks of a layer are
-  pooled by a masked mean, so neither does their order; padding chunks are ignored.
+  `embed` gives the network embedding [B, d_model] that the head reads. By default chunk
+  elements carry no index, so the order inside a chunk does not matter, and chunks of a
+  layer are pooled by a masked mean, so neither does their order: a layer is a bag of
+  values. `element_positions` adds a learned embedding of each element's index in its chunk,
+  `chunk_positions` one of each chunk's index in its layer (on its elements), so the
+  encoder sees where a weight sits in its layer (SNE's positional encodings); padding chunks
+  are ignored either way.
   Layer ids must be < max_layers (larger ones make the output NaN). Pass `train=True`
   with a 'dropout' rng when dropout_rate > 0.
   """
@@ -212,6 +237,9 @@ class SNE(nn.Module):
   pooling: str = "attention"  # set-to-vector: "attention" or "mean"
   head_features: Sequence[int] = (64,)
   dropout_rate: float = 0.0
+  element_positions: bool = False  # embed each element's index within its chunk
+  chunk_positions: bool = False  # embed each chunk's index within its layer
+  max_chunks_per_layer: int = 512  # size of the chunk-position table (index clipped to it)
 
   def setup(self):
     if self.pooling not in POOLINGS:
@@ -222,6 +250,10 @@ class SNE(nn.Module):
     self.value_in = nn.Dense(e)
     self.value_out = nn.Dense(e)
     self.element_layer = nn.Embed(self.max_layers, e)
+    if self.element_positions:
+      self.element_position = nn.Embed(self.chunk_size, e)
+    if self.chunk_positions:
+      self.chunk_position = nn.Embed(self.max_chunks_per_layer, e)
     self.chunk_blocks = [SetBlock(self.num_heads, dropout_rate=self.dropout_rate)
                          for _ in range(self.num_chunk_blocks)]
     self.chunk_pool = SetPool(self.pooling, self.num_heads)
@@ -243,6 +275,11 @@ class SNE(nn.Module):
     values = jnp.where(mask, batch.values, 0.0)[..., None]  # [B, C, k, 1]
     x = self.value_out(nn.gelu(self.value_in(values)))  # [B, C, k, element_dim]
     x = x + self.element_layer(batch.layer)[:, :, None, :]
+    if self.element_positions:
+      x = x + self.element_position(jnp.arange(self.chunk_size))[None, None]
+    if self.chunk_positions:  # on the elements, before the nonlinear chunk stage (a sum after it would
+      # average out of the layer mean)
+      x = x + self.chunk_position(jnp.minimum(batch.position, self.max_chunks_per_layer - 1))[:, :, None, :]
     for block in self.chunk_blocks:
       x = block(x, mask, train)
     chunk = self.chunk_out(self.chunk_pool(x, mask))  # [B, C, d_model]

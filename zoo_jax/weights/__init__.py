@@ -9,6 +9,7 @@ turns arrays back into params, and serialises to JSON.
 from zoo_jax.weights.augment import add_noise, erasing_mask, multiply_noise, random_erase
 from zoo_jax.weights.chunks import Chunks, chunk, chunk_layout, unchunk
 from zoo_jax.weights.flat import flatten, unflatten
+from zoo_jax.weights.hygiene import StateFilter, filter_states, layer_rms
 from zoo_jax.weights.spec import LayerSpec, ParamSpec, WeightSpec, make_spec
 from zoo_jax.weights.stats import (layer_variances, per_token, statnn_feature_names,
                                    statnn_features, token_layer_variances)
@@ -17,9 +18,9 @@ from zoo_jax.weights.symmetry import (canonical_permutations, canonicalize, perm
 from zoo_jax.weights.tokens import Tokens, detokenize, token_dim, token_layout, tokenize
 
 __all__ = [
-    "Chunks", "LayerSpec", "ParamSpec", "Tokens", "WeightSpec", "add_noise",
+    "Chunks", "LayerSpec", "ParamSpec", "StateFilter", "Tokens", "WeightSpec", "add_noise",
     "canonical_permutations", "canonicalize", "chunk", "chunk_layout", "detokenize",
-    "erasing_mask", "flatten", "layer_variances", "make_spec", "multiply_noise", "per_token",
+    "erasing_mask", "filter_states", "flatten", "layer_rms", "layer_variances", "make_spec", "multiply_noise", "per_token",
     "permute", "random_erase", "random_permutation", "sample_permutations",
     "statnn_feature_names", "statnn_features", "token_dim", "token_layer_variances",
     "token_layout", "tokenize", "unchunk", "unflatten",

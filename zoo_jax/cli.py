@@ -1,0 +1,92 @@
+"""The edge of every command line: flags, one library call, and errors for people.
+
+    if __name__ == "__main__":
+      cli.run(main)        # main(argv) -> exit code or None, as for absl.app.run
+
+A usage error (a bad flag or config value, a workdir held by another writer, a damaged zoo
+file) prints one line, `error: <message>`, on stderr and exits with code 2; Ctrl-C prints one
+line and exits with 130 (committed epochs are kept; the same command resumes). Usage errors
+are `zoo_jax.errors.UsageError`, and also the ValueError and OSError that zoo_jax code raises
+itself (its long-standing convention for bad input: messages that name the field or file).
+The same types raised inside another library (numpy, jax, orbax) are bugs and keep their
+traceback. absl is imported here, not by the library modules.
+"""
+
+import logging
+import os
+import sys
+import traceback
+import warnings
+from typing import Callable, NoReturn, Sequence
+
+from zoo_jax import errors
+
+USAGE_EXIT_CODE, INTERRUPTED_EXIT_CODE = 2, 130
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def is_usage_error(error: BaseException) -> bool:
+  """True for errors meant for the user: UsageError, or a ValueError / OSError raised by zoo_jax code."""
+  if isinstance(error, errors.UsageError):
+    return True
+  if not isinstance(error, (ValueError, OSError)):
+    return False
+  frames = traceback.extract_tb(error.__traceback__)
+  return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_PACKAGE_DIR + os.sep)
+
+
+def one_line(message: str) -> str:
+  return " ".join(str(message).split())
+
+
+def fail(message: str, code: int = USAGE_EXIT_CODE) -> NoReturn:
+  print(f"error: {one_line(message)}", file=sys.stderr)
+  sys.exit(code)
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+  return f"warning: {one_line(message)}\n"
+
+
+def run(main: Callable[[list[str]], int | None]) -> NoReturn:
+  """Parses flags and runs `main(argv)` (absl.app.run), with usage errors as one line, exit code 2."""
+  from absl import app, flags
+  from absl import logging as absl_logging
+
+  def parse(argv: Sequence[str]) -> list[str]:
+    try:
+      argv = flags.FLAGS(argv)
+      for name in flags.FLAGS:
+        # A config file that fails to load is reported only when the config is first read
+        # (ml_collections' placeholder, with _ReportError): report it now, as a flag error.
+        getattr(flags.FLAGS[name].value, "_ReportError", lambda: None)()
+      return argv
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as error:
+      # ml_collections' config flags raise AttributeError / KeyError for an unknown field.
+      fail(f"bad flag: {error} (see --helpshort)")
+
+  def guarded(argv: list[str]) -> int | None:
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's failed reads, already reported
+    warnings.formatwarning = _warning_line  # a warning is one line too
+    try:
+      return main(argv)
+    except KeyboardInterrupt:
+      fail("interrupted; the epochs committed so far are kept, and the same command continues from them.",
+           INTERRUPTED_EXIT_CODE)
+    except Exception as error:  # pylint: disable=broad-except
+      if is_usage_error(error):
+        fail(str(error))
+      raise
+
+  app.run(guarded, flags_parser=parse)
+
+
+def run_subcommands(commands: dict[str, Callable[[list[str]], int | None]], program: str) -> NoReturn:
+  """`run` for a command with subcommands: `program NAME ARGS... [--flags]` calls commands[NAME](ARGS)."""
+  def main(argv: list[str]) -> int | None:
+    if len(argv) < 2 or argv[1] not in commands:
+      got = repr(argv[1]) if len(argv) > 1 else "none"
+      raise errors.UsageError(f"{program} needs a subcommand, one of {sorted(commands)}; got {got}.")
+    return commands[argv[1]](argv[2:])
+  run(main)
