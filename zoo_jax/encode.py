@@ -30,6 +30,7 @@ import pandas as pd
 from zoo_jax import lock, properties, weights
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import training
+from zoo_jax.weights import spec as weight_spec
 
 METHODS = ("statnn", "flat", "deepsets", "sne", "hyperrep")
 # Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
@@ -95,16 +96,16 @@ class StreamedFlat:
     rows = zoo.models.set_index("model_id").loc[table["model_id"].to_numpy()]
     self.cohort, self.cohort_index = rows["cohort"].to_numpy(), rows["cohort_index"].to_numpy()
     self._handles: dict[tuple[int, int], Any] = {}
-    first = self._read(np.arange(1))
-    self.shape, self.dtype, self.ndim = (len(table), first.shape[1]), first.dtype, 2
+    self._context = zoo_lib.ts.Context()  # one for all handles; no chunk cache: memory stays the batch's
     self.spec = weights.flatten(zoo.params(table["model_id"].to_numpy()[:1], int(self.epoch[0])))[1]
+    self.shape, self.dtype, self.ndim = (len(table), self.spec.size), np.dtype(np.float32), 2
 
   def __len__(self) -> int:
     return self.shape[0]
 
   def _opened(self, epoch: int, cohort: int):
     if (epoch, cohort) not in self._handles:
-      opened = zoo_lib.open_cohorts(self.zoo._manager, epoch, [cohort])
+      opened = zoo_lib.open_cohorts(self.zoo._manager, epoch, [cohort], context=self._context)
       if opened is None:
         raise ValueError(f"Zoo {self.zoo.workdir!r} was written in an older checkpoint layout; streaming needs "
                          "TensorStore (OCDBT) steps. Rewrite it with `python -m zoo_jax.zoo slice`.")
@@ -116,7 +117,10 @@ class StreamedFlat:
     for epoch, cohort in sorted(set(zip(self.epoch[index].tolist(), self.cohort[index].tolist()))):
       at = np.flatnonzero((self.epoch[index] == epoch) & (self.cohort[index] == cohort))
       params = zoo_lib.read_rows({cohort: self._opened(epoch, cohort)}, {cohort: self.cohort_index[index[at]]})
-      parts.append(np.asarray(weights.flatten(params[cohort])[0], np.float32))
+      # weights.flatten's layout, in numpy: eager jnp ops would compile once per group size.
+      arrays, batch = weight_spec.layer_arrays(params[cohort], self.spec)
+      parts.append(np.concatenate([np.reshape(layer[p.name], batch + (p.size,)) for layer, layer_spec in
+                                   zip(arrays, self.spec.layers) for p in layer_spec.params], -1).astype(np.float32))
       where.append(at)
     out = np.empty((len(index), parts[0].shape[1]), np.float32)
     for at, part in zip(where, parts):

@@ -162,6 +162,20 @@ def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
                      "that step folder and re-run training to rewrite it.") from error
 
 
+def _unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> ValueError:
+  return ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+                    f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
+                    "that step folder and re-run training to rewrite it.")
+
+
+def item_metadata(manager: ocp.CheckpointManager, step: int) -> Any:
+  """The tree of a step's array metadata (shapes, dtypes); a clear error for a damaged step."""
+  try:
+    return manager.item_metadata(step)
+  except Exception as error:  # orbax/tensorstore raise many types for damaged files
+    raise _unreadable(manager, step, error) from error
+
+
 def open_cohorts(manager: ocp.CheckpointManager, step: int, cohorts: Sequence[int], part: str = "params",
                  context: ts.Context | None = None) -> dict[int, Any] | None:
   """The `part` ("params" or "metrics") leaves of `cohorts` at `step`, opened as TensorStore arrays
@@ -171,7 +185,7 @@ def open_cohorts(manager: ocp.CheckpointManager, step: int, cohorts: Sequence[in
     stored = json.load(f)
   if not stored.get("use_ocdbt", False):
     return None
-  metadata = manager.item_metadata(step)
+  metadata = item_metadata(manager, step)
   context = context or ts.Context()
   driver = "zarr3" if stored.get("use_zarr3") else "zarr"
   def open_leaf(path):
@@ -466,7 +480,7 @@ class Zoo:
     """
     ids, step = self._model_ids(model_ids), self._epoch(epoch)
     rows = self.models.set_index("model_id").loc[ids]
-    metadata = self._manager.item_metadata(step)
+    metadata = item_metadata(self._manager, step)
     shapes = {str(jax.tree.structure(metadata[str(c)]["params"])) +
               str([x.shape[1:] for x in jax.tree.leaves(metadata[str(c)]["params"])])
               for c in set(rows["cohort"])}
