@@ -81,8 +81,23 @@ def write_json_atomic(obj: Any, path: str) -> None:
   _write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), ".json")
 
 
-def _open_manager(directory: str, metadata: dict | None = None, **options) -> ocp.CheckpointManager:
-  """`metadata` (JSON) is kept once, when the folder is created: the zoo's config and models table."""
+def _this_process_only() -> ocp.options.MultiprocessingOptions:
+  """Orbax options under which this process reads (and writes) alone, with no barrier."""
+  if jax.process_count() == 1:
+    return ocp.options.MultiprocessingOptions()
+  return ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
+
+
+def _open_manager(directory: str, metadata: dict | None = None, collective: bool = False,
+                  **options) -> ocp.CheckpointManager:
+  """`metadata` (JSON) is kept once, when the folder is created: the zoo's config and models table.
+
+  In a multi-process run only a `collective` manager (ZooWriter's: every process saves its
+  shards) synchronises the processes; any other is this process's own, so that readers and
+  process 0's table checks need no other process.
+  """
+  if not collective:
+    options["multiprocessing_options"] = _this_process_only()
   return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**options), metadata=metadata,
                                item_handlers=ocp.StandardCheckpointHandler())
 
@@ -249,7 +264,9 @@ def restore_metrics(manager: ocp.CheckpointManager, step: int) -> dict:
     target = {c: {"metrics": jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree["metrics"])}
               for c, tree in manager.item_metadata(step).items()}
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-    with ocp.PyTreeCheckpointer() as checkpointer:  # a partial restore: the metrics subtree only
+    alone = _this_process_only()  # process 0 checks tables alone in a multi-process run
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone),
+                          multiprocessing_options=alone) as checkpointer:  # a partial restore: the metrics only
       tree = checkpointer.restore(os.path.join(manager.directory, str(step), "default"), args=ocp.args.PyTreeRestore(
           item=target, restore_args=restore_args, partial_restore=True))
   except Exception as error:  # orbax/tensorstore raise many types for damaged files
@@ -293,10 +310,10 @@ class ZooWriter:
     absl_logger = logging.getLogger("absl")
     if not any(isinstance(f, _SmallChunksAreIntended) for f in absl_logger.filters):
       absl_logger.addFilter(_SmallChunksAreIntended())  # CHUNK_BYTES is small on purpose
-    self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), metadata, create=True,
+    self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), metadata, True, create=True,
                                       max_to_keep=None)
     # Two states kept, so a corrupted newest one still leaves an epoch to resume from.
-    self._state = (_open_manager(os.path.join(workdir, STATE_DIR), create=True, max_to_keep=2)
+    self._state = (_open_manager(os.path.join(workdir, STATE_DIR), collective=True, create=True, max_to_keep=2)
                    if training_state else None)
 
   def restore_state(self, abstract_state: Any) -> tuple[int, Any] | None:
