@@ -96,7 +96,9 @@ class StreamedFlat:
     rows = zoo.models.set_index("model_id").loc[table["model_id"].to_numpy()]
     self.cohort, self.cohort_index = rows["cohort"].to_numpy(), rows["cohort_index"].to_numpy()
     self._handles: dict[tuple[int, int], Any] = {}
-    self._context = zoo_lib.ts.Context()  # one for all handles; no chunk cache: memory stays the batch's
+    # One context for all handles: no chunk cache and one I/O thread each, so memory stays the batch's.
+    self._context = zoo_lib.ts.Context({"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1},
+                                        "file_io_concurrency": {"limit": 1}})
     self.spec = weights.flatten(zoo.params(table["model_id"].to_numpy()[:1], int(self.epoch[0])))[1]
     self.shape, self.dtype, self.ndim = (len(table), self.spec.size), np.dtype(np.float32), 2
 
