@@ -42,16 +42,18 @@ def tiny_zoo_config(dataset: str = "mnist5k"):
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory) -> str:
   """Workdir of a trained 16-model mnist5k zoo (epochs 0..3), shared by the weight-space tests."""
-  from zoo_jax import train
+  from zoo_jax import train, zoo
   workdir = str(tmp_path_factory.mktemp("tiny_zoo"))
   train.train_and_evaluate(tiny_zoo_config(), workdir)
+  assert zoo.check(workdir).ok, str(zoo.check(workdir))
   return workdir
 
 
 @pytest.fixture(scope="session")
 def tiny_zoo_fashion(tmp_path_factory) -> str:
   """The same grid on Fashion-MNIST (Debian's package): the second zoo of cross-dataset tests."""
-  from zoo_jax import train
+  from zoo_jax import train, zoo
   workdir = str(tmp_path_factory.mktemp("tiny_zoo_fashion"))
   train.train_and_evaluate(tiny_zoo_config("fashion_mnist"), workdir)
+  assert zoo.check(workdir).ok, str(zoo.check(workdir))
   return workdir

@@ -3,7 +3,6 @@ SIGINT, corrupted arrays, a full disk. Each ends refused or repaired, with one c
 and no committed data lost; `zoo check` finds every planted fault."""
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -97,8 +96,8 @@ def test_two_train_commands_at_once_one_trains_the_other_is_refused(reference, t
   winner = 1 - loser
   line = _one_error_line(outs[loser][1])
   assert "is being written by pid" in line and str(procs[winner].pid) in line
-  # Refused at once: the loser ends while the winner still trains (its time is Python start-up).
-  assert ended[loser] < ended[winner]
+  # Refused at once: the lock is taken before the slow imports (cli.lock_workdir_early).
+  assert ended[loser] < 5.0 and ended[loser] < ended[winner]
   print(f"loser exited after {ended[loser]:.1f} s, winner after {ended[winner]:.1f} s")
   assert_same_zoo(workdir, reference)
   assert zoo.check(workdir).ok
@@ -271,11 +270,8 @@ def test_sigint_ends_with_one_line_and_keeps_committed_epochs(reference, copy):
 
 
 @pytest.mark.slow
-def test_command_lines_end_usage_errors_with_one_line_and_exit_code_2(copy, tmp_path):
+def test_command_lines_end_usage_errors_with_one_line_and_exit_code_2(tmp_path):
   # (`zoo check` passing, and a misspelt flag: tests/test_train.py's command-line test.)
-  _truncate(os.path.join(copy, zoo.METRICS_FILE))
-  result, _ = _command("zoo_jax.zoo", "check", copy)
-  assert result.returncode == 1 and "PROBLEM:" in result.stdout and "metrics.csv" in result.stdout
   result, _ = _command("zoo_jax.encode", "--config=configs/statnn.py", f"--zoo={tmp_path}",
                        f"--workdir={tmp_path / 'out'}")
   assert result.returncode == 2 and "is not a zoo" in _one_error_line(result.stderr)

@@ -9,9 +9,12 @@ line and exits with 130 (committed epochs are kept; the same command resumes). U
 are `zoo_jax.errors.UsageError`, and also the ValueError and OSError that zoo_jax code raises
 itself (its long-standing convention for bad input: messages that name the field or file).
 The same types raised inside another library (numpy, jax, orbax) are bugs and keep their
-traceback. absl is imported here, not by the library modules.
+traceback (set ZOO_JAX_TRACEBACK=1 to get the traceback of a usage error too). absl is
+imported here, not by the library modules.
 """
 
+import ast
+import contextlib
 import logging
 import os
 import sys
@@ -48,6 +51,36 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
   return f"warning: {one_line(message)}\n"
 
 
+_EARLY_LOCKS = contextlib.ExitStack()  # held until the process ends
+
+
+def lock_workdir_early(flag: str = "workdir") -> None:
+  """Takes the writer lock of the `--workdir` in sys.argv now, before a command's slow imports.
+
+  Importing jax and orbax takes seconds; taken first, the lock refuses a second run into a busy
+  workdir at once (one line, exit code 2) even when both were started together. The library's
+  own `lock.workdir_lock` then re-enters it. Does nothing when the flag is absent or the folder
+  cannot be made (the command reports that itself).
+  """
+  from zoo_jax import lock  # light: no jax
+  argv, workdir = sys.argv[1:], None
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{flag}="):
+      workdir = arg.split("=", 1)[1]
+    elif arg == f"--{flag}" and i + 1 < len(argv):
+      workdir = argv[i + 1]
+  if not workdir:
+    return
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError:
+    return
+  try:
+    _EARLY_LOCKS.enter_context(lock.workdir_lock(workdir))
+  except errors.UsageError as error:
+    fail(str(error))
+
+
 def run(main: Callable[[list[str]], int | None]) -> NoReturn:
   """Parses flags and runs `main(argv)` (absl.app.run), with usage errors as one line, exit code 2."""
   from absl import app, flags
@@ -62,8 +95,15 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
         getattr(flags.FLAGS[name].value, "_ReportError", lambda: None)()
       return argv
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as error:
-      # ml_collections' config flags raise AttributeError / KeyError for an unknown field.
-      fail(f"bad flag: {error} (see --helpshort)")
+      # ml_collections' config flags raise AttributeError / KeyError for an unknown field,
+      # with the message quoted inside: unquote it.
+      message = str(error.args[0]) if len(error.args) == 1 else str(error)
+      if len(message) > 1 and message[0] == message[-1] == "'":  # a repr inside the message
+        try:
+          message = ast.literal_eval(message)
+        except (ValueError, SyntaxError):
+          pass
+      fail(f"bad flag: {message} (see --helpshort)")
 
   def guarded(argv: list[str]) -> int | None:
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
@@ -75,7 +115,7 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
       fail("interrupted; the epochs committed so far are kept, and the same command continues from them.",
            INTERRUPTED_EXIT_CODE)
     except Exception as error:  # pylint: disable=broad-except
-      if is_usage_error(error):
+      if is_usage_error(error) and not os.environ.get("ZOO_JAX_TRACEBACK"):
         fail(str(error))
       raise
 

@@ -16,6 +16,13 @@ held-out models give the in-distribution scores, and every further zoo is a cros
   checkpoints/             Orbax checkpoints of every training, resumed after a crash
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds), so a second
+  # run into a busy workdir is refused at once.
+  from zoo_jax import cli as _cli
+  _cli.lock_workdir_early()
+
+
 import dataclasses
 import json
 import os

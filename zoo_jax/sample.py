@@ -22,6 +22,13 @@ test accuracy mean and std over seeds) and accuracy.png. With `transfer.dataset`
 sampled weights and B_T are also fine-tuned on that dataset, in OUT/transfer.
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds), so a second
+  # run into a busy workdir is refused at once.
+  from zoo_jax import cli as _cli
+  _cli.lock_workdir_early()
+
+
 import json
 import os
 import warnings

@@ -8,6 +8,15 @@ committed, and the tables equal to what the checkpoints say (it rewrites them if
 run writes a workdir at a time (zoo_jax.lock); a second is refused at once.
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds), so a second
+  # run into a busy workdir is refused at once. Not in a multi-process run: there only process 0
+  # holds it, and which one that is is known once jax.distributed has started (train_and_evaluate).
+  import sys as _sys
+  if not any(arg.lower() in ("--config.distributed=true", "--config.distributed=1") for arg in _sys.argv):
+    from zoo_jax import cli as _cli
+    _cli.lock_workdir_early()
+
 import contextlib
 import dataclasses
 import json

@@ -414,7 +414,7 @@ class Zoo:
     self._manager = _open_manager(checkpoints, create=False)
     writing = lock.holder(workdir) is not None
     stored = _stored(self._manager)
-    self.config = self._read_or_stored(CONFIG_FILE, lambda p: read_json(p), stored.get("config"))
+    self.config = self._read_or_stored(CONFIG_FILE, read_json, stored.get("config"))
     self.models = self._read_or_stored(
         MODELS_FILE, lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, stored),
         _roundtrip(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored else None)
@@ -444,8 +444,9 @@ class Zoo:
     except errors.DamagedZoo as error:
       table, problem = pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS)), str(error)
     ahead = sorted(set(table["epoch"].dropna()) - set(self.epochs))
-    pending = {int(n.split(".")[0]) for n in os.listdir(self._manager.directory)
-               if ".orbax-checkpoint-tmp" in n and n.split(".")[0].isdigit()} if self.epochs or ahead else set()
+    directory = str(self._manager.directory)
+    pending = {int(n.split(".")[0]) for n in (os.listdir(directory) if os.path.isdir(directory) else [])
+               if ".orbax-checkpoint-tmp" in n and n.split(".")[0].isdigit()}  # steps being written
     gone = [int(e) for e in ahead if not writing and e not in pending]
     if gone:
       raise errors.DamagedZoo(
@@ -769,7 +770,7 @@ def _check(workdir: str, repair: bool) -> Report:
         report.problems.append(f"{problem} --repair rewrites it from checkpoints/ (exact).")
       return expected
 
-    kept(CONFIG_FILE, read_json, stored.get("config"), write_json_atomic, "resolved config")
+    config = kept(CONFIG_FILE, read_json, stored.get("config"), write_json_atomic, "resolved config")
     expected_models = (_roundtrip(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored
                        else None)
     models = kept(MODELS_FILE, lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, {}),
@@ -807,12 +808,15 @@ def _check(workdir: str, repair: bool) -> Report:
           report.problems.append(f"{step} has non-finite weights for models {bad[:10].tolist()} whose status is ok.")
       derived.append(rows)
     gaps = [] if not epochs else sorted(set(range(epochs[0], epochs[-1] + 1)) - set(epochs))
-    if gaps and "population" in (stored.get("config") or {}):  # a trained zoo has every epoch
+    if gaps and "population" in (config or {}):  # a trained zoo has every epoch
       report.problems.append(f"{os.path.join(workdir, CHECKPOINTS_DIR)} lacks the steps of epochs {gaps}; middle "
                              "epochs cannot be rebuilt without training the zoo again.")
     span = f"epochs {epochs[0]}..{epochs[-1]} ({len(epochs)} steps)" if epochs else "no committed epoch"
     report.lines.append(f"{CHECKPOINTS_DIR + '/':<13} {span}; {len(epochs) - len(unreadable)} open, finite where "
                         "the status is ok")
+    if isinstance((config or {}).get("num_epochs"), int) and epochs and epochs[-1] < config["num_epochs"]:
+      report.lines.append(f"{'':<13} unfinished: config.num_epochs is {config['num_epochs']}; the train command "
+                          "continues it")
 
     path = os.path.join(workdir, METRICS_FILE)
     expected = (_roundtrip(pd.concat(derived, ignore_index=True)[list(METRICS_TABLE_COLUMNS)]) if derived
@@ -845,7 +849,9 @@ def _difference(table: pd.DataFrame, expected: pd.DataFrame) -> str:
   """The first way two metrics tables differ, in words."""
   have, want = set(table["epoch"]), set(expected["epoch"])
   if have != want:
-    return f"epochs {sorted(want - have)} lack rows, epochs {sorted(have - want)} have no checkpoint"
+    parts = [f"epochs {sorted(want - have)} lack rows"] if want - have else []
+    parts += [f"epochs {sorted(have - want)} have rows but no checkpoint step"] if have - want else []
+    return ", ".join(parts)
   if len(table) != len(expected):
     return f"{len(table)} rows, the checkpoints give {len(expected)}"
   for column in table.columns:
