@@ -72,8 +72,10 @@ def _launch(workdir: str) -> list[subprocess.Popen]:
 
 def _wait(procs: list[subprocess.Popen]) -> list[str]:
   outs = [p.communicate(timeout=600) for p in procs]
-  for p, (out, err) in zip(procs, outs):
-    assert p.returncode == 0, f"process exit {p.returncode}:\n{out[-2000:]}\n{err[-6000:]}"
+  failed = [f"process {i} exit {p.returncode}:\n" + "\n".join(err.strip().splitlines()[-12:])
+            for i, (p, (_, err)) in enumerate(zip(procs, outs)) if p.returncode]
+  if failed:
+    pytest.fail("\n\n".join(failed), pytrace=False)
   return [out for out, _ in outs]
 
 
