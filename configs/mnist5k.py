@@ -54,7 +54,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Images per evaluation batch (scanned in one jitted call per split, per chunk of models_per_vmap
   # models). Small batches stay in the CPU caches: 50 evaluates ~5-10x faster than 500 here.
   c.eval_batch_size = 50
-  c.shard = True  # split each cohort over all local devices
+  c.shard = True  # split each cohort over all devices
+  # True: one process of a multi-host run (jax.distributed.initialize: SLURM, Open MPI, TPU pod
+  # slices, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); README "Scaling out".
+  c.distributed = False
   # Models vmapped together; chunks run one after another in the same jitted epoch. 0: the
   # whole cohort (GPU/TPU). 1 is fastest on CPU, where vmapped conv gradients are slow.
   c.models_per_vmap = 1

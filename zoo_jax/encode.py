@@ -37,6 +37,7 @@ import pandas as pd
 from zoo_jax import lock, properties, weights
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import training
+from zoo_jax.weights import spec as weight_spec
 
 METHODS = ("statnn", "flat", "deepsets", "sne", "hyperrep")
 # Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
@@ -52,7 +53,7 @@ class ZooStates:
 
   name: str
   table: pd.DataFrame
-  flat: np.ndarray  # [N, n] float32, in weights.flatten order
+  flat: np.ndarray  # [N, n] float32, in weights.flatten order (or a StreamedFlat read on demand)
   spec: weights.WeightSpec
   hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -84,6 +85,70 @@ def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
   if not checked.keep.any():
     raise ValueError(f"{states.hygiene}: no usable state is left in {workdir}.")
   return states.rows(checked.keep)
+
+
+class StreamedFlat:
+  """A zoo's (model, epoch) states as flat weights [N, n] read from disk on demand.
+
+  `x[index]` (ints, slices, masks) reads only those states (zoo.read_rows over TensorStore
+  handles opened once per epoch and cohort, no chunk cache), so memory is bounded by the
+  batch, not the zoo. It stands where an [N, n] array does in `encoders.training.fit` (shuffled
+  minibatches, the same batches as in memory) and `training.map_batches` (embedding every
+  state). A random-access source (len, getitem), the protocol grain's data sources follow.
+  """
+
+  def __init__(self, zoo: zoo_lib.Zoo, table: pd.DataFrame):
+    self.zoo = zoo
+    self.epoch = table["epoch"].to_numpy()
+    rows = zoo.models.set_index("model_id").loc[table["model_id"].to_numpy()]
+    self.cohort, self.cohort_index = rows["cohort"].to_numpy(), rows["cohort_index"].to_numpy()
+    self._handles: dict[tuple[int, int], Any] = {}
+    # One context for all handles: no chunk cache and one I/O thread each, so memory stays the batch's.
+    self._context = zoo_lib.ts.Context({"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1},
+                                        "file_io_concurrency": {"limit": 1}})
+    self.spec = weights.flatten(zoo.params(table["model_id"].to_numpy()[:1], int(self.epoch[0])))[1]
+    self.shape, self.dtype, self.ndim = (len(table), self.spec.size), np.dtype(np.float32), 2
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def _opened(self, epoch: int, cohort: int):
+    if (epoch, cohort) not in self._handles:
+      opened = zoo_lib.open_cohorts(self.zoo._manager, epoch, [cohort], context=self._context)
+      if opened is None:
+        raise ValueError(f"Zoo {self.zoo.workdir!r} was written in an older checkpoint layout; streaming needs "
+                         "TensorStore (OCDBT) steps. Rewrite it with `python -m zoo_jax.zoo slice`.")
+      self._handles[epoch, cohort] = opened[cohort]
+    return self._handles[epoch, cohort]
+
+  def _read(self, index: np.ndarray) -> np.ndarray:
+    parts, where = [], []
+    for epoch, cohort in sorted(set(zip(self.epoch[index].tolist(), self.cohort[index].tolist()))):
+      at = np.flatnonzero((self.epoch[index] == epoch) & (self.cohort[index] == cohort))
+      params = zoo_lib.read_rows({cohort: self._opened(epoch, cohort)}, {cohort: self.cohort_index[index[at]]})
+      # weights.flatten's layout, in numpy: eager jnp ops would compile once per group size.
+      arrays, batch = weight_spec.layer_arrays(params[cohort], self.spec)
+      parts.append(np.concatenate([np.reshape(layer[p.name], batch + (p.size,)) for layer, layer_spec in
+                                   zip(arrays, self.spec.layers) for p in layer_spec.params], -1).astype(np.float32))
+      where.append(at)
+    out = np.empty((len(index), parts[0].shape[1]), np.float32)
+    for at, part in zip(where, parts):
+      out[at] = part
+    return out
+
+  def __getitem__(self, index) -> np.ndarray:
+    return self._read(np.arange(len(self))[index].reshape(-1))
+
+  def __array__(self, dtype=None, copy=None):  # the whole zoo: only for zoos that fit
+    return self[:].astype(dtype or self.dtype)
+
+
+def stream_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
+  """`load_states` for zoos larger than memory: the same table, weights read on demand (StreamedFlat)."""
+  zoo = zoo_lib.Zoo(workdir)
+  table = properties.state_table(zoo, epochs)
+  flat = StreamedFlat(zoo, table)
+  return ZooStates(table["zoo"].iloc[0], table, flat, flat.spec)
 
 
 def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:

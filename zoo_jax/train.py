@@ -10,11 +10,14 @@ run writes a workdir at a time (zoo_jax.lock); a second is refused at once.
 
 if __name__ == "__main__":
   # The workdir's writer lock before the slow imports below (jax, orbax: seconds), so a second
-  # run into a busy workdir is refused at once.
-  from zoo_jax import cli as _cli
-  _cli.lock_workdir_early()
+  # run into a busy workdir is refused at once. Not in a multi-process run: there only process 0
+  # holds it, and which one that is is known once jax.distributed has started (train_and_evaluate).
+  import sys as _sys
+  if not any(arg.lower() in ("--config.distributed=true", "--config.distributed=1") for arg in _sys.argv):
+    from zoo_jax import cli as _cli
+    _cli.lock_workdir_early()
 
-
+import contextlib
 import dataclasses
 import json
 import os
@@ -40,11 +43,13 @@ _FIELDS = {
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "random_seeds", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
-    "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None,
+    "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None, "distributed": None,
 }
 # Fields that may change between runs into one workdir without making it another zoo.
+# `distributed` is how the run is spread, not what it trains: a zoo begun on one host may continue
+# on several (with the same total device count: the cohorts' padding depends on it).
 _RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl",
-                      "profile"}
+                      "profile", "distributed"}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -84,6 +89,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if train_eval_size is not None and (not isinstance(train_eval_size, int) or train_eval_size < 1):
     raise ValueError(f"config.dataset.train_eval_size must be None (all) or a positive integer, "
                      f"got {train_eval_size!r}.")
+  if not isinstance(config.distributed, bool):
+    raise ValueError(f"config.distributed must be True or False, got {config.distributed!r}.")
+  if config.distributed and not config.shard:
+    raise ValueError("config.distributed=True needs config.shard=True: the model axis is what is spread "
+                     "over the processes.")
   grid.validate_population(config.population)
 
 
@@ -135,7 +145,7 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
 _LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla",
                  ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS},
                  ("population", "random_seeds"): False,
-                 ("dataset", "train_eval_size"): None, ("profile",): False}
+                 ("dataset", "train_eval_size"): None, ("profile",): False, ("distributed",): False}
 
 
 def _with_later_fields(stored: dict) -> dict:
@@ -169,8 +179,7 @@ def _subset(dataset: data.Dataset, size: int, seed: int, field: str = "train_siz
   return dataclasses.replace(dataset, images=dataset.images[index], labels=dataset.labels[index])
 
 
-def _cohort_arrays(rows: pd.DataFrame, num_devices: int) -> dict[str, np.ndarray]:
-  index = sharding.padded_index(len(rows), num_devices)
+def _cohort_arrays(rows: pd.DataFrame, index: np.ndarray) -> dict[str, np.ndarray]:
   return {name: rows[name].to_numpy()[index] for name in
           ("seed", "init", "learning_rate", "weight_decay", "dropout")}
 
@@ -224,25 +233,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Holds the workdir's writer lock throughout; a workdir another process writes is refused.
   """
   validate_config(config)
-  _create_workdir(workdir)
-  with lock.workdir_lock(workdir):
-    return _train_and_evaluate(config, workdir, models_table, initial_params)
+  if config.distributed:  # before any other JAX call; see sharding.initialize for the environment
+    sharding.initialize()
+  # Process 0 writes the tables and config, and alone holds the writer lock; every process
+  # writes its shards of the checkpoints.
+  primary = sharding.is_primary()
+  if primary:
+    _create_workdir(workdir)
+  sharding.barrier("zoo_jax:workdir_created")
+  with lock.workdir_lock(workdir) if primary else contextlib.nullcontext():
+    return _train_and_evaluate(config, workdir, models_table, initial_params, primary)
 
 
-def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zoo:
+def _train_and_evaluate(config, workdir, models_table, initial_params, primary: bool) -> zoo.Zoo:
   profile = _Profile(config.get("profile", False))
-  rebuilt = _prepare_workdir(config, workdir)
   if models_table is None:
     models_table = grid.models_table(config.population, config.model.arch)
+  rebuilt = False
+  if primary:
+    rebuilt = _prepare_workdir(config, workdir)
+    if zoo.committed_epochs(workdir):  # an existing zoo: its tables are checked against checkpoints/ first
+      rebuilt |= _repair_models(workdir, models_table)
+  sharding.barrier("zoo_jax:workdir_checked")
   epochs = zoo.committed_epochs(workdir)
-  if epochs:  # an existing zoo: its tables are checked against checkpoints/ before anything else
-    rebuilt |= _repair_models(workdir, models_table)
-    # Complete: every epoch's checkpoint committed, and the tables agree with them.
-    if set(range(config.num_epochs + 1)) <= set(epochs):
+  # Complete: every epoch's checkpoint committed, and the tables agree with them.
+  if epochs and set(range(config.num_epochs + 1)) <= set(epochs):
+    if primary:
       rebuilt |= _repair_metrics(workdir, epochs, models_table)
       print(f"Zoo in {workdir} is complete ({config.num_epochs} epochs); "
             + ("its tables were rebuilt from the checkpoints." if rebuilt else "nothing to do."))
-      return zoo.Zoo(workdir)
+    sharding.barrier("zoo_jax:zoo_complete")
+    return zoo.Zoo(workdir)
 
   ds = config.dataset
   size = models.INPUT_SIZES[config.model.arch]  # e.g. CIFAR-10 resized to 28x28 for CNN-s
@@ -259,10 +280,11 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
   evaluated = dict(splits)
   if ds.get("train_eval_size") is not None:
     evaluated["train"] = _subset(train, min(ds.train_eval_size, len(train)), ds.split_seed, "train_eval_size")
-  if not os.path.exists(os.path.join(workdir, zoo.CONFIG_FILE)):
+  if primary and not os.path.exists(os.path.join(workdir, zoo.CONFIG_FILE)):
     zoo.write_json_atomic(json.loads(config.to_json()), os.path.join(workdir, zoo.CONFIG_FILE))
-  if not epochs:  # a new zoo (or one stopped before its first epoch)
+  if primary and not epochs:  # a new zoo (or one stopped before its first epoch)
     _repair_models(workdir, models_table)
+  sharding.barrier("zoo_jax:tables_written")  # every process reads config.json next
 
   mesh = sharding.population_mesh(jax.devices() if config.shard else jax.devices()[:1])
   num_devices = mesh.devices.size
@@ -273,11 +295,12 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
   cohorts = grid.cohorts(models_table)
   states, train_fns, eval_fns = {}, {}, {}
   for c, (cohort, rows) in enumerate(cohorts):
-    arrays = _cohort_arrays(rows, num_devices)
+    padded = sharding.padded_index(len(rows), num_devices)
+    index = padded[sharding.local_rows(len(padded), mesh)]  # this process builds only its rows
+    arrays = _cohort_arrays(rows, index)
     params = None
     if initial_params is not None:
-      params = jax.tree.map(lambda x: jnp.asarray(x)[sharding.padded_index(len(rows), num_devices)],
-                            initial_params(rows))
+      params = jax.tree.map(lambda x: jnp.asarray(x)[index], initial_params(rows))
     states[c] = sharding.shard_models(population.create_population(
         cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
         arrays["dropout"], train.image_shape, train.num_classes, params=params), mesh)
@@ -298,7 +321,7 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
     out = {}
     for split, m in per_split.items():
       out[f"{split}_loss"], out[f"{split}_acc"] = m.loss, m.accuracy
-    return profile("to_host", jax.tree.map, np.asarray, out)
+    return profile("to_host", sharding.to_host, out)
 
   metadata = zoo.store_metadata(zoo.read_json(os.path.join(workdir, zoo.CONFIG_FILE)), models_table)
   writer = profile("checkpoint", zoo.ZooWriter, workdir, metadata)
@@ -315,14 +338,16 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
     states = {int(c): s for c, s in restored_states.items()}
     for epoch in range(start + 1):
       history.append(zoo.epoch_rows(models_table, epoch, writer.epoch_metrics(epoch)))
-    print(f"Resuming the zoo in {workdir} after epoch {start}.")
-  profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    if primary:
+      print(f"Resuming the zoo in {workdir} after epoch {start}.")
+  if primary:
+    profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
   profile.report("setup (data, init, epoch 0 or restore, first compiles)")
 
   steps_per_epoch = len(train) // config.batch_size
   started = time.time()
   bar = tqdm(total=config.num_epochs * len(models_table), initial=start * len(models_table), unit="model-epoch",
-             desc="zoo", disable=not config.progress_bar, dynamic_ncols=True)
+             desc="zoo", disable=not (config.progress_bar and primary), dynamic_ncols=True)
   for epoch in range(start + 1, config.num_epochs + 1):
     epoch_start, metrics = time.time(), {}
     for c in states:
@@ -331,7 +356,8 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
       bar.update(len(cohorts[c][1]))
     profile("checkpoint", _commit, writer, epoch, states, metrics)
     history.append(zoo.metrics_rows(models_table, epoch, metrics, _diverged(states)))
-    profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    if primary:  # after the step is committed (ZooWriter.save waits for every process's shards)
+      profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
     profile.report(f"epoch {epoch}")
     last = history[-1]
     bar.set_postfix(epoch=epoch, test_acc_mean=f"{last['test_acc'].mean():.3f}",
@@ -340,7 +366,9 @@ def _train_and_evaluate(config, workdir, models_table, initial_params) -> zoo.Zo
                     diverged=int((last["status"] == zoo.STATUS_DIVERGED).sum()))
   bar.close()
   writer.close()
-  print(summary(pd.concat(history), workdir, time.time() - started))
+  sharding.barrier("zoo_jax:zoo_written")  # no process returns before process 0's last table
+  if primary:
+    print(summary(pd.concat(history), workdir, time.time() - started))
   return zoo.Zoo(workdir)
 
 
@@ -374,11 +402,11 @@ class _Profile:
 
 
 def _diverged(states) -> dict[int, np.ndarray]:
-  return {c: np.asarray(s.diverged) for c, s in states.items()}
+  return {c: sharding.to_host(s.diverged) for c, s in states.items()}
 
 
 def _commit(writer: zoo.ZooWriter, epoch: int, states: dict, metrics: dict) -> None:
-  per_cohort_metrics = {c: {**m, "diverged": np.asarray(states[c].diverged)} for c, m in metrics.items()}
+  per_cohort_metrics = {c: {**m, "diverged": sharding.to_host(states[c].diverged)} for c, m in metrics.items()}
   writer.save(epoch, {c: s.params for c, s in states.items()}, per_cohort_metrics,
               {str(c): s for c, s in states.items()}, {c: s.model_state for c, s in states.items()})
 

@@ -25,6 +25,7 @@ import dataclasses
 import errno
 import io
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -35,6 +36,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
+import tensorstore as ts
 
 from zoo_jax import errors, lock
 
@@ -44,6 +46,11 @@ METRIC_COLUMNS = ("train_loss", "train_acc", "validation_loss", "validation_acc"
 STATUS_OK, STATUS_DIVERGED = "ok", "diverged"
 STATUS_MISSING = "missing"  # imported zoos: the source has no weights for that (model, epoch)
 STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_MISSING)
+# Weights are stored in chunks of at most this many bytes, split along the model axis first, so
+# that reading a few models of a big cohort reads a few chunks, not the whole leaf (Zoo.params).
+# 64 KiB: a few CNN-s models per chunk of the largest leaf, so an encoder's random minibatches
+# (encode.StreamedFlat) read little beyond the models they draw; Orbax warns below 1 MiB.
+CHUNK_BYTES = 1 << 16
 
 
 def _write_atomic(path: str, write: Any, suffix: str) -> None:
@@ -75,8 +82,23 @@ def write_json_atomic(obj: Any, path: str) -> None:
   _write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), ".json")
 
 
-def _open_manager(directory: str, metadata: dict | None = None, **options) -> ocp.CheckpointManager:
-  """`metadata` (JSON) is kept once, when the folder is created: the zoo's config and models table."""
+def _this_process_only() -> ocp.options.MultiprocessingOptions:
+  """Orbax options under which this process reads (and writes) alone, with no barrier."""
+  if jax.process_count() == 1:
+    return ocp.options.MultiprocessingOptions()
+  return ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
+
+
+def _open_manager(directory: str, metadata: dict | None = None, collective: bool = False,
+                  **options) -> ocp.CheckpointManager:
+  """`metadata` (JSON) is kept once, when the folder is created: the zoo's config and models table.
+
+  In a multi-process run only a `collective` manager (ZooWriter's: every process saves its
+  shards) synchronises the processes; any other is this process's own, so that readers and
+  process 0's table checks need no other process.
+  """
+  if not collective:
+    options["multiprocessing_options"] = _this_process_only()
   return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**options), metadata=metadata,
                                item_handlers=ocp.StandardCheckpointHandler())
 
@@ -156,6 +178,68 @@ def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
                      "that step folder and re-run training to rewrite it.") from error
 
 
+def _unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> ValueError:
+  return ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+                    f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
+                    "that step folder and re-run training to rewrite it.")
+
+
+def item_metadata(manager: ocp.CheckpointManager, step: int) -> Any:
+  """The tree of a step's array metadata (shapes, dtypes); a clear error for a damaged step."""
+  try:
+    return manager.item_metadata(step)
+  except Exception as error:  # orbax/tensorstore raise many types for damaged files
+    raise _unreadable(manager, step, error) from error
+
+
+def open_cohorts(manager: ocp.CheckpointManager, step: int, cohorts: Sequence[int], part: str = "params",
+                 context: ts.Context | None = None) -> dict[int, Any] | None:
+  """The `part` ("params" or "metrics") leaves of `cohorts` at `step`, opened as TensorStore arrays
+  (nothing read yet); None for a step in an older, non-OCDBT layout."""
+  step_dir = os.path.join(os.path.abspath(str(manager.directory)), str(step), "default")
+  with open(os.path.join(step_dir, "_METADATA")) as f:
+    stored = json.load(f)
+  if not stored.get("use_ocdbt", False):
+    return None
+  metadata = item_metadata(manager, step)
+  context = context or ts.Context()
+  driver = "zarr3" if stored.get("use_zarr3") else "zarr"
+  def open_leaf(path):
+    name = ".".join(str(getattr(k, "key", k)) for k in path)
+    spec = {"driver": driver, "kvstore": {"driver": "ocdbt", "base": f"file://{step_dir}/", "path": name}}
+    return ts.open(spec, read=True, open=True, context=context)
+  futures = {c: jax.tree_util.tree_map_with_path(lambda p, _: open_leaf((str(c), part) + p), metadata[str(c)][part])
+             for c in cohorts}
+  return {c: jax.tree.map(lambda f: f.result(), tree) for c, tree in futures.items()}
+
+
+def read_rows(opened: dict[int, Any], rows: dict[int, np.ndarray | None]) -> dict[int, Any]:
+  """Reads `rows` (None: all) of every opened leaf; only the chunks holding them are read."""
+  futures = {c: jax.tree.map(lambda t: (t if r is None else t[np.asarray(r, np.int64)]).read(), opened[c])
+             for c, r in rows.items()}
+  return {c: jax.tree.map(lambda f: np.asarray(f.result()), tree) for c, tree in futures.items()}
+
+
+def read_cohorts(manager: ocp.CheckpointManager, step: int, rows: dict[int, np.ndarray | None],
+                 part: str = "params") -> dict[int, Any]:
+  """The `part` ("params" or "metrics") of the given cohorts at `step`, only `rows` of each leaf.
+
+  rows: cohort -> indices into its model axis (None: all rows). Returns cohort -> pytree of
+  numpy arrays [len(rows), ...]. Each leaf is opened as a TensorStore array and only the chunks
+  that hold those rows are read, so the memory used is that of the selection, not of the step.
+  """
+  try:
+    opened = open_cohorts(manager, step, list(rows), part)
+    if opened is None:  # an older layout: read the step whole
+      tree = restore_numpy(manager, step)
+      return {c: jax.tree.map(lambda x: x if r is None else x[r], tree[str(c)][part]) for c, r in rows.items()}
+    return read_rows(opened, rows)
+  except Exception as error:  # orbax/tensorstore raise many types for damaged files
+    raise ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+                     f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
+                     "that step folder and re-run training to rewrite it.") from error
+
+
 METRICS_TABLE_COLUMNS = ("model_id", "epoch", *METRIC_COLUMNS, "gen_gap", "status")
 MODELS_TABLE_COLUMNS = ("model_id", "cohort", "cohort_index")
 
@@ -181,7 +265,9 @@ def restore_metrics(manager: ocp.CheckpointManager, step: int) -> dict:
     target = {c: {"metrics": jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree["metrics"])}
               for c, tree in manager.item_metadata(step).items()}
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-    with ocp.PyTreeCheckpointer() as checkpointer:  # a partial restore: the metrics subtree only
+    alone = _this_process_only()  # process 0 checks tables alone in a multi-process run
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone),
+                          multiprocessing_options=alone) as checkpointer:  # a partial restore: the metrics only
       tree = checkpointer.restore(os.path.join(manager.directory, str(step), "default"), args=ocp.args.PyTreeRestore(
           item=target, restore_args=restore_args, partial_restore=True))
   except Exception as error:  # orbax/tensorstore raise many types for damaged files
@@ -207,16 +293,31 @@ def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, 
   return pd.concat(frames).sort_values("model_id", kind="stable").reset_index(drop=True)
 
 
-class ZooWriter:
-  """Writes a zoo epoch by epoch; every epoch is committed whole or not at all."""
+class _SmallChunksAreIntended(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "target_byte_size too small" not in record.getMessage()
 
-  def __init__(self, workdir: str, metadata: dict | None = None):
+
+
+class ZooWriter:
+  """Writes a zoo epoch by epoch; every epoch is committed whole or not at all.
+
+  In a multi-process run every process holds one and saves its own rows of the sharded
+  arrays (Orbax commits a step once all processes have written theirs).
+  `training_state=False`: a weights-only zoo (a slice), no state/ folder.
+  """
+
+  def __init__(self, workdir: str, metadata: dict | None = None, training_state: bool = True):
     """`metadata`: store_metadata(config, models) of a new zoo (kept when checkpoints/ is created)."""
     self.workdir = workdir
-    self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), metadata, create=True,
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _SmallChunksAreIntended) for f in absl_logger.filters):
+      absl_logger.addFilter(_SmallChunksAreIntended())  # CHUNK_BYTES is small on purpose
+    self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), metadata, True, create=True,
                                       max_to_keep=None)
     # Two states kept, so a corrupted newest one still leaves an epoch to resume from.
-    self._state = _open_manager(os.path.join(workdir, STATE_DIR), create=True, max_to_keep=2)
+    self._state = (_open_manager(os.path.join(workdir, STATE_DIR), collective=True, create=True, max_to_keep=2)
+                   if training_state else None)
 
   def restore_state(self, abstract_state: Any) -> tuple[int, Any] | None:
     """(epoch, state) of the newest intact training state, or None for a new run.
@@ -260,6 +361,23 @@ class ZooWriter:
           "this workdir away and run the command again (or restore that folder).")
     return {int(c): v for c, v in restore_metrics(self._checkpoints, epoch).items()}
 
+  def steps(self) -> list[int]:
+    """The committed weight steps (epochs)."""
+    return sorted(self._checkpoints.all_steps())
+
+  def save_weights(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict],
+                   model_state: dict[int, Any] | None = None) -> None:
+    """Commits the weights and metrics of every cohort at `epoch` (a weights-only step).
+
+    model_state: per cohort, the model's mutable collections ({"batch_stats": [P, ...]}) or None,
+      stored beside "params" (params-only zoos are written exactly as before).
+    """
+    tree = {str(c): {"params": params[c], "metrics": metrics[c], **((model_state or {}).get(c) or {})}
+            for c in params}
+    chunked = jax.tree.map(lambda _: ocp.SaveArgs(chunk_byte_size=CHUNK_BYTES, shard_axes=(0,)), tree)
+    self._checkpoints.save(epoch, args=ocp.args.StandardSave(tree, save_args=chunked))
+    self._checkpoints.wait_until_finished()
+
   def save(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict], state: Any,
            model_state: dict[int, Any] | None = None) -> None:
     """Commits epoch `epoch`'s weights and metrics of every cohort, then starts saving its training state.
@@ -267,20 +385,15 @@ class ZooWriter:
     The state is written in the background while the next epoch trains (it matters only for
     resuming, and a state step without its weights step is discarded on restore); the next
     save, or close, waits for it. Returns once the weights step is committed.
-
-    model_state: per cohort, the model's mutable collections ({"batch_stats": [P, ...]}) or None,
-      stored beside "params" (params-only zoos are written exactly as before).
     """
-    tree = {str(c): {"params": params[c], "metrics": metrics[c], **((model_state or {}).get(c) or {})}
-            for c in params}
     self._state.wait_until_finished()  # the previous epoch's state
-    self._checkpoints.save(epoch, args=ocp.args.StandardSave(tree))
-    self._checkpoints.wait_until_finished()
+    self.save_weights(epoch, params, metrics, model_state)
     self._state.save(epoch, args=ocp.args.StandardSave(state))
 
   def close(self) -> None:
     self._checkpoints.close()
-    self._state.close()
+    if self._state is not None:
+      self._state.close()
 
 
 def _checked_models(table: pd.DataFrame, path: str, stored: dict) -> pd.DataFrame:
@@ -410,23 +523,29 @@ class Zoo:
     `model.apply(jax.tree.map(lambda a: a[i], zoo.variables()), x)` runs model i as trained.
     """
     ids, step = self._model_ids(model_ids), self._epoch(epoch)
-    tree = restore_numpy(self._manager, step)
     rows = self.models.set_index("model_id").loc[ids]
-    if collections is None:
-      collections = sorted({k for v in tree.values() for k in v if k != "metrics"}, key=lambda k: k != "params")
-    return {name: self._gather(tree, rows, name) for name in collections}
-
-  def _gather(self, tree: dict, rows: pd.DataFrame, collection: str) -> Any:
-    per_cohort = {int(c): v[collection] for c, v in tree.items()}
-    shapes = {str(jax.tree.structure(p)) + str([x.shape[1:] for x in jax.tree.leaves(p)])
-              for c, p in per_cohort.items() if c in set(rows["cohort"])}
+    metadata = item_metadata(self._manager, step)
+    cohorts = sorted({int(c) for c in rows["cohort"]})
+    shapes = {str(jax.tree.structure(metadata[str(c)]["params"])) +
+              str([x.shape[1:] for x in jax.tree.leaves(metadata[str(c)]["params"])])
+              for c in cohorts}
     if len(shapes) > 1:
       raise ValueError("The selected models have different architectures; select models of one "
                        "architecture (e.g. zoo.select(arch=...)).")
-    def gather(*leaves_by_cohort):
-      by_cohort = dict(zip(per_cohort, leaves_by_cohort))
-      return np.stack([by_cohort[c][i] for c, i in zip(rows["cohort"], rows["cohort_index"])])
-    return jax.tree.map(gather, *per_cohort.values())
+    if collections is None:
+      collections = sorted({k for c in cohorts for k in metadata[str(c)] if k != "metrics"},
+                           key=lambda k: k != "params")
+    return {name: self._gather(step, rows, name) for name in collections}
+
+  def _gather(self, step: int, rows: pd.DataFrame, collection: str) -> Any:
+    # Only the selected cohorts' selected rows are read (read_cohorts), each once.
+    cohort, index = rows["cohort"].to_numpy(), rows["cohort_index"].to_numpy()
+    wanted = {int(c): np.unique(index[cohort == c]) for c in np.unique(cohort)}
+    per_cohort = read_cohorts(self._manager, step, wanted, collection)
+    order = sorted(wanted)
+    offset = dict(zip(order, np.cumsum([0] + [len(wanted[c]) for c in order])))
+    position = np.array([offset[c] + np.searchsorted(wanted[c], i) for c, i in zip(cohort, index)], np.int64)
+    return jax.tree.map(lambda *leaves: np.concatenate(leaves)[position], *[per_cohort[c] for c in order])
 
   def flat(self, model_ids: Sequence[int] | None = None, epoch: int = -1) -> np.ndarray:
     """Weights of the selected models as a [models, n_params] array (leaves in pytree order)."""
@@ -461,6 +580,161 @@ class Zoo:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def parse_epochs(text: str | None) -> list[int] | None:
+  """`--epochs`: "0,5,-1" (negative counts back from the newest) -> [0, 5, -1]; empty or None: all."""
+  if not text:
+    return None
+  try:
+    return [int(e) for e in text.split(",")]
+  except ValueError:
+    raise ValueError(f"--epochs must be a comma-separated list of integers (e.g. 0,5,-1), got {text!r}.") from None
+
+
+def parse_select(text: str | None) -> dict[str, Any]:
+  """`--select`: "activation=tanh,optimizer=adam|sgd,status=ok,min_test_acc=0.5" -> Zoo.select's keywords.
+
+  `|` separates alternatives; numbers are read as numbers; `model_id=3|7` picks models by id.
+  """
+  if not text:
+    return {}
+  selection = {}
+  for part in text.split(","):
+    name, sep, value = part.partition("=")
+    if not sep or not name.strip() or not value:
+      raise ValueError(f"--select takes FIELD=VALUE[|VALUE...] pairs separated by commas, got {part!r} in {text!r}.")
+    values = [_number_or_text(v) for v in value.split("|")]
+    selection[name.strip()] = values if len(values) > 1 or name.strip() not in ("status", "min_test_acc") \
+        else values[0]
+  return selection
+
+
+def _number_or_text(value: str) -> Any:
+  for kind in (int, float):
+    try:
+      return kind(value)
+    except ValueError:
+      pass
+  return value
+
+
+def _selection(source: "Zoo", model_ids: Sequence[int] | None, epochs: Sequence[int] | None):
+  ids = np.unique(source._model_ids(model_ids))
+  if not len(ids):
+    raise ValueError(f"The selection holds no model of zoo {source.workdir!r}.")
+  chosen = sorted({source._epoch(e) for e in epochs}) if epochs is not None else list(source.epochs)
+  return ids, chosen
+
+
+def slice_zoo(src: str, dst: str, model_ids: Sequence[int] | None = None,
+              epochs: Sequence[int] | None = None) -> "Zoo":
+  """Writes the selected models at the selected epochs of zoo `src` as a new zoo `dst`.
+
+  Same on-disk format (ZooWriter, weights-only: no state/), read by `Zoo`. Models get new ids
+  0..n-1 in source order (`source_model_id` keeps the old ones), cohorts are renumbered, epochs
+  keep their numbers; weights and metrics are those of the source, read lazily one epoch at a
+  time (memory: one epoch of the selection). Re-running the same slice resumes it.
+  """
+  source = Zoo(src)
+  ids, chosen = _selection(source, model_ids, epochs)
+  table = source.models.set_index("model_id").loc[ids].reset_index()
+  source_cohort, source_index = table["cohort"].to_numpy(), table["cohort_index"].to_numpy()
+  cohort = pd.Series(pd.factorize(source_cohort, sort=True)[0])
+  table = table.drop(columns=["model_id", "cohort", "cohort_index", "source_model_id"], errors="ignore")
+  table.insert(0, "cohort_index", cohort.groupby(cohort).cumcount().to_numpy())
+  table.insert(0, "cohort", cohort.to_numpy())
+  table.insert(0, "source_model_id", ids)
+  table.insert(0, "model_id", np.arange(len(ids)))
+  record = {"sliced_from": os.path.abspath(src), "source_model_ids": ids.tolist(), "epochs": chosen,
+            "source_config": source.config}
+  rows = {int(c): np.sort(source_index[source_cohort == c]) for c in np.unique(source_cohort)}
+  new_cohort = {int(c): int(n) for c, n in zip(source_cohort, cohort)}
+  metrics = source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)].copy()
+  metrics["model_id"] = np.searchsorted(ids, metrics["model_id"].to_numpy())
+  metrics = metrics.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
+  os.makedirs(dst, exist_ok=True)
+  with lock.workdir_lock(dst):  # one writer per zoo, as for training
+    _prepare_copy(dst, record)
+    if not os.path.exists(os.path.join(dst, MODELS_FILE)):
+      write_table_atomic(table, os.path.join(dst, MODELS_FILE))
+    writer = ZooWriter(dst, store_metadata(record, table), training_state=False)
+    try:
+      for epoch in chosen:
+        if epoch not in writer.steps():
+          params = read_cohorts(source._manager, epoch, rows)
+          stored = read_cohorts(source._manager, epoch, rows, "metrics")
+          writer.save_weights(epoch, {new_cohort[c]: params[c] for c in rows},
+                              {new_cohort[c]: stored[c] for c in rows})
+        committed = writer.steps()
+        write_table_atomic(metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE))
+    finally:
+      writer.close()
+      source.close()
+  return Zoo(dst)
+
+
+def _prepare_copy(dst: str, record: dict) -> None:
+  """Creates `dst` for a slice or export, or checks that it holds the same one (then it resumes)."""
+  os.makedirs(dst, exist_ok=True)
+  path = os.path.join(dst, CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) != json.loads(json.dumps(record)):
+        raise ValueError(f"--dst {dst!r} holds another zoo or another selection; choose an empty --dst.")
+    return
+  if os.path.exists(os.path.join(dst, MODELS_FILE)) or os.path.exists(os.path.join(dst, CHECKPOINTS_DIR)):
+    raise ValueError(f"--dst {dst!r} holds a zoo; choose an empty --dst.")
+  write_json_atomic(record, path)
+
+
+EXPORT_FORMAT = "zoo_jax.export/1"
+
+
+def export(src: str, dst: str, model_ids: Sequence[int] | None = None,
+           epochs: Sequence[int] | None = None) -> list[str]:
+  """Writes zoo `src` in framework-neutral files that need neither JAX nor Orbax; returns their paths.
+
+      DST/config.json                   the source zoo's config, the format and the selection
+      DST/models.csv, DST/metrics.csv   the zoo's tables (selected models and epochs)
+      DST/epoch_0003.safetensors        per epoch, per cohort C: "cohort_C/model_id" int64 [n] and
+                                        "cohort_C/params/<layer>/<name>" float32 [n, ...], rows in
+                                        model_id order; padding rows are not exported
+
+  safetensors (numpy, PyTorch, JAX, Rust and the Hugging Face hub read it) stores named
+  N-d tensors with a JSON header, read lazily per tensor with memory mapping and no pickle.
+  One file per epoch: a reader fetches the epochs it needs. Re-running skips written epochs.
+  """
+  from safetensors.numpy import save_file
+  source = Zoo(src)
+  ids, chosen = _selection(source, model_ids, epochs)
+  _prepare_copy(dst, {"format": EXPORT_FORMAT, "exported_from": os.path.abspath(src),
+                      "model_ids": ids.tolist(), "epochs": chosen, "source_config": source.config})
+  table = source.models.set_index("model_id").loc[ids].reset_index()
+  write_table_atomic(table, os.path.join(dst, MODELS_FILE))
+  write_table_atomic(source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)],
+                     os.path.join(dst, METRICS_FILE))
+  rows = {int(c): np.sort(g["cohort_index"].to_numpy()) for c, g in table.groupby("cohort")}
+  paths = []
+  try:
+    for epoch in chosen:
+      path = os.path.join(dst, f"epoch_{epoch:04d}.safetensors")
+      paths.append(path)
+      if os.path.exists(path):
+        continue
+      tensors = {}
+      for c, params in read_cohorts(source._manager, epoch, rows).items():
+        by_index = table[table["cohort"] == c].set_index("cohort_index")["model_id"]
+        tensors[f"cohort_{c}/model_id"] = by_index.loc[rows[c]].to_numpy(np.int64)
+        for key, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+          name = "/".join(str(getattr(k, "key", k)) for k in key)
+          tensors[f"cohort_{c}/params/{name}"] = np.ascontiguousarray(leaf)
+      tmp = path + ".tmp"
+      save_file(tensors, tmp, metadata={"format": EXPORT_FORMAT, "epoch": str(epoch)})
+      os.replace(tmp, path)
+  finally:
+    source.close()
+  return paths
 
 
 @dataclasses.dataclass
@@ -642,8 +916,39 @@ def _check_command(args: list[str]) -> int:
   return 0 if report.ok else 1
 
 
+def _copy_args(name: str, args: list[str]) -> tuple:
+  """(src, dst, model ids or None, epochs or None) of `slice` / `export` from their flags."""
+  import contextlib
+  from absl import flags
+  if args:
+    raise errors.UsageError(f"usage: python -m zoo_jax.zoo {name} --src=ZOO --dst=OUT [--epochs=...] "
+                            f"[--select=...]; got arguments {args}.")
+  for flag in ("src", "dst"):
+    if not flags.FLAGS[flag].value:
+      raise errors.UsageError(f"--{flag} is required for `{name}`.")
+  src, model_ids, selection = flags.FLAGS.src, None, parse_select(flags.FLAGS.select)
+  epochs = parse_epochs(flags.FLAGS.epochs)
+  if selection:
+    with contextlib.closing(Zoo(src)) as source:
+      model_ids = source.select(**selection)
+  return src, flags.FLAGS.dst, model_ids, epochs
+
+
+def _slice_command(args: list[str]) -> int:
+  sliced = slice_zoo(*_copy_args("slice", args))
+  print(f"{sliced}  (zoo_jax.zoo.Zoo(path) reads it)")
+  return 0
+
+
+def _export_command(args: list[str]) -> int:
+  src, dst, model_ids, epochs = _copy_args("export", args)
+  paths = export(src, dst, model_ids, epochs)
+  print(f"exported {len(paths)} epoch file(s) and the tables to {dst}")
+  return 0
+
+
 # Subcommands of `python -m zoo_jax.zoo NAME ARGS... [--flags]`: name -> function(args) -> exit code.
-COMMANDS = {"check": _check_command}
+COMMANDS = {"check": _check_command, "slice": _slice_command, "export": _export_command}
 
 if __name__ == "__main__":
   from absl import flags
@@ -651,4 +956,12 @@ if __name__ == "__main__":
   from zoo_jax import zoo as _zoo  # the importable module, not this __main__ copy
 
   flags.DEFINE_bool("repair", False, "check: rewrite what can be rebuilt exactly from checkpoints/.")
+  flags.DEFINE_string("src", None, "slice, export: the zoo to read.")
+  flags.DEFINE_string("dst", None, "slice, export: where the new zoo or the exported files go (empty, or the "
+                      "same slice or export to resume).")
+  flags.DEFINE_string("epochs", None, "slice, export: comma-separated epochs, negative from the newest (e.g. "
+                      "0,5,-1); default: all.")
+  flags.DEFINE_string("select", None, "slice, export: models, as FIELD=VALUE[|VALUE] pairs separated by commas, "
+                      "as Zoo.select takes them (activation=tanh,status=ok,min_test_acc=0.5,model_id=0|3); "
+                      "default: all.")
   cli.run_subcommands(_zoo.COMMANDS, "python -m zoo_jax.zoo")
