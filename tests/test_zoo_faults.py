@@ -277,3 +277,17 @@ def test_command_lines_end_usage_errors_with_one_line_and_exit_code_2(tmp_path):
   assert result.returncode == 2 and "is not a zoo" in _one_error_line(result.stderr)
   result, _ = _command("zoo_jax.train", *FLAGS, "--config.batch_size=0", f"--workdir={tmp_path / 'z'}")
   assert result.returncode == 2 and "config.batch_size must be an integer >= 1" in _one_error_line(result.stderr)
+
+
+def test_a_full_disk_inside_another_library_is_recognised():
+  """Orbax / TensorStore wrap ENOSPC in their own errors: the CLI still reports one line for it."""
+  try:
+    try:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError as inner:
+      raise RuntimeError("tensorstore write failed") from inner
+  except RuntimeError as wrapped:
+    assert cli.disk_full(wrapped)
+  assert cli.disk_full(ValueError("OUT_OF_RANGE: No space left on device [while writing]"))
+  assert not cli.disk_full(ValueError("config.num_epochs must be an integer >= 0"))
+  assert not cli.disk_full(OSError(errno.EACCES, "Permission denied"))

@@ -15,6 +15,7 @@ imported here, not by the library modules.
 
 import ast
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -36,6 +37,23 @@ def is_usage_error(error: BaseException) -> bool:
     return False
   frames = traceback.extract_tb(error.__traceback__)
   return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_PACKAGE_DIR + os.sep)
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(error: BaseException) -> bool:
+  """True when `error`, or an error it was raised from, says the disk (or quota) is full, in
+  whichever library it happened (Orbax and TensorStore wrap the OSError in their own types)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in _DISK_FULL:
+      return True
+    if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 def one_line(message: str) -> str:
@@ -115,7 +133,12 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
       fail("interrupted; the epochs committed so far are kept, and the same command continues from them.",
            INTERRUPTED_EXIT_CODE)
     except Exception as error:  # pylint: disable=broad-except
-      if is_usage_error(error) and not os.environ.get("ZOO_JAX_TRACEBACK"):
+      if os.environ.get("ZOO_JAX_TRACEBACK"):
+        raise
+      if disk_full(error):
+        fail(f"the disk is full ({one_line(error)[:300]}); free some space and run the same command again: "
+             "committed epochs are kept, and a half-written one is discarded.")
+      if is_usage_error(error):
         fail(str(error))
       raise
 
