@@ -44,11 +44,11 @@ def test_bad_input_names_the_field(small_zoo, tmp_path, target, overrides, match
 def test_cli_unknown_target_is_one_line_and_exit_code_2(small_zoo, tmp_path):
   env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   result = subprocess.run([sys.executable, "-m", "zoo_jax.select", "--config=configs/select.py", f"--zoo={small_zoo}",
-                           "--target=cifar100", f"--workdir={tmp_path}"], capture_output=True, text=True, env=env,
+                           "--target=cifar1000", f"--workdir={tmp_path}"], capture_output=True, text=True, env=env,
                           cwd=env["PYTHONPATH"])
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-  assert "--target 'cifar100' is unknown" in result.stderr
+  assert "--target 'cifar1000' is unknown" in result.stderr
 
 
 @pytest.mark.slow

@@ -80,8 +80,10 @@ def test_reference_zoo_passes_check_and_tables_have_normal_permissions(reference
 def test_two_train_commands_at_once_one_trains_the_other_is_refused(reference, tmp_path):
   workdir = str(tmp_path / "zoo")
   command = [sys.executable, "-m", "zoo_jax.train", *FLAGS, f"--workdir={workdir}"]
+  # XLA_FLAGS set (empty): no CLI default device split, so the run computes as the in-process reference.
+  env = dict(os.environ, XLA_FLAGS="")
   started = time.time()
-  procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
            for _ in range(2)]
   ended = {}
   while len(ended) < 2:
@@ -255,7 +257,8 @@ def test_sigint_ends_with_one_line_and_keeps_committed_epochs(reference, copy):
   command = [sys.executable, "-m", "zoo_jax.train", *FLAGS, "--config.num_epochs=4", f"--workdir={copy}"]
   proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 300
-  while lock.holder(copy) is None and time.time() < deadline:  # inside the run, not in Python start-up
+  # The lock is taken before the imports (cli.lock_workdir_early): a Ctrl-C there is one line too.
+  while lock.holder(copy) is None and time.time() < deadline:
     time.sleep(0.05)
   time.sleep(1.0)
   proc.send_signal(signal.SIGINT)

@@ -14,10 +14,12 @@ imported here, not by the library modules.
 """
 
 import ast
+import atexit
 import contextlib
 import errno
 import logging
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -97,6 +99,15 @@ def lock_workdir_early(flag: str = "workdir") -> None:
     _EARLY_LOCKS.enter_context(lock.workdir_lock(workdir))
   except errors.UsageError as error:
     fail(str(error))
+  atexit.register(_EARLY_LOCKS.close)  # released before the interpreter tears modules down
+  # Until `run` takes over, a Ctrl-C (during the imports) is one line too; nothing was written yet.
+  signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
+def _interrupted_while_starting(signum, frame) -> NoReturn:
+  del signum, frame
+  fail("interrupted while starting; nothing was written, and the same command starts again.",
+       INTERRUPTED_EXIT_CODE)
 
 
 def run(main: Callable[[list[str]], int | None]) -> NoReturn:
@@ -124,6 +135,7 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
       fail(f"bad flag: {message} (see --helpshort)")
 
   def guarded(argv: list[str]) -> int | None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is KeyboardInterrupt again
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's failed reads, already reported
     warnings.formatwarning = _warning_line  # a warning is one line too

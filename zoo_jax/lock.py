@@ -22,6 +22,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import warnings
 from typing import Iterator
 
@@ -83,6 +84,11 @@ def workdir_lock(workdir: str) -> Iterator[None]:
     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError as error:
     record = _read_record(f)
+    for _ in range(40):  # a holder that has just taken the lock writes its record a moment later
+      if record:
+        break
+      time.sleep(0.025)
+      record = _read_record(f)
     f.close()
     if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
       raise errors.UsageError(f"Cannot lock {path}: {error.strerror}.") from error
