@@ -34,10 +34,9 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import lock, properties, weights
+from zoo_jax import lock, properties, streaming, weights
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import training
-from zoo_jax.weights import spec as weight_spec
 
 METHODS = ("statnn", "flat", "deepsets", "sne", "hyperrep")
 # Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
@@ -45,6 +44,8 @@ FEATURE_PREDICTORS = ("ridge", "gbt", "mlp")
 RESULTS_FILE, PER_SEED_FILE, PREDICTIONS_FILE = "results.csv", "results_per_seed.csv", "predictions.csv"
 IN_DISTRIBUTION = "in_distribution"
 ENCODER_DIR = "encoder"
+# Methods that train and embed on minibatches, so their states may stay on disk (config.stream).
+STREAMING_METHODS = ("hyperrep",)
 
 
 @dataclasses.dataclass
@@ -53,102 +54,44 @@ class ZooStates:
 
   name: str
   table: pd.DataFrame
-  flat: np.ndarray  # [N, n] float32, in weights.flatten order (or a StreamedFlat read on demand)
+  flat: np.ndarray  # [N, n] float32, in weights.flatten order (or a streaming.StreamedFlat read on demand)
   spec: weights.WeightSpec
   hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
   def rows(self, keep: np.ndarray) -> "ZooStates":
-    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec,
-                     self.hygiene)
+    flat = self.flat.rows(keep) if isinstance(self.flat, streaming.StreamedFlat) else self.flat[keep]
+    return ZooStates(self.name, self.table[keep].reset_index(drop=True), flat, self.spec, self.hygiene)
 
 
 def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
                 max_ratio: float | None = weights.hygiene.DEFAULT_MAX_RATIO,
-                max_abs: float | None = None) -> ZooStates:
+                max_abs: float | None = None, stream: bool = False, buffer_mb: float = 64.0) -> ZooStates:
   """Reads every usable (model, epoch) state of a zoo: the property table and flat weights.
 
   Usable: status "ok" (properties.state_table) and passing `weights.filter_states` (finite, no
   blown-up layer; `max_ratio` and `max_abs` as there), so encoders and samplers see the same
-  states. `ZooStates.hygiene` says how many were dropped.
+  states. `ZooStates.hygiene` says how many were dropped. With `stream`, the weights stay on
+  disk (streaming.StreamedFlat, a shuffle buffer of `buffer_mb` MB) for zoos larger than memory.
   """
   zoo = zoo_lib.Zoo(workdir)
   table = properties.state_table(zoo, epochs)
-  flats, spec = [], None
-  for epoch, rows in table.groupby("epoch", sort=True):  # the table is sorted by (epoch, model_id)
-    vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
-    flats.append(np.asarray(vector, np.float32))
-  zoo.close()
+  if stream:
+    flat = streaming.StreamedFlat(zoo, table, buffer_mb)
+    spec = flat.spec
+  else:
+    flats, spec = [], None
+    for epoch, rows in table.groupby("epoch", sort=True):  # the table is sorted by (epoch, model_id)
+      vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
+      flats.append(np.asarray(vector, np.float32))
+    zoo.close()
+    flat = np.concatenate(flats)
   name = table["zoo"].iloc[0]
-  checked = weights.filter_states(np.concatenate(flats), spec, max_ratio=max_ratio, max_abs=max_abs)
-  states = ZooStates(name, table, np.concatenate(flats), spec, checked.summary(name))
+  checked = weights.filter_states(flat, spec, max_ratio=max_ratio, max_abs=max_abs)
+  states = ZooStates(name, table, flat, spec, checked.summary(name))
   if not checked.keep.any():
     raise ValueError(f"{states.hygiene}: no usable state is left in {workdir}.")
   return states.rows(checked.keep)
-
-
-class StreamedFlat:
-  """A zoo's (model, epoch) states as flat weights [N, n] read from disk on demand.
-
-  `x[index]` (ints, slices, masks) reads only those states (zoo.read_rows over TensorStore
-  handles opened once per epoch and cohort, no chunk cache), so memory is bounded by the
-  batch, not the zoo. It stands where an [N, n] array does in `encoders.training.fit` (shuffled
-  minibatches, the same batches as in memory) and `training.map_batches` (embedding every
-  state). A random-access source (len, getitem), the protocol grain's data sources follow.
-  """
-
-  def __init__(self, zoo: zoo_lib.Zoo, table: pd.DataFrame):
-    self.zoo = zoo
-    self.epoch = table["epoch"].to_numpy()
-    rows = zoo.models.set_index("model_id").loc[table["model_id"].to_numpy()]
-    self.cohort, self.cohort_index = rows["cohort"].to_numpy(), rows["cohort_index"].to_numpy()
-    self._handles: dict[tuple[int, int], Any] = {}
-    # One context for all handles: no chunk cache and one I/O thread each, so memory stays the batch's.
-    self._context = zoo_lib.ts.Context({"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1},
-                                        "file_io_concurrency": {"limit": 1}})
-    self.spec = weights.flatten(zoo.params(table["model_id"].to_numpy()[:1], int(self.epoch[0])))[1]
-    self.shape, self.dtype, self.ndim = (len(table), self.spec.size), np.dtype(np.float32), 2
-
-  def __len__(self) -> int:
-    return self.shape[0]
-
-  def _opened(self, epoch: int, cohort: int):
-    if (epoch, cohort) not in self._handles:
-      opened = zoo_lib.open_cohorts(self.zoo._manager, epoch, [cohort], context=self._context)
-      if opened is None:
-        raise ValueError(f"Zoo {self.zoo.workdir!r} was written in an older checkpoint layout; streaming needs "
-                         "TensorStore (OCDBT) steps. Rewrite it with `python -m zoo_jax.zoo slice`.")
-      self._handles[epoch, cohort] = opened[cohort]
-    return self._handles[epoch, cohort]
-
-  def _read(self, index: np.ndarray) -> np.ndarray:
-    parts, where = [], []
-    for epoch, cohort in sorted(set(zip(self.epoch[index].tolist(), self.cohort[index].tolist()))):
-      at = np.flatnonzero((self.epoch[index] == epoch) & (self.cohort[index] == cohort))
-      params = zoo_lib.read_rows({cohort: self._opened(epoch, cohort)}, {cohort: self.cohort_index[index[at]]})
-      # weights.flatten's layout, in numpy: eager jnp ops would compile once per group size.
-      arrays, batch = weight_spec.layer_arrays(params[cohort], self.spec)
-      parts.append(np.concatenate([np.reshape(layer[p.name], batch + (p.size,)) for layer, layer_spec in
-                                   zip(arrays, self.spec.layers) for p in layer_spec.params], -1).astype(np.float32))
-      where.append(at)
-    out = np.empty((len(index), parts[0].shape[1]), np.float32)
-    for at, part in zip(where, parts):
-      out[at] = part
-    return out
-
-  def __getitem__(self, index) -> np.ndarray:
-    return self._read(np.arange(len(self))[index].reshape(-1))
-
-  def __array__(self, dtype=None, copy=None):  # the whole zoo: only for zoos that fit
-    return self[:].astype(dtype or self.dtype)
-
-
-def stream_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
-  """`load_states` for zoos larger than memory: the same table, weights read on demand (StreamedFlat)."""
-  zoo = zoo_lib.Zoo(workdir)
-  table = properties.state_table(zoo, epochs)
-  flat = StreamedFlat(zoo, table)
-  return ZooStates(table["zoo"].iloc[0], table, flat, flat.spec)
 
 
 def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
@@ -169,6 +112,18 @@ def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
                      f"--zoo directories), got {config.split.train_zoos!r}.")
   if num_zoos < 1:
     raise ValueError("Give at least one --zoo=DIR.")
+  if config.get("stream", False) not in (True, False):
+    raise ValueError(f"config.stream must be True or False, got {config.stream!r}.")
+  if config.get("stream", False):
+    if config.method not in STREAMING_METHODS:
+      raise ValueError(f"config.stream=True reads weights from disk in batches, which method {config.method!r} "
+                       f"does not; allowed with methods {list(STREAMING_METHODS)}, or set config.stream=False.")
+    if config.split.train_zoos > 1:
+      raise ValueError("config.stream=True trains on one zoo; set config.split.train_zoos=1 (further --zoo "
+                       "directories are test sets) or config.stream=False.")
+    if not config.get("stream_buffer_mb", 0) > 0:
+      raise ValueError(f"config.stream_buffer_mb must be > 0 (MB of states in the shuffle buffer), got "
+                       f"{config.get('stream_buffer_mb')!r}.")
 
 
 # ---------------------------------------------------------------------------- inputs per method
@@ -224,9 +179,8 @@ def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpo
   from zoo_jax.encoders import hyperrep
   h = config.hyperrep
   model = hyperrep.make_model(train.spec, per_layer=h.get("per_layer", False), **h.model.to_dict())
-  tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(train.flat), train.spec), train.spec)
-  # The layer-wise normaliser comes from the (filtered) training states only.
-  layer_variance = weights.token_layer_variances(tokens, len(train.spec.layers))
+  # The layer-wise normaliser comes from the (filtered) training states only, read in row batches.
+  layer_variance = jnp.asarray(streaming.layer_variances(train.flat, train.spec))
   init_key, fit_key = jax.random.split(jax.random.key(seed))
   params = hyperrep.init(init_key, model)
   # A step budget (num_steps) sets the epochs: ceil(num_steps / steps per epoch).
@@ -246,7 +200,7 @@ def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpo
     hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history,
                   held_out_models=sorted(held_out))
   embed = hyperrep.make_embed(model, train.spec)
-  return lambda states: np.asarray(embed(params, jnp.asarray(states.flat)))
+  return lambda states: np.asarray(embed(params, states.flat))  # in batches: states.flat may be on disk
 
 
 # ---------------------------------------------------------------------------- one seed
@@ -409,6 +363,8 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
 def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
   record = {"config": json.loads(config.to_json()), "zoos": [os.path.abspath(d) for d in zoo_dirs]}
   record["config"].pop("progress_bar", None)
+  if not config.get("stream", False):  # results do not depend on it; workdirs of older versions stay valid
+    record["config"].pop("stream", None), record["config"].pop("stream_buffer_mb", None)
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
     with open(path) as f:
@@ -420,7 +376,8 @@ def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[s
     zoo_lib.write_json_atomic(record, path)
 
   hygiene = config.get("filter", {})
-  states = [load_states(d, config.get("epochs"), **dict(hygiene)) for d in zoo_dirs]
+  stream = dict(stream=config.get("stream", False), buffer_mb=config.get("stream_buffer_mb", 64.0))
+  states = [load_states(d, config.get("epochs"), **dict(hygiene), **stream) for d in zoo_dirs]
   for s in states:
     print(s.hygiene)
   names = [s.name for s in states]
