@@ -44,24 +44,23 @@ def block_order(key: jax.Array, blocks: list[np.ndarray], buffer_rows: int) -> l
   """
   num = sum(len(b) for b in blocks)
   if num <= buffer_rows:  # the buffer holds the zoo: a full shuffle, as in memory
-    windows = [list(range(len(blocks)))]
-    keys = [key]
-  else:
-    block_key, row_key = jax.random.split(key)
-    windows, current, size = [], [], 0
-    for b in np.asarray(jax.random.permutation(block_key, len(blocks))).tolist():
-      if size + len(blocks[b]) > buffer_rows and current:
-        windows.append(current)
-        current, size = [], 0
-      current.append(b)
-      size += len(blocks[b])
-    windows.append(current)
-    keys = [jax.random.fold_in(row_key, w) for w in range(len(windows))]
-  schedule = []
-  for window, window_key in zip(windows, keys):
-    read = np.concatenate([blocks[b] for b in window])  # table row at each buffer position
+    read = np.concatenate(blocks)  # table row at each buffer position
     sorter = np.argsort(read, kind="stable")  # positions in table-row order
-    schedule.append((window, sorter[np.asarray(jax.random.permutation(window_key, len(read)))]))
+    return [(list(range(len(blocks))), sorter[np.asarray(jax.random.permutation(key, num))])]
+  # Host-side shuffles seeded by the key: jax.random.permutation would compile once per window size.
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+  windows, current, size = [], [], 0
+  for b in rng.permutation(len(blocks)).tolist():
+    if size + len(blocks[b]) > buffer_rows and current:
+      windows.append(current)
+      current, size = [], 0
+    current.append(b)
+    size += len(blocks[b])
+  windows.append(current)
+  schedule = []
+  for window in windows:
+    read = np.concatenate([blocks[b] for b in window])
+    schedule.append((window, np.argsort(read, kind="stable")[rng.permutation(len(read))]))
   return schedule
 
 
