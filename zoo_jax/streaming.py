@@ -32,7 +32,7 @@ from zoo_jax import zoo as zoo_lib
 from zoo_jax.weights import spec as weight_spec
 
 # States per block (rows of one (epoch, cohort) read at once); lowered to fit the buffer.
-BLOCK_ROWS = 256
+BLOCK_ROWS = 64
 
 
 def block_order(key: jax.Array, blocks: list[np.ndarray], buffer_rows: int) -> list[tuple[list[int], np.ndarray]]:

@@ -62,8 +62,11 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
     shuffle_key, data_key, step_key = jax.random.split(epoch_key, 3)
     epoch_arrays = data if epoch_data is None else epoch_data(data_key)
     sums: dict[str, float] = {}
+    in_flight = None  # the previous step's metrics: at most two steps (and their batches) are queued
     for i, batch in zip(range(steps_per_epoch), _batches(epoch_arrays, shuffle_key, batch_size)):
       params, opt_state, metrics = step(params, opt_state, batch, jax.random.fold_in(step_key, i))
+      jax.block_until_ready(in_flight)  # async dispatch would otherwise hold every batch read so far
+      in_flight = metrics
       for name, value in metrics.items():
         sums[name] = sums.get(name, 0.0) + value
     means = {name: float(value) / steps_per_epoch for name, value in sums.items()}
