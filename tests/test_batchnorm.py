@@ -103,7 +103,10 @@ def _train_command(workdir):
           "--config.model.arch=resnet18", "--config.population.grid.activation=('relu',)",
           "--config.population.num_seeds=2", "--config.dataset.train_size=20", "--config.dataset.eval_size=20",
           "--config.batch_size=10", "--config.eval_batch_size=20", "--config.num_epochs=1",
-          "--config.progress_bar=False", "--config.conv_impl=xla"]
+          "--config.progress_bar=False", "--config.conv_impl=xla",
+          # the Model Zoos' ResNet-18 protocol: OneCycleLR and crop + flip, drawn per model
+          "--config.lr_schedule=onecycle", "--config.dataset.augment.crop_padding=4",
+          "--config.dataset.augment.horizontal_flip=True"]
 
 
 def _run(workdir, wait=True):
