@@ -103,7 +103,10 @@ def _train_command(workdir):
           "--config.model.arch=resnet18", "--config.population.grid.activation=('relu',)",
           "--config.population.num_seeds=2", "--config.dataset.train_size=20", "--config.dataset.eval_size=20",
           "--config.batch_size=10", "--config.eval_batch_size=20", "--config.num_epochs=1",
-          "--config.progress_bar=False", "--config.conv_impl=xla"]
+          "--config.progress_bar=False", "--config.conv_impl=xla",
+          # the Model Zoos' ResNet-18 protocol: OneCycleLR and crop + flip, drawn per model
+          "--config.lr_schedule=onecycle", "--config.dataset.augment.crop_padding=4",
+          "--config.dataset.augment.horizontal_flip=True"]
 
 
 def _run(workdir, wait=True):
@@ -148,3 +151,20 @@ def test_resnet18_zoo_trains_through_the_command_and_resumes_after_kill9(tmp_pat
   assert proc.returncode == -signal.SIGKILL
   assert "Resuming the zoo" in _run(workdir)
   _assert_same_variables(workdir, reference)
+
+
+def test_slice_copies_every_stored_collection(tiny_bn, monkeypatch, tmp_path):
+  """`zoo slice` of a BatchNorm zoo keeps batch_stats beside params (a sliced model runs as trained)."""
+  from test_train import tiny_config
+  from zoo_jax import train
+  monkeypatch.setitem(models.INPUT_SIZES, "tiny_bn", None)
+  config = tiny_config(num_epochs=1, **{"model.arch": "tiny_bn", "dataset.train_size": 40, "dataset.eval_size": 20,
+                                        "batch_size": 20, "population.num_seeds": 2})
+  config.population.grid.activation, config.population.grid.optimizer = ("relu",), ("sgd",)
+  src = train.train_and_evaluate(config, str(tmp_path / "zoo"))
+  sliced = zoo.slice_zoo(src.workdir, str(tmp_path / "slice"), model_ids=[3, 0], epochs=[1])
+  got, want = sliced.variables(epoch=1), src.variables([0, 3], epoch=1)
+  assert set(got) == {"params", "batch_stats"}
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+  assert not np.allclose(got["batch_stats"]["BatchNorm_0"]["mean"], src.variables([0, 3], epoch=0)[
+      "batch_stats"]["BatchNorm_0"]["mean"])

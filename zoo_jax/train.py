@@ -39,11 +39,12 @@ from zoo_jax.models.fast_conv import CONV_IMPLS
 # Fields a config may carry (sections map to their allowed sub-fields).
 _FIELDS = {
     "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "preprocess",
-                "train_eval_size"},
+                "train_eval_size", "augment"},
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "random_seeds", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
     "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None, "distributed": None,
+    "lr_schedule": None,
 }
 # Fields that may change between runs into one workdir without making it another zoo.
 # `distributed` is how the run is spread, not what it trains: a zoo begun on one host may continue
@@ -89,6 +90,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if train_eval_size is not None and (not isinstance(train_eval_size, int) or train_eval_size < 1):
     raise ValueError(f"config.dataset.train_eval_size must be None (all) or a positive integer, "
                      f"got {train_eval_size!r}.")
+  if config.lr_schedule not in population.LR_SCHEDULES:
+    raise ValueError(f"config.lr_schedule {config.lr_schedule!r} is unknown; allowed values: "
+                     f"{list(population.LR_SCHEDULES)}.")
+  augment = ds.augment
+  unknown = set(augment.keys()) - set(population.Augment._fields)
+  if unknown:
+    raise ValueError(f"Unknown config.dataset.augment fields {sorted(unknown)}; allowed: "
+                     f"{list(population.Augment._fields)}.")
+  if not isinstance(augment.crop_padding, int) or isinstance(augment.crop_padding, bool) or augment.crop_padding < 0:
+    raise ValueError(f"config.dataset.augment.crop_padding must be an integer >= 0, got {augment.crop_padding!r}.")
+  if not isinstance(augment.horizontal_flip, bool):
+    raise ValueError(f"config.dataset.augment.horizontal_flip must be True or False, got {augment.horizontal_flip!r}.")
+  if not isinstance(augment.rotation, (int, float)) or isinstance(augment.rotation, bool) or \
+      not 0 <= augment.rotation <= 180:
+    raise ValueError(f"config.dataset.augment.rotation must be degrees in [0, 180], got {augment.rotation!r}.")
   if not isinstance(config.distributed, bool):
     raise ValueError(f"config.distributed must be True or False, got {config.distributed!r}.")
   if config.distributed and not config.shard:
@@ -130,7 +146,9 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
   if old:
     old = _with_later_fields(old)
   new = json.loads(config.to_json())
-  changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in _RESUMABLE_CHANGES)
+  # A one-cycle schedule spans num_epochs: more epochs would be another schedule, another zoo.
+  fixed = {"num_epochs"} if new.get("lr_schedule", "constant") != "constant" else set()
+  changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in _RESUMABLE_CHANGES - fixed)
   if changed and not config.overwrite:
     raise ValueError(
         f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "
@@ -145,7 +163,9 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
 _LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla",
                  ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS},
                  ("population", "random_seeds"): False,
-                 ("dataset", "train_eval_size"): None, ("profile",): False, ("distributed",): False}
+                 ("dataset", "train_eval_size"): None, ("profile",): False, ("distributed",): False,
+                 ("lr_schedule",): "constant",
+                 ("dataset", "augment"): {"crop_padding": 0, "horizontal_flip": False, "rotation": 0.0}}
 
 
 def _with_later_fields(stored: dict) -> dict:
@@ -293,6 +313,8 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
   on_mesh["train_all"] = on_mesh["train"] if evaluated["train"] is train else sharding.replicate(
       (jnp.asarray(train.images), jnp.asarray(train.labels)), mesh)
   cohorts = grid.cohorts(models_table)
+  schedule = population.Schedule(config.lr_schedule, config.num_epochs * (len(train) // config.batch_size))
+  augment = population.Augment(**ds.augment.to_dict())
   states, train_fns, eval_fns = {}, {}, {}
   for c, (cohort, rows) in enumerate(cohorts):
     padded = sharding.padded_index(len(rows), num_devices)
@@ -303,11 +325,12 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
       params = jax.tree.map(lambda x: jnp.asarray(x)[index], initial_params(rows))
     states[c] = sharding.shard_models(population.create_population(
         cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
-        arrays["dropout"], train.image_shape, train.num_classes, params=params), mesh)
+        arrays["dropout"], train.image_shape, train.num_classes, params=params, schedule=schedule), mesh)
     # Each device runs its own rows of the cohort (one device: the functions themselves).
     train_fns[c] = sharding.per_device(population.make_train_epoch(
         cohort, batch_size=config.batch_size, num_train=len(train), mean=train.mean, std=train.std,
-        num_classes=train.num_classes, models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
+        num_classes=train.num_classes, models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl,
+        schedule=schedule, augment=augment), mesh)
     eval_fns[c] = sharding.per_device(population.make_evaluate(
         cohort, batch_size=config.eval_batch_size, mean=train.mean, std=train.std, num_classes=train.num_classes,
         models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
