@@ -1,10 +1,8 @@
 """Models with mutable state (BatchNorm's batch_stats) through the population engine, the store and the reader."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import flax.linen as nn
 import jax
@@ -13,20 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kill9 import kill_when_exists
 from zoo_jax import models, population, weights, zoo
-from zoo_jax.models.cnn import INITS
+from zoo_jax.models.cnn import INITS, _ZooNet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class TinyBN(nn.Module):
+class TinyBN(_ZooNet):  # the constructor fields every architecture takes (models.get_model)
   """conv 4 -> BatchNorm -> relu -> mean pool -> dense: the smallest model with batch_stats."""
-
-  num_classes: int = 10
-  activation: str = "relu"
-  init_method: str = "kaiming_uniform"
-  use_dropout: bool = False
-  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x, dropout_rate=0.0, dropout_key=None, train=False):
@@ -139,12 +132,6 @@ def test_resnet18_zoo_trains_through_the_command_and_resumes_after_kill9(tmp_pat
   assert not np.allclose(variables["batch_stats"]["bn1"]["mean"], z.variables(epoch=0)["batch_stats"]["bn1"]["mean"])
   # Killed while epoch 1 trains (epoch 0 committed), then resumed with the same command.
   workdir = str(tmp_path / "killed")
-  proc = _run(workdir, wait=False)
-  deadline = time.time() + 600
-  while not os.path.exists(os.path.join(workdir, "state", "0")) and time.time() < deadline:
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.communicate()
-  assert proc.returncode == -signal.SIGKILL
+  kill_when_exists(_run(workdir, wait=False), os.path.join(workdir, "state", "0"))
   assert "Resuming the zoo" in _run(workdir)
   _assert_same_variables(workdir, reference)

@@ -191,9 +191,8 @@ def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str,
     raise ValueError(f"{workdir!r} already holds a zoo; choose another --workdir (twins are not resumed).")
   os.makedirs(workdir, exist_ok=True)
   ds = src.config["dataset"]
-  size = models.INPUT_SIZES[arch]
   splits = {split: data.load(ds["name"], split, source=ds["source"], data_dir=ds.get("data_dir"),
-                             seed=ds["split_seed"], image_size=size[0] if size else None,
+                             seed=ds["split_seed"], image_size=models.image_size(arch),
                              preprocess=ds.get("preprocess"))
             for split in data.SPLITS}
   for split in ("train", "validation", "test"):
