@@ -104,6 +104,17 @@ def test_bad_config_names_the_field(overrides, match, tiny_zoo, tmp_path):
   assert not os.listdir(tmp_path)  # nothing written for a refused config
 
 
+def test_every_method_is_a_file_of_the_methods_folder_with_a_config():
+  from zoo_jax.encoders import methods
+  assert methods.names() == ("deepsets", "flat", "hyperrep", "sne", "statnn")
+  for module in (statnn, flat, deepsets, sne, hyperrep):
+    method = methods.get(module.get_config().method)
+    assert isinstance(method, (methods.FeatureMethod, methods.DirectMethod))
+  # Feature methods need predictors; the cross-architecture ones read other architectures' zoos.
+  assert isinstance(methods.get("hyperrep"), methods.FeatureMethod) and methods.get("hyperrep").embeddings
+  assert {n for n in methods.names() if methods.get(n).cross_architecture} == {"statnn", "sne"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("module, overrides", [
     (flat, {"predictors": ("ridge", "mlp")}),

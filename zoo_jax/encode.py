@@ -14,6 +14,10 @@ held-out models give the in-distribution scores, and every further zoo is a cros
   embeddings.npz           seed 0's embedding of every state (learned encoders)
   encoder/                 seed 0's trained hyper-representation autoencoder (for zoo_jax.sample)
   checkpoints/             Orbax checkpoints of every training, resumed after a crash
+
+`config.method` names a file of zoo_jax/encoders/methods/ (the contract is there). A seed runs in
+named steps: `split_seed`, then `predict_with_features` (features, then each predictor) or
+`predict_directly` (a network trained on the properties), then `score_rows`.
 """
 
 if __name__ == "__main__":

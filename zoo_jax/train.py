@@ -101,16 +101,22 @@ def _cohort_arrays(rows: pd.DataFrame, index: np.ndarray) -> dict[str, np.ndarra
           ("seed", "init", "learning_rate", "weight_decay", "dropout")}
 
 
+def _table_problem(path: str, columns, expected: pd.DataFrame, differs: str) -> str | None:
+  """None if the table at `path` equals `expected` (as written and read back); else why not: `differs`,
+  or what is damaged."""
+  try:
+    return None if zoo.read_table(path, columns).equals(zoo._roundtrip(expected)) else differs
+  except errors.DamagedZoo as error:
+    return str(error)
+
+
 def _repair_models(workdir: str, models_table: pd.DataFrame) -> bool:
   """Writes models.csv if it is missing or differs from this run's table (exact: the config
   that made the zoo, checked by _prepare_workdir, gives the same table); True if it did."""
   path = os.path.join(workdir, zoo.MODELS_FILE)
-  try:
-    if zoo.read_table(path, zoo.MODELS_TABLE_COLUMNS).equals(zoo._roundtrip(models_table)):
-      return False
-    problem = "it differed from the models of this config"
-  except errors.DamagedZoo as error:
-    problem = str(error)
+  problem = _table_problem(path, zoo.MODELS_TABLE_COLUMNS, models_table, "it differed from the models of this config")
+  if problem is None:
+    return False
   if os.path.exists(path) or zoo.committed_epochs(workdir):
     print(f"Rebuilt {path} ({problem})")
   zoo.write_table_atomic(models_table, path)
@@ -127,12 +133,9 @@ def _repair_metrics(workdir: str, epochs: list[int], models_table: pd.DataFrame)
       raise errors.DamagedZoo(f"{error} Delete that step folder and run this command again: it trains the newest "
                               "epoch again from state/; an older one needs the zoo trained again.") from None
   table = pd.concat(derived, ignore_index=True)
-  try:
-    if zoo.read_table(path, zoo.METRICS_TABLE_COLUMNS).equals(zoo._roundtrip(table)):
-      return False
-    problem = "it disagreed with the checkpoints"
-  except errors.DamagedZoo as error:
-    problem = str(error)
+  problem = _table_problem(path, zoo.METRICS_TABLE_COLUMNS, table, "it disagreed with the checkpoints")
+  if problem is None:
+    return False
   zoo.write_table_atomic(table, path)
   print(f"Rebuilt {path} from the checkpoints ({problem})")
   return True
