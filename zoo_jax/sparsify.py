@@ -229,9 +229,8 @@ def _prepare_twin_workdir(workdir: str, twin_config: dict, models_table: pd.Data
 
 def _sparsify(config, src: zoo.Zoo, workdir: str, arch: str, ds: dict, models_table: pd.DataFrame,
               source_epoch: int, twin_config: dict) -> None:
-  size = models.INPUT_SIZES[arch]
   splits = {split: data.load(ds["name"], split, source=ds["source"], data_dir=ds.get("data_dir"),
-                             seed=ds["split_seed"], image_size=size[0] if size else None,
+                             seed=ds["split_seed"], image_size=models.image_size(arch),
                              preprocess=ds.get("preprocess"))
             for split in data.SPLITS}
   for split in ("train", "validation", "test"):

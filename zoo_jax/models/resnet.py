@@ -120,3 +120,6 @@ class ResNet18(nn.Module):
     x = jnp.mean(x, axis=(-3, -2))  # adaptive average pooling to 1x1, then flatten
     return nn.Dense(self.num_classes, kernel_init=INITS[self.init_method], bias_init=BIAS_INIT, name="fc")(x)
 
+
+# For the registry (zoo_jax.models): CIFAR-10/100 32x32, Tiny-ImageNet 64x64, as the data come.
+ARCHITECTURES = {"resnet18": (ResNet18, None)}
