@@ -70,12 +70,14 @@ def make_zoo(workdir: str, num_models: int, num_epochs: int) -> None:
   zoo.write_table_atomic(pd.concat(rows), os.path.join(workdir, zoo.METRICS_FILE))
 
 
-def run(zoo_dir: str, mode: str, batch_size: int, buffer_mb: float) -> dict:
+def run(zoo_dir: str, mode: str, batch_size: int, buffer_mb: float, malloc: str = "command") -> dict:
   """One epoch of hyper-representation training plus an embedding of every state; memory numbers."""
   import jax
   import jax.numpy as jnp
   from zoo_jax import encode, streaming
   from zoo_jax.encoders import hyperrep, training
+  if mode == "streamed" and malloc == "command":
+    assert streaming.bound_malloc()  # what `zoo_jax.encode` does with config.stream=True
   # Warm-up: the whole pipeline on epoch 0's first states (imports, compilation, allocator pools).
   probe = encode.load_states(zoo_dir, epochs=[0], stream=True, buffer_mb=buffer_mb)
   probe, spec = probe.rows(np.arange(len(probe.flat)) < 4 * batch_size), probe.spec
@@ -126,11 +128,14 @@ def main() -> None:
   parser.add_argument("--batch-size", type=int, default=256)
   parser.add_argument("--modes", default="in_memory,streamed")
   parser.add_argument("--buffer-mb", type=float, help="shuffle buffer of the streamed mode (default: budget / 4)")
+  parser.add_argument("--malloc", choices=("command", "default"), default="command",
+                      help="command: the streamed run sets glibc malloc as `zoo_jax.encode` does with "
+                           "config.stream (streaming.bound_malloc); default: glibc's defaults")
   parser.add_argument("--run", help=argparse.SUPPRESS)  # internal: one mode in this process
   args = parser.parse_args()
   buffer_mb = args.buffer_mb or args.budget_mb / 4
   if args.run:
-    print(json.dumps(run(args.zoo, args.run, args.batch_size, buffer_mb)))
+    print(json.dumps(run(args.zoo, args.run, args.batch_size, buffer_mb, args.malloc)))
     return
   epochs = int(np.ceil(10 * args.budget_mb * 2**20 / (args.models * PARAMS_PER_MODEL * 4)))
   started = time.perf_counter()
@@ -141,10 +146,12 @@ def main() -> None:
   results = []
   for mode in args.modes.split(","):
     out = subprocess.run([sys.executable, __file__, f"--zoo={args.zoo}", f"--run={mode}",
-                          f"--batch-size={args.batch_size}", f"--buffer-mb={buffer_mb}"], env=env, capture_output=True, text=True)
+                          f"--batch-size={args.batch_size}", f"--buffer-mb={buffer_mb}", f"--malloc={args.malloc}"], env=env, capture_output=True, text=True)
     if out.returncode:
       sys.exit(out.stderr[-3000:])
     results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+  print(f"malloc of the streamed run: {args.malloc} ({'streaming.bound_malloc, as zoo_jax.encode with config.stream' if args.malloc == 'command' else 'glibc defaults'}; "
+        f"the in-memory run keeps glibc's defaults, as zoo_jax.encode does)")
   print(f"budget for the data: {args.budget_mb:.0f} MB; zoo states as float32: {results[0]['zoo_mb']:.0f} MB "
         f"({results[0]['zoo_mb'] / args.budget_mb:.1f}x the budget), {results[0]['states']} states")
   print("baseline: RSS after imports and JIT; working set: peak RSS of the same pipeline on 256 states, above\n"

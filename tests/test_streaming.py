@@ -157,3 +157,11 @@ def test_bad_stream_config_names_the_field(overrides, match, synthetic_zoo, tmp_
   with pytest.raises(ValueError, match=match):
     encode.encode_and_evaluate(config, [synthetic_zoo], str(tmp_path))
   assert not os.listdir(tmp_path)
+
+
+def test_bound_malloc_sets_glibc_to_return_freed_memory():
+  """The setting zoo_jax.encode makes when streaming: glibc accepts every mallopt parameter."""
+  import ctypes.util
+  if ctypes.util.find_library("c") != "libc.so.6":
+    pytest.skip("not glibc: streaming.bound_malloc is a no-op there")
+  assert streaming.bound_malloc()

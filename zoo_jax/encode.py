@@ -36,7 +36,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import lock, plots, properties, states as states_lib
+from zoo_jax import lock, plots, properties, states as states_lib, streaming
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import ENCODER_DIR, methods
 from zoo_jax.states import ZooStates, load_states  # noqa: F401 (encode.load_states, encode.ZooStates: their old home)
@@ -318,6 +318,8 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
+    if _CONFIG.value.get("stream"):  # memory bounded by the shuffle buffer, not the zoo
+      streaming.bound_malloc()
     results = encode_and_evaluate(_CONFIG.value, _ZOOS.value, _WORKDIR.value)
     print(_format(results))
     print(f"results: {os.path.join(_WORKDIR.value, RESULTS_FILE)}")

@@ -20,6 +20,8 @@ compete with XLA; grain is not installed and tf.data would pull in TensorFlow. T
 the random-access protocol (len, getitem) grain's data sources follow, so it can be wrapped later.
 """
 
+import ctypes
+import sys
 from typing import Any, Iterator
 
 import jax
@@ -33,6 +35,32 @@ from zoo_jax.weights import spec as weight_spec
 
 # States per block (rows of one (epoch, cohort) read at once); lowered to fit the buffer.
 BLOCK_ROWS = 64
+
+# glibc's mallopt parameters, and the values of MALLOC_TRIM_THRESHOLD_=131072
+# MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2 (bytes, bytes, arenas).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_BOUNDED_MALLOC = ((_M_TRIM_THRESHOLD, 128 * 1024), (_M_MMAP_THRESHOLD, 128 * 1024), (_M_ARENA_MAX, 2))
+
+
+def bound_malloc() -> bool:
+  """Makes glibc's malloc hand freed memory back to the OS, for the rest of the process.
+
+  With glibc's defaults, freed large blocks (a jitted step's host temporaries, the blocks read
+  from disk) stay in the heap, and a streamed encoding's RSS creeps up with the zoo's size
+  instead of staying within the shuffle buffer (benchmarks/stream_encode.py measures both).
+  Blocks of 128 KiB or more are then mmapped and unmapped when freed, the heap is trimmed
+  above 128 KiB of free top memory, and at most 2 arenas are used: what the environment
+  variables MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072 MALLOC_ARENA_MAX=2
+  do at start-up. A process-wide setting, so commands call it (zoo_jax.encode with
+  config.stream), not library functions. Returns False where malloc is not glibc's.
+  """
+  if not sys.platform.startswith("linux"):
+    return False
+  try:
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+  except (OSError, AttributeError):  # another libc (musl) or none
+    return False
+  return all(mallopt(param, value) == 1 for param, value in _BOUNDED_MALLOC)
 
 
 def block_order(key: jax.Array, blocks: list[np.ndarray], buffer_rows: int) -> list[tuple[list[int], np.ndarray]]:
