@@ -247,15 +247,7 @@ def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[s
   record["config"].pop("progress_bar", None)
   if not config.get("stream", False):  # results do not depend on it; workdirs of older versions stay valid
     record["config"].pop("stream", None), record["config"].pop("stream_buffer_mb", None)
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if old != record:
-      raise ValueError(f"Workdir {workdir!r} holds results of another config or other zoos; use another "
-                       "--workdir.")
-  else:
-    zoo_lib.write_json_atomic(record, path)
+  zoo_lib.claim_workdir(workdir, record, holds="results of another config or other zoos")
 
   hygiene = config.get("filter", {})
   stream = dict(stream=config.get("stream", False), buffer_mb=config.get("stream_buffer_mb", 64.0))

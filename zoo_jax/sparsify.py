@@ -28,7 +28,6 @@ selection or config) is refused. One run writes a workdir at a time (zoo_jax.loc
 """
 
 import dataclasses
-import io
 import json
 import os
 from typing import Any
@@ -206,25 +205,12 @@ def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str,
                  "dataset": ds, "model": {"arch": arch}}
   os.makedirs(workdir, exist_ok=True)
   with lock.workdir_lock(workdir):  # one writer per workdir, as for training
-    _prepare_twin_workdir(workdir, twin_config, models_table)
+    # this twin's workdir (it resumes), or a new one; any other zoo there is refused
+    zoo.claim_workdir(workdir, twin_config, {zoo.MODELS_FILE: models_table},
+                      holds="another zoo (not this source, selection and sparsify config)")
     _sparsify(config, src, workdir, arch, ds, models_table, source_epoch, twin_config)
   src.close()
   return zoo.Zoo(workdir)
-
-
-def _prepare_twin_workdir(workdir: str, twin_config: dict, models_table: pd.DataFrame) -> None:
-  """Writes the tables of a new twin, or checks that the workdir holds this twin (then it resumes)."""
-  config_path, models_path = (os.path.join(workdir, name) for name in (zoo.CONFIG_FILE, zoo.MODELS_FILE))
-  if os.path.exists(config_path) or os.path.exists(models_path):
-    same_config = os.path.exists(config_path) and zoo.read_json(config_path) == json.loads(json.dumps(twin_config))
-    same_models = os.path.exists(models_path) and pd.read_csv(models_path).equals(
-        pd.read_csv(io.StringIO(models_table.to_csv(index=False))))
-    if not (same_config and same_models):
-      raise ValueError(f"{workdir!r} already holds another zoo (not this source, selection and sparsify config); "
-                       "choose another --workdir.")
-    return
-  zoo.write_table_atomic(models_table, models_path)
-  zoo.write_json_atomic(twin_config, config_path)
 
 
 def _sparsify(config, src: zoo.Zoo, workdir: str, arch: str, ds: dict, models_table: pd.DataFrame,

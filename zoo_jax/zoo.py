@@ -82,6 +82,44 @@ def write_json_atomic(obj: Any, path: str) -> None:
   _write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), ".json")
 
 
+def claim_workdir(workdir: str, record: dict, tables: dict[str, pd.DataFrame] | None = None, *,
+                  holds: str = "another zoo", flag: str = "--workdir") -> bool:
+  """Makes `workdir` hold `record` (its config.json) and `tables` ({file name: table}), or checks it does.
+
+  The one guard of the commands that write a workdir from a record (encode, sparsify, slice,
+  export): a workdir that already holds this record and these tables is this run's (it resumes,
+  or it is complete: returns True); one that holds anything else, or a zoo's checkpoints without
+  a record, is refused with one line naming `flag`, and nothing in it is touched. Missing pieces
+  are written atomically, the tables before the record. (train keeps its own check: it knows
+  which config fields may change between runs and migrates older configs; convert's accepts a
+  source folder that moved.)
+  """
+  tables = tables or {}
+  config_path = os.path.join(workdir, CONFIG_FILE)
+  as_stored = lambda table: pd.read_csv(io.StringIO(table.to_csv(index=False)))
+  problem = None
+  if os.path.exists(config_path):
+    if read_json(config_path) != json.loads(json.dumps(record)):
+      problem = f"already holds {holds}"
+  elif any(os.path.exists(os.path.join(workdir, name)) for name in (CHECKPOINTS_DIR, MODELS_FILE)
+           if name not in tables):
+    problem = "holds a zoo"
+  for name, table in tables.items():
+    path = os.path.join(workdir, name)
+    if problem is None and os.path.exists(path) and not pd.read_csv(path).equals(as_stored(table)):
+      problem = f"already holds {holds} (its {name} differs)"
+  if problem:
+    raise ValueError(f"{flag} {workdir!r} {problem}; choose another {flag}.")
+  held = os.path.exists(config_path)
+  os.makedirs(workdir, exist_ok=True)
+  for name, table in tables.items():
+    if not os.path.exists(os.path.join(workdir, name)):
+      write_table_atomic(table, os.path.join(workdir, name))
+  if not held:
+    write_json_atomic(record, config_path)
+  return held
+
+
 def _this_process_only() -> ocp.options.MultiprocessingOptions:
   """Orbax options under which this process reads (and writes) alone, with no barrier."""
   if jax.process_count() == 1:
@@ -655,7 +693,7 @@ def slice_zoo(src: str, dst: str, model_ids: Sequence[int] | None = None,
   metrics = metrics.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
   os.makedirs(dst, exist_ok=True)
   with lock.workdir_lock(dst):  # one writer per zoo, as for training
-    _prepare_copy(dst, record)
+    claim_workdir(dst, record, holds="another zoo or another selection", flag="--dst")
     if not os.path.exists(os.path.join(dst, MODELS_FILE)):
       write_table_atomic(table, os.path.join(dst, MODELS_FILE))
     writer = ZooWriter(dst, store_metadata(record, table), training_state=False)
@@ -686,20 +724,6 @@ def _collections(source: "Zoo", epoch: int, rows: dict[int, np.ndarray]) -> dict
   return out
 
 
-def _prepare_copy(dst: str, record: dict) -> None:
-  """Creates `dst` for a slice or export, or checks that it holds the same one (then it resumes)."""
-  os.makedirs(dst, exist_ok=True)
-  path = os.path.join(dst, CONFIG_FILE)
-  if os.path.exists(path):
-    with open(path) as f:
-      if json.load(f) != json.loads(json.dumps(record)):
-        raise ValueError(f"--dst {dst!r} holds another zoo or another selection; choose an empty --dst.")
-    return
-  if os.path.exists(os.path.join(dst, MODELS_FILE)) or os.path.exists(os.path.join(dst, CHECKPOINTS_DIR)):
-    raise ValueError(f"--dst {dst!r} holds a zoo; choose an empty --dst.")
-  write_json_atomic(record, path)
-
-
 EXPORT_FORMAT = "zoo_jax.export/1"
 
 
@@ -720,8 +744,9 @@ def export(src: str, dst: str, model_ids: Sequence[int] | None = None,
   from safetensors.numpy import save_file
   source = Zoo(src)
   ids, chosen = _selection(source, model_ids, epochs)
-  _prepare_copy(dst, {"format": EXPORT_FORMAT, "exported_from": os.path.abspath(src),
-                      "model_ids": ids.tolist(), "epochs": chosen, "source_config": source.config})
+  claim_workdir(dst, {"format": EXPORT_FORMAT, "exported_from": os.path.abspath(src),
+                      "model_ids": ids.tolist(), "epochs": chosen, "source_config": source.config},
+                holds="another zoo or another selection", flag="--dst")
   table = source.models.set_index("model_id").loc[ids].reset_index()
   write_table_atomic(table, os.path.join(dst, MODELS_FILE))
   write_table_atomic(source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)],
