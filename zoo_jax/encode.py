@@ -236,7 +236,8 @@ def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpo
                                total_steps=num_epochs * steps_per_epoch, warmup_steps=h.get("warmup_steps", 0))
   step = hyperrep.make_train_step(model, tx, spec=train.spec, layer_variance=layer_variance, gamma=h.gamma,
                                   temperature=h.temperature, noise=h.noise, erase_p=h.erase_p,
-                                  permute=h.permute, reduction=h.get("reduction", "layer_mean"))
+                                  permute=h.permute, reduction=h.get("reduction", "layer_mean"),
+                                  target=h.get("target", "clean"))
   params, _, history = training.fit(step, params, tx.init(params), train.flat, key=fit_key,
                                     num_epochs=num_epochs, batch_size=h.batch_size,
                                     checkpoint_dir=checkpoint_dir, progress=config.progress_bar,
