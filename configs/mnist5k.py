@@ -31,6 +31,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.preprocess.std = ml_collections.config_dict.placeholder(tuple)
   c.dataset.preprocess.validation_size = ml_collections.config_dict.placeholder(int)  # held-out train images
   c.dataset.preprocess.validation_split = ml_collections.config_dict.placeholder(str)  # "random" | "stratified"
+  # Train-time augmentation, drawn per model from its seed (zoo_jax.population.Augment); off by default.
+  c.dataset.augment = ml_collections.ConfigDict()
+  c.dataset.augment.crop_padding = 0  # RandomCrop(size, padding=p): zero-pad p pixels, crop at a random offset
+  c.dataset.augment.horizontal_flip = False  # RandomHorizontalFlip()
+  c.dataset.augment.rotation = 0.0  # RandomRotation(r): uniform in [-r, r] degrees, nearest pixel, fill 0
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "cnn_s"  # cnn_s | cnn_l | mlp
@@ -50,6 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.population.grid.dropout = (0.0,)
 
   c.num_epochs = 10  # epochs after the initial weights (epoch 0)
+  # "constant", or "onecycle": PyTorch's OneCycleLR with its defaults (max_lr = each model's learning_rate,
+  # over num_epochs; momentum / Adam's beta1 cycled 0.95 -> 0.85 -> 0.95), as the Model Zoos' ResNet-18 zoos.
+  c.lr_schedule = "constant"
   c.batch_size = 10  # per model, as in the Model Zoos
   # Images per evaluation batch (scanned in one jitted call per split, per chunk of models_per_vmap
   # models). Small batches stay in the CPU caches: 50 evaluates ~5-10x faster than 500 here.

@@ -1,10 +1,8 @@
 """Models with mutable state (BatchNorm's batch_stats) through the population engine, the store and the reader."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import flax.linen as nn
 import jax
@@ -13,20 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kill9 import kill_when_exists
 from zoo_jax import models, population, weights, zoo
-from zoo_jax.models.cnn import INITS
+from zoo_jax.models.cnn import INITS, _ZooNet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class TinyBN(nn.Module):
+class TinyBN(_ZooNet):  # the constructor fields every architecture takes (models.get_model)
   """conv 4 -> BatchNorm -> relu -> mean pool -> dense: the smallest model with batch_stats."""
-
-  num_classes: int = 10
-  activation: str = "relu"
-  init_method: str = "kaiming_uniform"
-  use_dropout: bool = False
-  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x, dropout_rate=0.0, dropout_key=None, train=False):
@@ -101,9 +94,13 @@ def test_flatten_and_statnn_work_on_resnet18_and_symmetry_refuses_it():
 def _train_command(workdir):
   return [sys.executable, "-m", "zoo_jax.train", "--config=configs/mnist5k.py", f"--workdir={workdir}",
           "--config.model.arch=resnet18", "--config.population.grid.activation=('relu',)",
-          "--config.population.num_seeds=2", "--config.dataset.train_size=20", "--config.dataset.eval_size=20",
-          "--config.batch_size=10", "--config.eval_batch_size=20", "--config.num_epochs=1",
-          "--config.progress_bar=False", "--config.conv_impl=xla"]
+          # One model, one step an epoch: the cost is ResNet-18's compile and its 11M weights on disk.
+          "--config.population.num_seeds=1", "--config.dataset.train_size=10", "--config.dataset.eval_size=10",
+          "--config.batch_size=10", "--config.eval_batch_size=10", "--config.num_epochs=1",
+          "--config.progress_bar=False", "--config.conv_impl=xla",
+          # the Model Zoos' ResNet-18 protocol: OneCycleLR and crop + flip, drawn per model
+          "--config.lr_schedule=onecycle", "--config.dataset.augment.crop_padding=4",
+          "--config.dataset.augment.horizontal_flip=True"]
 
 
 def _run(workdir, wait=True):
@@ -132,19 +129,30 @@ def test_resnet18_zoo_trains_through_the_command_and_resumes_after_kill9(tmp_pat
   reference = str(tmp_path / "reference")
   _run(reference)
   z = zoo.Zoo(reference)
-  assert len(z.models) == 2 and z.epochs == [0, 1] and set(z.models["arch"]) == {"resnet18"}
+  assert len(z.models) == 1 and z.epochs == [0, 1] and set(z.models["arch"]) == {"resnet18"}
   assert np.all((z.metrics["test_acc"] >= 0) & (z.metrics["test_acc"] <= 1))
   variables = z.variables(epoch=1)
   jax.tree.map(np.testing.assert_array_equal, variables["params"], z.params(epoch=1))  # params stay params
   assert not np.allclose(variables["batch_stats"]["bn1"]["mean"], z.variables(epoch=0)["batch_stats"]["bn1"]["mean"])
   # Killed while epoch 1 trains (epoch 0 committed), then resumed with the same command.
   workdir = str(tmp_path / "killed")
-  proc = _run(workdir, wait=False)
-  deadline = time.time() + 600
-  while not os.path.exists(os.path.join(workdir, "state", "0")) and time.time() < deadline:
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.communicate()
-  assert proc.returncode == -signal.SIGKILL
+  kill_when_exists(_run(workdir, wait=False), os.path.join(workdir, "state", "0"))
   assert "Resuming the zoo" in _run(workdir)
   _assert_same_variables(workdir, reference)
+
+
+def test_slice_copies_every_stored_collection(tiny_bn, monkeypatch, tmp_path):
+  """`zoo slice` of a BatchNorm zoo keeps batch_stats beside params (a sliced model runs as trained)."""
+  from test_train import tiny_config
+  from zoo_jax import train
+  monkeypatch.setitem(models.INPUT_SIZES, "tiny_bn", None)
+  config = tiny_config(num_epochs=1, **{"model.arch": "tiny_bn", "dataset.train_size": 40, "dataset.eval_size": 20,
+                                        "batch_size": 20, "population.num_seeds": 2})
+  config.population.grid.activation, config.population.grid.optimizer = ("relu",), ("sgd",)
+  src = train.train_and_evaluate(config, str(tmp_path / "zoo"))
+  sliced = zoo.slice_zoo(src.workdir, str(tmp_path / "slice"), model_ids=[3, 0], epochs=[1])
+  got, want = sliced.variables(epoch=1), src.variables([0, 3], epoch=1)
+  assert set(got) == {"params", "batch_stats"}
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+  assert not np.allclose(got["batch_stats"]["BatchNorm_0"]["mean"], src.variables([0, 3], epoch=0)[
+      "batch_stats"]["BatchNorm_0"]["mean"])

@@ -434,6 +434,146 @@ def test_cnn_zoo_rows_without_modeldir_are_models_of_their_own(tmp_path):
   assert (z.metrics["status"] == "missing").sum() == 4  # each row-model has one of the two epochs
 
 
+# --- ResNet-18 and sparsified (CNN_ARD) trials ----------------------------------------------------
+
+def _write_trial(root, name, config, states, lines, params_json=True):
+  """One Ray Tune trial folder: params.json (optional), result.json, checkpoint_<epoch>/checkpoints."""
+  trial = os.path.join(root, name)
+  os.makedirs(trial)
+  if params_json:
+    with open(os.path.join(trial, "params.json"), "w") as f:
+      json.dump(config, f)
+  for epoch, state in enumerate(states):
+    os.makedirs(os.path.join(trial, f"checkpoint_{epoch:06d}"))
+    torch.save(state, os.path.join(trial, f"checkpoint_{epoch:06d}", "checkpoints"))
+  with open(os.path.join(trial, "result.json"), "w") as f:
+    f.writelines(json.dumps({**line, "training_iteration": e, "config": config}) + "\n" for e, line in enumerate(lines))
+
+
+def test_modelzoos_imports_resnet18_trials_with_batchnorm_state(tmp_path):
+  src, rng = str(tmp_path / "resnet"), np.random.default_rng(0)
+  x = rng.normal(size=(4, 8, 8, 3)).astype(np.float32)  # tiny images: ResNet-18 pools globally
+  originals = {}
+  for i, num_classes in enumerate((10, 100)):
+    config = {"model::type": "Resnet18", "model::channels_in": 3, "model::o_dim": num_classes,
+              "model::nlin": "relu", "model::dropout": 0.0, "model::init_type": "kaiming_uniform",
+              "optim::optimizer": "sgd", "optim::lr": 0.05, "optim::wd": 5e-4, "optim::scheduler": "OneCycleLR",
+              "seed": i + 1}
+    torch.manual_seed(i)
+    net, states = convert.torch_model("resnet18", "relu", 3, num_classes=num_classes), []
+    for epoch in range(2):  # epoch 1: a few train-mode passes move the BatchNorm statistics
+      net.train()
+      with torch.no_grad():
+        for _ in range(epoch * 3):
+          net(torch.from_numpy(rng.normal(1.0, 2.0, (6, 3, 8, 8)).astype(np.float32)))
+      states.append({k: v.clone() for k, v in net.state_dict().items()})
+      originals[i, epoch] = states[-1]
+    lines = [{"train_loss": 2.0, "train_acc": 0.1, "test_loss": 2.1, "test_acc": 0.1 + e / 10} for e in range(2)]
+    _write_trial(src, f"NN_tune_trainable_{i:05d}_seed={i + 1}", config, states, lines, params_json=i == 0)
+  z = convert.convert("modelzoos", src, str(tmp_path / "zoo"))
+  assert list(z.models["arch"]) == ["resnet18"] * 2 and list(z.models["num_classes"]) == [10, 100]
+  assert list(z.models["cohort"]) == [0, 1]  # another head, another cohort
+  assert (z.metrics["status"] == "ok").all()
+  assert z.variables([1])["params"]["fc"]["kernel"].shape == (1, 512, 100)
+  apply = jax.jit(models.get_model("resnet18", activation="relu", init="kaiming_uniform").apply)
+  for i, num_classes in enumerate((10,)):  # logits of the CIFAR-10 one (one compilation)
+    for epoch in range(2):
+      variables = jax.tree.map(lambda a: a[0], z.variables([i], epoch=epoch))
+      assert set(variables) == {"params", "batch_stats"}
+      state = originals[i, epoch]
+      np.testing.assert_array_equal(variables["batch_stats"]["layer2_0"]["downsample_bn"]["var"],
+                                    state["layer2.0.downsample.1.running_var"].numpy())
+      net = convert.torch_model("resnet18", "relu", 3, num_classes=num_classes)
+      net.load_state_dict(state)
+      expected = _torch_logits(net, x)
+      np.testing.assert_allclose(np.asarray(apply(variables, x)), expected, rtol=1e-5,
+                                 atol=1e-5 * np.abs(expected).max())
+    assert not np.array_equal(*(z.variables([i], epoch=e)["batch_stats"]["bn1"]["mean"] for e in (0, 1)))
+
+
+def _ard_reference_logits(model_type, channels, activation, dropout, state, x):
+  """CNN_ARD's eval-mode forward, written from def_net_distillation.py: weights (and conv biases)
+  whose clamped log alpha = log sigma^2 - 2 log|w| is >= 3 are zeroed; LinearARD keeps its bias."""
+  net = PublishedCNN(model_type.replace("_ARD", ""), channels, activation, dropout)
+  plain = {}
+  for key, value in state.items():
+    if key.endswith(("log_sigma2", "log_sigma2_bias")):
+      continue
+    index = key.split(".")[1]
+    conv = state[f"module_list.{index}.weight"].ndim == 4
+    sigma = state[key.replace("weight", "log_sigma2").replace("bias", "log_sigma2_bias")]
+    if key.endswith("bias") and not conv:
+      plain[key] = value
+      continue
+    bound = 8.0 if conv else 10.0
+    alpha = torch.clamp(sigma - 2 * torch.log(torch.abs(value) + 1e-15), -bound, bound)
+    plain[key] = torch.where(alpha >= 3, torch.zeros_like(value), value)
+  net.load_state_dict(plain)
+  return _torch_logits(net, x)
+
+
+def test_modelzoos_imports_sparsified_cnn_ard_twins(tmp_path, images):
+  from zoo_jax import sparsify
+  src, specs = str(tmp_path / "ard"), [("CNN_ARD", 1, "tanh", 0.0), ("CNN_ARD", 1, "tanh", 0.5)]
+  originals = {}
+  for i, (model_type, channels, activation, dropout) in enumerate(specs):
+    config = {"model::type": model_type, "model::channels_in": channels, "model::nlin": _NLIN[activation],
+              "model::dropout": dropout, "model::init_type": "kaiming_uniform", "optim::optimizer": "adam",
+              "optim::lr": 1e-3, "optim::wd": 0.0, "seed": 7 + i, "training::sample_epoch": 50,
+              "training::init_checkpoint_path": f"/zoos/MNIST/tune_zoo_mnist_uniform/NN_tune_trainable_{i:05d}"}
+    torch.manual_seed(i)
+    base, states = PublishedCNN(model_type.replace("_ARD", ""), channels, activation, dropout).state_dict(), []
+    for epoch in range(2):  # log sigma^2 at ard_init (-10) for the source model, spread out later
+      state = {}
+      for key, value in base.items():
+        sigma = torch.full_like(value, -10.0) if epoch == 0 else torch.randn_like(value) * 3 - 2 * torch.log(value.abs())
+        state[key] = value.clone()
+        state[key.replace("weight", "log_sigma2").replace("bias", "log_sigma2_bias")] = sigma
+      states.append(state)
+      originals[i, epoch] = state
+    lines = [{"train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.3, "test_acc": 0.9, "sparsity_ratio": e * 0.4}
+             for e in range(2)]
+    _write_trial(src, f"NN_tune_trainable_from_checkpoint_{i:05d}", config, states, lines)
+  z = convert.convert("modelzoos", src, str(tmp_path / "zoo"))
+  assert list(z.models["source_trial"]) == ["NN_tune_trainable_00000", "NN_tune_trainable_00001"]
+  assert list(z.models["source_epoch"]) == [50, 50] and list(z.models["arch"]) == ["cnn_s"] * 2
+  np.testing.assert_array_equal(z.metrics.sort_values(["epoch", "model_id"])["sparsity"], [0, 0, 0.4, 0.4])
+  x = images["cnn_s", 1]
+  dropped = 0.0
+  for i, (model_type, channels, activation, dropout) in enumerate(specs):
+    for epoch in range(2):
+      variables = jax.tree.map(lambda a: a[0], z.variables([i], epoch=epoch))
+      assert set(variables) == {"params", "log_sigma2"}
+      sparse = sparsify.deployed(variables["params"], variables["log_sigma2"])
+      expected = _ard_reference_logits(model_type, channels, activation, dropout, originals[i, epoch], x)
+      np.testing.assert_allclose(_jax_logits("cnn_s", activation, sparse, x), expected, **TOL)
+      dropped = max(dropped, float(sparsify.sparsity(variables["params"], variables["log_sigma2"])))
+      back = convert.to_torch_state_dict(variables, "cnn_s", dropout)  # and back to CNN_ARD, exactly
+      for key, value in back.items():
+        if not key.endswith("log_sigma2_bias") or originals[i, epoch][key.replace("log_sigma2_bias", "weight")].ndim == 4:
+          np.testing.assert_array_equal(value.numpy(), originals[i, epoch][key].numpy())
+  assert dropped > 0.2  # the reference really zeroes weights
+
+
+def test_modelzoos_twin_type_must_match_the_checkpoint(tmp_path):
+  src, trial = _one_trial(tmp_path)
+  with open(os.path.join(trial, "params.json")) as f:
+    config = json.load(f)
+  with open(os.path.join(trial, "params.json"), "w") as f:
+    json.dump({**config, "model::type": "CNN_ARD"}, f)
+  with pytest.raises(ValueError, match=r"checkpoint_000000.*no log_sigma2.*'CNN_ARD'"):
+    convert.convert("modelzoos", src, str(tmp_path / "zoo"))
+  with open(os.path.join(trial, "params.json"), "w") as f:
+    json.dump({**config, "model::type": "Resnet18", "model::nlin": "relu"}, f)
+  with pytest.raises(ValueError, match=r"checkpoints: Not a ResNet-18 state_dict.*'Resnet18'"):
+    convert.convert("modelzoos", src, str(tmp_path / "zoo2"))
+  del config["model::o_dim"]
+  with open(os.path.join(trial, "params.json"), "w") as f:
+    json.dump({**config, "model::type": "Resnet18", "model::nlin": "relu"}, f)
+  with pytest.raises(ValueError, match=r"params\.json: the key 'model::o_dim' is missing"):
+    convert.convert("modelzoos", src, str(tmp_path / "zoo3"))
+
+
 # --- resumption -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("source_format", ["modelzoos", "cnn_zoo"])

@@ -12,6 +12,7 @@ import sklearn.metrics
 
 from configs import deepsets, flat, hyperrep, sne, statnn
 from zoo_jax import encode
+from zoo_jax.states import load_states
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,7 +56,7 @@ def test_in_distribution_test_models_never_seen_in_training(statnn_run, tiny_zoo
   config, workdir, _ = statnn_run
   predictions = pd.read_csv(os.path.join(workdir, encode.PREDICTIONS_FILE))
   test = predictions[predictions["test_set"] == encode.IN_DISTRIBUTION]
-  states = encode.load_states(tiny_zoo)
+  states = load_states(tiny_zoo)
   from zoo_jax import properties
   is_test = properties.split_by_model(states.table, config.split.test_fraction, seed=0)
   assert set(test["model_id"]) == set(states.table["model_id"][is_test])
@@ -101,6 +102,17 @@ def test_bad_config_names_the_field(overrides, match, tiny_zoo, tmp_path):
   with pytest.raises(ValueError, match=match):
     encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo], str(tmp_path))
   assert not os.listdir(tmp_path)  # nothing written for a refused config
+
+
+def test_every_method_is_a_file_of_the_methods_folder_with_a_config():
+  from zoo_jax.encoders import methods
+  assert methods.names() == ("deepsets", "flat", "hyperrep", "sne", "statnn")
+  for module in (statnn, flat, deepsets, sne, hyperrep):
+    method = methods.get(module.get_config().method)
+    assert isinstance(method, (methods.FeatureMethod, methods.DirectMethod))
+  # Feature methods need predictors; the cross-architecture ones read other architectures' zoos.
+  assert isinstance(methods.get("hyperrep"), methods.FeatureMethod) and methods.get("hyperrep").embeddings
+  assert {n for n in methods.names() if methods.get(n).cross_architecture} == {"statnn", "sne"}
 
 
 @pytest.mark.slow

@@ -73,3 +73,16 @@ def test_readme_lists_every_zoo_with_its_command():
     readme = f.read()
   for name in NAMES:
     assert re.search(rf"--config=configs/modelzoos/{name}\.py", readme), name
+
+
+@pytest.mark.parametrize("name,augment", [
+    ("cifar10_resnet18", (4, True, 0.0)),  # RandomCrop(32, padding=4), RandomHorizontalFlip()
+    ("cifar100_resnet18", (4, True, 0.0)),
+    ("tiny_imagenet_resnet18", (0, True, 20.0)),  # RandomHorizontalFlip(), RandomRotation(20)
+])
+def test_resnet18_zoos_train_with_onecycle_lr_and_their_augmentation(name, augment):
+  c = _config(name)
+  assert c.lr_schedule == "onecycle"
+  assert (c.dataset.augment.crop_padding, c.dataset.augment.horizontal_flip, c.dataset.augment.rotation) == augment
+  assert all(_config(n).lr_schedule == "constant" and not _config(n).dataset.augment.horizontal_flip
+             for n in ("mnist_seed", "cifar10_l_seed"))

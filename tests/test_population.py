@@ -169,3 +169,86 @@ def test_chunked_lax_map_equals_one_vmap(train_set):
   # One model at a time is the program a model trains with alone: bit-identical.
   alone, _, _ = _train(cohort, [rows[3]], train_set, epochs=1)
   jax.tree.map(np.testing.assert_array_equal, _model(results[1], 3), _model(alone, 0))
+
+
+# --- OneCycleLR and train-time augmentation (the Model Zoos' ResNet-18 protocol) ---------------
+
+@pytest.mark.parametrize("total_steps", [7, 40])
+def test_onecycle_is_pytorchs_onecycle_lr_with_momentum_cycling(total_steps):
+  import torch
+  param = torch.nn.Parameter(torch.zeros(3))
+  opt = torch.optim.SGD([param], lr=0.05, momentum=0.9, weight_decay=5e-4)
+  sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, epochs=1, steps_per_epoch=total_steps)
+  lrs, moms = [], []
+  for _ in range(total_steps):
+    lrs.append(opt.param_groups[0]["lr"])
+    moms.append(opt.param_groups[0]["momentum"])
+    opt.step()
+    sched.step()
+  factor, momentum = jax.vmap(lambda s: pop.onecycle(s, total_steps))(jnp.arange(total_steps))
+  np.testing.assert_allclose(0.05 * np.asarray(factor), lrs, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(momentum), moms, rtol=1e-6)
+
+
+def test_onecycle_sgd_follows_pytorchs_sgd_with_onecycle_lr_step_by_step():
+  """Weights of SGD (weight decay, cycled momentum) under OneCycleLR, torch vs ours, on a quadratic."""
+  import torch
+  total, target = 12, np.linspace(-1, 1, 5).astype(np.float32)
+  w = torch.nn.Parameter(torch.ones(5))
+  opt = torch.optim.SGD([w], lr=0.3, momentum=0.9, weight_decay=1e-2)
+  sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.3, epochs=3, steps_per_epoch=total // 3)
+  tx = pop.make_optimizer("sgd", pop.Schedule("onecycle", total))(learning_rate=0.3, weight_decay=1e-2)
+  params = jnp.ones(5)
+  state = tx.init(params)
+  loss = lambda p, t: jnp.sum((p - t) ** 2 * jnp.arange(1, 6))
+  for _ in range(total):
+    opt.zero_grad()
+    torch.sum((w - torch.from_numpy(target)) ** 2 * torch.arange(1, 6)).backward()
+    opt.step()
+    sched.step()
+    updates, state = tx.update(jax.grad(loss)(params, target), state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(np.asarray(params), w.detach().numpy(), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(np.asarray(params), 1.0)
+
+
+def test_augment_images_crop_flip_and_rotation():
+  x = jnp.asarray(np.random.default_rng(0).integers(1, 256, (16, 5, 5, 2)), jnp.uint8)
+  key = jax.random.key(0)
+  out = np.asarray(pop.augment_images(key, x, pop.Augment(crop_padding=2)))
+  padded = np.pad(np.asarray(x, np.float32), ((0, 0), (2, 2), (2, 2), (0, 0)))
+  offsets = set()
+  for i in range(16):  # each image is a 5x5 window of its zero-padded self
+    found = [(dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(out[i], padded[i, dy:dy + 5, dx:dx + 5])]
+    assert found
+    offsets.add(found[0])
+  assert len(offsets) > 3  # offsets differ between images
+  flipped = np.asarray(pop.augment_images(key, x, pop.Augment(horizontal_flip=True)))
+  mirrored = [np.array_equal(f, np.asarray(a)[:, ::-1]) for f, a in zip(flipped, x)]
+  kept = [np.array_equal(f, np.asarray(a)) for f, a in zip(flipped, x)]
+  assert all(m or k for m, k in zip(mirrored, kept)) and 0 < sum(mirrored) < 16
+  rotated = np.asarray(pop.augment_images(key, x, pop.Augment(rotation=20.0)))
+  np.testing.assert_array_equal(rotated[:, 2, 2], np.asarray(x, np.float32)[:, 2, 2])  # the centre stays
+  assert set(np.unique(rotated)) <= set(np.unique(np.asarray(x, np.float32))) | {0.0}  # nearest pixel or fill 0
+  assert not np.array_equal(rotated, np.asarray(x, np.float32))
+  np.testing.assert_array_equal(pop.augment_images(key, x, pop.Augment()), np.asarray(x, np.float32))
+
+
+@pytest.mark.slow
+def test_onecycle_and_augmentation_train_a_model_alone_as_in_a_cohort(train_set):
+  d, x, y = train_set
+  cohort = pop.Cohort("cnn_s", "relu", "sgd", use_dropout=False)
+  schedule, augment = pop.Schedule("onecycle", N_TRAIN // BATCH), pop.Augment(2, True, 10.0)
+  epoch_fn = pop.make_train_epoch(cohort, batch_size=BATCH, num_train=N_TRAIN, mean=d.mean, std=d.std,
+                                  schedule=schedule, augment=augment)
+
+  def run(seeds):
+    n = len(seeds)
+    state = pop.create_population(cohort, np.array(seeds), np.array(["kaiming_uniform"] * n), np.full(n, 0.05),
+                                  np.full(n, 1e-3), np.zeros(n), d.image_shape, schedule=schedule)
+    return epoch_fn(state, x, y)[0]
+
+  together, alone = run([4, 5]), run([5])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a)[1], np.asarray(b)[0], rtol=1e-4, atol=1e-5),
+               together.params, alone.params)
+  assert not np.allclose(together.params["conv_0"]["kernel"][0], together.params["conv_0"]["kernel"][1])

@@ -76,6 +76,10 @@ def test_train_mode_uses_batch_statistics_like_pytorch(cifar10):
   np.testing.assert_allclose(np.asarray(ours), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
   running_mean = torch_net.bn1.running_mean.numpy()
   np.testing.assert_allclose(np.asarray(updated["batch_stats"]["bn1"]["mean"]), running_mean, rtol=1e-5, atol=1e-6)
+  # Every running statistic after the step, the variances included (PyTorch's unbiased update).
+  back = convert.from_torch_state_dict(torch_net.state_dict(), "resnet18")["batch_stats"]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-5),
+               updated["batch_stats"], back)
   assert not np.allclose(updated["batch_stats"]["bn1"]["mean"], variables["batch_stats"]["bn1"]["mean"])
 
 
@@ -91,3 +95,27 @@ def test_import_of_a_prefixed_published_state_dict_and_errors(cifar10):
     convert.to_torch_state_dict(variables["params"], "resnet18")
   with pytest.raises(ValueError, match="ReLU network"):
     jax.eval_shape(get_model("resnet18", activation="tanh").init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+
+
+def test_batchnorm_running_variance_follows_pytorch_or_flax():
+  """One training step of BatchNorm: running statistics as torch.nn.BatchNorm2d's ("unbiased"),
+  or as flax.linen.BatchNorm's ("biased"); the output is the same either way."""
+  import flax.linen as nn
+  from zoo_jax.models.resnet import BatchNorm
+  x = np.random.default_rng(0).normal(2.0, 3.0, (4, 3, 3, 5)).astype(np.float32)  # n = 36 per channel
+  torch_bn = torch.nn.BatchNorm2d(5).train()
+  with torch.no_grad():
+    expected = torch_bn(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+  variables = BatchNorm(use_running_average=True).init(jax.random.key(0), x)
+  outputs = {}
+  for running_var in ("unbiased", "biased"):
+    out, state = BatchNorm(use_running_average=False, running_var=running_var).apply(
+        variables, x, mutable=["batch_stats"])
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state["batch_stats"]["mean"], torch_bn.running_mean.numpy(), rtol=1e-6)
+    outputs[running_var] = np.asarray(state["batch_stats"]["var"])
+  np.testing.assert_allclose(outputs["unbiased"], torch_bn.running_var.numpy(), rtol=1e-6)
+  _, flax_state = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5).apply(
+      variables, x, mutable=["batch_stats"])
+  np.testing.assert_allclose(outputs["biased"], flax_state["batch_stats"]["var"], rtol=1e-5)
+  assert not np.allclose(outputs["unbiased"], outputs["biased"], rtol=1e-3)

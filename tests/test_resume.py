@@ -5,10 +5,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
+from kill9 import kill_when_exists
 from test_train import assert_same_zoo, tiny_config
 from zoo_jax import train, zoo
 
@@ -69,14 +69,8 @@ def reference(tmp_path_factory):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(reference, tmp_path):
   workdir = str(tmp_path / "zoo")
-  proc = _run(workdir, wait=False)
-  # Wait until epoch 1 is committed, then kill while epoch 2 trains.
-  deadline = time.time() + 600
-  while not os.path.exists(os.path.join(workdir, "state", "1")) and time.time() < deadline:
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.communicate()
-  assert proc.returncode == -signal.SIGKILL
+  # Once epoch 1 is committed, killed while epoch 2 trains.
+  kill_when_exists(_run(workdir, wait=False), os.path.join(workdir, "state", "1"))
   assert zoo.Zoo(workdir).epochs[-1] < EPOCHS  # it really died before finishing
   code, out, err = _run(workdir)
   assert code == 0, err[-3000:]

@@ -10,7 +10,8 @@ import pytest
 from configs import hyperrep as hyperrep_config
 from configs import sample as sample_config
 from zoo_jax import encode, grid, population, sample, weights, zoo
-from zoo_jax.encoders import hyperrep
+from zoo_jax.encoders import ENCODER_DIR, hyperrep
+from zoo_jax.states import load_states
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,8 @@ def sampled(encoder_dir, tmp_path_factory):
 
 
 def test_saved_encoder_round_trips(encoder_dir, tiny_zoo):
-  model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
-  states = encode.load_states(tiny_zoo)
+  model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
+  states = load_states(tiny_zoo)
   assert spec == states.spec
   z = np.asarray(hyperrep.make_embed(model, spec)(params, states.flat))
   stored = np.load(os.path.join(encoder_dir, "embeddings.npz"))[f"{states.name}/embedding"]
@@ -86,7 +87,7 @@ def test_engine_starts_from_the_given_weights(sampled, tiny_zoo):
 def test_samples_are_the_decoded_draws(sampled, encoder_dir):
   workdir, _ = sampled
   z = zoo.Zoo(workdir)
-  model, params, spec, _ = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  model, params, spec, _ = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
   kde = z.models[(z.models["method"] == "kde")]
   vector, _ = weights.flatten(z.params(kde["model_id"], epoch=0), spec)
   # Re-encoding a decoded sample lands near the latent region of the zoo (finite, same width).
@@ -127,7 +128,7 @@ def test_reconstruction_is_checked_on_held_out_models(sampled, encoder_dir, tiny
   workdir, _ = sampled
   table = pd.read_csv(os.path.join(workdir, sample.RECONSTRUCTION_FILE))
   assert list(table.columns) == ["model_id", "epoch", "held_out", "acc_original", "acc_decoded"]
-  _, _, _, info = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  _, _, _, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
   held_out = {int(k.split("/")[1]) for k in info["held_out_models"]}
   assert table["held_out"].all() and set(table["model_id"]) <= held_out and len(table) > 0
   # acc_original is what the zoo recorded for those states (same data, same engine).
@@ -138,9 +139,9 @@ def test_reconstruction_is_checked_on_held_out_models(sampled, encoder_dir, tiny
 
 
 def test_untrained_autoencoder_triggers_the_retention_warning(encoder_dir, tiny_zoo, tmp_path):
-  model, trained_params, spec, info = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  model, trained_params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
   untrained = hyperrep.init(jax.random.key(0), model)  # zero output heads: decodes to all-zero weights
-  source = encode.load_states(tiny_zoo, [3])
+  source = load_states(tiny_zoo, [3])
   source = source.rows((source.table["activation"] == "tanh").to_numpy())
   # No held-out keys: every selected state is checked (and the table says so).
   table = sample.check_reconstruction(_config(), (model, untrained, spec), zoo.Zoo(tiny_zoo), source, [],
@@ -155,7 +156,7 @@ def test_untrained_autoencoder_triggers_the_retention_warning(encoder_dir, tiny_
 
 
 def test_finetune_setting_defaults_to_the_zoo_models_own(tiny_zoo):
-  source = encode.load_states(tiny_zoo, [3])
+  source = load_states(tiny_zoo, [3])
   one = source.rows(((source.table["optimizer"] == "adam") & (source.table["learning_rate"] == 1e-3)
                      & (source.table["activation"] == "tanh")).to_numpy())
   c = sample_config.get_config()

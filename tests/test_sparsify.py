@@ -1,8 +1,15 @@
 """Sparsified twins: variational dropout (Molchanov et al., 2017) as in the Model Zoos' CNN_ARD zoos."""
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from configs import sparsify as sparsify_config
@@ -83,8 +90,10 @@ def test_twin_zoo_is_written_through_the_zoo_store(tiny_zoo, tmp_path):
   last = twin.metrics[twin.metrics["epoch"] == 2]
   assert last["sparsity"].between(0, 1).all() and last["test_acc"].between(0, 1).all()
   assert (last["sparsity"].to_numpy() >= first["sparsity"].to_numpy()).mean() > 0.5
-  with pytest.raises(ValueError, match="already holds a zoo"):
-    sparsify.sparsify_zoo(config, tiny_zoo, str(tmp_path / "twin"), model_ids=chosen)
+  again = sparsify.sparsify_zoo(config, tiny_zoo, str(tmp_path / "twin"), model_ids=chosen)  # complete: kept
+  pd.testing.assert_frame_equal(again.metrics, twin.metrics)
+  with pytest.raises(ValueError, match="already holds another zoo"):
+    sparsify.sparsify_zoo(config, tiny_zoo, str(tmp_path / "twin"), model_ids=chosen[:1])
 
 
 def test_twin_exports_to_and_imports_from_the_cnn_ard_layout():
@@ -103,3 +112,50 @@ def test_twin_exports_to_and_imports_from_the_cnn_ard_layout():
   del state["module_list.9.log_sigma2_bias"]
   with pytest.raises(ValueError, match="log_sigma2 and log_sigma2_bias beside every weight"):
     convert.from_torch_state_dict(state, "cnn_s")
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Sparsifies SOURCE into WORKDIR and SIGKILLs itself as epoch 2 is about to be committed.
+_KILLED_TWIN = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+    from test_sparsify import _twin_config
+    from zoo_jax import sparsify, zoo
+    original = zoo.ZooWriter.save
+    def save(self, epoch, *args):
+      if epoch == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+      original(self, epoch, *args)
+    zoo.ZooWriter.save = save
+    sparsify.sparsify_zoo(_twin_config(), {source!r}, {workdir!r})
+""")
+
+
+def _twin_config():
+  config = sparsify_config.get_config()
+  config.num_epochs, config.batch_size, config.eval_batch_size = 3, 20, 20
+  return config
+
+
+@pytest.mark.slow
+def test_killed_twin_run_resumes_to_the_uninterrupted_twin(tmp_path):
+  from test_train import tiny_config
+  from zoo_jax import train
+  source = str(tmp_path / "source")
+  train.train_and_evaluate(tiny_config(num_epochs=0, **{"dataset.train_size": 40, "dataset.eval_size": 20,
+                                                        "batch_size": 20, "population.num_seeds": 1}), source)
+  reference = sparsify.sparsify_zoo(_twin_config(), source, str(tmp_path / "reference"))
+  workdir = str(tmp_path / "twin")
+  script = _KILLED_TWIN.format(root=ROOT, tests=os.path.join(ROOT, "tests"), source=source, workdir=workdir)
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  assert zoo.Zoo(workdir).epochs == [0, 1]  # it died in epoch 2
+  resumed = sparsify.sparsify_zoo(_twin_config(), source, workdir)
+  assert resumed.epochs == reference.epochs == [0, 1, 2, 3]
+  pd.testing.assert_frame_equal(resumed.models, reference.models)
+  pd.testing.assert_frame_equal(resumed.metrics, reference.metrics)
+  for epoch in reference.epochs:  # weights, log sigma^2, every stored metric: bit-identical
+    jax.tree.map(np.testing.assert_array_equal, zoo.restore_numpy(resumed._manager, epoch),
+                 zoo.restore_numpy(reference._manager, epoch))
+  assert (reference.metrics["sparsity"] > 0).any()

@@ -134,6 +134,9 @@ def test_a_different_config_is_refused_and_leaves_the_zoo_intact(reference, tmp_
     ({"dataset.train_size": 10}, ValueError, "config.dataset.train_size must be None.*>= config.batch_size"),
     ({"dataset.preprocess.resize": "zoom"}, ValueError, "config.dataset.preprocess.resize 'zoom' is unknown"),
     ({"dataset.preprocess.mean": (0.5, 0.5, 0.5)}, ValueError, "config.dataset.preprocess.mean has 3 values for 1"),
+    ({"lr_schedule": "cosine"}, ValueError, "config.lr_schedule 'cosine' is unknown.*'onecycle'"),
+    ({"dataset.augment.crop_padding": -1}, ValueError, "config.dataset.augment.crop_padding must be an integer >= 0"),
+    ({"dataset.augment.rotation": 400.0}, ValueError, "config.dataset.augment.rotation must be degrees in \\[0, 180\\]"),
 ])
 def test_bad_config_values_are_clear_errors(overrides, error, match, tmp_path):
   with pytest.raises(error, match=match):
@@ -164,6 +167,18 @@ def test_a_zoo_written_before_dataset_preprocess_existed_is_the_same_config(tmp_
   c.dataset.preprocess.validation_size = 400
   with pytest.raises(ValueError, match="different config.*dataset.preprocess.validation_size"):
     train._prepare_workdir(c, str(tmp_path))
+
+
+def test_a_zoo_written_before_schedules_and_augmentation_is_the_same_config(tmp_path):
+  c = tiny_config()
+  stored = json.loads(c.to_json())
+  del stored["lr_schedule"], stored["dataset"]["augment"]
+  (tmp_path / zoo.CONFIG_FILE).write_text(json.dumps(stored))
+  train._prepare_workdir(tiny_config(num_epochs=5), str(tmp_path))  # more epochs: the same zoo, extended
+  assert train.stored_config(str(tmp_path)).dataset.augment.to_dict() == c.dataset.augment.to_dict()
+  (tmp_path / zoo.CONFIG_FILE).write_text(tiny_config(lr_schedule="onecycle").to_json())
+  with pytest.raises(ValueError, match="different config.*num_epochs"):  # a one-cycle schedule spans num_epochs
+    train._prepare_workdir(tiny_config(lr_schedule="onecycle", num_epochs=5), str(tmp_path))
 
 
 def test_unwritable_workdir_is_a_clear_error(tmp_path):

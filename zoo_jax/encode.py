@@ -14,6 +14,10 @@ held-out models give the in-distribution scores, and every further zoo is a cros
   embeddings.npz           seed 0's embedding of every state (learned encoders)
   encoder/                 seed 0's trained hyper-representation autoencoder (for zoo_jax.sample)
   checkpoints/             Orbax checkpoints of every training, resumed after a crash
+
+`config.method` names a file of zoo_jax/encoders/methods/ (the contract is there). A seed runs in
+named steps: `split_seed`, then `predict_with_features` (features, then each predictor) or
+`predict_directly` (a network trained on the properties), then `score_rows`.
 """
 
 if __name__ == "__main__":
@@ -23,68 +27,31 @@ if __name__ == "__main__":
   _cli.lock_workdir_early()
 
 
-import dataclasses
 import json
 import os
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import lock, properties, weights
+from zoo_jax import lock, plots, properties, states as states_lib, weights
 from zoo_jax import zoo as zoo_lib
-from zoo_jax.encoders import training
+from zoo_jax.encoders import ENCODER_DIR, methods
+from zoo_jax.states import ZooStates, load_states  # noqa: F401 (encode.load_states, encode.ZooStates: their old home)
 from zoo_jax.weights import spec as weight_spec
 
-METHODS = ("statnn", "flat", "deepsets", "sne", "hyperrep")
 # Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
 FEATURE_PREDICTORS = ("ridge", "gbt", "mlp")
 RESULTS_FILE, PER_SEED_FILE, PREDICTIONS_FILE = "results.csv", "results_per_seed.csv", "predictions.csv"
 IN_DISTRIBUTION = "in_distribution"
-ENCODER_DIR = "encoder"
 
 
-@dataclasses.dataclass
-class ZooStates:
-  """The usable states of one zoo: their table and their weights, row for row."""
-
-  name: str
-  table: pd.DataFrame
-  flat: np.ndarray  # [N, n] float32, in weights.flatten order (or a StreamedFlat read on demand)
-  spec: weights.WeightSpec
-  hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
-  cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
-
-  def rows(self, keep: np.ndarray) -> "ZooStates":
-    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec,
-                     self.hygiene)
-
-
-def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
-                max_ratio: float | None = weights.hygiene.DEFAULT_MAX_RATIO,
-                max_abs: float | None = None) -> ZooStates:
-  """Reads every usable (model, epoch) state of a zoo: the property table and flat weights.
-
-  Usable: status "ok" (properties.state_table) and passing `weights.filter_states` (finite, no
-  blown-up layer; `max_ratio` and `max_abs` as there), so encoders and samplers see the same
-  states. `ZooStates.hygiene` says how many were dropped.
-  """
-  zoo = zoo_lib.Zoo(workdir)
-  table = properties.state_table(zoo, epochs)
-  flats, spec = [], None
-  for epoch, rows in table.groupby("epoch", sort=True):  # the table is sorted by (epoch, model_id)
-    vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
-    flats.append(np.asarray(vector, np.float32))
-  zoo.close()
-  name = table["zoo"].iloc[0]
-  checked = weights.filter_states(np.concatenate(flats), spec, max_ratio=max_ratio, max_abs=max_abs)
-  states = ZooStates(name, table, np.concatenate(flats), spec, checked.summary(name))
-  if not checked.keep.any():
-    raise ValueError(f"{states.hygiene}: no usable state is left in {workdir}.")
-  return states.rows(checked.keep)
+def __getattr__(name: str):
+  if name == "METHODS":  # every encode method (zoo_jax/encoders/methods/), found when asked
+    return methods.names()
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class StreamedFlat:
@@ -153,13 +120,12 @@ def stream_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooState
 
 def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
   """Checks the fields once, early; errors name the field and the allowed values."""
-  if config.method not in METHODS:
-    raise ValueError(f"config.method {config.method!r} is unknown; allowed values: {list(METHODS)}.")
+  method = methods.get(config.method)
   properties.check_properties(config.properties)
   for name in config.get("predictors", ()):
     if name not in FEATURE_PREDICTORS:
       raise ValueError(f"config.predictors has {name!r}; allowed values: {list(FEATURE_PREDICTORS)}.")
-  if config.method in ("statnn", "flat", "hyperrep") and not config.get("predictors"):
+  if isinstance(method, methods.FeatureMethod) and not config.get("predictors"):
     raise ValueError(f"config.predictors is empty; method {config.method!r} needs at least one of "
                      f"{list(FEATURE_PREDICTORS)}.")
   if not isinstance(config.num_seeds, int) or config.num_seeds < 1:
@@ -171,86 +137,7 @@ def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
     raise ValueError("Give at least one --zoo=DIR.")
 
 
-# ---------------------------------------------------------------------------- inputs per method
-
-
-def _statnn(states: ZooStates) -> np.ndarray:
-  """StatNN features [N, F], computed once per zoo and kept for the other seeds."""
-  if "statnn" not in states.cache:
-    params = weights.unflatten(jnp.asarray(states.flat), states.spec)
-    states.cache["statnn"] = np.asarray(weights.statnn_features(params, states.spec), np.float32)
-  return states.cache["statnn"]
-
-
-class _Inputs:
-  """Turns states into a method's inputs; `permuted(key)` for SNE's logit invariance."""
-
-  def __init__(self, config: ml_collections.ConfigDict, everything: Sequence[ZooStates], train: ZooStates):
-    self.config, self.method = config, config.method
-    if self.method == "sne":
-      from zoo_jax.encoders import sne
-      size = config.sne.model.chunk_size
-      self.num_chunks = max(weights.chunk_layout(z.spec, size).index.shape[0] for z in everything)
-      # Input scaling: each architecture's layers divided by their std over the training states
-      # (another architecture's: over its own zoo's states), or raw weights.
-      scales = {}
-      for z in [train, *everything]:
-        if config.sne.get("input_scaling", False) and z.spec not in scales:
-          scales[z.spec] = sne.layer_scales(z.flat, z.spec)
-      self._chunk = {z.spec: sne.make_chunker(z.spec, size, self.num_chunks, scales.get(z.spec))
-                     for z in everything}
-      self._permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, self.num_chunks, scales.get(z.spec))
-                        for z in everything}
-    elif self.method == "deepsets":
-      self.token_dim = max(weights.token_dim(z.spec) for z in everything)
-
-  def __call__(self, states: ZooStates) -> Any:
-    if self.method == "sne":
-      return training.map_batches(self._chunk[states.spec], states.flat, 512)
-    if self.method == "deepsets":
-      tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(states.flat), states.spec), states.spec,
-                                   dim=self.token_dim)
-      return jax.tree.map(np.asarray, tokens)
-    raise AssertionError(self.method)
-
-  def permuted(self, states: ZooStates):
-    fn = self._permuted[states.spec]
-    return lambda key: training.map_batches(lambda x: fn(key, x), states.flat, 512)
-
-
-def _train_hyperrep(config: ml_collections.ConfigDict, train: ZooStates, checkpoint_dir: str, seed: int,
-                    save_dir: str | None, held_out: Sequence[str] = ()):
-  """Trains the autoencoder self-supervised on the training states; returns `states -> z [N, D]`."""
-  from zoo_jax.encoders import hyperrep
-  h = config.hyperrep
-  model = hyperrep.make_model(train.spec, per_layer=h.get("per_layer", False), **h.model.to_dict())
-  tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(train.flat), train.spec), train.spec)
-  # The layer-wise normaliser comes from the (filtered) training states only.
-  layer_variance = weights.token_layer_variances(tokens, len(train.spec.layers))
-  init_key, fit_key = jax.random.split(jax.random.key(seed))
-  params = hyperrep.init(init_key, model)
-  # A step budget (num_steps) sets the epochs: ceil(num_steps / steps per epoch).
-  steps_per_epoch = max(len(train.flat) // min(h.batch_size, len(train.flat)), 1)
-  num_epochs = h.num_epochs if h.get("num_steps") is None else -(-h.num_steps // steps_per_epoch)
-  tx = hyperrep.make_optimizer(h.learning_rate, schedule=h.get("schedule", "constant"),
-                               total_steps=num_epochs * steps_per_epoch, warmup_steps=h.get("warmup_steps", 0))
-  step = hyperrep.make_train_step(model, tx, spec=train.spec, layer_variance=layer_variance, gamma=h.gamma,
-                                  temperature=h.temperature, noise=h.noise, erase_p=h.erase_p,
-                                  permute=h.permute, reduction=h.get("reduction", "layer_mean"),
-                                  target=h.get("target", "clean"))
-  params, _, history = training.fit(step, params, tx.init(params), train.flat, key=fit_key,
-                                    num_epochs=num_epochs, batch_size=h.batch_size,
-                                    checkpoint_dir=checkpoint_dir, progress=config.progress_bar,
-                                    desc=f"hyperrep seed {seed}")
-  if save_dir is not None:
-    # held_out_models: "zoo/model_id" keys kept out of its training (zoo_jax.sample checks decoding on them).
-    hyperrep.save(save_dir, model, params, train.spec, layer_variance=layer_variance, history=history,
-                  held_out_models=sorted(held_out))
-  embed = hyperrep.make_embed(model, train.spec)
-  return lambda states: np.asarray(embed(params, jnp.asarray(states.flat)))
-
-
-# ---------------------------------------------------------------------------- one seed
+# ---------------------------------------------------------------------------- one seed, step by step
 
 
 def _fit_features(config, predictor: str, targets: properties.Targets, train_x: np.ndarray,
@@ -283,68 +170,67 @@ def _fit_features(config, predictor: str, targets: properties.Targets, train_x: 
   return {name: targets.decode(predict(params, scale(x))) for name, x in test_x.items()}
 
 
-def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates], seed: int,
-              workdir: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-  """Trains and scores one seed; returns (scores, predictions, embeddings {zoo: [N, D]})."""
+def split_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates],
+               seed: int) -> tuple[np.ndarray, ZooStates, dict[str, ZooStates]]:
+  """The seed's split of the pool by model: (is_test [N], training states, test sets by name)."""
   is_test = properties.split_by_model(pool.table, config.split.test_fraction, seed)
-  train, test_sets = pool.rows(~is_test), {IN_DISTRIBUTION: pool.rows(is_test)}
-  test_sets.update({f"cross:{z.name}": z for z in others})
-  targets = properties.Targets(train.table, config.properties)
-  ckpt = os.path.join(workdir, "checkpoints", f"seed_{seed}")
-  method = config.method
-  embeddings: dict[str, np.ndarray] = {}
-  predictions: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # predictor -> test set -> property
-  skipped: dict[str, str] = {}
+  test_sets = {IN_DISTRIBUTION: pool.rows(is_test), **{f"cross:{z.name}": z for z in others}}
+  return is_test, pool.rows(~is_test), test_sets
 
-  if method in ("statnn", "flat", "hyperrep"):
-    readable = [z for z in others if z.spec == train.spec or method == "statnn"]
-    skipped.update({f"cross:{z.name}": "another architecture" for z in others
-                    if z.spec != train.spec and method != "statnn"})
-    if method == "statnn":
-      featurize = _statnn
-    elif method == "flat":
-      featurize = lambda z: z.flat
-    else:
-      held_out = set(pool.table["zoo"][is_test].astype(str) + "/" + pool.table["model_id"][is_test].astype(str))
-      featurize = _train_hyperrep(config, train, os.path.join(ckpt, "hyperrep"), seed,
-                                  save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None,
-                                  held_out=held_out)
-    # Features of whole zoos, then split: the pool's rows are featurized once, not per side.
-    features = {z.name: featurize(z) for z in [pool, *readable]}
-    if method == "hyperrep":
-      embeddings = features
-    train_x = features[pool.name][~is_test]
-    test_x = {IN_DISTRIBUTION: features[pool.name][is_test], **{f"cross:{z.name}": features[z.name]
-                                                                for z in readable}}
-    for predictor in config.predictors:
-      predictions[predictor] = _fit_features(config, predictor, targets, train_x, train.table, test_x, seed,
-                                             os.path.join(ckpt, predictor))
-  else:
-    from zoo_jax.encoders import baselines, sne
-    everything = [pool, *others]
-    inputs = _Inputs(config, everything, train)
-    reg, cls = targets.encode(train.table)
-    if method == "sne":
-      module = sne.SNE(num_outputs=targets.num_outputs, **config.sne.model.to_dict())
-      kwargs = dict(invariance_weight=config.sne.invariance_weight, permuted=inputs.permuted(train))
-    else:
-      comparable = {n: z for n, z in test_sets.items() if z.spec == train.spec}
-      skipped.update({n: "another architecture" for n in test_sets if n not in comparable})
-      test_sets = comparable
-      module = baselines.DeepSets(num_outputs=targets.num_outputs, **config.deepsets.model.to_dict())
-      kwargs = {}
-    t = config.train
-    params, _ = properties.train_predictor(
-        module, inputs(train), reg, cls, targets.num_classes, key=jax.random.key(seed),
-        num_epochs=t.num_epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay, checkpoint_dir=os.path.join(ckpt, method),
-        progress=config.progress_bar, desc=f"{method} seed {seed}", **kwargs)
-    predict = properties.make_predict(module.apply)
-    predictions["direct"] = {n: targets.decode(predict(params, inputs(z))) for n, z in test_sets.items()}
-    if method == "sne":
-      embed = jax.jit(lambda p, x: module.apply(p, x, method=sne.SNE.embed))
-      embeddings = {z.name: training.map_batches(lambda x: embed(params, x), inputs(z)) for z in everything}
 
+def _readable(method, train: ZooStates, test_sets: dict[str, ZooStates]) -> tuple[list[str], dict[str, str]]:
+  """The test sets the method can read, and {test set: why not} for the others."""
+  if method.cross_architecture:
+    return list(test_sets), {}
+  readable = [n for n, z in test_sets.items() if z.spec == train.spec]
+  return readable, {n: "another architecture" for n in test_sets if n not in readable}
+
+
+def predict_with_features(method: methods.FeatureMethod, fit: methods.Fit, targets: properties.Targets,
+                          pool: ZooStates, is_test: np.ndarray, test_sets: dict[str, ZooStates],
+                          readable: Sequence[str], checkpoint_dir: str) -> tuple[dict, dict[str, np.ndarray]]:
+  """Features of every readable zoo, then each predictor fitted on the training rows (checkpoints in
+  checkpoint_dir/<predictor>).
+
+  Returns (predictions {predictor: {test set: {property: values}}}, embeddings {zoo: [N, D]}).
+  """
+  featurize = method.featurizer(fit)
+  # Features of whole zoos, then split: the pool's rows are featurized once, not per side.
+  zoos = [pool, *(test_sets[n] for n in readable if n != IN_DISTRIBUTION)]
+  features = {z.name: featurize(z) for z in zoos}
+  test_x = {n: features[pool.name][is_test] if n == IN_DISTRIBUTION else features[test_sets[n].name]
+            for n in readable}
+  predictions = {predictor: _fit_features(fit.config, predictor, targets, features[pool.name][~is_test],
+                                          fit.train.table, test_x, fit.seed,
+                                          os.path.join(checkpoint_dir, predictor))
+                 for predictor in fit.config.predictors}
+  return predictions, (features if method.embeddings else {})
+
+
+def predict_directly(method: methods.DirectMethod, fit: methods.Fit, targets: properties.Targets,
+                     test_sets: dict[str, ZooStates], readable: Sequence[str]) -> tuple[dict, dict[str, np.ndarray]]:
+  """The method's network trained on the training states' properties, then run on each readable test set.
+
+  Returns (predictions {"direct": {test set: {property: values}}}, embeddings {zoo: [N, D]}).
+  """
+  network = method.build(fit, targets.num_outputs)
+  reg, cls = targets.encode(fit.train.table)
+  t = fit.config.train
+  params, _ = properties.train_predictor(
+      network.module, network.inputs(fit.train), reg, cls, targets.num_classes, key=jax.random.key(fit.seed),
+      num_epochs=t.num_epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
+      weight_decay=t.weight_decay, checkpoint_dir=fit.checkpoint_dir, progress=fit.config.progress_bar,
+      desc=f"{fit.config.method} seed {fit.seed}", **network.train_kwargs)
+  predict = properties.make_predict(network.module.apply)
+  predictions = {"direct": {n: targets.decode(predict(params, network.inputs(test_sets[n]))) for n in readable}}
+  embeddings = {} if network.embed is None else {z.name: network.embed(params, z) for z in fit.everything}
+  return predictions, embeddings
+
+
+def score_rows(method_name: str, seed: int, predictions: dict, test_sets: dict[str, ZooStates],
+               skipped: dict[str, str], targets: properties.Targets) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """Book the scores (one row per predictor x test set x property x metric, plus an n/a row for each
+  unreadable test set and constant property) and the predictions beside the truth."""
   rows, prediction_rows = [], []
   for predictor, by_set in predictions.items():
     for test_set, by_prop in by_set.items():
@@ -353,19 +239,39 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
       for prop, values in by_prop.items():
         truth = properties.Targets.raw(table, prop)
         for metric, value in properties.score(prop, truth, values).items():
-          rows.append(dict(seed=seed, method=method, predictor=predictor, test_set=test_set, property=prop,
+          rows.append(dict(seed=seed, method=method_name, predictor=predictor, test_set=test_set, property=prop,
                            metric=metric, value=value))
         frame[f"{prop}_true"], frame[f"{prop}_pred"] = truth, values
       frame.insert(0, "test_set", test_set)
       frame.insert(0, "predictor", predictor)
       prediction_rows.append(frame)
   for test_set, why in skipped.items():
-    rows.append(dict(seed=seed, method=method, predictor="-", test_set=test_set, property="-",
+    rows.append(dict(seed=seed, method=method_name, predictor="-", test_set=test_set, property="-",
                      metric=f"n/a: {why}", value=np.nan))
   for prop in targets.skipped:
-    rows.append(dict(seed=seed, method=method, predictor="-", test_set="-", property=prop,
+    rows.append(dict(seed=seed, method=method_name, predictor="-", test_set="-", property=prop,
                      metric="n/a: constant in the training split", value=np.nan))
-  return pd.DataFrame(rows), pd.concat(prediction_rows, ignore_index=True), embeddings
+  return pd.DataFrame(rows), pd.concat(prediction_rows, ignore_index=True)
+
+
+def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates], seed: int,
+              workdir: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+  """Trains and scores one seed; returns (scores, predictions, embeddings {zoo: [N, D]})."""
+  method = methods.get(config.method)
+  is_test, train, test_sets = split_seed(config, pool, others, seed)
+  targets = properties.Targets(train.table, config.properties)
+  held_out = frozenset(pool.table["zoo"][is_test].astype(str) + "/" + pool.table["model_id"][is_test].astype(str))
+  checkpoint_dir = os.path.join(workdir, "checkpoints", f"seed_{seed}")
+  fit = methods.Fit(config, train, [pool, *others], seed, checkpoint_dir=os.path.join(checkpoint_dir, config.method),
+                    save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None, held_out=held_out)
+  readable, skipped = _readable(method, train, test_sets)
+  if isinstance(method, methods.FeatureMethod):
+    predictions, embeddings = predict_with_features(method, fit, targets, pool, is_test, test_sets, readable,
+                                                      checkpoint_dir)
+  else:
+    predictions, embeddings = predict_directly(method, fit, targets, test_sets, readable)
+  scores, prediction_table = score_rows(config.method, seed, predictions, test_sets, skipped, targets)
+  return scores, prediction_table, embeddings
 
 
 # ---------------------------------------------------------------------------- the job
@@ -377,26 +283,6 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
   keys = ["method", "predictor", "test_set", "property", "metric"]
   table = scored.groupby(keys, sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
   return table.rename(columns={"count": "seeds"})
-
-
-def plot_test_accuracy(predictions: pd.DataFrame, path: str, title: str) -> None:
-  """Predicted vs true test accuracy, one panel per test set, one colour per predictor."""
-  from matplotlib.figure import Figure  # not pyplot: leaves a notebook's backend alone
-  if "test_acc_pred" not in predictions:
-    return
-  sets = list(dict.fromkeys(predictions["test_set"]))
-  fig = Figure(figsize=(4.2 * len(sets), 4))
-  axes = fig.subplots(1, len(sets), squeeze=False)
-  for ax, test_set in zip(axes[0], sets):
-    part = predictions[predictions["test_set"] == test_set]
-    for predictor, rows in part.groupby("predictor", sort=False):
-      ax.scatter(rows["test_acc_true"], rows["test_acc_pred"], s=6, alpha=0.5, label=predictor)
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="true test accuracy", ylabel="predicted test accuracy", title=test_set, xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="upper left", fontsize=8)
-  fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
 
 
 def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
@@ -428,7 +314,7 @@ def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[s
   if len(set(names)) != len(names):
     raise ValueError(f"--zoo directories must have distinct names (got {names}); they label the test sets.")
   train_zoos = states[:config.split.train_zoos]
-  pool = train_zoos[0] if len(train_zoos) == 1 else _pool(train_zoos)
+  pool = train_zoos[0] if len(train_zoos) == 1 else states_lib.pool(train_zoos)
   others = states[config.split.train_zoos:]
 
   per_seed_path = os.path.join(workdir, PER_SEED_FILE)
@@ -450,17 +336,9 @@ def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[s
   results = summarize(per_seed)
   zoo_lib.write_table_atomic(results, os.path.join(workdir, RESULTS_FILE))
   if os.path.exists(os.path.join(workdir, PREDICTIONS_FILE)):
-    plot_test_accuracy(pd.read_csv(os.path.join(workdir, PREDICTIONS_FILE)),
+    plots.test_accuracy(pd.read_csv(os.path.join(workdir, PREDICTIONS_FILE)),
                        os.path.join(workdir, "test_acc.png"), f"{config.method}: test accuracy from weights")
   return results
-
-
-def _pool(zoos: Sequence[ZooStates]) -> ZooStates:
-  if len({z.spec for z in zoos}) > 1:
-    raise ValueError("config.split.train_zoos pools zoos of different architectures; only method 'sne' "
-                     "reads mixed architectures, and it takes them as separate --zoo test sets.")
-  return ZooStates("+".join(z.name for z in zoos), pd.concat([z.table for z in zoos], ignore_index=True),
-                   np.concatenate([z.flat for z in zoos]), zoos[0].spec)
 
 
 def _by_name(states, pool, name):

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, grid, train, zoo as zoo_lib
+from zoo_jax import data, grid, train, train_config, zoo as zoo_lib
 
 ANCESTOR_DIR = "ancestor"
 # Columns a fine-tuning row may set: the training hyperparameters of the engine.
@@ -64,7 +64,7 @@ def finetune(zoo_dir: str, workdir: str, table: pd.DataFrame, *, dataset: str, n
   """
   zoo = zoo_lib.Zoo(zoo_dir)
   check_dataset(dataset, "dataset", _num_classes(zoo))
-  config = train.stored_config(zoo_dir)
+  config = train_config.stored_config(zoo_dir)
   config.dataset.name = dataset
   config.dataset.source = data.DATASETS[dataset].sources[0]
   config.dataset.data_dir = None

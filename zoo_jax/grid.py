@@ -5,6 +5,7 @@ Zoos. Rows with the same static structure form a cohort, trained as one vmap.
 """
 
 import itertools
+from typing import Hashable, Sequence
 
 import ml_collections
 import numpy as np
@@ -69,19 +70,27 @@ def models_table(population: ml_collections.ConfigDict, arch: str) -> pd.DataFra
   return index_models(table)[["model_id", "cohort", "cohort_index", "seed", "arch", *GRID_FIELDS]]
 
 
-def index_models(table: pd.DataFrame) -> pd.DataFrame:
+def index_models(table: pd.DataFrame, keys: Sequence[Hashable] | None = None) -> pd.DataFrame:
   """Numbers the rows of a models table (seed, arch and GRID_FIELDS columns, extra columns kept):
-  model_id in row order, cohort ids in first-seen order, cohort_index within each cohort."""
+  model_id in row order, cohort ids in first-seen order, cohort_index within each cohort.
+
+  keys: per row, the static structure that puts rows in one cohort (default: `cohort_of(row)`);
+    an imported zoo passes its own (which also holds the input channels, e.g.). The one
+    numbering of every zoo's models table: trained, sliced, sparsified or converted.
+  """
   missing = [c for c in ("seed", "arch", *GRID_FIELDS) if c not in table.columns]
   if missing:
     raise ValueError(f"A models table needs the columns {missing}.")
   table = table.drop(columns=[c for c in ("model_id", "cohort", "cohort_index") if c in table.columns])
   table = table.reset_index(drop=True)
-  keys = table.apply(lambda r: cohort_of(r), axis=1)
+  keys = [cohort_of(row) for _, row in table.iterrows()] if keys is None else list(keys)
+  if len(keys) != len(table):
+    raise ValueError(f"index_models: {len(keys)} cohort keys for {len(table)} rows.")
   cohort_ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+  cohort = pd.Series([cohort_ids[key] for key in keys], dtype=np.int64)
   table.insert(0, "model_id", np.arange(len(table)))
-  table.insert(1, "cohort", keys.map(cohort_ids).astype(int))
-  table.insert(2, "cohort_index", table.groupby("cohort").cumcount())
+  table.insert(1, "cohort", cohort)
+  table.insert(2, "cohort_index", cohort.groupby(cohort).cumcount().to_numpy())
   return table
 
 

@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.cluster.hierarchy
 import scipy.spatial.distance
 
-from zoo_jax import data, features, finetune, grid, models, population, train, weights, zoo as zoo_lib
+from zoo_jax import data, features, finetune, grid, models, plots, population, train, train_config, weights, zoo as zoo_lib
 
 SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
     "merge_summary.csv", "merge_summary.json", "barrier.csv", "clusters.csv", "barrier.png")
@@ -90,11 +90,10 @@ class _Evaluator:
 
   def __init__(self, zoo: zoo_lib.Zoo, cohort: population.Cohort, eval_size: int | None, seed: int):
     ds = zoo.config["dataset"]
-    size = models.INPUT_SIZES[zoo.config["model"]["arch"]]
     self.splits = {}
     for split in data.SPLITS:
       s = data.load(ds["name"], split, source=ds["source"], data_dir=ds.get("data_dir"), seed=ds["split_seed"],
-                    image_size=size[0] if size else None)
+                    image_size=models.image_size(zoo.config["model"]["arch"]))
       keep = np.sort(np.random.default_rng(seed).permutation(len(s))[:eval_size or len(s)])
       self.splits[split] = (jnp.asarray(s.images[keep]), jnp.asarray(s.labels[keep]))
     self.normalization = (s.mean, s.std)
@@ -271,7 +270,7 @@ def merge_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, workdir:
   table_rows += [dict(base, method=m, ingredients=";".join(str(ids[i]) for i in members)) for m, members, _ in merged]
   table = grid.index_models(pd.DataFrame(table_rows))
   all_params = jax.tree.map(lambda *xs: np.concatenate(xs), params, _stack([p for _, _, p in merged]))
-  run = train.stored_config(zoo_dir)
+  run = train_config.stored_config(zoo_dir)
   run.num_epochs, run.overwrite, run.progress_bar = 0, False, False
   result = train.train_and_evaluate(run, workdir, models_table=table, initial_params=lambda r: jax.tree.map(
       lambda x: x[r["model_id"].to_numpy()], all_params))
@@ -286,25 +285,11 @@ def merge_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, workdir:
   zoo_lib.write_table_atomic(clusters, os.path.join(workdir, CLUSTERS_FILE))
   if curves:
     zoo_lib.write_table_atomic(pd.concat(curves, ignore_index=True), os.path.join(workdir, BARRIER_FILE))
-    plot_barriers(pd.concat(curves, ignore_index=True), os.path.join(workdir, PLOT_FILE))
+    plots.merge_barriers(pd.concat(curves, ignore_index=True), os.path.join(workdir, PLOT_FILE))
   zoo_lib.write_json_atomic({"barriers": barriers, "clusters": {int(c): ids[cluster == c].tolist()
                                                                 for c in np.unique(cluster)},
                              "reference_model": int(ids[ref])}, os.path.join(workdir, SUMMARY_JSON))
   return summary
-
-
-def plot_barriers(curves: pd.DataFrame, path: str) -> None:
-  """Test loss along each pair's line, naive (dashed) and aligned (solid)."""
-  from matplotlib.figure import Figure
-  fig = Figure(figsize=(5, 3.5))
-  ax = fig.subplots()
-  for (b, alignment), curve in curves.groupby(["model_b", "alignment"], sort=False):
-    ax.plot(curve["alpha"], curve["test_loss"], "-" if alignment == "aligned" else "--",
-            label=f"{int(curve['model_a'].iloc[0])}-{b} {alignment}")
-  ax.set(xlabel="alpha (0: reference model, 1: the other)", ylabel="test loss", title="Linear interpolation")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

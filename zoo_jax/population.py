@@ -24,9 +24,61 @@ from zoo_jax.models.fast_conv import CONV_IMPLS
 
 OPTIMIZERS = ("adam", "sgd")
 SGD_MOMENTUM = 0.9  # the Model Zoos SGD setting
+LR_SCHEDULES = ("constant", "onecycle")
 
-# Streams derived from a model's seed: fold_in(key(seed), stream).
-_INIT_STREAM, _TRAIN_STREAM = 0, 1
+# Streams derived from a model's seed: fold_in(key(seed), stream). (2: zoo_jax.sparsify.)
+_INIT_STREAM, _TRAIN_STREAM, _AUGMENT_STREAM = 0, 1, 3
+
+
+class Schedule(NamedTuple):
+  """How the learning rate (and momentum) move over a run: "constant", or "onecycle" over
+  `total_steps` optimizer steps (the run's epochs x steps per epoch)."""
+
+  name: str = "constant"
+  total_steps: int = 0
+
+
+class Augment(NamedTuple):
+  """Train-time augmentation of each image, drawn per model, step and image, on the raw pixels
+  (before normalisation, so padding and rotation fill with pixel value 0, as torchvision's
+  transforms placed before ToTensor / Normalize do). The default does nothing."""
+
+  crop_padding: int = 0  # RandomCrop(size, padding=p): zero-pad p on each side, crop back at a random offset
+  horizontal_flip: bool = False  # RandomHorizontalFlip(): mirrored with probability 1/2
+  rotation: float = 0.0  # RandomRotation(r): an angle uniform in [-r, r] degrees, nearest pixel, fill 0
+
+  @property
+  def active(self) -> bool:
+    return bool(self.crop_padding or self.horizontal_flip or self.rotation)
+
+
+# torch.optim.lr_scheduler.OneCycleLR's defaults (the Model Zoos' ResNet-18 zoos pass only max_lr,
+# epochs and steps_per_epoch).
+ONECYCLE = dict(pct_start=0.3, div_factor=25.0, final_div_factor=1e4, base_momentum=0.85, max_momentum=0.95)
+
+
+def onecycle(step: jax.Array, total_steps: int) -> tuple[jax.Array, jax.Array]:
+  """(learning-rate factor of max_lr, momentum) at optimizer step `step` (0-based), exactly as
+  PyTorch's OneCycleLR (two phases, cosine annealing, cycle_momentum=True) computes them.
+
+  lr rises from max_lr / 25 to max_lr at step 0.3 * total - 1, then falls to max_lr / 25 / 1e4 at
+  step total - 1; the momentum (SGD's momentum, Adam's beta1) falls from 0.95 to 0.85 and rises back.
+  Steps past the end keep the final values (PyTorch raises there).
+  """
+  o = ONECYCLE
+  initial = 1.0 / o["div_factor"]
+  final = initial / o["final_div_factor"]
+  step = jnp.asarray(step, jnp.float32)
+  first_end = float(o["pct_start"] * total_steps) - 1.0
+  last_end = float(total_steps) - 1.0
+  in_first = step <= first_end
+  pct = jnp.where(in_first, step / first_end, (step - first_end) / (last_end - first_end))
+  pct = jnp.clip(pct, 0.0, 1.0)
+  anneal = lambda start, end: end + (start - end) / 2.0 * (jnp.cos(jnp.pi * pct) + 1.0)
+  lr = jnp.where(in_first, anneal(initial, 1.0), anneal(1.0, final))
+  momentum = jnp.where(in_first, anneal(o["max_momentum"], o["base_momentum"]),
+                       anneal(o["base_momentum"], o["max_momentum"]))
+  return lr, momentum
 
 
 class Cohort(NamedTuple):
@@ -78,21 +130,63 @@ def make_model(cohort: Cohort, num_classes: int = 10, init: str = "uniform", con
                           use_dropout=cohort.use_dropout, num_classes=num_classes, conv_impl=conv_impl)
 
 
-def make_optimizer(name: str) -> Callable[..., optax.GradientTransformation]:
+def make_optimizer(name: str, schedule: Schedule = Schedule()) -> Callable[..., optax.GradientTransformation]:
   """Optimizer factory `(learning_rate, weight_decay) -> tx` with injectable hyperparameters.
 
   Weight decay is L2 added to the gradient before the update, as PyTorch's
   `Adam(weight_decay=...)` and `SGD(weight_decay=...)` used by the Model Zoos do.
+  schedule "onecycle": `learning_rate` is OneCycleLR's max_lr; the step's learning rate and
+  momentum (SGD's, Adam's beta1) follow `onecycle`, as PyTorch's scheduler sets them before each step.
   """
   if name not in OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {name!r}; allowed values: {list(OPTIMIZERS)}.")
+  if schedule.name not in LR_SCHEDULES:
+    raise ValueError(f"Unknown learning-rate schedule {schedule.name!r}; allowed values: {list(LR_SCHEDULES)}.")
 
   def tx(learning_rate, weight_decay):
-    base = (optax.adam(learning_rate) if name == "adam"
-            else optax.sgd(learning_rate, momentum=SGD_MOMENTUM))
+    if schedule.name == "constant":
+      base = (optax.adam(learning_rate) if name == "adam"
+              else optax.sgd(learning_rate, momentum=SGD_MOMENTUM))
+    else:
+      lr = lambda count: learning_rate * onecycle(count, schedule.total_steps)[0]
+      momentum = lambda count: onecycle(count, schedule.total_steps)[1]
+      base = (optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=momentum) if name == "adam"
+              else optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum))
     return optax.chain(optax.add_decayed_weights(weight_decay), base)
 
   return optax.inject_hyperparams(tx)
+
+
+def augment_images(key: jax.Array, images: jax.Array, augment: Augment) -> jax.Array:
+  """One model's batch [B, H, W, C] of raw pixels (any dtype) -> float32, each image augmented
+  with its own key from `key`: crop (with padding), then flip, then rotation."""
+  x = images.astype(jnp.float32)
+  if not augment.active:
+    return x
+  h, w, c = x.shape[1:]
+
+  def one(key, image):
+    crop_key, flip_key, angle_key = jax.random.split(key, 3)
+    p = augment.crop_padding
+    if p:
+      padded = jnp.pad(image, ((p, p), (p, p), (0, 0)))
+      dy, dx = jax.random.randint(crop_key, (2,), 0, 2 * p + 1)
+      image = jax.lax.dynamic_slice(padded, (dy, dx, 0), (h, w, c))
+    if augment.horizontal_flip:
+      image = jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
+    if augment.rotation:
+      angle = jnp.deg2rad(jax.random.uniform(angle_key, (), minval=-augment.rotation, maxval=augment.rotation))
+      cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+      y, x_ = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - cy, jnp.arange(w, dtype=jnp.float32) - cx,
+                           indexing="ij")
+      # Each output pixel takes the nearest source pixel of the inverse rotation; outside: 0.
+      sy = jnp.round(jnp.cos(angle) * y - jnp.sin(angle) * x_ + cy).astype(jnp.int32)
+      sx = jnp.round(jnp.sin(angle) * y + jnp.cos(angle) * x_ + cx).astype(jnp.int32)
+      inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
+      image = jnp.where(inside[..., None], image[jnp.clip(sy, 0, h - 1), jnp.clip(sx, 0, w - 1)], 0.0)
+    return image
+
+  return jax.vmap(one)(jax.random.split(key, x.shape[0]), x)
 
 
 def init_params(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
@@ -123,7 +217,7 @@ def init_variables(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
 def create_population(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray, learning_rate: np.ndarray,
                       weight_decay: np.ndarray, dropout_rate: np.ndarray,
                       input_shape: tuple[int, int, int], num_classes: int = 10,
-                      params: Any = None) -> PopulationState:
+                      params: Any = None, schedule: Schedule = Schedule()) -> PopulationState:
   """Creates the training state of P models of one cohort.
 
   Args:
@@ -131,6 +225,8 @@ def create_population(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray, lear
     input_shape: (H, W, C) of one image.
     params: optional starting weights [P, ...] (e.g. sampled ones); by default each
       model's init method drawn from its own seed.
+    schedule: the learning-rate schedule (the optimizer state holds its step count); the same
+      as make_train_epoch's.
   """
   seeds = np.asarray(seeds)
   (p,) = seeds.shape
@@ -139,7 +235,7 @@ def create_population(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray, lear
   initial_params, model_state = init_variables(cohort, seeds, inits, input_shape, num_classes)
   if params is None:
     params = initial_params
-  make_tx = make_optimizer(cohort.optimizer)
+  make_tx = make_optimizer(cohort.optimizer, schedule)
   opt_state = jax.jit(jax.vmap(lambda p, lr, wd: make_tx(learning_rate=lr, weight_decay=wd).init(p)))(
       params, hparams[0], hparams[1])
   seeds = jnp.asarray(seeds, jnp.int32)
@@ -164,6 +260,7 @@ def _tree_all_finite(tree) -> jax.Array:
 
 def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, std,
                      num_classes: int = 10, models_per_vmap: int = 0, conv_impl: str = "xla",
+                     schedule: Schedule = Schedule(), augment: Augment = Augment(),
                      ) -> Callable[[PopulationState, jax.Array, jax.Array], tuple[PopulationState, EpochMetrics]]:
   """Builds the jitted `train_epoch(state, images, labels) -> (state, metrics)`.
 
@@ -177,8 +274,11 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
     slowly, so k = 1 is several times faster there at P >= 16 (benchmarks/population_throughput.py).
   conv_impl: "xla" or "patches" (see make_model); "patches" turns vmapped convolutions into
     batched matmuls, the fast form on CPU.
+  schedule: the learning-rate schedule (as given to create_population).
+  augment: train-time augmentation; model i's draws come from its seed and the epoch (a stream
+    of their own), so they do not depend on its position in the cohort.
   """
-  model, make_tx = make_model(cohort, num_classes, conv_impl=conv_impl), make_optimizer(cohort.optimizer)
+  model, make_tx = make_model(cohort, num_classes, conv_impl=conv_impl), make_optimizer(cohort.optimizer, schedule)
   tx = make_tx(learning_rate=0.0, weight_decay=0.0)  # the real values live in each opt_state
   steps = num_train // batch_size
   if steps < 1:
@@ -187,6 +287,7 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
   def model_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, model_state, images, labels):
     epoch_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _TRAIN_STREAM), epoch)
     perm_key, dropout_key = jax.random.split(epoch_key)
+    augment_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _AUGMENT_STREAM), epoch)
     order = jax.random.permutation(perm_key, num_train)[: steps * batch_size].reshape(steps, batch_size)
 
     def loss_fn(p, model_state, x, y, key):
@@ -201,7 +302,8 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
     def step(carry, inputs):
       params, opt_state, model_state, diverged = carry
       idx, i = inputs
-      x, y = normalize(images[idx], mean, std), labels[idx]
+      x = augment_images(jax.random.fold_in(augment_key, i), images[idx], augment) if augment.active else images[idx]
+      x, y = normalize(x, mean, std), labels[idx]
       (loss, (acc, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
           params, model_state, x, y, jax.random.fold_in(dropout_key, i))
       updates, new_opt_state = tx.update(grads, opt_state, params)

@@ -40,8 +40,9 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, encode, grid, lock, models, population, sampling, train, weights, zoo as zoo_lib
-from zoo_jax.encoders import hyperrep
+from zoo_jax import data, grid, lock, models, plots, population, sampling, train, train_config, weights, zoo as zoo_lib
+from zoo_jax.encoders import ENCODER_DIR, hyperrep
+from zoo_jax.states import ZooStates, load_states
 
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = "summary.csv", "accuracy.png", "samples.npz", "transfer"
 RECONSTRUCTION_FILE, RECONSTRUCTION_DIR = "reconstruction.csv", "reconstruction"
@@ -76,11 +77,11 @@ def _source(encoder_dir: str, config: ml_collections.ConfigDict):
     zoo_dir = config.zoo or json.load(f)["zoos"][0]
   with open(os.path.join(encoder_dir, "config.json")) as f:
     encoder_config = json.load(f)["config"]
-  model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, encode.ENCODER_DIR))
+  model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
   zoo = zoo_lib.Zoo(zoo_dir)
   epochs = [zoo.epochs[e] if e < 0 else e for e in config.epochs]
   # The encoder's own state filter, so the samplers see the states it was trained on.
-  states = encode.load_states(zoo_dir, epochs, **encoder_config.get("filter", {}))
+  states = load_states(zoo_dir, epochs, **encoder_config.get("filter", {}))
   print(states.hygiene)
   keep = np.ones(len(states.table), bool)
   for field, value in config.select.items():
@@ -100,7 +101,7 @@ def _source(encoder_dir: str, config: ml_collections.ConfigDict):
   return (model, params, spec), zoo, states.rows(keep), info.get("held_out_models", [])
 
 
-def finetune_setting(config: ml_collections.ConfigDict, source: "encode.ZooStates") -> dict:
+def finetune_setting(config: ml_collections.ConfigDict, source: ZooStates) -> dict:
   """How samples and baselines are trained: config.finetune, where a field is None the selected
   zoo models' own value (the zoo's training setting, the default)."""
   setting = {}
@@ -117,7 +118,7 @@ def finetune_setting(config: ml_collections.ConfigDict, source: "encode.ZooState
 
 
 def check_reconstruction(config: ml_collections.ConfigDict, ae: tuple, zoo: zoo_lib.Zoo,
-                         source: "encode.ZooStates", held_out: list[str], workdir: str) -> pd.DataFrame:
+                         source: ZooStates, held_out: list[str], workdir: str) -> pd.DataFrame:
   """Decodes the held-out source states and evaluates them beside their originals.
 
   The held-out models are those the autoencoder's split kept out of its training (`held_out`,
@@ -233,7 +234,7 @@ def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wo
             lambda x: x[source_ids[rows["model_id"].to_numpy()]], starts))
   summary = summarize(results, zoo, source, config)
   zoo_lib.write_table_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
-  plot_summary(summary, os.path.join(workdir, PLOT_FILE))
+  plots.sampling_summary(summary, os.path.join(workdir, PLOT_FILE))
   return summary
 
 
@@ -255,14 +256,13 @@ def _stack_params(table: pd.DataFrame, sizes: list[int], blocks: list[Any], zoo:
 def _input_shape(zoo: zoo_lib.Zoo) -> tuple[int, int, int]:
   """(H, W, C) of the images the zoo's models read."""
   ds = zoo.config["dataset"]
-  size = models.INPUT_SIZES[zoo.config["model"]["arch"]]
-  info = data.resolve(ds["name"], ds.get("preprocess"), size[0] if size else None)
+  info = data.resolve(ds["name"], ds.get("preprocess"), models.image_size(zoo.config["model"]["arch"]))
   return (info.image_size, info.image_size, info.channels)
 
 
 def stored_finetune_config(zoo: zoo_lib.Zoo, num_epochs: int, progress_bar: bool) -> ml_collections.ConfigDict:
   """The zoo's own training config (data, batch size, engine settings), run for `num_epochs`."""
-  run = train.stored_config(zoo.workdir)
+  run = train_config.stored_config(zoo.workdir)
   run.num_epochs = num_epochs
   run.progress_bar = progress_bar
   run.overwrite = False
@@ -280,7 +280,7 @@ def _finetune_config(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict,
   return run
 
 
-def summarize(results: dict[str, zoo_lib.Zoo], zoo: zoo_lib.Zoo, source: "encode.ZooStates",
+def summarize(results: dict[str, zoo_lib.Zoo], zoo: zoo_lib.Zoo, source: ZooStates,
               config: ml_collections.ConfigDict) -> pd.DataFrame:
   """Test accuracy per (setting, method, epoch): mean over each seed's models, then mean and std over seeds."""
   frames = []
@@ -298,25 +298,6 @@ def summarize(results: dict[str, zoo_lib.Zoo], zoo: zoo_lib.Zoo, source: "encode
       test_acc=("mean", "mean"), std_over_seeds=("mean", "std"), best=("max", "max"),
       models=("count", "sum"), seeds=("mean", "count")).reset_index()
   return summary
-
-
-def plot_summary(summary: pd.DataFrame, path: str) -> None:
-  """Mean test accuracy per method against fine-tuning epochs (band: std over seeds)."""
-  from matplotlib.figure import Figure  # not pyplot: leaves a notebook's backend alone
-  settings = list(dict.fromkeys(summary["setting"]))
-  fig = Figure(figsize=(5.5 * len(settings), 4))
-  axes = fig.subplots(1, len(settings), squeeze=False)
-  for ax, setting in zip(axes[0], settings):
-    for method, rows in summary[summary["setting"] == setting].groupby("method", sort=False):
-      ax.plot(rows["epoch"], rows["test_acc"], marker="o", ms=3, label=method)
-      std = rows["std_over_seeds"].fillna(0)
-      ax.fill_between(rows["epoch"], rows["test_acc"] - std, rows["test_acc"] + std, alpha=0.15)
-    ax.set_xticks(sorted(summary["epoch"].unique()))
-    ax.set(xlabel="fine-tuning epoch (0: as sampled)", ylabel="mean test accuracy", title=setting)
-    ax.legend(fontsize=8)
-  fig.suptitle("Sampled models against the baselines")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -111,12 +111,7 @@ def kde_sample(key: jax.Array, embeddings, num_samples: int,
   Returns:
     [S, D] float32.
   """
-  embeddings = jnp.asarray(_check_embeddings(embeddings), jnp.float32)
-  num_samples = _check_num_samples(num_samples)
-  bandwidth = _check_bandwidth(bandwidth)
-  samples = _kde(key, embeddings, num_samples, jnp.float32(bandwidth))
-  chex.assert_shape(samples, (num_samples, embeddings.shape[1]))
-  return samples
+  return _checked_kde(_kde, key, embeddings, num_samples, bandwidth)
 
 
 @functools.partial(jax.jit, static_argnames="num_samples")
@@ -141,9 +136,14 @@ def kde_reference_sample(key: jax.Array, embeddings, num_samples: int,
   Returns:
     [S, D] float32.
   """
+  return _checked_kde(_kde_reference, key, embeddings, num_samples, bandwidth)
+
+
+def _checked_kde(kde, key, embeddings, num_samples, bandwidth) -> jax.Array:
+  """Checks the arguments of a KDE sampler, runs it, checks the shape of its [S, D] samples."""
   embeddings = jnp.asarray(_check_embeddings(embeddings), jnp.float32)
   num_samples = _check_num_samples(num_samples)
-  samples = _kde_reference(key, embeddings, num_samples, jnp.float32(_check_bandwidth(bandwidth)))
+  samples = kde(key, embeddings, num_samples, jnp.float32(_check_bandwidth(bandwidth)))
   chex.assert_shape(samples, (num_samples, embeddings.shape[1]))
   return samples
 
@@ -466,6 +466,28 @@ _REGISTRY = {
     "uniform": lambda key, z, scores, n, c: uniform_sample(key, z, n),
     "uniform_reference": lambda key, z, scores, n, c: uniform_reference_sample(key, z.shape[1], n),
 }
+
+
+def _sampler_files() -> None:
+  """Adds the samplers of zoo_jax/samplers/ to the registry: each file there is one sampler, named
+  for the file, exposing `draw(key, embeddings [N, D], scores [N], num_samples, config) -> [S, D]`
+  and `DEFAULTS` (its config fields with their defaults, added to DRAW_DEFAULTS). A new sampler
+  is a new file there plus a config naming it in config.samplers."""
+  import importlib
+  import pkgutil
+  from zoo_jax import samplers
+  for info in pkgutil.iter_modules(samplers.__path__):
+    if info.name.startswith("_"):
+      continue
+    module = importlib.import_module(f"{samplers.__name__}.{info.name}")
+    clash = set(module.DEFAULTS) & set(DRAW_DEFAULTS)
+    if info.name in _REGISTRY or clash:
+      raise ValueError(f"zoo_jax/samplers/{info.name}.py: the name or config fields {sorted(clash)} are taken.")
+    _REGISTRY[info.name] = module.draw
+    DRAW_DEFAULTS.update(module.DEFAULTS)
+
+
+_sampler_files()
 SAMPLERS = tuple(_REGISTRY)
 
 

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, features, finetune as finetune_lib, grid, properties, transfer, weights, zoo as zoo_lib
+from zoo_jax import data, features, finetune as finetune_lib, grid, plots, properties, transfer, weights, zoo as zoo_lib
 
 FEATURE_METHODS = tuple(transfer.SCORES)
 METHODS = FEATURE_METHODS + ("zero_shot", "source_acc", "learned")
@@ -252,25 +252,8 @@ def select_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, target:
   zoo_lib.write_table_atomic(ens, os.path.join(workdir, ENSEMBLES_FILE))
   summary["ensembles"] = ens.astype(object).where(ens.notna(), None).to_dict(orient="records")
   zoo_lib.write_json_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
-  plot_ranking(scored, summary, os.path.join(workdir, PLOT_FILE))
+  plots.selection_ranking(scored, summary, os.path.join(workdir, PLOT_FILE))
   return summary
-
-
-def plot_ranking(ranking: pd.DataFrame, summary: dict, path: str) -> None:
-  """Each method's score against the fine-tuned accuracy, Kendall tau in the title."""
-  from matplotlib.figure import Figure
-  methods = list(summary["methods"])
-  fig = Figure(figsize=(3.2 * len(methods), 3.2))
-  axes = fig.subplots(1, len(methods), squeeze=False)[0]
-  for ax, method in zip(axes, methods):
-    ax.scatter(ranking[method], ranking["finetuned_acc"], s=10, c=pd.factorize(ranking["activation"])[0], cmap="tab10")
-    m = summary["methods"][method]
-    ratio = "free" if m["ratio_to_brute_force"] is None else f"{m['ratio_to_brute_force']:.0f}x cheaper"
-    ax.set_xlabel(method)
-    ax.set_title(f"tau {m['kendall_tau']:.2f}, {ratio}", fontsize=9)
-  axes[0].set_ylabel(f"fine-tuned test acc on {summary['target']}")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,17 @@ as the published CNN_ARD checkpoints), the `log_sigma2` collection beside them
 epoch 0 is the source model itself (log sigma^2 at its initial value). `deployed(params,
 log_sigma2)` gives the sparse weights that the zoo's architecture runs as is.
 
+A twin run commits every epoch with its training state (zoo.ZooWriter, as training does): the
+same command into the same workdir resumes a killed run after its last complete epoch, to the
+twin an uninterrupted run writes (every model's noise and batch order come from its seed and the
+epoch), or leaves a complete twin as it is; a workdir holding another twin (another source,
+selection or config) is refused. One run writes a workdir at a time (zoo_jax.lock).
+
   python -m zoo_jax.sparsify --config=configs/sparsify.py --zoo=SOURCE_ZOO --workdir=TWIN
 """
 
 import dataclasses
+import io
 import json
 import os
 from typing import Any
@@ -32,9 +39,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pandas as pd
 
-from zoo_jax import data, grid, models, population, zoo
+from zoo_jax import data, grid, lock, models, population, zoo
 from zoo_jax.models.cnn import ACTIVATIONS
 
 ARCHS = ("cnn_s", "cnn_l")  # the architectures with a CNN_ARD twin
@@ -182,18 +190,47 @@ def _evaluate(arch, activation, threshold, batch_size, mean, std):
 def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str,
                  model_ids: Any = None) -> zoo.Zoo:
   """Sparsifies the last-epoch models of the zoo in `source` (all, or `model_ids`, e.g. from
-  `Zoo.select`) for config.num_epochs epochs into a twin zoo; `source_model` names each twin's model."""
+  `Zoo.select`) for config.num_epochs epochs into a twin zoo; `source_model` names each twin's model.
+  Resumes a killed run into the same workdir (see the module docstring)."""
   src = zoo.Zoo(source)
   arch = src.config["model"]["arch"]
   if arch not in ARCHS:
     raise ValueError(f"Sparsified twins exist for {list(ARCHS)}; the zoo in {source!r} is {arch!r}.")
-  if os.path.exists(os.path.join(workdir, zoo.MODELS_FILE)):
-    raise ValueError(f"{workdir!r} already holds a zoo; choose another --workdir (twins are not resumed).")
-  os.makedirs(workdir, exist_ok=True)
+  chosen = src.models if model_ids is None else src.models.set_index("model_id").loc[
+      src._model_ids(model_ids)].reset_index()
+  models_table = grid.index_models(chosen.rename(columns={"model_id": "source_model"}))
+  source_epoch = src.epochs[-1]
+  models_table["source_epoch"] = source_epoch
   ds = src.config["dataset"]
-  size = models.INPUT_SIZES[arch]
+  twin_config = {"source": os.path.abspath(source), "source_config": src.config, "sparsify": config.to_dict(),
+                 "dataset": ds, "model": {"arch": arch}}
+  os.makedirs(workdir, exist_ok=True)
+  with lock.workdir_lock(workdir):  # one writer per workdir, as for training
+    _prepare_twin_workdir(workdir, twin_config, models_table)
+    _sparsify(config, src, workdir, arch, ds, models_table, source_epoch, twin_config)
+  src.close()
+  return zoo.Zoo(workdir)
+
+
+def _prepare_twin_workdir(workdir: str, twin_config: dict, models_table: pd.DataFrame) -> None:
+  """Writes the tables of a new twin, or checks that the workdir holds this twin (then it resumes)."""
+  config_path, models_path = (os.path.join(workdir, name) for name in (zoo.CONFIG_FILE, zoo.MODELS_FILE))
+  if os.path.exists(config_path) or os.path.exists(models_path):
+    same_config = os.path.exists(config_path) and zoo.read_json(config_path) == json.loads(json.dumps(twin_config))
+    same_models = os.path.exists(models_path) and pd.read_csv(models_path).equals(
+        pd.read_csv(io.StringIO(models_table.to_csv(index=False))))
+    if not (same_config and same_models):
+      raise ValueError(f"{workdir!r} already holds another zoo (not this source, selection and sparsify config); "
+                       "choose another --workdir.")
+    return
+  zoo.write_table_atomic(models_table, models_path)
+  zoo.write_json_atomic(twin_config, config_path)
+
+
+def _sparsify(config, src: zoo.Zoo, workdir: str, arch: str, ds: dict, models_table: pd.DataFrame,
+              source_epoch: int, twin_config: dict) -> None:
   splits = {split: data.load(ds["name"], split, source=ds["source"], data_dir=ds.get("data_dir"),
-                             seed=ds["split_seed"], image_size=size[0] if size else None,
+                             seed=ds["split_seed"], image_size=models.image_size(arch),
                              preprocess=ds.get("preprocess"))
             for split in data.SPLITS}
   for split in ("train", "validation", "test"):
@@ -204,15 +241,6 @@ def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str,
                                           labels=splits[split].labels[index])
   train = splits["train"]
   batch_size = config.batch_size or src.config["batch_size"]
-  chosen = src.models if model_ids is None else src.models.set_index("model_id").loc[
-      src._model_ids(model_ids)].reset_index()
-  models_table = grid.index_models(chosen.rename(columns={"model_id": "source_model"}))
-  source_epoch = src.epochs[-1]
-  models_table["source_epoch"] = source_epoch
-  zoo.write_table_atomic(models_table, os.path.join(workdir, zoo.MODELS_FILE))
-  twin_config = {"source": os.path.abspath(source), "source_config": src.config, "sparsify": config.to_dict(),
-                 "dataset": ds, "model": {"arch": arch}}
-  zoo.write_json_atomic(twin_config, os.path.join(workdir, zoo.CONFIG_FILE))
 
   states, fns, evals = {}, {}, {}
   for c, rows in grid.cohorts(models_table):
@@ -250,13 +278,23 @@ def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str,
     history.append(zoo.metrics_rows(models_table, epoch, metrics, diverged))
     zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
 
-  commit(0)
-  for epoch in range(1, config.num_epochs + 1):
-    for c in states:
-      states[c], _ = fns[c](states[c], jnp.asarray(train.images), jnp.asarray(train.labels), epoch)
-    commit(epoch)
-  writer.close()
-  return zoo.Zoo(workdir)
+  try:
+    restored = writer.restore_state({str(c): jax.tree.map(ocp.utils.to_shape_dtype_struct, s)
+                                     for c, s in states.items()})
+    if restored is None:
+      start = 0
+      commit(0)
+    else:  # a killed run: its committed epochs stay, training continues from the newest state
+      start, restored_states = restored
+      states = {int(c): s for c, s in restored_states.items()}
+      history = [zoo.epoch_rows(models_table, e, writer.epoch_metrics(e)) for e in range(start + 1)]
+      zoo.write_table_atomic(pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    for epoch in range(start + 1, config.num_epochs + 1):
+      for c in states:
+        states[c], _ = fns[c](states[c], jnp.asarray(train.images), jnp.asarray(train.labels), epoch)
+      commit(epoch)
+  finally:
+    writer.close()
 
 
 if __name__ == "__main__":

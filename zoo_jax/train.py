@@ -33,69 +33,9 @@ import orbax.checkpoint as ocp
 import pandas as pd
 from tqdm.auto import tqdm
 
-from zoo_jax import data, errors, grid, lock, models, population, sharding, zoo
-from zoo_jax.models.fast_conv import CONV_IMPLS
-
-# Fields a config may carry (sections map to their allowed sub-fields).
-_FIELDS = {
-    "dataset": {"name", "source", "data_dir", "split_seed", "train_size", "eval_size", "preprocess",
-                "train_eval_size"},
-    "model": {"arch"},
-    "population": {"num_seeds", "first_seed", "random_seeds", "grid"},
-    "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
-    "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None, "distributed": None,
-}
-# Fields that may change between runs into one workdir without making it another zoo.
-# `distributed` is how the run is spread, not what it trains: a zoo begun on one host may continue
-# on several (with the same total device count: the cohorts' padding depends on it).
-_RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl",
-                      "profile", "distributed"}
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks every field once, early; errors name the field and the allowed values."""
-  unknown = set(config.keys()) - set(_FIELDS)
-  if unknown:
-    raise ValueError(f"Unknown config fields {sorted(unknown)}; allowed: {sorted(_FIELDS)}.")
-  for section, fields in _FIELDS.items():
-    if section not in config:
-      raise ValueError(f"config.{section} is missing.")
-    if fields is not None:
-      unknown = set(config[section].keys()) - fields
-      if unknown:
-        raise ValueError(f"Unknown config.{section} fields {sorted(unknown)}; allowed: {sorted(fields)}.")
-  ds = config.dataset
-  if ds.name not in data.DATASETS:
-    raise ValueError(f"config.dataset.name {ds.name!r} is unknown; allowed values: {sorted(data.DATASETS)}.")
-  if ds.source not in data.DATASETS[ds.name].sources:
-    raise ValueError(f"config.dataset.source {ds.source!r} is not available for {ds.name!r}; "
-                     f"allowed values: {list(data.DATASETS[ds.name].sources)}.")
-  data.resolve(ds.name, ds.get("preprocess"))  # each preprocess field, and mean / std per channel
-  if config.model.arch not in models.ARCHITECTURES:
-    raise ValueError(f"config.model.arch {config.model.arch!r} is unknown; "
-                     f"allowed values: {sorted(models.ARCHITECTURES)}.")
-  for field, low in (("num_epochs", 0), ("batch_size", 1), ("eval_batch_size", 1), ("models_per_vmap", 0)):
-    if not isinstance(config[field], int) or config[field] < low:
-      raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
-  if config.conv_impl not in CONV_IMPLS:
-    raise ValueError(f"config.conv_impl {config.conv_impl!r} is unknown; allowed values: {list(CONV_IMPLS)}.")
-  if ds.train_size is not None and (not isinstance(ds.train_size, int) or ds.train_size < config.batch_size):
-    raise ValueError(f"config.dataset.train_size must be None (all) or an integer >= config.batch_size "
-                     f"({config.batch_size}), got {ds.train_size!r}.")
-  eval_size = ds.get("eval_size")
-  if eval_size is not None and (not isinstance(eval_size, int) or eval_size < 1):
-    raise ValueError(f"config.dataset.eval_size must be None (all) or a positive integer, got {eval_size!r}.")
-  train_eval_size = ds.get("train_eval_size")
-  if train_eval_size is not None and (not isinstance(train_eval_size, int) or train_eval_size < 1):
-    raise ValueError(f"config.dataset.train_eval_size must be None (all) or a positive integer, "
-                     f"got {train_eval_size!r}.")
-  if not isinstance(config.distributed, bool):
-    raise ValueError(f"config.distributed must be True or False, got {config.distributed!r}.")
-  if config.distributed and not config.shard:
-    raise ValueError("config.distributed=True needs config.shard=True: the model axis is what is spread "
-                     "over the processes.")
-  grid.validate_population(config.population)
-
+from zoo_jax import data, errors, grid, lock, models, population, sharding, train_config, zoo
+# The config's fields, their checks and the migration of stored configs (their home: train_config).
+from zoo_jax.train_config import stored_config, validate_config  # noqa: F401
 
 def _create_workdir(workdir: str) -> None:
   try:
@@ -128,9 +68,11 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
     else:
       old = {}
   if old:
-    old = _with_later_fields(old)
+    old = train_config.with_later_fields(old)
   new = json.loads(config.to_json())
-  changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in _RESUMABLE_CHANGES)
+  # A one-cycle schedule spans num_epochs: more epochs would be another schedule, another zoo.
+  fixed = {"num_epochs"} if new.get("lr_schedule", "constant") != "constant" else set()
+  changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in train_config.RESUMABLE_CHANGES - fixed)
   if changed and not config.overwrite:
     raise ValueError(
         f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "
@@ -139,29 +81,6 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
     warnings.warn(f"Overwriting the zoo in {workdir} (fields {changed} changed).")
     zoo.clear(workdir)
   return rewrote
-
-
-# Fields added after zoos were first written, with the value those zoos were trained with.
-_LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla",
-                 ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS},
-                 ("population", "random_seeds"): False,
-                 ("dataset", "train_eval_size"): None, ("profile",): False, ("distributed",): False}
-
-
-def _with_later_fields(stored: dict) -> dict:
-  """A stored config.json completed with the fields added since it was written."""
-  for path, value in _LATER_FIELDS.items():
-    section = stored
-    for name in path[:-1]:
-      section = section.setdefault(name, {})
-    section.setdefault(path[-1], value)
-  return stored
-
-
-def stored_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a zoo was trained with (its config.json), completed with later fields' defaults,
-  so it validates and can drive another run (e.g. fine-tuning samples on the zoo's data)."""
-  return ml_collections.ConfigDict(_with_later_fields(zoo.read_json(os.path.join(workdir, zoo.CONFIG_FILE))))
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -184,16 +103,22 @@ def _cohort_arrays(rows: pd.DataFrame, index: np.ndarray) -> dict[str, np.ndarra
           ("seed", "init", "learning_rate", "weight_decay", "dropout")}
 
 
+def _table_problem(path: str, columns, expected: pd.DataFrame, differs: str) -> str | None:
+  """None if the table at `path` equals `expected` (as written and read back); else why not: `differs`,
+  or what is damaged."""
+  try:
+    return None if zoo.read_table(path, columns).equals(zoo._roundtrip(expected)) else differs
+  except errors.DamagedZoo as error:
+    return str(error)
+
+
 def _repair_models(workdir: str, models_table: pd.DataFrame) -> bool:
   """Writes models.csv if it is missing or differs from this run's table (exact: the config
   that made the zoo, checked by _prepare_workdir, gives the same table); True if it did."""
   path = os.path.join(workdir, zoo.MODELS_FILE)
-  try:
-    if zoo.read_table(path, zoo.MODELS_TABLE_COLUMNS).equals(zoo._roundtrip(models_table)):
-      return False
-    problem = "it differed from the models of this config"
-  except errors.DamagedZoo as error:
-    problem = str(error)
+  problem = _table_problem(path, zoo.MODELS_TABLE_COLUMNS, models_table, "it differed from the models of this config")
+  if problem is None:
+    return False
   if os.path.exists(path) or zoo.committed_epochs(workdir):
     print(f"Rebuilt {path} ({problem})")
   zoo.write_table_atomic(models_table, path)
@@ -210,12 +135,9 @@ def _repair_metrics(workdir: str, epochs: list[int], models_table: pd.DataFrame)
       raise errors.DamagedZoo(f"{error} Delete that step folder and run this command again: it trains the newest "
                               "epoch again from state/; an older one needs the zoo trained again.") from None
   table = pd.concat(derived, ignore_index=True)
-  try:
-    if zoo.read_table(path, zoo.METRICS_TABLE_COLUMNS).equals(zoo._roundtrip(table)):
-      return False
-    problem = "it disagreed with the checkpoints"
-  except errors.DamagedZoo as error:
-    problem = str(error)
+  problem = _table_problem(path, zoo.METRICS_TABLE_COLUMNS, table, "it disagreed with the checkpoints")
+  if problem is None:
+    return False
   zoo.write_table_atomic(table, path)
   print(f"Rebuilt {path} from the checkpoints ({problem})")
   return True
@@ -266,9 +188,8 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
     return zoo.Zoo(workdir)
 
   ds = config.dataset
-  size = models.INPUT_SIZES[config.model.arch]  # e.g. CIFAR-10 resized to 28x28 for CNN-s
   splits = {split: data.load(ds.name, split, source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed,
-                             image_size=size[0] if size else None, preprocess=ds.get("preprocess"))
+                             image_size=models.image_size(config.model.arch), preprocess=ds.get("preprocess"))
             for split in data.SPLITS}
   if ds.train_size is not None:
     splits["train"] = _subset(splits["train"], ds.train_size, ds.split_seed)
@@ -293,6 +214,8 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
   on_mesh["train_all"] = on_mesh["train"] if evaluated["train"] is train else sharding.replicate(
       (jnp.asarray(train.images), jnp.asarray(train.labels)), mesh)
   cohorts = grid.cohorts(models_table)
+  schedule = population.Schedule(config.lr_schedule, config.num_epochs * (len(train) // config.batch_size))
+  augment = population.Augment(**ds.augment.to_dict())
   states, train_fns, eval_fns = {}, {}, {}
   for c, (cohort, rows) in enumerate(cohorts):
     padded = sharding.padded_index(len(rows), num_devices)
@@ -303,11 +226,12 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
       params = jax.tree.map(lambda x: jnp.asarray(x)[index], initial_params(rows))
     states[c] = sharding.shard_models(population.create_population(
         cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
-        arrays["dropout"], train.image_shape, train.num_classes, params=params), mesh)
+        arrays["dropout"], train.image_shape, train.num_classes, params=params, schedule=schedule), mesh)
     # Each device runs its own rows of the cohort (one device: the functions themselves).
     train_fns[c] = sharding.per_device(population.make_train_epoch(
         cohort, batch_size=config.batch_size, num_train=len(train), mean=train.mean, std=train.std,
-        num_classes=train.num_classes, models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
+        num_classes=train.num_classes, models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl,
+        schedule=schedule, augment=augment), mesh)
     eval_fns[c] = sharding.per_device(population.make_evaluate(
         cohort, batch_size=config.eval_batch_size, mean=train.mean, std=train.std, num_classes=train.num_classes,
         models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)

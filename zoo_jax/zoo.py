@@ -665,13 +665,25 @@ def slice_zoo(src: str, dst: str, model_ids: Sequence[int] | None = None,
           params = read_cohorts(source._manager, epoch, rows)
           stored = read_cohorts(source._manager, epoch, rows, "metrics")
           writer.save_weights(epoch, {new_cohort[c]: params[c] for c in rows},
-                              {new_cohort[c]: stored[c] for c in rows})
+                              {new_cohort[c]: stored[c] for c in rows},
+                              {new_cohort[c]: state for c, state in _collections(source, epoch, rows).items()})
         committed = writer.steps()
         write_table_atomic(metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE))
     finally:
       writer.close()
       source.close()
   return Zoo(dst)
+
+
+def _collections(source: "Zoo", epoch: int, rows: dict[int, np.ndarray]) -> dict[int, dict | None]:
+  """Per cohort, the selected rows of every stored collection besides params and metrics
+  (BatchNorm's batch_stats, a twin's log_sigma2); None where a cohort has none."""
+  metadata = item_metadata(source._manager, epoch)
+  out = {}
+  for c, r in rows.items():
+    names = [k for k in metadata[str(c)] if k not in ("params", "metrics")]
+    out[c] = {k: read_cohorts(source._manager, epoch, {c: r}, k)[c] for k in names} or None
+  return out
 
 
 def _prepare_copy(dst: str, record: dict) -> None:

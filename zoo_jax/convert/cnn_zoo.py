@@ -80,10 +80,10 @@ def scan(src: str) -> writer.Source:
     raise ValueError(f"{metrics_path} has {len(table)} rows but {os.path.join(src, WEIGHTS_FILE)} has "
                      f"{weights.shape[0]}; expected one metrics row per weights row (a file may be truncated).")
   channels = layers["conv_0"]["kernel"][2][2]
-  shapes = writer.param_shapes(ARCH, channels)
+  shapes = writer.variable_shapes(ARCH, channels)
   declared = {name: {kind: np.empty(shape, np.float32) for kind, (_, _, shape) in layer.items()}
               for name, layer in layers.items()}
-  writer.check_shapes(declared, shapes, layout_path)
+  writer.check_shapes(declared, shapes["params"], layout_path)
 
   model, epoch, sources = _identify(table, metrics_path)
   models = _models_table(table, model, sources, metrics_path)
@@ -100,7 +100,7 @@ def scan(src: str) -> writer.Source:
 
   def read_epoch(e: int) -> list[Any]:
     at = rows_at.get(e, {})
-    return [None if m not in at else _row_params(weights, at[m], layers) for m in range(len(models))]
+    return [None if m not in at else {"params": _row_params(weights, at[m], layers)} for m in range(len(models))]
 
   return writer.Source(models=models, structure=structure, shapes={key: shapes for key in structure},
                        epochs=sorted(int(e) for e in rows_at), metrics=metrics, read_epoch=read_epoch)

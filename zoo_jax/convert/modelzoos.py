@@ -19,10 +19,17 @@ writes through Ray Tune 1.x; anything else is an error that names the file):
                                            result.json is an error
 
 Config keys read (from params.json, else result.json's "config"; others are ignored):
-    "model::type"        required: "CNN" -> cnn_s (CNN-s), "CNN3" -> cnn_l (CNN-l). ("CNN2",
-                         6-9-6 channels, and "MLP" have no zoo_jax architecture and are refused.)
+    "model::type"        required: "CNN" -> cnn_s (CNN-s), "CNN3" -> cnn_l (CNN-l), "Resnet18" ->
+                         resnet18 (def_net.py's torchvision ResNet-18), "CNN_ARD" / "CNN3_ARD" ->
+                         a sparsified twin of cnn_s / cnn_l (def_net_distillation.py). ("CNN2",
+                         6-9-6 channels, "CNN2_ARD" and "MLP" have no zoo_jax architecture and are refused.)
     "model::channels_in" required: input channels (checked against the checkpoints)
     "model::nlin"        required: tanh, relu, sigmoid, gelu, leakyrelu (-> leaky_relu)
+    "model::o_dim"       classes of a Resnet18 (10 CIFAR-10, 100 CIFAR-100, 200 Tiny-ImageNet);
+                         required there; the CNNs have 10
+    "training::init_checkpoint_path", "training::sample_epoch"
+                         a twin's source trial folder and epoch -> models.csv columns source_trial
+                         (the folder's name) and source_epoch (twins only)
     "model::dropout", "model::init_type", "optim::optimizer", "optim::lr", "optim::wd", "seed"
                          -> dropout, init, optimizer, learning_rate, weight_decay, seed (NaN if absent)
 result.json lines: the epoch is "training_iteration" (Ray's counter, the same one that numbers
@@ -32,7 +39,8 @@ the checkpoint folders) or else "epoch"; metrics are read from the first present
     test_loss | loss_test,  test_acc | acc_test | test_accuracy.
 -999 (a "not computed" marker some Model Zoos scripts write) and null read as NaN (the
 published trainer computes every epoch's metrics, epoch 0 included, so none is expected there);
-a reported NaN/inf loss marks the model diverged at that epoch. When an epoch appears twice
+a reported NaN/inf loss marks the model diverged at that epoch. A twin's "sparsity_ratio" (or
+"sparsity") becomes the `sparsity` column of metrics.csv, as in the twins zoo_jax.sparsify writes. When an epoch appears twice
 (Ray appends again after a trial restore) the last line wins, as its checkpoint was rewritten.
 
 Models are ordered by folder name (Ray numbers trials with zero-padded indices). The zoo's
@@ -40,6 +48,14 @@ epochs are those with a checkpoint in at least one model; a model without one at
 epoch is kept with NaN weights and status "missing". Conv/linear layers are matched by their
 order in `module_list`, so dropout layers (present in CNN-s only when p > 0, always in CNN-l)
 do not matter.
+
+What each checkpoint becomes (`Zoo.variables` reads every collection back):
+  CNN, CNN3            params
+  Resnet18             params + batch_stats (running_mean/running_var; num_batches_tracked, which
+                       PyTorch reads only when BatchNorm's momentum is None, is dropped)
+  CNN_ARD, CNN3_ARD    params (the unclipped weights) + log_sigma2 (`log_sigma2` of every layer,
+                       `log_sigma2_bias` of the convolutions; LinearARD's is unused), the layout
+                       of zoo_jax.sparsify's twins: `sparsify.deployed` gives the sparse weights
 """
 
 import json
@@ -47,7 +63,7 @@ import math
 import os
 import re
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -55,12 +71,14 @@ from zoo_jax import models as zoo_models
 from zoo_jax import zoo
 from zoo_jax.convert import torch_export, writer
 
-ARCH_TYPES = {"CNN": "cnn_s", "CNN3": "cnn_l"}
+ARCH_TYPES = {"CNN": "cnn_s", "CNN3": "cnn_l", "Resnet18": "resnet18", "CNN_ARD": "cnn_s", "CNN3_ARD": "cnn_l"}
+TWIN_TYPES = ("CNN_ARD", "CNN3_ARD")  # sparsified twins: a log_sigma2 collection beside params
 ACTIVATION_NAMES = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "gelu": "gelu",
                     "leakyrelu": "leaky_relu", "leaky_relu": "leaky_relu"}
 _HPARAM_KEYS = {"seed": "seed", "dropout": "model::dropout", "init": "model::init_type",
                 "optimizer": "optim::optimizer", "learning_rate": "optim::lr", "weight_decay": "optim::wd"}
 _NUMERIC = {"seed", "dropout", "learning_rate", "weight_decay"}
+EXTRA_METRIC_KEYS = {"sparsity": ("sparsity_ratio", "sparsity")}  # a twin's fraction of dropped weights
 METRIC_KEYS = {
     "train_loss": ("train_loss", "loss_train"),
     "train_acc": ("train_acc", "acc_train", "train_accuracy"),
@@ -83,26 +101,41 @@ def scan(src: str) -> writer.Source:
   trials = _trial_folders(src)
   rows, structure, checkpoints, metrics = [], [], [], []
   for position, trial in enumerate(trials):
-    row, arch, channels = _read_params(trial)
+    row, key = _read_params(trial)
     rows.append(row)
-    structure.append((arch, channels, row["activation"], row["optimizer"], bool(row["dropout"] > 0)))
+    structure.append(key)
     checkpoints.append(_checkpoint_files(trial))
     for epoch, values in _read_results(trial).items():
       metrics.append({"model": position, "epoch": epoch, **values})
   table = pd.DataFrame(rows)
-  shapes = {key: writer.param_shapes(key[0], key[1]) for key in dict.fromkeys(structure)}
+  shapes = {key: writer.variable_shapes(key.arch, key.channels, num_classes=key.num_classes,
+                                        collections=("log_sigma2",) if key.twin else ())
+            for key in dict.fromkeys(structure)}
   epochs = sorted({epoch for files in checkpoints for epoch in files})
-  metrics_table = pd.DataFrame(metrics, columns=["model", "epoch", *zoo.METRIC_COLUMNS, "loss_diverged"])
+  extra = [name for name in EXTRA_METRIC_KEYS if any(name in m for m in metrics)]
+  metrics_table = pd.DataFrame(metrics, columns=["model", "epoch", *zoo.METRIC_COLUMNS, *extra, "loss_diverged"])
 
   def read_epoch(epoch: int) -> list[Any]:
     out = []
     for files, key in zip(checkpoints, structure):
       path = files.get(epoch)
-      out.append(None if path is None else _read_checkpoint(path, key[0], key[1], shapes[key]))
+      out.append(None if path is None else _read_checkpoint(path, key, shapes[key]))
     return out
 
   return writer.Source(models=table, structure=structure, shapes=shapes, epochs=epochs,
                        metrics=metrics_table, read_epoch=read_epoch)
+
+
+class Structure(NamedTuple):
+  """What fixes a trial's variable shapes and its vmap; equal structures share a cohort."""
+
+  arch: str
+  channels: int
+  activation: str
+  optimizer: str
+  use_dropout: bool
+  num_classes: int = 10
+  twin: bool = False
 
 
 def _is_trial(path: str) -> bool:
@@ -148,8 +181,8 @@ def _trial_config(trial: str) -> tuple[str, Any]:
                    "is needed to rebuild the model.")
 
 
-def _read_params(trial: str) -> tuple[dict, str, int]:
-  """(models-table row, arch, input channels) from a trial's config."""
+def _read_params(trial: str) -> tuple[dict, Structure]:
+  """(models-table row, structure) from a trial's config."""
   path, config = _trial_config(trial)
   if not isinstance(config, dict):
     raise ValueError(f"{path}: expected one JSON object (the trial config), got {type(config).__name__}.")
@@ -160,15 +193,22 @@ def _read_params(trial: str) -> tuple[dict, str, int]:
   if model_type not in ARCH_TYPES:
     raise ValueError(f"{path}: model::type {model_type!r} is not supported; supported: "
                      f"{ARCH_TYPES} (Model Zoos class -> zoo_jax architecture).")
+  arch = ARCH_TYPES[model_type]
   nlin = str(config["model::nlin"]).lower()
   if nlin not in ACTIVATION_NAMES:
     raise ValueError(f"{path}: model::nlin {config['model::nlin']!r} has no zoo_jax activation; "
                      f"supported: {sorted(ACTIVATION_NAMES)}.")
-  try:
-    channels = int(config["model::channels_in"])
-  except (TypeError, ValueError) as error:
-    raise ValueError(f"{path}: model::channels_in must be an integer, got {config['model::channels_in']!r}.") from error
-  row = {"seed": math.nan, "arch": ARCH_TYPES[model_type], "activation": ACTIVATION_NAMES[nlin]}
+  if arch == "resnet18" and nlin != "relu":
+    warnings.warn(f"{path}: model::nlin {config['model::nlin']!r} is ignored: the Model Zoos' ResNet18 is a "
+                  "ReLU network whatever nlin says.")
+    nlin = "relu"
+  channels = _integer(config, "model::channels_in", path)
+  num_classes = 10
+  if arch == "resnet18":
+    if "model::o_dim" not in config:
+      raise ValueError(f"{path}: the key 'model::o_dim' is missing; a Resnet18 needs its number of classes.")
+    num_classes = _integer(config, "model::o_dim", path)
+  row = {"seed": math.nan, "arch": arch, "activation": ACTIVATION_NAMES[nlin]}
   for column, key in _HPARAM_KEYS.items():
     value = config.get(key)
     if column in _NUMERIC:
@@ -182,7 +222,23 @@ def _read_params(trial: str) -> tuple[dict, str, int]:
   row["source"] = os.path.basename(os.path.normpath(trial))
   assert set(row) == set(writer.HPARAM_COLUMNS) | {"source"}
   assert row["activation"] in zoo_models.ACTIVATIONS
-  return row, ARCH_TYPES[model_type], channels
+  twin = model_type in TWIN_TYPES
+  if arch == "resnet18":
+    row["num_classes"] = num_classes
+  if twin:  # which trial, at which epoch, the twin was sparsified from
+    source = config.get("training::init_checkpoint_path")
+    row["source_trial"] = "" if source is None else os.path.basename(os.path.normpath(str(source)))
+    epoch = config.get("training::sample_epoch")
+    row["source_epoch"] = math.nan if epoch is None else float(epoch)
+  return row, Structure(arch, channels, row["activation"], row["optimizer"], bool(row["dropout"] > 0),
+                        num_classes, twin)
+
+
+def _integer(config: dict, key: str, path: str) -> int:
+  try:
+    return int(config[key])
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{path}: {key} must be an integer, got {config[key]!r}.") from error
 
 
 def _checkpoint_files(trial: str) -> dict[int, str]:
@@ -246,6 +302,10 @@ def _metrics(record: dict) -> dict:
       continue
     values[name] = float(value)
     diverged |= name.endswith("loss") and not math.isfinite(values[name])
+  for name, keys in EXTRA_METRIC_KEYS.items():
+    value = next((record[k] for k in keys if k in record), None)
+    if value is not None:
+      values[name] = math.nan if value == NOT_COMPUTED else float(value)
   return {**values, "loss_diverged": diverged}
 
 
@@ -268,12 +328,22 @@ def _load_state_dict(path: str) -> Any:
   return loaded
 
 
-def _read_checkpoint(path: str, arch: str, channels: int, shapes: Any) -> dict:
+def _read_checkpoint(path: str, key: Structure, shapes: dict) -> dict:
+  """The variables of one checkpoint ({"params", and "batch_stats" or "log_sigma2"}), shape-checked."""
   state_dict = _load_state_dict(path)
+  published = torch_export.PUBLISHED_CLASS.get(key.arch, "Resnet18")
+  published = f"{published}_ARD" if key.twin else published
+  is_twin = any(str(k).endswith("log_sigma2") for k in state_dict)
+  if is_twin != key.twin:
+    raise ValueError(f"{path}: " + ("holds log_sigma2 variances (a CNN_ARD twin)" if is_twin else
+                                    "has no log_sigma2 variances") +
+                     f", but the trial's model::type is {published!r}.")
   try:
-    params = torch_export.from_torch_state_dict(state_dict, arch, channels_in=channels)
+    variables = torch_export.from_torch_state_dict(state_dict, key.arch, channels_in=key.channels)
   except ValueError as error:
-    raise ValueError(f"{path}: {str(error).rstrip('.')} (params.json declares model::type "
-                     f"{torch_export.PUBLISHED_CLASS[arch]!r}, model::channels_in {channels}).") from error
-  writer.check_shapes(params, shapes, path)
-  return params
+    raise ValueError(f"{path}: {str(error).rstrip('.')} (the trial declares model::type "
+                     f"{published!r}, model::channels_in {key.channels}).") from error
+  if "params" not in variables:
+    variables = {"params": variables}
+  writer.check_shapes(variables, shapes, path)
+  return variables

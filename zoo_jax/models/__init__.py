@@ -1,29 +1,43 @@
 """Model registry: architectures by name, with their input shapes.
 
+An architecture is declared where it is defined: a module of this folder names its models in a
+module-level `ARCHITECTURES = {"name": (ModuleClass, (H, W) or None)}`; this package collects
+them (a new architecture is one new file plus a config with model.arch = "name").
+
 The model contract: `model.init(key, x)` gives variables {"params": ...} plus, for models with
 BatchNorm (resnet18), {"batch_stats": ...}; `model.apply(variables, x, dropout_rate, dropout_key,
 train=False)` gives logits, and with `train=True, mutable=["batch_stats"]` also the updated
 statistics. Models without mutable state accept the same calls (train is then ignored).
 """
 
+import importlib
+import pkgutil
+
 from zoo_jax.models.cnn import ACTIVATIONS, INITS, CNNLarge, CNNSmall, MLP, dropout
+from zoo_jax.models.resnet import ResNet18
 
-ARCHITECTURES = {"cnn_s": CNNSmall, "cnn_l": CNNLarge, "mlp": MLP}
 
-# The input (H, W) each architecture is defined for; channels come from the dataset.
-INPUT_SIZES = {"cnn_s": (28, 28), "cnn_l": (32, 32), "mlp": None}
+def _declared() -> dict[str, tuple]:
+  """Every module of this folder's `ARCHITECTURES` (name -> (module class, input (H, W) or None))."""
+  found = {}
+  for info in pkgutil.iter_modules(__path__):
+    module = importlib.import_module(f"{__name__}.{info.name}")
+    found.update(getattr(module, "ARCHITECTURES", {}))
+  return found
 
-# The Small CNN Zoo (Unterthiner et al., 2020); any input size (global average pooling): 28 for
-# MNIST / Fashion-MNIST, 32 for CIFAR-10-GS / SVHN-GS, as trained.
-from zoo_jax.models.cnn_zoo import CNNZoo  # noqa: E402
-ARCHITECTURES["cnn_zoo"] = CNNZoo
-INPUT_SIZES["cnn_zoo"] = None
 
-# ResNet-18 of the Model Zoos (CIFAR-10/100 32x32, Tiny-ImageNet 64x64): BatchNorm statistics in the
-# `batch_stats` collection, `train=True` to update them (see resnet.py).
-from zoo_jax.models.resnet import ResNet18  # noqa: E402
-ARCHITECTURES["resnet18"] = ResNet18
-INPUT_SIZES["resnet18"] = None
+# Architectures by name, and the input (H, W) each is defined for (None: any; channels come from the
+# dataset): both made from the files' declarations, the one place an architecture is named.
+_DECLARED = _declared()
+ARCHITECTURES = {name: module for name, (module, _) in _DECLARED.items()}
+INPUT_SIZES = {name: size for name, (_, size) in _DECLARED.items()}
+
+
+def image_size(arch: str) -> int | None:
+  """The image side `arch` reads (data.load's image_size: the dataset is resized to it), or None:
+  the dataset's own size."""
+  size = INPUT_SIZES.get(arch)
+  return size[0] if size else None
 
 
 def get_model(arch: str, *, activation: str = "tanh", init: str = "uniform",
@@ -42,4 +56,4 @@ def _check(field, value, allowed):
 
 
 __all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "INPUT_SIZES", "CNNLarge", "CNNSmall", "MLP", "ResNet18",
-           "dropout", "get_model"]
+           "dropout", "get_model", "image_size"]

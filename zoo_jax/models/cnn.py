@@ -150,3 +150,8 @@ class MLP(_ZooNet):
     for i, features in enumerate(self.hidden):
       x = self._act(self._dense(features, f"dense_{i}")(x), dropout_rate, dropout_key, i)
     return self._dense(self.num_classes, f"dense_{len(self.hidden)}")(x)
+
+
+# The architectures of this file for the registry (zoo_jax.models): name -> (module, the input (H, W)
+# it is defined for, or None: any size; channels come from the dataset).
+ARCHITECTURES = {"cnn_s": (CNNSmall, (28, 28)), "cnn_l": (CNNLarge, (32, 32)), "mlp": (MLP, None)}

@@ -34,3 +34,8 @@ class CNNZoo(_ZooNet):
       x = self._act(x, dropout_rate, dropout_key, i)
     x = jnp.mean(x, axis=(-3, -2))  # GlobalAveragePooling2D
     return self._dense(self.num_classes, "dense_0")(x)
+
+
+# For the registry (zoo_jax.models): any input size (global average pooling): 28 for MNIST /
+# Fashion-MNIST, 32 for CIFAR-10-GS / SVHN-GS, as trained.
+ARCHITECTURES = {"cnn_zoo": (CNNZoo, None)}

@@ -4,6 +4,11 @@ Every function is pure and works on one model or, through leading batch axes or 
 on a population [P, ...]; random ones take an explicit key. The `WeightSpec` (from
 `make_spec`, or returned by `flatten` / `tokenize` / `chunk`) is the static layout that
 turns arrays back into params, and serialises to JSON.
+
+jit is the caller's: what runs inside a training or sampling step (the augmentations,
+`random_permutation`, `per_token`, `detokenize`) is traced into the caller's jitted step and
+is not jitted here; what an edge applies to whole zoos (`flatten`, `unflatten`, `tokenize`,
+`chunk`, `statnn_features`, `canonicalize`, `permute`) is jitted here, once, as its boundary.
 """
 
 from zoo_jax.weights.augment import add_noise, erasing_mask, multiply_noise, random_erase

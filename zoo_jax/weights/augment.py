@@ -6,7 +6,6 @@ All functions are pure, jittable and vmappable; for a population either vmap ove
 keys or pass the batch directly (see each docstring for what a batched call draws).
 """
 
-import functools
 import math
 from typing import Any, TypeVar
 
@@ -27,7 +26,6 @@ ERASE_RATIO = (0.3, 3.3)
 ERASE_MODES = ("block", "scatter")
 
 
-@jax.jit
 def add_noise(key: jax.Array, x: X, sigma: float | jax.Array, mask: Any = None) -> X:
   """x + sigma * N(0, 1), entry-wise, where `mask` is True (everywhere if None).
 
@@ -42,13 +40,11 @@ def add_noise(key: jax.Array, x: X, sigma: float | jax.Array, mask: Any = None) 
   return _noise(key, x, mask, lambda v, eps: v + sigma * eps)
 
 
-@jax.jit
 def multiply_noise(key: jax.Array, x: X, sigma: float | jax.Array, mask: Any = None) -> X:
   """x * (1 + sigma * N(0, 1)), entry-wise, where `mask` is True; otherwise as `add_noise`."""
   return _noise(key, x, mask, lambda v, eps: v * (1 + sigma * eps))
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "mode", "scale", "ratio"))
 def erasing_mask(key: jax.Array, shape: tuple[int, int], *, mode: str = "block",
                  p: float | jax.Array = ERASE_PROBABILITY,
                  scale: tuple[float, float] = ERASE_SCALE,
@@ -93,7 +89,6 @@ def erasing_mask(key: jax.Array, shape: tuple[int, int], *, mode: str = "block",
   return apply & block
 
 
-@functools.partial(jax.jit, static_argnames=("mode", "scale", "ratio"))
 def random_erase(key: jax.Array, tokens: X, mask: jax.Array | None = None, *,
                  mode: str = "block", p: float | jax.Array = ERASE_PROBABILITY,
                  scale: tuple[float, float] = ERASE_SCALE,

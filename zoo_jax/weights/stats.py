@@ -81,7 +81,6 @@ def token_layer_variances(tokens: Tokens, num_layers: int) -> jax.Array:
   return jax.ops.segment_sum(deviation.sum(-1), layer, num_layers) / count
 
 
-@jax.jit
 def per_token(per_layer: jax.Array, layer: jax.Array) -> jax.Array:
   """Per-layer constants [L] to per-token ones [*B, T, 1], broadcastable against token values."""
   return per_layer[layer][..., None]

@@ -102,7 +102,6 @@ def permute(params: Params, perms: Sequence[jax.Array],
   return spec_lib.build_params(permuted, spec)
 
 
-@jax.jit
 def sample_permutations(key: jax.Array, spec: WeightSpec) -> Permutations:
   """Uniformly random permutations of every hidden layer of one model: ([units_l] int32, ...).
 
@@ -120,7 +119,6 @@ def sample_permutations(key: jax.Array, spec: WeightSpec) -> Permutations:
   return tuple(perms)
 
 
-@jax.jit
 def random_permutation(key: jax.Array, params: Params,
                        spec: WeightSpec | None = None) -> dict[str, Any]:
   """Permutes every hidden layer at random: the permutation augmentation.

@@ -82,7 +82,6 @@ def tokenize(params: Params, spec: WeightSpec | None = None, *,
   return tokens, spec
 
 
-@jax.jit
 def detokenize(tokens: Tokens | jax.Array, spec: WeightSpec) -> dict[str, Any]:
   """Inverse of `tokenize`: Tokens (or their values [*B, T, d]) -> params; padding is ignored."""
   values = tokens.values if isinstance(tokens, Tokens) else tokens
