@@ -50,4 +50,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.hyperrep.per_layer = False
   # "layer_mean" (each layer's normalised error weighs alike) | "global_mean" (the reference code).
   c.hyperrep.reduction = "layer_mean"
+  # Zoos larger than memory: weights stay on disk and are read in blocks into a shuffle buffer of
+  # stream_buffer_mb MB (zoo_jax.streaming). A buffer holding every state draws the in-memory batches.
+  c.stream = False
+  c.stream_buffer_mb = 64.0
   return c

@@ -94,8 +94,8 @@ def test_flatten_and_statnn_work_on_resnet18_and_symmetry_refuses_it():
 def _train_command(workdir):
   return [sys.executable, "-m", "zoo_jax.train", "--config=configs/mnist5k.py", f"--workdir={workdir}",
           "--config.model.arch=resnet18", "--config.population.grid.activation=('relu',)",
-          # One model, one step an epoch: the cost is ResNet-18's compile and its 11M weights on disk.
-          "--config.population.num_seeds=1", "--config.dataset.train_size=10", "--config.dataset.eval_size=10",
+          # Two models (the acceptance of issue 16), one step an epoch: the cost is ResNet-18's compile and its 11M weights on disk.
+          "--config.population.num_seeds=2", "--config.dataset.train_size=10", "--config.dataset.eval_size=10",
           "--config.batch_size=10", "--config.eval_batch_size=10", "--config.num_epochs=1",
           "--config.progress_bar=False", "--config.conv_impl=xla",
           # the Model Zoos' ResNet-18 protocol: OneCycleLR and crop + flip, drawn per model
@@ -129,7 +129,7 @@ def test_resnet18_zoo_trains_through_the_command_and_resumes_after_kill9(tmp_pat
   reference = str(tmp_path / "reference")
   _run(reference)
   z = zoo.Zoo(reference)
-  assert len(z.models) == 1 and z.epochs == [0, 1] and set(z.models["arch"]) == {"resnet18"}
+  assert len(z.models) == 2 and z.epochs == [0, 1] and set(z.models["arch"]) == {"resnet18"}
   assert np.all((z.metrics["test_acc"] >= 0) & (z.metrics["test_acc"] <= 1))
   variables = z.variables(epoch=1)
   jax.tree.map(np.testing.assert_array_equal, variables["params"], z.params(epoch=1))  # params stay params

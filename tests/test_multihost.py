@@ -62,9 +62,12 @@ def _launch(workdir: str) -> list[subprocess.Popen]:
     # peer may still be compiling long after XLA's default patience.
     flags = ("--xla_force_host_platform_device_count=2 --xla_cpu_collective_call_terminate_timeout_seconds=900 "
              "--xla_cpu_collective_timeout_seconds=900")
+    # Likewise the coordination service: a starved process misses heartbeats (jax's default 100 s)
+    # and the service aborts both; pinned long here, the kill test kills the survivor itself.
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags,
                JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-               JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))
+               JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i), ZOO_JAX_HEARTBEAT_TIMEOUT_SECONDS="900",
+               ZOO_JAX_INITIALIZATION_TIMEOUT_SECONDS="900")
     procs.append(subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True))
   return procs
@@ -72,11 +75,18 @@ def _launch(workdir: str) -> list[subprocess.Popen]:
 
 def _wait(procs: list[subprocess.Popen]) -> list[str]:
   outs = [p.communicate(timeout=600) for p in procs]
-  failed = [f"process {i} exit {p.returncode}:\n" + "\n".join(err.strip().splitlines()[-12:])
-            for i, (p, (_, err)) in enumerate(zip(procs, outs)) if p.returncode]
+  failed = [f"process {i} exit {p.returncode}:\n" + _why(err) for i, (p, (_, err)) in enumerate(zip(procs, outs))
+            if p.returncode]
   if failed:
     pytest.fail("\n\n".join(failed), pytrace=False)
   return [out for out, _ in outs]
+
+
+def _why(stderr: str) -> str:
+  """A failed process's error lines (an abort's message is printed above its stack trace) and last lines."""
+  lines = stderr.strip().splitlines()
+  errors = [line for line in lines[:-12] if any(w in line for w in ("Error", "error:", "ERROR", "F0", "E0"))]
+  return "\n".join(errors[-8:] + ["..."] * bool(errors) + lines[-12:])
 
 
 @pytest.fixture(scope="module")

@@ -29,93 +29,30 @@ if __name__ == "__main__":
 
 import json
 import os
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import lock, plots, properties, states as states_lib, weights
+from zoo_jax import lock, plots, properties, states as states_lib, streaming
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import ENCODER_DIR, methods
 from zoo_jax.states import ZooStates, load_states  # noqa: F401 (encode.load_states, encode.ZooStates: their old home)
-from zoo_jax.weights import spec as weight_spec
 
 # Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
 FEATURE_PREDICTORS = ("ridge", "gbt", "mlp")
 RESULTS_FILE, PER_SEED_FILE, PREDICTIONS_FILE = "results.csv", "results_per_seed.csv", "predictions.csv"
 IN_DISTRIBUTION = "in_distribution"
+# Methods that train and embed on minibatches, so their states may stay on disk (config.stream).
+STREAMING_METHODS = ("hyperrep",)
 
 
 def __getattr__(name: str):
   if name == "METHODS":  # every encode method (zoo_jax/encoders/methods/), found when asked
     return methods.names()
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class StreamedFlat:
-  """A zoo's (model, epoch) states as flat weights [N, n] read from disk on demand.
-
-  `x[index]` (ints, slices, masks) reads only those states (zoo.read_rows over TensorStore
-  handles opened once per epoch and cohort, no chunk cache), so memory is bounded by the
-  batch, not the zoo. It stands where an [N, n] array does in `encoders.training.fit` (shuffled
-  minibatches, the same batches as in memory) and `training.map_batches` (embedding every
-  state). A random-access source (len, getitem), the protocol grain's data sources follow.
-  """
-
-  def __init__(self, zoo: zoo_lib.Zoo, table: pd.DataFrame):
-    self.zoo = zoo
-    self.epoch = table["epoch"].to_numpy()
-    rows = zoo.models.set_index("model_id").loc[table["model_id"].to_numpy()]
-    self.cohort, self.cohort_index = rows["cohort"].to_numpy(), rows["cohort_index"].to_numpy()
-    self._handles: dict[tuple[int, int], Any] = {}
-    # One context for all handles: no chunk cache and one I/O thread each, so memory stays the batch's.
-    self._context = zoo_lib.ts.Context({"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1},
-                                        "file_io_concurrency": {"limit": 1}})
-    self.spec = weights.flatten(zoo.params(table["model_id"].to_numpy()[:1], int(self.epoch[0])))[1]
-    self.shape, self.dtype, self.ndim = (len(table), self.spec.size), np.dtype(np.float32), 2
-
-  def __len__(self) -> int:
-    return self.shape[0]
-
-  def _opened(self, epoch: int, cohort: int):
-    if (epoch, cohort) not in self._handles:
-      opened = zoo_lib.open_cohorts(self.zoo._manager, epoch, [cohort], context=self._context)
-      if opened is None:
-        raise ValueError(f"Zoo {self.zoo.workdir!r} was written in an older checkpoint layout; streaming needs "
-                         "TensorStore (OCDBT) steps. Rewrite it with `python -m zoo_jax.zoo slice`.")
-      self._handles[epoch, cohort] = opened[cohort]
-    return self._handles[epoch, cohort]
-
-  def _read(self, index: np.ndarray) -> np.ndarray:
-    parts, where = [], []
-    for epoch, cohort in sorted(set(zip(self.epoch[index].tolist(), self.cohort[index].tolist()))):
-      at = np.flatnonzero((self.epoch[index] == epoch) & (self.cohort[index] == cohort))
-      params = zoo_lib.read_rows({cohort: self._opened(epoch, cohort)}, {cohort: self.cohort_index[index[at]]})
-      # weights.flatten's layout, in numpy: eager jnp ops would compile once per group size.
-      arrays, batch = weight_spec.layer_arrays(params[cohort], self.spec)
-      parts.append(np.concatenate([np.reshape(layer[p.name], batch + (p.size,)) for layer, layer_spec in
-                                   zip(arrays, self.spec.layers) for p in layer_spec.params], -1).astype(np.float32))
-      where.append(at)
-    out = np.empty((len(index), parts[0].shape[1]), np.float32)
-    for at, part in zip(where, parts):
-      out[at] = part
-    return out
-
-  def __getitem__(self, index) -> np.ndarray:
-    return self._read(np.arange(len(self))[index].reshape(-1))
-
-  def __array__(self, dtype=None, copy=None):  # the whole zoo: only for zoos that fit
-    return self[:].astype(dtype or self.dtype)
-
-
-def stream_states(workdir: str, epochs: Sequence[int] | None = None) -> ZooStates:
-  """`load_states` for zoos larger than memory: the same table, weights read on demand (StreamedFlat)."""
-  zoo = zoo_lib.Zoo(workdir)
-  table = properties.state_table(zoo, epochs)
-  flat = StreamedFlat(zoo, table)
-  return ZooStates(table["zoo"].iloc[0], table, flat, flat.spec)
 
 
 def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
@@ -135,6 +72,18 @@ def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
                      f"--zoo directories), got {config.split.train_zoos!r}.")
   if num_zoos < 1:
     raise ValueError("Give at least one --zoo=DIR.")
+  if config.get("stream", False) not in (True, False):
+    raise ValueError(f"config.stream must be True or False, got {config.stream!r}.")
+  if config.get("stream", False):
+    if config.method not in STREAMING_METHODS:
+      raise ValueError(f"config.stream=True reads weights from disk in batches, which method {config.method!r} "
+                       f"does not; allowed with methods {list(STREAMING_METHODS)}, or set config.stream=False.")
+    if config.split.train_zoos > 1:
+      raise ValueError("config.stream=True trains on one zoo; set config.split.train_zoos=1 (further --zoo "
+                       "directories are test sets) or config.stream=False.")
+    if not config.get("stream_buffer_mb", 0) > 0:
+      raise ValueError(f"config.stream_buffer_mb must be > 0 (MB of states in the shuffle buffer), got "
+                       f"{config.get('stream_buffer_mb')!r}.")
 
 
 # ---------------------------------------------------------------------------- one seed, step by step
@@ -296,6 +245,8 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
 def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
   record = {"config": json.loads(config.to_json()), "zoos": [os.path.abspath(d) for d in zoo_dirs]}
   record["config"].pop("progress_bar", None)
+  if not config.get("stream", False):  # results do not depend on it; workdirs of older versions stay valid
+    record["config"].pop("stream", None), record["config"].pop("stream_buffer_mb", None)
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
     with open(path) as f:
@@ -307,7 +258,8 @@ def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[s
     zoo_lib.write_json_atomic(record, path)
 
   hygiene = config.get("filter", {})
-  states = [load_states(d, config.get("epochs"), **dict(hygiene)) for d in zoo_dirs]
+  stream = dict(stream=config.get("stream", False), buffer_mb=config.get("stream_buffer_mb", 64.0))
+  states = [load_states(d, config.get("epochs"), **dict(hygiene), **stream) for d in zoo_dirs]
   for s in states:
     print(s.hygiene)
   names = [s.name for s in states]
@@ -366,6 +318,8 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
+    if _CONFIG.value.get("stream"):  # memory bounded by the shuffle buffer, not the zoo
+      streaming.bound_malloc()
     results = encode_and_evaluate(_CONFIG.value, _ZOOS.value, _WORKDIR.value)
     print(_format(results))
     print(f"results: {os.path.join(_WORKDIR.value, RESULTS_FILE)}")

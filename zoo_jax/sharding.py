@@ -20,6 +20,11 @@ MODEL_AXIS = "models"
 # Explicit multi-process settings, for launchers that jax.distributed does not detect itself
 # (JAX_COORDINATOR_ADDRESS=host:port is read by jax.distributed directly).
 NUM_PROCESSES_ENV, PROCESS_ID_ENV = "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
+# Patience of the coordination service, in seconds (jax.distributed.initialize's arguments): on
+# a machine whose cores are shared, a starved process can miss heartbeats (jax's default: 100 s)
+# or reach the coordinator late (300 s), and the service then aborts every process.
+TIMEOUT_ENVS = {"ZOO_JAX_HEARTBEAT_TIMEOUT_SECONDS": "heartbeat_timeout_seconds",
+                "ZOO_JAX_INITIALIZATION_TIMEOUT_SECONDS": "initialization_timeout"}
 
 
 def initialize() -> None:
@@ -28,15 +33,19 @@ def initialize() -> None:
   Explicit: JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES=N and JAX_PROCESS_ID=i in
   every process's environment. Otherwise jax.distributed detects the cluster: SLURM (srun),
   Open MPI (mpirun) or a Cloud TPU pod slice. CPU processes talk through gloo collectives.
+  ZOO_JAX_HEARTBEAT_TIMEOUT_SECONDS and ZOO_JAX_INITIALIZATION_TIMEOUT_SECONDS, if set, lengthen
+  the coordination service's timeouts (for loaded or slow-starting machines).
   """
   if jax.distributed.is_initialized():
     return
   explicit = {}
-  for name, key in ((NUM_PROCESSES_ENV, "num_processes"), (PROCESS_ID_ENV, "process_id")):
+  settings = {NUM_PROCESSES_ENV: "num_processes", PROCESS_ID_ENV: "process_id", **TIMEOUT_ENVS}
+  for name, key in settings.items():
     value = os.environ.get(name)
     if value is not None:
-      if not value.strip().isdigit():
-        raise ValueError(f"Environment variable {name} must be a non-negative integer, got {value!r}.")
+      if not value.strip().isdigit() or (name in TIMEOUT_ENVS and int(value) < 1):
+        raise ValueError(f"Environment variable {name} must be a{' positive' if name in TIMEOUT_ENVS else ' non-negative'}"
+                         f" integer, got {value!r}.")
       explicit[key] = int(value)
   try:
     jax.distributed.initialize(**explicit)

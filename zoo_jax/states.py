@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from zoo_jax import properties, weights
+from zoo_jax import properties, streaming, weights
 from zoo_jax import zoo as zoo_lib
 
 
@@ -22,35 +22,41 @@ class ZooStates:
 
   name: str
   table: pd.DataFrame
-  flat: np.ndarray  # [N, n] float32, in weights.flatten order (or a StreamedFlat read on demand)
+  flat: np.ndarray  # [N, n] float32, in weights.flatten order (or a streaming.StreamedFlat read on demand)
   spec: weights.WeightSpec
   hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
   def rows(self, keep: np.ndarray) -> "ZooStates":
-    return ZooStates(self.name, self.table[keep].reset_index(drop=True), self.flat[keep], self.spec,
-                     self.hygiene)
+    flat = self.flat.rows(keep) if isinstance(self.flat, streaming.StreamedFlat) else self.flat[keep]
+    return ZooStates(self.name, self.table[keep].reset_index(drop=True), flat, self.spec, self.hygiene)
 
 
 def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
                 max_ratio: float | None = weights.hygiene.DEFAULT_MAX_RATIO,
-                max_abs: float | None = None) -> ZooStates:
+                max_abs: float | None = None, stream: bool = False, buffer_mb: float = 64.0) -> ZooStates:
   """Reads every usable (model, epoch) state of a zoo: the property table and flat weights.
 
   Usable: status "ok" (properties.state_table) and passing `weights.filter_states` (finite, no
   blown-up layer; `max_ratio` and `max_abs` as there), so encoders and samplers see the same
-  states. `ZooStates.hygiene` says how many were dropped.
+  states. `ZooStates.hygiene` says how many were dropped. With `stream`, the weights stay on
+  disk (streaming.StreamedFlat, a shuffle buffer of `buffer_mb` MB) for zoos larger than memory.
   """
   zoo = zoo_lib.Zoo(workdir)
   table = properties.state_table(zoo, epochs)
-  flats, spec = [], None
-  for epoch, rows in table.groupby("epoch", sort=True):  # the table is sorted by (epoch, model_id)
-    vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
-    flats.append(np.asarray(vector, np.float32))
-  zoo.close()
+  if stream:
+    flat = streaming.StreamedFlat(zoo, table, buffer_mb)
+    spec = flat.spec
+  else:
+    flats, spec = [], None
+    for epoch, rows in table.groupby("epoch", sort=True):  # the table is sorted by (epoch, model_id)
+      vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
+      flats.append(np.asarray(vector, np.float32))
+    zoo.close()
+    flat = np.concatenate(flats)
   name = table["zoo"].iloc[0]
-  checked = weights.filter_states(np.concatenate(flats), spec, max_ratio=max_ratio, max_abs=max_abs)
-  states = ZooStates(name, table, np.concatenate(flats), spec, checked.summary(name))
+  checked = weights.filter_states(flat, spec, max_ratio=max_ratio, max_abs=max_abs)
+  states = ZooStates(name, table, flat, spec, checked.summary(name))
   if not checked.keep.any():
     raise ValueError(f"{states.hygiene}: no usable state is left in {workdir}.")
   return states.rows(checked.keep)

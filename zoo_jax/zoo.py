@@ -49,7 +49,7 @@ STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_MISSING)
 # Weights are stored in chunks of at most this many bytes, split along the model axis first, so
 # that reading a few models of a big cohort reads a few chunks, not the whole leaf (Zoo.params).
 # 64 KiB: a few CNN-s models per chunk of the largest leaf, so an encoder's random minibatches
-# (encode.StreamedFlat) read little beyond the models they draw; Orbax warns below 1 MiB.
+# (streaming.StreamedFlat) read little beyond the models they draw; Orbax warns below 1 MiB.
 CHUNK_BYTES = 1 << 16
 
 

@@ -7,7 +7,7 @@ for SNE's logit invariance), and with a `checkpoint_dir` every epoch is committe
 Orbax, so a killed run resumes from its last epoch and ends where an uninterrupted one does.
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -25,7 +25,8 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
 
   Args:
     step: the jitted update; `batch` is `data` sliced along its leading axis.
-    data: pytree of arrays with a leading example axis [N, ...] (numpy or jax).
+    data: pytree of arrays with a leading example axis [N, ...] (numpy or jax), or a source with
+      `shuffled_batches(key, batch_size)` and a leading `shape` (streaming.StreamedFlat).
     key: base key; epoch e shuffles with fold_in(key, e), so a resumed run draws the same batches.
     batch_size: examples per step (min(batch_size, N)); the last partial batch is dropped, so the
       step compiles once.
@@ -60,12 +61,12 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
     epoch_key = jax.random.fold_in(key, epoch)
     shuffle_key, data_key, step_key = jax.random.split(epoch_key, 3)
     epoch_arrays = data if epoch_data is None else epoch_data(data_key)
-    order = np.asarray(jax.random.permutation(shuffle_key, num))
     sums: dict[str, float] = {}
-    for i in range(steps_per_epoch):
-      index = order[i * batch_size:(i + 1) * batch_size]
-      batch = jax.tree.map(lambda x: x[index], epoch_arrays)
+    in_flight = None  # the previous step's metrics: at most two steps (and their batches) are queued
+    for i, batch in zip(range(steps_per_epoch), _batches(epoch_arrays, shuffle_key, batch_size)):
       params, opt_state, metrics = step(params, opt_state, batch, jax.random.fold_in(step_key, i))
+      jax.block_until_ready(in_flight)  # async dispatch would otherwise hold every batch read so far
+      in_flight = metrics
       for name, value in metrics.items():
         sums[name] = sums.get(name, 0.0) + value
     means = {name: float(value) / steps_per_epoch for name, value in sums.items()}
@@ -82,6 +83,18 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
   if manager is not None:
     manager.close()
   return params, opt_state, history
+
+
+def _batches(data: Any, key: jax.Array, batch_size: int) -> Iterator[Any]:
+  """One epoch's shuffled minibatches: a source's own order (`shuffled_batches`, e.g.
+  streaming.StreamedFlat reading blocks into a shuffle buffer), else a permutation of the rows."""
+  if hasattr(data, "shuffled_batches"):
+    yield from data.shuffled_batches(key, batch_size)
+    return
+  order = np.asarray(jax.random.permutation(key, jax.tree.leaves(data)[0].shape[0]))
+  for i in range(len(order) // batch_size):
+    index = order[i * batch_size:(i + 1) * batch_size]
+    yield jax.tree.map(lambda x: x[index], data)
 
 
 def map_batches(fn: Callable[[Any], Any], data: Any, batch_size: int = 256) -> Any:

@@ -21,6 +21,7 @@ import numpy as np
 from zoo_jax.weights.spec import WeightSpec
 
 DEFAULT_MAX_RATIO = 10.0
+_BLOCK_BYTES = 1 << 22  # filter_states works on blocks of states of about 4 MB in float64
 
 
 class StateFilter(NamedTuple):
@@ -63,17 +64,24 @@ def filter_states(flat: np.ndarray, spec: WeightSpec, *, max_ratio: float | None
     raise ValueError(f"max_ratio must be > 1 or None, got {max_ratio!r}.")
   if max_abs is not None and not max_abs > 0:
     raise ValueError(f"max_abs must be > 0 or None, got {max_abs!r}.")
-  flat = np.asarray(flat)
-  rms = layer_rms(flat, spec)
-  non_finite = ~np.all(np.isfinite(flat), axis=1)
+  # Per-state statistics over row blocks, so `flat` may be read on demand (streaming.StreamedFlat).
+  rms, non_finite, largest = [], [], []
+  rows = max(1, _BLOCK_BYTES // (8 * spec.size))
+  for start in range(0, max(len(flat), 1), rows):  # at least one block: an empty [0, n] has columns
+    block = np.asarray(flat[start:start + rows])
+    rms.append(layer_rms(block, spec))
+    non_finite.append(~np.all(np.isfinite(block), axis=1))
+    if max_abs is not None:
+      with np.errstate(invalid="ignore"):
+        largest.append(np.nanmax(np.abs(block), axis=1, initial=0.0))
+  rms, non_finite = np.concatenate(rms), np.concatenate(non_finite)
   finite_rms = rms[~non_finite]
   reference = np.median(finite_rms, axis=0) if len(finite_rms) else np.full(rms.shape[1], np.nan)
-  blown_up = np.zeros(len(flat), bool)
+  blown_up = np.zeros(len(non_finite), bool)
   if max_ratio is not None and len(finite_rms):
     blown_up |= np.any(rms > max_ratio * reference, axis=1)
   if max_abs is not None:
-    with np.errstate(invalid="ignore"):
-      blown_up |= np.nanmax(np.abs(flat), axis=1, initial=0.0) > max_abs
+    blown_up |= np.concatenate(largest) > max_abs
   blown_up &= ~non_finite
   return StateFilter(keep=~(non_finite | blown_up), non_finite=non_finite, blown_up=blown_up,
                      layer_rms=rms, reference_rms=reference)

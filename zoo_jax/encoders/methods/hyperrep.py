@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo_jax import weights
+from zoo_jax import streaming
 from zoo_jax.encoders import hyperrep, methods, training
 
 
@@ -17,9 +17,8 @@ def featurizer(fit: methods.Fit):
   config, train, seed = fit.config, fit.train, fit.seed
   h = config.hyperrep
   model = hyperrep.make_model(train.spec, per_layer=h.get("per_layer", False), **h.model.to_dict())
-  tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(train.flat), train.spec), train.spec)
-  # The layer-wise normaliser comes from the (filtered) training states only.
-  layer_variance = weights.token_layer_variances(tokens, len(train.spec.layers))
+  # The layer-wise normaliser comes from the (filtered) training states only, read in blocks of states.
+  layer_variance = jnp.asarray(streaming.layer_variances(train.flat, train.spec))
   init_key, fit_key = jax.random.split(jax.random.key(seed))
   params = hyperrep.init(init_key, model)
   # A step budget (num_steps) sets the epochs: ceil(num_steps / steps per epoch).
@@ -40,7 +39,7 @@ def featurizer(fit: methods.Fit):
     hyperrep.save(fit.save_dir, model, params, train.spec, layer_variance=layer_variance, history=history,
                   held_out_models=sorted(fit.held_out))
   embed = hyperrep.make_embed(model, train.spec)
-  return lambda states: np.asarray(embed(params, jnp.asarray(states.flat)))
+  return lambda states: np.asarray(embed(params, states.flat))  # in batches: states.flat may be on disk
 
 
 METHOD = methods.FeatureMethod(featurizer=featurizer, embeddings=True)
