@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.hyperrep.model.num_heads = 4
   c.hyperrep.model.num_blocks = 2
   c.hyperrep.model.latent_dim = 64
+  # "token": z from a compression token (at most d_model numbers); "flatten": every token's output,
+  # one linear map to latent_dim (the reference's 2022 default; what decoding unseen models needs).
+  c.hyperrep.model.bottleneck = "token"
   c.hyperrep.learning_rate = 1e-3  # published: 1e-4 with the large model
   # loss = gamma * contrastive + (1 - gamma) * reconstruction. Published: 0.5; at this size the
   # contrastive term slows reconstruction, and decoded (sampled) models need a good one.
@@ -34,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.hyperrep.temperature = 0.1  # NT-Xent
   c.hyperrep.noise = 0.01  # additive noise on the augmented views
   c.hyperrep.erase_p = 0.5  # probability of random erasing per view
+  # The reconstruction target: "clean" (the permuted model, denoising) or "view" (with the view's
+  # noise, as the reference reconstructs its augmented input: new targets around every model).
+  c.hyperrep.target = "clean"
   c.hyperrep.num_epochs = 30
   c.hyperrep.batch_size = 64
   # None: num_epochs epochs; N: a budget of N optimiser steps (epochs = ceil(N / steps per epoch)).

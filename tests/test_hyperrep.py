@@ -223,3 +223,47 @@ def test_per_layer_projections_read_and_write_only_their_layer(tmp_path):
   assert loaded == model and loaded_spec == spec
   embed = lambda m, p: np.asarray(hyperrep.make_embed(m, spec)(p, flat))
   np.testing.assert_array_equal(embed(loaded, loaded_params), embed(model, variables))
+
+
+def test_flatten_bottleneck_reads_every_token_and_round_trips(tmp_path):
+  """bottleneck="flatten": z is one linear map of every token's output (no compression token)."""
+  from param_trees import random_params
+  params = random_params("cnn_s", batch=(2,))
+  flat, spec = weights.flatten(params)
+  model = hyperrep.make_model(spec, per_layer=True, bottleneck="flatten", **dict(TINY, latent_dim=40))
+  variables = hyperrep.init(jax.random.key(0), model)
+  assert "compression_token" not in variables["params"]
+  assert variables["params"]["to_latent"]["kernel"].shape == (model.num_tokens * TINY["d_model"], 40)
+  tokens, _ = weights.tokenize(params, spec)
+  encode = lambda values: np.asarray(model.apply(variables, values, tokens.layer, tokens.position,
+                                                 method=hyperrep.HyperRep.encode))
+  z = encode(tokens.values)
+  assert z.shape == (2, 40) and np.all(np.isfinite(z))
+  # Changing one entry of the last token of model 0 changes model 0's z only.
+  moved = encode(tokens.values.at[0, -1, 0].add(1.0))
+  assert not np.allclose(moved[0], z[0]) and np.array_equal(moved[1], z[1])
+  hyperrep.save(str(tmp_path / "ae"), model, variables, spec)
+  loaded, loaded_params, _, _ = hyperrep.load(str(tmp_path / "ae"))
+  assert loaded == model
+  np.testing.assert_allclose(np.asarray(hyperrep.make_embed(loaded, spec)(loaded_params, flat)), z, rtol=1e-5,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="bottleneck 'pool' is unknown"):
+    hyperrep.init(jax.random.key(0), hyperrep.make_model(spec, bottleneck="pool", **TINY))
+
+
+def test_view_target_keeps_the_views_noise_but_not_its_erasing():
+  from param_trees import random_params
+  params = random_params("cnn_s", batch=(3,))
+  flat, spec = weights.flatten(params)
+  key = jax.random.key(3)
+  view, target = hyperrep.augment(key, flat, spec, noise=0.1, erase_p=1.0, permute=False, target="view")
+  _, clean_target = hyperrep.augment(key, flat, spec, noise=0.1, erase_p=1.0, permute=False)
+  clean, _ = weights.tokenize(params, spec)
+  np.testing.assert_array_equal(np.asarray(clean_target.values), np.asarray(clean.values))
+  real = np.asarray(clean.mask)
+  noise = (np.asarray(target.values) - np.asarray(clean.values))[real]
+  assert 0.08 < noise.std() < 0.12  # the target carries the view's N(0, 0.1^2) noise
+  erased = np.asarray(view.values) != np.asarray(target.values)
+  assert erased.any() and np.all(np.asarray(view.values)[erased] == 0)  # they differ only where erased
+  with pytest.raises(ValueError, match="target 'noisy' is unknown"):
+    hyperrep.augment(key, flat, spec, target="noisy")

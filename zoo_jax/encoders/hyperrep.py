@@ -37,6 +37,7 @@ from zoo_jax.weights.tokens import Tokens
 # embedding 512, latent 700 for MNIST CNN-s, Adam lr 1e-4, NT-Xent temperature 0.1,
 # gamma 0.5, random erasing with probability 0.5.
 D_MODEL, NUM_HEADS, NUM_BLOCKS, LATENT_DIM = 512, 4, 4, 700
+BOTTLENECKS = ("token", "flatten")
 LEARNING_RATE, TEMPERATURE, GAMMA = 1e-4, 0.1, 0.5
 ERASE_P = weights.augment.ERASE_PROBABILITY
 # Additive noise on the (un-normalised) weights: our choice, not a published number; small
@@ -107,6 +108,11 @@ class HyperRep(nn.Module):
   # shared Dense in and out over the padded token width (`make_model(..., per_layer=False)`).
   layer_units: tuple[int, ...] = ()
   layer_widths: tuple[int, ...] = ()
+  # How the latent is read off the encoder: "token" (a learned compression token's output, so at
+  # most d_model numbers pass) or "flatten" (the reference's 2022 default: every token's output,
+  # flattened, one linear map to latent_dim). Only "flatten" can keep the ~all of a model's
+  # weights that decoding unseen models needs (latent_dim near the parameter count; README study).
+  bottleneck: str = "token"
 
   def setup(self):
     mlp_dim = self.mlp_dim or 4 * self.d_model
@@ -120,8 +126,11 @@ class HyperRep(nn.Module):
       self.token_embed = nn.Dense(self.d_model)
     self.enc_layer_embed = nn.Embed(self.num_layers, self.d_model)
     self.enc_position_embed = nn.Embed(self.max_units, self.d_model)
-    self.compression_token = self.param("compression_token", nn.initializers.normal(0.02),
-                                        (1, 1, self.d_model))
+    if self.bottleneck not in BOTTLENECKS:
+      raise ValueError(f"bottleneck {self.bottleneck!r} is unknown; allowed values: {list(BOTTLENECKS)}.")
+    if self.bottleneck == "token":
+      self.compression_token = self.param("compression_token", nn.initializers.normal(0.02),
+                                          (1, 1, self.d_model))
     self.encoder = stack()
     self.to_latent = nn.Dense(self.latent_dim)
     self.from_latent = nn.Dense(self.num_tokens * self.d_model)
@@ -141,6 +150,8 @@ class HyperRep(nn.Module):
     """Token values [B, T, d], layer and position ids [B, T] (or [T]) -> z [B, latent_dim]."""
     chex.assert_shape(values, (None, self.num_tokens, self.token_dim))
     x = self._embed_tokens(values) + self.enc_layer_embed(layer) + self.enc_position_embed(position)
+    if self.bottleneck == "flatten":
+      return self.to_latent(self.encoder(x, train).reshape(x.shape[0], -1))
     token = jnp.broadcast_to(self.compression_token, (x.shape[0], 1, self.d_model)).astype(x.dtype)
     x = self.encoder(jnp.concatenate([token, x], axis=1), train)
     return self.to_latent(x[:, 0])
@@ -200,6 +211,7 @@ def make_model(spec: WeightSpec, token_dim: int | None = None, per_layer: bool =
 
 
 SCHEDULES = ("constant", "cosine")
+TARGETS = ("clean", "view")
 
 
 def make_optimizer(learning_rate: float = LEARNING_RATE, *, schedule: str = "constant", total_steps: int = 1,
@@ -279,13 +291,15 @@ def nt_xent(a: jax.Array, b: jax.Array, temperature: float = TEMPERATURE) -> jax
 
 def augment(key: jax.Array, flat: jax.Array, spec: WeightSpec, token_dim: int | None = None, *,
             noise: float = NOISE, erase_p: float = ERASE_P,
-            permute: bool = True) -> tuple[Tokens, Tokens]:
+            permute: bool = True, target: str = "clean") -> tuple[Tokens, Tokens]:
   """One augmented view of each model, and the target its reconstruction should match.
 
   A random hidden-unit permutation (function preserving) per model, tokenised to width
   `token_dim`; the view adds N(0, noise^2) to the real entries and applies random erasing
-  with probability `erase_p`. The target is the same permuted model, clean. `permute=False`
-  skips the permutation (e.g. to fit a small zoo exactly).
+  with probability `erase_p`. `target` "clean": the target is the same permuted model without
+  noise (denoising); "view": the permuted model with the view's noise (not its erasing), so the
+  targets themselves are new points around every model (the reference reconstructs the
+  augmented view). `permute=False` skips the permutation (e.g. to fit a small zoo exactly).
 
   Args:
     key: PRNG key.
@@ -298,23 +312,26 @@ def augment(key: jax.Array, flat: jax.Array, spec: WeightSpec, token_dim: int | 
   params = weights.unflatten(flat, spec)
   if permute:
     params = weights.random_permutation(perm_key, params, spec)
-  target, _ = weights.tokenize(params, spec, dim=token_dim)
-  view = weights.add_noise(noise_key, target, noise)
-  view = weights.random_erase(erase_key, view, p=erase_p)
-  return view, target
+  if target not in TARGETS:
+    raise ValueError(f"target {target!r} is unknown; allowed values: {list(TARGETS)}.")
+  clean, _ = weights.tokenize(params, spec, dim=token_dim)
+  noisy = weights.add_noise(noise_key, clean, noise)
+  view = weights.random_erase(erase_key, noisy, p=erase_p)
+  return view, (noisy if target == "view" else clean)
 
 
 def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: WeightSpec,
                     token_dim: int | None = None, layer_variance: jax.Array,
                     gamma: float = GAMMA, temperature: float = TEMPERATURE,
                     noise: float = NOISE, erase_p: float = ERASE_P,
-                    permute: bool = True, reduction: str = "layer_mean") -> TrainStep:
+                    permute: bool = True, reduction: str = "layer_mean", target: str = "clean") -> TrainStep:
   """Builds the jitted `step(params, opt_state, flat_batch [B, n], key)`.
 
   Two augmented views of each model; loss = gamma * NT-Xent(projections of the two views'
   z) + (1 - gamma) * layer-wise normalised reconstruction of each view's clean permuted
   tokens. Returns (params, opt_state, {'loss', 'reconstruction', 'contrastive'}); the same
-  key gives the same step. `permute` as in `augment`, `reduction` as in `reconstruction_loss`.
+  key gives the same step. `permute` and `target` as in `augment`, `reduction` as in
+  `reconstruction_loss`.
   """
   layer_variance = jnp.asarray(layer_variance, jnp.float32)
   chex.assert_shape(layer_variance, (len(spec.layers),))
@@ -337,9 +354,9 @@ def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: 
   def step(params, opt_state, flat_batch: jax.Array, key: jax.Array):
     key_1, key_2, dropout_key = jax.random.split(key, 3)
     view_1, target_1 = augment(key_1, flat_batch, spec, token_dim, noise=noise, erase_p=erase_p,
-                               permute=permute)
+                               permute=permute, target=target)
     view_2, target_2 = augment(key_2, flat_batch, spec, token_dim, noise=noise, erase_p=erase_p,
-                               permute=permute)
+                               permute=permute, target=target)
     views = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), view_1, view_2)
     targets = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), target_1, target_2)
     grads, metrics = jax.grad(loss_fn, has_aux=True)(params, views, targets, dropout_key)

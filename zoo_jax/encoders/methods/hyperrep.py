@@ -28,7 +28,8 @@ def featurizer(fit: methods.Fit):
                                total_steps=num_epochs * steps_per_epoch, warmup_steps=h.get("warmup_steps", 0))
   step = hyperrep.make_train_step(model, tx, spec=train.spec, layer_variance=layer_variance, gamma=h.gamma,
                                   temperature=h.temperature, noise=h.noise, erase_p=h.erase_p,
-                                  permute=h.permute, reduction=h.get("reduction", "layer_mean"))
+                                  permute=h.permute, reduction=h.get("reduction", "layer_mean"),
+                                  target=h.get("target", "clean"))
   params, _, history = training.fit(step, params, tx.init(params), train.flat, key=fit_key,
                                     num_epochs=num_epochs, batch_size=h.batch_size,
                                     checkpoint_dir=fit.checkpoint_dir, progress=config.progress_bar,

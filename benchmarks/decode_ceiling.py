@@ -1,0 +1,44 @@
+"""Decoding ceiling of a seed zoo (issue 14), one run:
+
+  PYTHONPATH=. python benchmarks/decode_ceiling.py ZOO "(3,4,5,6)"
+
+Linear ceiling: how much of a held-out model the span of the training states explains, and what
+accuracy a held-out model keeps when projected onto the top-k principal directions of the training
+states (layer-normalised), or perturbed by noise of a given normalised MSE."""
+import sys, json
+import numpy as np, jax, jax.numpy as jnp
+from zoo_jax.states import load_states
+from zoo_jax import properties, weights, data, models, population, train_config
+zoo_dir = sys.argv[1]; epochs = eval(sys.argv[2])
+states = load_states(zoo_dir, epochs)
+is_test = properties.split_by_model(states.table, 0.2, 0)
+train, test = states.rows(~is_test), states.rows(is_test)
+spec = states.spec
+# per-entry layer std (pooled over the layer's entries and training states), as the AE's normaliser
+sizes = [sum(p.size for p in l.params) for l in spec.layers]
+starts = np.cumsum([0] + sizes)
+scale = np.concatenate([np.full(s, train.flat[:, a:b].std()) for s, a, b in zip(sizes, starts[:-1], starts[1:])])
+Xtr = train.flat / scale; 
+last = test.table["epoch"].to_numpy() == test.table["epoch"].max()
+Xte = test.flat[last] / scale
+mu = Xtr.mean(0)
+U, S, Vt = np.linalg.svd(Xtr - mu, full_matrices=False)
+zc = train_config.stored_config(zoo_dir); ds = zc.dataset
+td = data.load(ds.name, "test", source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed)
+net = models.get_model(zc.model.arch, activation=zc.population.grid.activation[0])
+x = population.normalize(jnp.asarray(td.images), td.mean, td.std); y = jnp.asarray(td.labels)
+acc_one = jax.jit(lambda p: jnp.mean(jnp.argmax(net.apply({"params": p}, x), -1) == y))
+accs = lambda X: np.asarray(jax.lax.map(acc_one, weights.unflatten(jnp.asarray((X * scale).astype(np.float32)), spec)))
+a0 = accs(Xte)
+out = dict(n_train=len(Xtr), n_test=len(Xte), acc_original=float(a0.mean()))
+for k in (8, 32, 64, 128, len(S)):
+  V = Vt[:k]
+  R = mu + (Xte - mu) @ V.T @ V
+  nmse = float(((R - Xte) ** 2).mean())
+  out[f"pca{k}"] = dict(nmse=round(nmse, 3), retention=round(float((accs(R) / a0).mean()), 3))
+rng = np.random.default_rng(0)
+for s2 in (0.01, 0.03, 0.1, 0.3):
+  R = Xte + rng.normal(size=Xte.shape) * np.sqrt(s2)
+  out[f"noise_nmse{s2}"] = round(float((accs(R) / a0).mean()), 3)
+out["mean_model_retention"] = round(float((accs(np.broadcast_to(mu, Xte.shape)) / a0).mean()), 3)
+print(json.dumps(out))
