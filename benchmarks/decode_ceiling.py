@@ -7,20 +7,12 @@ accuracy a held-out model keeps when projected onto the top-k principal directio
 states (layer-normalised), or perturbed by noise of a given normalised MSE."""
 import sys, json
 import numpy as np, jax, jax.numpy as jnp
-from zoo_jax.states import load_states
-from zoo_jax import properties, weights, data, models, population, train_config
+from zoo_jax import data, models, population, train_config, weights
+from weight_span import heldout_split  # benchmarks/: the same split and normaliser
 zoo_dir = sys.argv[1]; epochs = eval(sys.argv[2])
-states = load_states(zoo_dir, epochs)
-is_test = properties.split_by_model(states.table, 0.2, 0)
-train, test = states.rows(~is_test), states.rows(is_test)
-spec = states.spec
-# per-entry layer std (pooled over the layer's entries and training states), as the AE's normaliser
-sizes = [sum(p.size for p in l.params) for l in spec.layers]
-starts = np.cumsum([0] + sizes)
-scale = np.concatenate([np.full(s, train.flat[:, a:b].std()) for s, a, b in zip(sizes, starts[:-1], starts[1:])])
-Xtr = train.flat / scale; 
-last = test.table["epoch"].to_numpy() == test.table["epoch"].max()
-Xte = test.flat[last] / scale
+train, heldout, spec, scale = heldout_split(zoo_dir, epochs)
+Xtr = train.flat / scale
+Xte = heldout / scale
 mu = Xtr.mean(0)
 U, S, Vt = np.linalg.svd(Xtr - mu, full_matrices=False)
 zc = train_config.stored_config(zoo_dir); ds = zc.dataset

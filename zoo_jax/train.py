@@ -107,7 +107,7 @@ def _table_problem(path: str, columns, expected: pd.DataFrame, differs: str) -> 
   """None if the table at `path` equals `expected` (as written and read back); else why not: `differs`,
   or what is damaged."""
   try:
-    return None if zoo.read_table(path, columns).equals(zoo._roundtrip(expected)) else differs
+    return None if zoo.read_table(path, columns).equals(zoo.as_stored(expected)) else differs
   except errors.DamagedZoo as error:
     return str(error)
 

@@ -96,7 +96,6 @@ def claim_workdir(workdir: str, record: dict, tables: dict[str, pd.DataFrame] | 
   """
   tables = tables or {}
   config_path = os.path.join(workdir, CONFIG_FILE)
-  as_stored = lambda table: pd.read_csv(io.StringIO(table.to_csv(index=False)))
   problem = None
   if os.path.exists(config_path):
     if read_json(config_path) != json.loads(json.dumps(record)):
@@ -200,7 +199,7 @@ def read_table(path: str, columns: Sequence[str]) -> pd.DataFrame:
   return table
 
 
-def _roundtrip(table: pd.DataFrame) -> pd.DataFrame:
+def as_stored(table: pd.DataFrame) -> pd.DataFrame:
   """`table` as it reads back from its CSV file: what a table on disk is compared with."""
   return pd.read_csv(io.StringIO(table.to_csv(index=False)))
 
@@ -437,7 +436,7 @@ class ZooWriter:
 def _checked_models(table: pd.DataFrame, path: str, stored: dict) -> pd.DataFrame:
   """models.csv as read, checked against the copy in checkpoints/ (or for its shape, in older zoos)."""
   if "models_csv" in stored:
-    expected = _roundtrip(pd.read_csv(io.StringIO(stored["models_csv"])))
+    expected = as_stored(pd.read_csv(io.StringIO(stored["models_csv"])))
     if not table.equals(expected):
       raise errors.DamagedZoo(f"{path} differs from the models table kept in checkpoints/ ({len(table)} rows "
                               f"against {len(expected)}; truncated or edited).")
@@ -470,7 +469,7 @@ class Zoo:
     self.config = self._read_or_stored(CONFIG_FILE, read_json, stored.get("config"))
     self.models = self._read_or_stored(
         MODELS_FILE, lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, stored),
-        _roundtrip(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored else None)
+        as_stored(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored else None)
     self.epochs = sorted(self._manager.all_steps())
     self.metrics = self._metrics(writing)
 
@@ -520,7 +519,7 @@ class Zoo:
     if problem:
       warnings.warn(f"{problem} Derived the rows of epochs {lacking} from the checkpoints (exact); "
                     f"`python -m zoo_jax.zoo check {self.workdir} --repair` rewrites the file.")
-    derived = [_roundtrip(epoch_rows(self.models, e, restore_metrics(self._manager, e))) for e in lacking]
+    derived = [as_stored(epoch_rows(self.models, e, restore_metrics(self._manager, e))) for e in lacking]
     kept = table[~table["epoch"].isin(lacking)]
     table = pd.concat([kept, *derived] if len(kept) else derived)
     return table.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
@@ -841,7 +840,7 @@ def _check(workdir: str, repair: bool) -> Report:
       return expected
 
     config = kept(CONFIG_FILE, read_json, stored.get("config"), write_json_atomic, "resolved config")
-    expected_models = (_roundtrip(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored
+    expected_models = (as_stored(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored
                        else None)
     models = kept(MODELS_FILE, lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, {}),
                   expected_models, write_table_atomic, "{value.shape[0]} models")
@@ -889,7 +888,7 @@ def _check(workdir: str, repair: bool) -> Report:
                           "continues it")
 
     path = os.path.join(workdir, METRICS_FILE)
-    expected = (_roundtrip(pd.concat(derived, ignore_index=True)[list(METRICS_TABLE_COLUMNS)]) if derived
+    expected = (as_stored(pd.concat(derived, ignore_index=True)[list(METRICS_TABLE_COLUMNS)]) if derived
                 else pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS)))
     try:
       table = read_table(path, METRICS_TABLE_COLUMNS)[list(METRICS_TABLE_COLUMNS)]

@@ -23,7 +23,6 @@ otherwise. Metrics the source does not report are NaN; metrics beyond zoo.METRIC
 """
 
 import dataclasses
-import io
 import os
 from typing import Any, Callable, Hashable, Sequence
 
@@ -114,10 +113,6 @@ def models_table(source: Source) -> pd.DataFrame:
   return grid.index_models(table[[*HPARAM_COLUMNS, *rest]], keys=source.structure)
 
 
-def _csv_roundtrip(table: pd.DataFrame) -> pd.DataFrame:
-  return pd.read_csv(io.StringIO(table.to_csv(index=False)))
-
-
 def _prepare_workdir(workdir: str, source_format: str, src: str, table: pd.DataFrame) -> dict:
   """Checks that the zoo in the workdir, if any, was converted from this source; returns its config."""
   config_path, models_path = os.path.join(workdir, zoo.CONFIG_FILE), os.path.join(workdir, zoo.MODELS_FILE)
@@ -129,7 +124,7 @@ def _prepare_workdir(workdir: str, source_format: str, src: str, table: pd.DataF
                        f"(its config.json: {old}). Use another --workdir.")
   if os.path.exists(models_path):
     old_table = pd.read_csv(models_path)
-    if not old_table.equals(_csv_roundtrip(table)):
+    if not old_table.equals(zoo.as_stored(table)):
       raise ValueError(
           f"Workdir {workdir!r} holds a conversion of another zoo: its {zoo.MODELS_FILE} ({len(old_table)} models) "
           f"differs from the models found in {src!r} ({len(table)}). Use another --workdir, or delete that one.")
