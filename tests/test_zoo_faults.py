@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pandas as pd
 import pytest
@@ -250,6 +251,33 @@ def test_a_full_disk_leaves_the_table_as_it_was(reference, copy, monkeypatch):
   monkeypatch.undo()
   train.train_and_evaluate(fault_config(), copy)
   assert _file(copy, zoo.METRICS_FILE) == _file(reference, zoo.METRICS_FILE)
+
+
+def test_sigint_while_starting_ends_the_command_even_inside_an_ignored_callback(tmp_path):
+  # A Ctrl-C that lands while Python runs a callback whose exceptions it ignores (jaxlib's
+  # garbage-collection callback, as seen in CI) must still end the command, with one line.
+  script = ("import gc, os, signal, sys, time\n"
+            "from zoo_jax import cli\n"
+            f"sys.argv = ['cmd', '--workdir={tmp_path}']\n"
+            "cli.lock_workdir_early()\n"
+            "def callback(phase, info):\n"
+            "  if phase == 'start':\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(0.2)\n"
+            "gc.callbacks.append(callback)\n"
+            "gc.collect()\n"
+            "gc.callbacks.remove(callback)\n"
+            "print('carried on')\n")
+  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == cli.INTERRUPTED_EXIT_CODE, proc.stderr[-2000:]
+  assert "carried on" not in proc.stdout
+  assert _one_error_line(proc.stderr).startswith("error: interrupted while starting")
+  assert lock.holder(str(tmp_path)) is None
+  # the next run takes the lock without a stale-holder warning:
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    with lock.workdir_lock(str(tmp_path)):
+      pass
 
 
 @pytest.mark.slow

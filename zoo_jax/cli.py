@@ -105,9 +105,16 @@ def lock_workdir_early(flag: str = "workdir") -> None:
 
 
 def _interrupted_while_starting(signum, frame) -> NoReturn:
+  # Ends the process here rather than raising SystemExit: a signal handler can run inside a
+  # callback whose exceptions Python ignores (a garbage-collection callback of jaxlib's, say),
+  # and the command would then carry on. Nothing was written yet; the lock is released cleanly.
   del signum, frame
-  fail("interrupted while starting; nothing was written, and the same command starts again.",
-       INTERRUPTED_EXIT_CODE)
+  print("error: interrupted while starting; nothing was written, and the same command starts again.",
+        file=sys.stderr, flush=True)
+  try:
+    _EARLY_LOCKS.close()
+  finally:
+    os._exit(INTERRUPTED_EXIT_CODE)
 
 
 def run(main: Callable[[list[str]], int | None]) -> NoReturn:
