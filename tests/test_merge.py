@@ -95,3 +95,18 @@ def test_mixed_architectures_are_refused_naming_the_field(small_zoo, tmp_path):
 def test_bad_config_names_the_field(small_zoo, tmp_path, overrides, match):
   with pytest.raises(ValueError, match=match):
     merge.merge_and_evaluate(_config(**overrides), small_zoo, str(tmp_path))
+
+
+def test_evaluation_reads_the_data_as_the_zoo_was_trained_on_it():
+  # A zoo whose config departs from the dataset's protocol (here its normalisation) is
+  # evaluated with that departure, as train.py applied it; no zoo on disk is needed.
+  from types import SimpleNamespace
+
+  from zoo_jax import data, models, population
+  dataset = {"name": "mnist5k", "source": "local", "data_dir": None, "split_seed": 3,
+             "preprocess": {"mean": (0.5,), "std": (0.25,)}}
+  zoo = SimpleNamespace(config={"dataset": dataset, "model": {"arch": "cnn_s"}})
+  evaluator = merge._Evaluator(zoo, population.Cohort("cnn_s", "tanh", "adam", False), eval_size=None, seed=0)
+  assert evaluator.normalization == ((0.5,), (0.25,))
+  trained_on = data.load_as_zoo(dataset, "test", models.image_size("cnn_s"))
+  np.testing.assert_array_equal(np.asarray(evaluator.splits["test"][0]), trained_on.images)

@@ -92,8 +92,7 @@ class _Evaluator:
     ds = zoo.config["dataset"]
     self.splits = {}
     for split in data.SPLITS:
-      s = data.load(ds["name"], split, source=ds["source"], data_dir=ds.get("data_dir"), seed=ds["split_seed"],
-                    image_size=models.image_size(zoo.config["model"]["arch"]))
+      s = data.load_as_zoo(ds, split, models.image_size(zoo.config["model"]["arch"]))
       keep = np.sort(np.random.default_rng(seed).permutation(len(s))[:eval_size or len(s)])
       self.splits[split] = (jnp.asarray(s.images[keep]), jnp.asarray(s.labels[keep]))
     self.normalization = (s.mean, s.std)

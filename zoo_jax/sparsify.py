@@ -215,10 +215,7 @@ def sparsify_zoo(config: ml_collections.ConfigDict, source: str, workdir: str,
 
 def _sparsify(config, src: zoo.Zoo, workdir: str, arch: str, ds: dict, models_table: pd.DataFrame,
               source_epoch: int, twin_config: dict) -> None:
-  splits = {split: data.load(ds["name"], split, source=ds["source"], data_dir=ds.get("data_dir"),
-                             seed=ds["split_seed"], image_size=models.image_size(arch),
-                             preprocess=ds.get("preprocess"))
-            for split in data.SPLITS}
+  splits = {split: data.load_as_zoo(ds, split, models.image_size(arch)) for split in data.SPLITS}
   for split in ("train", "validation", "test"):
     limit = ds.get("train_size") if split == "train" else ds.get("eval_size")
     if limit is not None and limit < len(splits[split]):

@@ -188,9 +188,7 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
     return zoo.Zoo(workdir)
 
   ds = config.dataset
-  splits = {split: data.load(ds.name, split, source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed,
-                             image_size=models.image_size(config.model.arch), preprocess=ds.get("preprocess"))
-            for split in data.SPLITS}
+  splits = {split: data.load_as_zoo(ds, split, models.image_size(config.model.arch)) for split in data.SPLITS}
   if ds.train_size is not None:
     splits["train"] = _subset(splits["train"], ds.train_size, ds.split_seed)
   if ds.get("eval_size") is not None:  # a smaller validation and test set: cheaper evaluation of big zoos

@@ -89,5 +89,14 @@ def load(name: str, split: str, *, source: str = "local", data_dir: str | None =
                  mean=info.mean, std=info.std, num_classes=info.num_classes)
 
 
+def load_as_zoo(dataset: Mapping[str, Any], split: str, image_size: int | None) -> Dataset:
+  """One split as a zoo's models saw it: `dataset` is the zoo config's `dataset` section (name,
+  source, data_dir, split_seed, preprocess) and `image_size` its model's input side
+  (`models.image_size(arch)`). Train, merge and sparsify read a zoo's data through this."""
+  return load(dataset["name"], split, source=dataset["source"], data_dir=dataset.get("data_dir"),
+              seed=dataset["split_seed"], image_size=image_size, preprocess=dataset.get("preprocess"))
+
+
 __all__ = ["DATASETS", "PREPROCESS_FIELDS", "Dataset", "DatasetInfo", "SOURCES", "SPLITS", "check_preprocess", "load",
+           "load_as_zoo",
            "resolve"]
