@@ -12,6 +12,10 @@ the ratio, per batch size.
   python benchmarks/train_command.py                            # mnist5k, 128 models x 2 epochs, batch 10 and 32
   python benchmarks/train_command.py --p=16 --epochs=1 --batch=32 --torch-models=2   # smoke run
   python benchmarks/train_command.py -- --config.models_per_vmap=4   # extra flags for the train command
+  python benchmarks/train_command.py --warm    # also a second run on the compilation cache the first one filled
+
+Each batch size's first run compiles from an empty cache of its own, whatever the user's
+cache holds (cli.compilation_cache_dir).
 
 --torch-models=K times K models per PyTorch process instead of all of them and scales the
 time to the full count (models are independent and trained one after another, so the
@@ -48,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--torch-models", type=int, default=0,
                       help="models timed per PyTorch process (0: all; K: K of them, time scaled to all)")
   parser.add_argument("--skip-torch", action="store_true")
+  parser.add_argument("--warm", action="store_true",
+                      help="also time a second run of the train command on the compilation cache the first filled")
   parser.add_argument("extra", nargs="*", help="extra flags for the train command (after --)")
   args = parser.parse_args(argv)
   if min(args.p, args.epochs, args.torch_procs) < 1 or args.torch_models < 0:
@@ -80,12 +86,16 @@ def _children_cpu_s() -> float:
   return usage.ru_utime + usage.ru_stime
 
 
-def run_train_command(args, batch: int) -> dict:
+def run_train_command(args, batch: int, cache_dir: str) -> dict:
+  """One run of the train command into a new workdir, with `cache_dir` as its compilation cache
+  (a fresh folder: a first run, which compiles; the same folder again: a run that reads the cache)."""
   with tempfile.TemporaryDirectory(prefix="bench_train_") as workdir:
     command = [sys.executable, "-m", "zoo_jax.train", f"--config={args.config}", f"--workdir={workdir}/zoo",
                f"--config.population.num_seeds={args.p}", f"--config.num_epochs={args.epochs}",
                f"--config.batch_size={batch}", "--config.progress_bar=False", *args.extra]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               ZOO_JAX_COMPILATION_CACHE=cache_dir)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     start, cpu = time.perf_counter(), _children_cpu_s()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
@@ -153,9 +163,14 @@ def main(argv=None):
   rows = []
   for batch in args.batch:
     model_steps = args.p * args.epochs * (len(split) // batch)
-    zoo = run_train_command(args, batch)
+    with tempfile.TemporaryDirectory(prefix="bench_xla_cache_") as cache_dir:
+      zoo = run_train_command(args, batch, cache_dir)
+      warm = run_train_command(args, batch, cache_dir) if args.warm else None
     line = (f"-- batch {batch}: zoo_jax train command {zoo['wall']:.1f} s wall ({zoo['cpu']:.1f} CPU s), "
             f"{model_steps / zoo['wall']:.0f} model-steps/s ({model_steps} model-steps)")
+    if warm:
+      line += (f"; again on the warm compilation cache {warm['wall']:.1f} s ({warm['cpu']:.1f} CPU s), "
+               f"{model_steps / warm['wall']:.0f} model-steps/s")
     torch_rate = None
     if not args.skip_torch:
       ref = run_torch(args, batch, split)
@@ -164,15 +179,19 @@ def main(argv=None):
                + (f" (scaled from {ref['measured_wall']:.1f} s for {ref['timed_models']} models)" if ref["scaled"]
                   else "") + f" ({ref['cpu']:.1f} CPU s), {torch_rate:.0f} model-steps/s")
     print(line, f"load {os.getloadavg()[0]:.1f}", flush=True)
-    cpu_ratio = ref["cpu"] / zoo["cpu"] if not args.skip_torch else None
-    rows.append((batch, model_steps / zoo["wall"], torch_rate, cpu_ratio))
+    for label, run in (("cold", zoo), ("warm", warm)):
+      if run:
+        cpu_ratio = ref["cpu"] / run["cpu"] if not args.skip_torch else None
+        rows.append((batch, label, model_steps / run["wall"], torch_rate, cpu_ratio))
   print()
-  print(f"{'batch':>5} {'zoo_jax':>10} {'torch':>10} {'ratio':>7} {'CPU-time ratio':>15}   "
+  print(f"{'batch':>5} {'cache':>5} {'zoo_jax':>10} {'torch':>10} {'ratio':>7} {'CPU-time ratio':>15}   "
         "(model-steps/s, wall clock; then torch CPU s / zoo_jax CPU s for the same work)")
-  for batch, rate, torch_rate, cpu_ratio in rows:
+  for batch, label, rate, torch_rate, cpu_ratio in rows:
     ratio = f"{rate / torch_rate:.2f}x" if torch_rate else "-"
     cpu_ratio = f"{cpu_ratio:.2f}x" if cpu_ratio else "-"
-    print(f"{batch:>5} {rate:>10.0f} {torch_rate or float('nan'):>10.0f} {ratio:>7} {cpu_ratio:>15}")
+    print(f"{batch:>5} {label:>5} {rate:>10.0f} {torch_rate or float('nan'):>10.0f} {ratio:>7} {cpu_ratio:>15}")
+  print("(cold: a first run, with an empty compilation cache; warm: the same command again, as a second zoo, "
+        "a resumed run or a fine-tune of the same shapes runs: cli.compilation_cache_dir)")
   print("(On a busy machine wall clocks measure the share of the CPU each side got; the CPU-time ratio is "
         "the efficiency, which the wall-clock ratio approaches on an idle machine where both sides keep every core busy.)")
 

@@ -225,9 +225,20 @@ def test_command_line_trains_a_zoo_that_zoo_reads(tmp_path):
              "--config.num_epochs=1", "--config.population.num_seeds=2", "--config.batch_size=25",
              "--config.dataset.train_size=500",
              "--config.population.grid.learning_rate=(1e-3,3e-3)"]
-  result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
+  cache = tmp_path / "xla_cache"  # the commands' persistent compilation cache (cli.compilation_cache_dir)
+  env = {**os.environ, "ZOO_JAX_COMPILATION_CACHE": str(cache)}
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "test accuracy" in result.stdout and workdir in result.stdout
+  entries = sorted(os.listdir(cache))
+  assert entries  # the training epoch's and the evaluation's executables
+  # The same zoo again from the warm cache: the cached executables train the same weights.
+  again = subprocess.run([*command[:4], f"--workdir={tmp_path / 'again'}", *command[5:]], cwd=root,
+                         capture_output=True, text=True, timeout=900, env=env)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert sorted(os.listdir(cache)) == entries
+  assert_same_zoo(workdir, str(tmp_path / "again"))
   z = zoo.Zoo(workdir)
   assert z.epochs == [0, 1] and sorted(set(z.models["learning_rate"])) == [1e-3, 3e-3]
   assert len(z.models) == 4 and np.isfinite(z.flat()).all()
@@ -238,6 +249,20 @@ def test_command_line_trains_a_zoo_that_zoo_reads(tmp_path):
   bad = subprocess.run(command[:4] + ["--config.population.num_sedes=3"], cwd=root, capture_output=True,
                        text=True, timeout=300)
   assert bad.returncode == 2 and "num_sedes" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_compilation_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+  from zoo_jax import cli
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  monkeypatch.delenv("ZOO_JAX_COMPILATION_CACHE", raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  assert cli.compilation_cache_dir() == str(tmp_path / "zoo_jax" / "jax")  # on by default
+  monkeypatch.setenv("ZOO_JAX_COMPILATION_CACHE", "off")
+  assert cli.compilation_cache_dir() is None
+  monkeypatch.setenv("ZOO_JAX_COMPILATION_CACHE", str(tmp_path / "mine"))
+  assert cli.compilation_cache_dir() == str(tmp_path / "mine")
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax's"))  # JAX's own variable wins
+  assert cli.compilation_cache_dir() == str(tmp_path / "jax's")
 
 
 def test_cpu_xla_flags_use_a_device_count_that_divides_every_cohort():

@@ -117,6 +117,39 @@ def _interrupted_while_starting(signum, frame) -> NoReturn:
     os._exit(INTERRUPTED_EXIT_CODE)
 
 
+def compilation_cache_dir() -> str | None:
+  """Where the commands keep JAX's persistent compilation cache, or None when it is off.
+
+  On by default, in `$XDG_CACHE_HOME/zoo_jax/jax` (`~/.cache/zoo_jax/jax`): a second run of a
+  command, a resumed run or a fine-tune of the same zoo skips the XLA compiles of the first
+  (benchmarks/train_command.py --cache measures it). `ZOO_JAX_COMPILATION_CACHE=off` turns it
+  off, another value is the folder; JAX's own `JAX_COMPILATION_CACHE_DIR`, when set, wins. The
+  cache is trusted code: keep it in a folder only you can write.
+  """
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
+  chosen = os.environ.get("ZOO_JAX_COMPILATION_CACHE", "")
+  if chosen.lower() in ("0", "off", "false", "no"):
+    return None
+  if chosen:
+    return chosen
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "zoo_jax", "jax")
+
+
+def use_compilation_cache() -> None:
+  """Points JAX at `compilation_cache_dir()` (before the command's first compile)."""
+  import jax
+  path = compilation_cache_dir()
+  if path is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return  # off, or JAX reads its own variable
+  try:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+  except OSError:
+    return  # an unwritable home: compile as without a cache
+  jax.config.update("jax_compilation_cache_dir", path)
+
+
 def run(main: Callable[[list[str]], int | None]) -> NoReturn:
   """Parses flags and runs `main(argv)` (absl.app.run), with usage errors as one line, exit code 2."""
   from absl import app, flags
@@ -146,6 +179,7 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's failed reads, already reported
     warnings.formatwarning = _warning_line  # a warning is one line too
+    use_compilation_cache()
     try:
       return main(argv)
     except KeyboardInterrupt:
