@@ -16,6 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.select = ml_collections.ConfigDict({"activation": "tanh"})
   # zoo_jax.sampling.SAMPLERS; also "neighbourhood_umap" (the reference's UMAP map, slow to start)
   # and "uniform_reference" (U(-1, 1)^D).
+  # The states the samplers are fitted on: "training" (the autoencoder's training models, as the
+  # reference; its held-out models are the reconstruction check's) or "all" the selected states.
+  c.fit_on = "training"
   c.samplers = ("kde", "kde30", "kde30_reference", "neighbourhood", "gan", "uniform")
   c.baselines = ("B_T", "B_F")  # B_T: random init trained alike; B_F: the zoo's best models fine-tuned
   c.num_samples = 16  # per sampler and seed

@@ -115,6 +115,7 @@ def test_summary_and_plot(sampled):
     ({"samplers": ("vae",)}, "config.samplers .* allowed values"),
     ({"baselines": ("B_X",)}, "config.baselines .* allowed values"),
     ({"num_samples": 0}, "config.num_samples"),
+    ({"fit_on": "test"}, "config.fit_on .* allowed values"),
     ({"transfer.dataset": "imagenet"}, "config.transfer.dataset .* allowed values"),
     ({"finetune.activation": "relu"}, "config.finetune.activation"),
     ({"select.activation": "sigmoid"}, "keeps 0 states"),
@@ -165,3 +166,20 @@ def test_finetune_setting_defaults_to_the_zoo_models_own(tiny_zoo):
   tanh = source.rows((source.table["activation"] == "tanh").to_numpy())
   with pytest.raises(ValueError, match="config.finetune.optimizer is None.*'adam', 'sgd'"):
     sample.finetune_setting(c, tanh)
+
+
+def test_samplers_are_fitted_on_the_autoencoders_training_models(sampled, encoder_dir, tiny_zoo):
+  workdir, _ = sampled
+  stored = np.load(os.path.join(workdir, sample.SAMPLES_FILE))
+  model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
+  source = load_states(tiny_zoo, [zoo.Zoo(tiny_zoo).epochs[-1]])
+  source = source.rows((source.table["activation"] == "tanh").to_numpy())
+  keys = sample.state_keys(source).to_numpy(str)
+  training = ~np.isin(keys, info["held_out_models"])
+  assert 2 <= training.sum() < len(keys)  # the fixture's selection holds held-out models too
+  np.testing.assert_array_equal(stored["states"], keys[training])
+  z = np.asarray(hyperrep.make_embed(model, spec)(params, source.flat[training]))
+  np.testing.assert_allclose(stored["embeddings"], z, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(stored["scores"], source.table["test_acc"].to_numpy()[training])
+  every = sample.fitted_mask(_config(fit_on="all"), source, info["held_out_models"])
+  assert every.all()

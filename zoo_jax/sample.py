@@ -15,7 +15,8 @@ are decoded to weights and handed, with the baselines, to the population engine:
 Before sampling, the zoo's held-out models (not seen by the autoencoder) at the sampled epochs
 are encoded, decoded and evaluated next to their originals (OUT/reconstruction.csv; a warning
 when the decoded models keep less than MIN_RETENTION of their accuracy: a sampler cannot beat
-its decoder). Every model is evaluated before training (epoch 0) and after each of `finetune_epochs`
+its decoder). The samplers are fitted on the autoencoder's training models only, as in the
+reference (`config.fit_on="all"`: every selected state). Every model is evaluated before training (epoch 0) and after each of `finetune_epochs`
 epochs, all of a cohort in one compiled call. OUT is a zoo (zoo_jax.zoo.Zoo reads it; the
 models table says each model's `method` and `sample_seed`), plus summary.csv (method x epoch:
 test accuracy mean and std over seeds) and accuracy.png. With `transfer.dataset`, the
@@ -44,6 +45,7 @@ from zoo_jax import data, grid, lock, models, plots, population, sampling, train
 from zoo_jax.encoders import ENCODER_DIR, hyperrep
 from zoo_jax.states import ZooStates, load_states
 
+FIT_ON = ("training", "all")  # config.fit_on: the states the samplers are fitted on (fitted_mask)
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = "summary.csv", "accuracy.png", "samples.npz", "transfer"
 RECONSTRUCTION_FILE, RECONSTRUCTION_DIR = "reconstruction.csv", "reconstruction"
 MIN_RETENTION = 0.8  # mean acc_decoded / acc_original under which the decoder is called unfit to sample
@@ -62,6 +64,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field, low in (("num_samples", 1), ("num_seeds", 1), ("finetune_epochs", 0)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
+  if config.fit_on not in FIT_ON:
+    raise ValueError(f"config.fit_on is {config.fit_on!r}; allowed values: {list(FIT_ON)}.")
   for field in _SETTING:
     if field not in config.finetune:
       raise ValueError(f"config.finetune.{field} is missing; it sets how every model is fine-tuned "
@@ -117,6 +121,27 @@ def finetune_setting(config: ml_collections.ConfigDict, source: ZooStates) -> di
   return setting
 
 
+def state_keys(source: ZooStates) -> pd.Series:
+  """"zoo/model_id" of each state: how the encoder records its held-out models."""
+  return source.table["zoo"].astype(str) + "/" + source.table["model_id"].astype(str)
+
+
+def held_out_mask(source: ZooStates, held_out: list[str]) -> np.ndarray:
+  """bool [states]: the states of models the autoencoder's split kept out of its training."""
+  return state_keys(source).isin(set(held_out)).to_numpy()
+
+
+def fitted_mask(config: ml_collections.ConfigDict, source: ZooStates, held_out: list[str]) -> np.ndarray:
+  """bool [states]: the states the samplers are fitted on (config.fit_on). "training": the
+  autoencoder's training models, as the reference fits its samplers on the AE's training set (a
+  held-out model decodes worse, and reconstruction.csv checks those); "all": every selected state.
+  With no held-out model among the selected states, both are every state."""
+  train = ~held_out_mask(source, held_out)
+  if config.fit_on == "all" or train.sum() < 2:
+    return np.ones(len(source.table), bool)
+  return train
+
+
 def check_reconstruction(config: ml_collections.ConfigDict, ae: tuple, zoo: zoo_lib.Zoo,
                          source: ZooStates, held_out: list[str], workdir: str) -> pd.DataFrame:
   """Decodes the held-out source states and evaluates them beside their originals.
@@ -128,8 +153,7 @@ def check_reconstruction(config: ml_collections.ConfigDict, ae: tuple, zoo: zoo_
   model_id, epoch, held_out, acc_original, acc_decoded.
   """
   model, ae_params, spec = ae
-  keys = source.table["zoo"].astype(str) + "/" + source.table["model_id"].astype(str)
-  mask = keys.isin(set(held_out)).to_numpy()
+  mask = held_out_mask(source, held_out)
   is_held_out = bool(mask.any())
   if not is_held_out:
     mask = np.ones(len(source.table), bool)
@@ -192,8 +216,9 @@ def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wo
   report_reconstruction(reconstruction, os.path.join(workdir, RECONSTRUCTION_FILE))
   embed = hyperrep.make_embed(model, spec)
   decode = hyperrep.make_decode(model, spec)
-  z = np.asarray(embed(ae_params, jnp.asarray(source.flat)))
-  scores = source.table["test_acc"].to_numpy()
+  fitted = fitted_mask(config, source, held_out)
+  z = np.asarray(embed(ae_params, jnp.asarray(source.flat[fitted])))
+  scores = source.table["test_acc"].to_numpy()[fitted]
   arch = source.table["arch"].iloc[0]
   num = config.num_samples
 
@@ -211,15 +236,18 @@ def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wo
       params.append(None)
   if "B_F" in config.baselines:  # the best source models at their newest selected epoch
     newest = source.table["epoch"].to_numpy() == source.table["epoch"].max()
-    best = np.argsort(-np.where(newest, scores, -np.inf), kind="stable")[:min(num, int(newest.sum()))]
+    accuracy = source.table["test_acc"].to_numpy()  # every selected model, held-out ones too
+    best = np.argsort(-np.where(newest, accuracy, -np.inf), kind="stable")[:min(num, int(newest.sum()))]
     tables.append(_rows("B_F", len(best), 0, setting, arch, first_seed=1 + 900_000).assign(
         source_model=source.table["model_id"].to_numpy()[best]))
     params.append(jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(source.flat[best]), spec)))
 
   table = grid.index_models(pd.concat(tables, ignore_index=True))
   starts = _stack_params(table, [len(t) for t in tables], params, zoo)
-  # The zoo's embeddings and scores the samplers saw, and every draw ("<sampler>/seed_<s>").
-  np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores, **draws)
+  # The zoo's embeddings and scores the samplers saw, their states ("zoo/model_id"), and every
+  # draw ("<sampler>/seed_<s>").
+  np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores,
+           states=state_keys(source)[fitted].to_numpy(str), **draws)
   rows_of = lambda t: jax.tree.map(lambda x: x[t["model_id"].to_numpy()], starts)
   results = {"in_distribution": train.train_and_evaluate(
       _finetune_config(zoo, config, None), workdir, models_table=table,
