@@ -122,7 +122,7 @@ def compilation_cache_dir() -> str | None:
 
   On by default, in `$XDG_CACHE_HOME/zoo_jax/jax` (`~/.cache/zoo_jax/jax`): a second run of a
   command, a resumed run or a fine-tune of the same zoo skips the XLA compiles of the first
-  (benchmarks/train_command.py --cache measures it). `ZOO_JAX_COMPILATION_CACHE=off` turns it
+  (benchmarks/train_command.py --warm measures it). `ZOO_JAX_COMPILATION_CACHE=off` turns it
   off, another value is the folder; JAX's own `JAX_COMPILATION_CACHE_DIR`, when set, wins. The
   cache is trusted code: keep it in a folder only you can write.
   """

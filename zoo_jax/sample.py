@@ -16,10 +16,11 @@ Before sampling, the zoo's held-out models (not seen by the autoencoder) at the 
 are encoded, decoded and evaluated next to their originals (OUT/reconstruction.csv; a warning
 when the decoded models keep less than MIN_RETENTION of their accuracy: a sampler cannot beat
 its decoder). The samplers are fitted on the autoencoder's training models only, as in the
-reference (`config.fit_on="all"`: every selected state). Every model is evaluated before training (epoch 0) and after each of `finetune_epochs`
-epochs, all of a cohort in one compiled call. OUT is a zoo (zoo_jax.zoo.Zoo reads it; the
-models table says each model's `method` and `sample_seed`), plus summary.csv (method x epoch:
-test accuracy mean and std over seeds) and accuracy.png. With `transfer.dataset`, the
+reference (`config.fit_on="all"`: every selected state). Every model is evaluated before
+training (epoch 0) and after each of `finetune_epochs` epochs, all of a cohort in one compiled
+call. OUT is a zoo (zoo_jax.zoo.Zoo reads it; the models table says each model's `method` and
+`sample_seed`), plus summary.csv (method x epoch: test accuracy mean and std over seeds) and
+accuracy.png. With `transfer.dataset`, the
 sampled weights and B_T are also fine-tuned on that dataset, in OUT/transfer.
 """
 
@@ -64,7 +65,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field, low in (("num_samples", 1), ("num_seeds", 1), ("finetune_epochs", 0)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
-  if config.fit_on not in FIT_ON:
+  if config.get("fit_on", FIT_ON[0]) not in FIT_ON:
     raise ValueError(f"config.fit_on is {config.fit_on!r}; allowed values: {list(FIT_ON)}.")
   for field in _SETTING:
     if field not in config.finetune:
@@ -137,7 +138,7 @@ def fitted_mask(config: ml_collections.ConfigDict, source: ZooStates, held_out: 
   held-out model decodes worse, and reconstruction.csv checks those); "all": every selected state.
   With no held-out model among the selected states, both are every state."""
   train = ~held_out_mask(source, held_out)
-  if config.fit_on == "all" or train.sum() < 2:
+  if config.get("fit_on", FIT_ON[0]) == "all" or train.sum() < 2:  # a config from before the field: "training"
     return np.ones(len(source.table), bool)
   return train
 
