@@ -20,8 +20,13 @@ run $py -m zoo_jax.train --config=configs/study_seed_fmnist.py --workdir="$out/z
 for zoo in mnist5k fmnist; do
   other=$([ "$zoo" = mnist5k ] && echo fmnist || echo mnist5k)
   for method in statnn hyperrep_generative sne; do
+    extra=()
+    if [ "$method" = sne ]; then  # the setting that matched StatNN on the mnist5k seed zoo (README study)
+      extra=(--config.sne.model.element_positions=True --config.sne.model.chunk_positions=True
+             --config.sne.input_scaling=True --config.train.num_epochs=80)
+    fi
     run $py -m zoo_jax.encode --config=configs/$method.py --config.epochs='(6,7,8,9,10)' \
-        --zoo="$out/zoo_$zoo" --zoo="$out/zoo_$other" --workdir="$out/enc_${method}_$zoo"
+        --zoo="$out/zoo_$zoo" --zoo="$out/zoo_$other" --workdir="$out/enc_${method}_$zoo" "${extra[@]}"
   done
 done
 run $py -m zoo_jax.sample --config=configs/sample.py --encoder="$out/enc_hyperrep_generative_mnist5k" \
