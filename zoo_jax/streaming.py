@@ -31,6 +31,7 @@ import tensorstore as ts
 
 from zoo_jax import weights
 from zoo_jax import zoo as zoo_lib
+from zoo_jax.weights import flat as flat_lib
 from zoo_jax.weights import spec as weight_spec
 
 # States per block (rows of one (epoch, cohort) read at once); lowered to fit the buffer.
@@ -241,17 +242,17 @@ class StreamedFlat:
                            for window, positions in block_order(key, blocks, self.buffer_rows)])
 
 
-def layer_variances(flat: Any, spec: weights.WeightSpec, block_bytes: int = 1 << 22) -> np.ndarray:
+def layer_variances(flat: Any, spec: weights.WeightSpec, block_bytes: int = flat_lib.BLOCK_BYTES) -> np.ndarray:
   """Each layer's weight variance over the states of `flat` [N, n] (array or StreamedFlat): [L].
 
   What `weights.layer_variances` (and `token_layer_variances` on the tokens) computes for the
   whole zoo, the hyper-representation's layer normaliser, accumulated over blocks of states of
   about `block_bytes` in float64 (Chan et al.'s pairwise update), so the zoo need not be in memory.
   """
-  num, rows = len(flat), max(1, block_bytes // (8 * spec.size))
   count, mean, m2 = (np.zeros(len(spec.layers)) for _ in range(3))
-  for start in range(0, num, rows):
-    x = np.asarray(flat[start:min(start + rows, num)])
+  for x in flat_lib.row_blocks(flat, spec, block_bytes):
+    if not len(x):
+      continue  # an empty zoo: 0 / 0, NaN
     for l, layer in enumerate(spec.layers):
       part = x[:, layer.offset:layer.offset + layer.size].astype(np.float64)
       n, mu = part.size, part.mean()

@@ -5,11 +5,12 @@ then the bias (each raveled in C order). Leading batch axes pass through: a popu
 [P, ...] flattens to [P, n], and `vmap(flatten)` gives the same result.
 """
 
-from typing import Any
+from typing import Any, Iterator
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from zoo_jax.weights import spec as spec_lib
 from zoo_jax.weights.spec import Params, WeightSpec
@@ -46,3 +47,15 @@ def unflatten(vector: jax.Array, spec: WeightSpec) -> dict[str, Any]:
     arrays.append({p.name: vector[..., p.offset:p.offset + p.size].reshape(batch_shape + p.shape)
                    .astype(p.dtype) for p in layer.params})
   return spec_lib.build_params(arrays, spec)
+
+
+BLOCK_BYTES = 1 << 22  # row_blocks' default: about 4 MB of float64 per block
+
+
+def row_blocks(flat: Any, spec: WeightSpec, block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
+  """Consecutive blocks of the rows of `flat` [N, n] as numpy arrays, each about `block_bytes`
+  in float64, for whole-zoo statistics that must not hold the zoo: `flat` may be an array or a
+  source that reads rows on demand (streaming.StreamedFlat). An empty `flat` gives one empty block."""
+  rows = max(1, block_bytes // (8 * spec.size))
+  for start in range(0, max(len(flat), 1), rows):
+    yield np.asarray(flat[start:start + rows])

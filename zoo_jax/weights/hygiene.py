@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from zoo_jax.weights.flat import row_blocks
 from zoo_jax.weights.spec import WeightSpec
 
 DEFAULT_MAX_RATIO = 10.0
-_BLOCK_BYTES = 1 << 22  # filter_states works on blocks of states of about 4 MB in float64
 
 
 class StateFilter(NamedTuple):
@@ -66,9 +66,7 @@ def filter_states(flat: np.ndarray, spec: WeightSpec, *, max_ratio: float | None
     raise ValueError(f"max_abs must be > 0 or None, got {max_abs!r}.")
   # Per-state statistics over row blocks, so `flat` may be read on demand (streaming.StreamedFlat).
   rms, non_finite, largest = [], [], []
-  rows = max(1, _BLOCK_BYTES // (8 * spec.size))
-  for start in range(0, max(len(flat), 1), rows):  # at least one block: an empty [0, n] has columns
-    block = np.asarray(flat[start:start + rows])
+  for block in row_blocks(flat, spec):  # at least one block: an empty [0, n] has columns
     rms.append(layer_rms(block, spec))
     non_finite.append(~np.all(np.isfinite(block), axis=1))
     if max_abs is not None:
