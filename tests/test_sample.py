@@ -174,7 +174,7 @@ def test_samplers_are_fitted_on_the_autoencoders_training_models(sampled, encode
   model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
   source = load_states(tiny_zoo, [zoo.Zoo(tiny_zoo).epochs[-1]])
   source = source.rows((source.table["activation"] == "tanh").to_numpy())
-  keys = sample.state_keys(source).to_numpy(str)
+  keys = source.keys().to_numpy(str)
   training = ~np.isin(keys, info["held_out_models"])
   assert 2 <= training.sum() < len(keys)  # the fixture's selection holds held-out models too
   np.testing.assert_array_equal(stored["states"], keys[training])

@@ -209,7 +209,7 @@ def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequen
   method = methods.get(config.method)
   is_test, train, test_sets = split_seed(config, pool, others, seed)
   targets = properties.Targets(train.table, config.properties)
-  held_out = frozenset(pool.table["zoo"][is_test].astype(str) + "/" + pool.table["model_id"][is_test].astype(str))
+  held_out = frozenset(pool.keys()[is_test])
   checkpoint_dir = os.path.join(workdir, "checkpoints", f"seed_{seed}")
   fit = methods.Fit(config, train, [pool, *others], seed, checkpoint_dir=os.path.join(checkpoint_dir, config.method),
                     save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None, held_out=held_out)

@@ -122,14 +122,9 @@ def finetune_setting(config: ml_collections.ConfigDict, source: ZooStates) -> di
   return setting
 
 
-def state_keys(source: ZooStates) -> pd.Series:
-  """"zoo/model_id" of each state: how the encoder records its held-out models."""
-  return source.table["zoo"].astype(str) + "/" + source.table["model_id"].astype(str)
-
-
 def held_out_mask(source: ZooStates, held_out: list[str]) -> np.ndarray:
   """bool [states]: the states of models the autoencoder's split kept out of its training."""
-  return state_keys(source).isin(set(held_out)).to_numpy()
+  return source.keys().isin(set(held_out)).to_numpy()
 
 
 def fitted_mask(config: ml_collections.ConfigDict, source: ZooStates, held_out: list[str]) -> np.ndarray:
@@ -248,7 +243,7 @@ def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wo
   # The zoo's embeddings and scores the samplers saw, their states ("zoo/model_id"), and every
   # draw ("<sampler>/seed_<s>").
   np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores,
-           states=state_keys(source)[fitted].to_numpy(str), **draws)
+           states=source.keys()[fitted].to_numpy(str), **draws)
   rows_of = lambda t: jax.tree.map(lambda x: x[t["model_id"].to_numpy()], starts)
   results = {"in_distribution": train.train_and_evaluate(
       _finetune_config(zoo, config, None), workdir, models_table=table,

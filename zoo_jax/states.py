@@ -27,6 +27,10 @@ class ZooStates:
   hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
+  def keys(self) -> pd.Series:
+    """"zoo/model_id" of each state: how an encoder records the models it held out."""
+    return self.table["zoo"].astype(str) + "/" + self.table["model_id"].astype(str)
+
   def rows(self, keep: np.ndarray) -> "ZooStates":
     flat = self.flat.rows(keep) if isinstance(self.flat, streaming.StreamedFlat) else self.flat[keep]
     return ZooStates(self.name, self.table[keep].reset_index(drop=True), flat, self.spec, self.hygiene)
