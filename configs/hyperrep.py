@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.hyperrep.model.num_heads = 4
   c.hyperrep.model.num_blocks = 2
   c.hyperrep.model.latent_dim = 64
+  # Token width; None: the longest unit (fan_in + 1). Narrower splits long units into several tokens
+  # (weights.tokens.pieces), so a token fits in d_model with room to spare.
+  c.hyperrep.model.token_dim = ml_collections.config_dict.placeholder(int)
   # "token": z from a compression token (at most d_model numbers); "flatten": every token's output,
   # one linear map to latent_dim (the reference's 2022 default; what decoding unseen models needs).
   c.hyperrep.model.bottleneck = "token"
@@ -48,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.hyperrep.warmup_steps = 0
   # A separate token embedder and output head per layer (the reference code) instead of one shared.
   c.hyperrep.per_layer = False
+  # Each layer's tokens enter divided by the layer's weight std over the training states (and the
+  # decoded ones leave multiplied by it), so a layer of small weights (a wide fan-in) is not drowned
+  # by the layer and position embeddings.
+  c.hyperrep.input_scaling = False
   # "layer_mean" (each layer's normalised error weighs alike) | "global_mean" (the reference code).
   c.hyperrep.reduction = "layer_mean"
   # Zoos larger than memory: weights stay on disk and are read in blocks into a shuffle buffer of

@@ -267,3 +267,58 @@ def test_view_target_keeps_the_views_noise_but_not_its_erasing():
   assert erased.any() and np.all(np.asarray(view.values)[erased] == 0)  # they differ only where erased
   with pytest.raises(ValueError, match="target 'noisy' is unknown"):
     hyperrep.augment(key, flat, spec, target="noisy")
+
+
+def test_layer_scale_feeds_every_layer_at_unit_scale_and_decodes_back(tmp_path):
+  """layer_scale s: the model sees tokens / s[layer] and its decoded tokens come out times s[layer],
+  i.e. it is the unscaled model on a zoo divided layer by layer by s; saved and loaded with the model."""
+  from param_trees import random_params
+  params = random_params("cnn_s", batch=(3,))
+  flat, spec = weights.flatten(params)
+  variance = np.asarray(weights.layer_variances(params, spec))
+  scaled = hyperrep.make_model(spec, per_layer=True, layer_variance=variance, **TINY)
+  plain = hyperrep.make_model(spec, per_layer=True, **TINY)
+  scale = np.sqrt(variance)
+  assert scaled.layer_scale == pytest.approx(tuple(scale))
+  variables = hyperrep.init(jax.random.key(0), scaled)
+  # Non-zero output heads, so the decoded scaling is visible.
+  variables = jax.tree.map(lambda x: x + 0.01 * jax.random.normal(jax.random.key(1), x.shape), variables)
+  tokens, _ = weights.tokenize(params, spec)
+  per_token = np.asarray(weights.per_token(jnp.asarray(scale, jnp.float32), tokens.layer))
+  apply = lambda m, values, method: np.asarray(m.apply(variables, values, tokens.layer, tokens.position,
+                                                       method=method))
+  z = apply(scaled, tokens.values, hyperrep.HyperRep.encode)
+  np.testing.assert_allclose(z, apply(plain, tokens.values / per_token, hyperrep.HyperRep.encode), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(apply(scaled, z, hyperrep.HyperRep.decode),
+                             apply(plain, z, hyperrep.HyperRep.decode) * per_token, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(z, apply(plain, tokens.values, hyperrep.HyperRep.encode))
+  hyperrep.save(str(tmp_path / "ae"), scaled, variables, spec)
+  assert hyperrep.load(str(tmp_path / "ae"))[0] == scaled
+  with pytest.raises(ValueError, match="layer_scale has 2 entries"):
+    hyperrep.init(jax.random.key(0), hyperrep.make_model(spec, layer_scale=(1.0, 2.0), **TINY))
+
+
+def test_split_tokens_train_embed_and_decode_whole_models():
+  """token_dim narrower than a unit: per-layer embedders and heads over each layer's pieces; a
+  training step, embedding and decoding all use the model's own width; decoding gives the spec."""
+  from param_trees import random_params
+  params = random_params("cnn_s", batch=(4,))
+  flat, spec = weights.flatten(params)
+  model = hyperrep.make_model(spec, token_dim=52, per_layer=True, **TINY)
+  assert model.token_dim == 52 and model.num_tokens == 66
+  assert model.layer_units == (8, 24, 4, 20, 10) and model.layer_widths == (26, 52, 25, 37, 21)
+  assert model.max_units == 24
+  variables = hyperrep.init(jax.random.key(0), model)
+  tx = optax.adam(1e-2)
+  step = hyperrep.make_train_step(model, tx, spec=spec, layer_variance=jnp.ones(len(spec.layers)),
+                                  permute=False, noise=0.0, erase_p=0.0)
+  opt_state = tx.init(variables)
+  losses = []
+  for i in range(10):
+    variables, opt_state, metrics = step(variables, opt_state, flat, jax.random.key(i))
+    losses.append(float(metrics["reconstruction"]))
+  assert np.isfinite(losses).all() and losses[-1] < losses[0]
+  z = hyperrep.make_embed(model, spec)(variables, flat)
+  assert z.shape == (4, TINY["latent_dim"])
+  decoded = hyperrep.make_decode(model, spec)(variables, z)
+  chex.assert_trees_all_equal_shapes(decoded, params)

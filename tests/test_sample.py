@@ -183,3 +183,21 @@ def test_samplers_are_fitted_on_the_autoencoders_training_models(sampled, encode
   np.testing.assert_array_equal(stored["scores"], source.table["test_acc"].to_numpy()[training])
   every = sample.fitted_mask(_config(fit_on="all"), source, info["held_out_models"])
   assert every.all()
+
+
+def test_novelty_marks_the_copies_of_fitted_states(sampled):
+  """Every starting model's weights.novelty is in the models table and its median in the summary:
+  a B_F source model the samplers were fitted on is a copy (0); a random init is not."""
+  workdir, summary = sampled
+  models = zoo.Zoo(workdir).models
+  fitted = set(np.load(os.path.join(workdir, sample.SAMPLES_FILE))["states"])
+  zoo_name = next(iter(fitted)).split("/")[0]
+  best = models[models["method"] == "B_F"]
+  in_fit = best["source_model"].map(lambda m: f"{zoo_name}/{int(m)}" in fitted).to_numpy()
+  assert in_fit.any()
+  assert (best["novelty"].to_numpy()[in_fit] < 1e-3).all()
+  assert (best["novelty"].to_numpy()[~in_fit] > 1e-2).all()
+  assert models.loc[models["method"] == "B_T", "novelty"].median() > 0.5
+  start = summary[summary["epoch"] == 0].set_index("method")["novelty"]
+  assert start["B_T"] == pytest.approx(models.loc[models["method"] == "B_T", "novelty"].median())
+  assert np.isnan(start["zoo"]) and summary.loc[summary["epoch"] > 0, "novelty"].isna().all()

@@ -81,3 +81,27 @@ def test_layer_variances_from_params_and_tokens_agree_with_numpy(arch):
   np.testing.assert_array_equal(scale[0, :, 0], np.asarray(per_layer)[np.asarray(tokens.layer[0])])
   normalised = tokens.values / scale  # broadcasts against [P, T, d]
   assert normalised.shape == tokens.values.shape
+
+
+def test_novelty_counts_permuted_and_perturbed_copies_as_copies_and_new_models_as_new():
+  """A permuted copy of a reference model is at 0, a small perturbation near 0, an unrelated
+  model near the reference's own spacing; a model's other epochs are not its neighbours."""
+  zoo = population("cnn_s", n=6)
+  reference, spec = weights.flatten(zoo)
+  reference = np.array(reference)
+  groups = np.array(["a", "a", "b", "c", "d", "e"])  # rows 0 and 1: one model at two epochs
+  reference[1] = reference[0] + 1e-3 * np.random.default_rng(1).standard_normal(spec.size)
+  model_0 = weights.unflatten(jnp.asarray(reference[0]), spec)
+  permuted = weights.random_permutation(jax.random.key(3), model_0, spec)
+  rng = np.random.default_rng(2)
+  new = np.stack([np.asarray(weights.flatten(permuted, spec)[0]),
+                  reference[2] + 0.05 * rng.standard_normal(spec.size),
+                  rng.uniform(-1, 1) + 1.0 * rng.standard_normal(spec.size)])
+  assert not np.allclose(new[0], reference[0])  # the permutation moved weights
+  score = weights.novelty(new, reference, groups, spec)
+  assert score.shape == (3,)
+  assert score[0] < 1e-2  # permuted copy
+  assert score[1] < 0.1  # perturbed copy
+  assert 0.5 < score[2] < 2  # a new model: as far as the zoo's models are from each other
+  with pytest.raises(ValueError, match="two groups"):
+    weights.novelty(new, reference[:2], groups[:2], spec)

@@ -80,8 +80,33 @@ def test_wider_tokens_pad_and_round_trip():
   back = weights.detokenize(tokens.values, spec)
   for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
     np.testing.assert_array_equal(x, y)
-  with pytest.raises(ValueError, match="shorter than the longest token"):
-    weights.tokenize(params, dim=100)
+  with pytest.raises(ValueError, match="token_dim=0 must be >= 1"):
+    weights.tokenize(params, dim=0)
+
+
+def test_narrow_tokens_split_long_units_into_consecutive_pieces():
+  """dim 52 < 201: each conv_1 unit becomes 4 tokens, its natural token cut in 52-entry pieces in
+  order; shorter units stay one token; round trip; a permutation moves a unit's pieces together."""
+  params = random_params("cnn_s")
+  tokens, spec = weights.tokenize(params, dim=52)
+  natural, _ = weights.tokenize(params)
+  assert weights.tokens.pieces(spec, 52) == (1, 4, 1, 1, 1)
+  assert tokens.values.shape == (8 + 6 * 4 + 4 + 20 + 10, 52)
+  layer = np.asarray(tokens.layer)
+  np.testing.assert_array_equal(np.bincount(layer), [8, 24, 4, 20, 10])
+  np.testing.assert_array_equal(np.asarray(tokens.position)[layer == 1], np.arange(24))
+  conv_1 = np.asarray(tokens.values)[layer == 1].reshape(6, 4 * 52)
+  np.testing.assert_array_equal(conv_1[:, :201], np.asarray(natural.values)[np.asarray(natural.layer) == 1])
+  np.testing.assert_array_equal(conv_1[:, 201:], 0)
+  assert np.asarray(tokens.mask).sum() == spec.size
+  for x, y in zip(jax.tree.leaves(weights.detokenize(tokens.values, spec)), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(x, y)
+  permuted = weights.random_permutation(jax.random.key(0), params, spec)
+  moved = np.asarray(weights.tokenize(permuted, spec, dim=52)[0].values)[layer == 1].reshape(6, 4 * 52)
+  perm = [int(np.flatnonzero((conv_1[:, 200] == b))[0]) for b in moved[:, 200]]  # biases identify units
+  assert sorted(perm) == list(range(6))
+  for j, i in enumerate(perm):  # the unit's 4 pieces moved together (its inputs permuted within it)
+    np.testing.assert_array_equal(np.sort(moved[j, :200]), np.sort(conv_1[i, :200]))
 
 
 def test_layers_without_units_are_rejected():

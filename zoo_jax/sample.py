@@ -19,8 +19,9 @@ its decoder). The samplers are fitted on the autoencoder's training models only,
 reference (`config.fit_on="all"`: every selected state). Every model is evaluated before
 training (epoch 0) and after each of `finetune_epochs` epochs, all of a cohort in one compiled
 call. OUT is a zoo (zoo_jax.zoo.Zoo reads it; the models table says each model's `method` and
-`sample_seed`), plus summary.csv (method x epoch: test accuracy mean and std over seeds) and
-accuracy.png. With `transfer.dataset`, the
+`sample_seed`, and its `novelty`: `weights.novelty` of its starting weights against the fitted
+states, ~0 for a near-copy of one of them), plus summary.csv (method x epoch: test accuracy mean and
+std over seeds; the median novelty at epoch 0) and accuracy.png. With `transfer.dataset`, the
 sampled weights and B_T are also fine-tuned on that dataset, in OUT/transfer.
 """
 
@@ -50,6 +51,7 @@ FIT_ON = ("training", "all")  # config.fit_on: the states the samplers are fitte
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = "summary.csv", "accuracy.png", "samples.npz", "transfer"
 RECONSTRUCTION_FILE, RECONSTRUCTION_DIR = "reconstruction.csv", "reconstruction"
 MIN_RETENTION = 0.8  # mean acc_decoded / acc_original under which the decoder is called unfit to sample
+COPY_NOVELTY = 0.3  # median novelty under which a sampler's draws are called near-copies of zoo models
 BASELINES = ("B_T", "B_F")
 _SETTING = ("activation", "init", "optimizer", "learning_rate", "weight_decay", "dropout")
 
@@ -192,6 +194,18 @@ def report_reconstruction(reconstruction: pd.DataFrame, path: str) -> float:
   return kept
 
 
+def report_novelty(table: pd.DataFrame) -> None:
+  """Prints each method's median novelty (weights.novelty of the starting weights against the
+  states the samplers were fitted on), and a note when a sampler only copies them."""
+  median = table.groupby("method", sort=False)["novelty"].median()
+  print("novelty (distance of the starting weights to the nearest fitted zoo state, in units of the zoo's own "
+        "nearest-neighbour distance; median): " + ", ".join(f"{m} {v:.2f}" for m, v in median.items()))
+  copies = [m for m, v in median.items() if m not in BASELINES and v < COPY_NOVELTY]
+  if copies:
+    print(f"note: {', '.join(copies)} start below {COPY_NOVELTY} of the zoo's spacing from a model the samplers "
+          "saw: near-copies of zoo models, not new ones.")
+
+
 def _rows(method: str, num: int, seed: int, setting: dict, arch: str, first_seed: int) -> pd.DataFrame:
   return pd.DataFrame({"method": method, "sample_seed": seed, "seed": first_seed + np.arange(num), "arch": arch,
                        **{k: [setting[k]] * num for k in _SETTING}})
@@ -240,6 +254,10 @@ def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wo
 
   table = grid.index_models(pd.concat(tables, ignore_index=True))
   starts = _stack_params(table, [len(t) for t in tables], params, zoo)
+  # How far each starting model lies from the models the samplers saw (0: a copy of one of them).
+  table["novelty"] = weights.novelty(np.asarray(weights.flatten(starts, spec)[0]), source.flat[fitted],
+                                     source.keys()[fitted].to_numpy(), spec)
+  report_novelty(table)
   # The zoo's embeddings and scores the samplers saw, their states ("zoo/model_id"), and every
   # draw ("<sampler>/seed_<s>").
   np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores,
@@ -309,7 +327,7 @@ def summarize(results: dict[str, zoo_lib.Zoo], zoo: zoo_lib.Zoo, source: ZooStat
   """Test accuracy per (setting, method, epoch): mean over each seed's models, then mean and std over seeds."""
   frames = []
   for setting, result in results.items():
-    metrics = result.metrics.merge(result.models[["model_id", "method", "sample_seed"]], on="model_id")
+    metrics = result.metrics.merge(result.models[["model_id", "method", "sample_seed", "novelty"]], on="model_id")
     frames.append(metrics.assign(setting=setting))
   # The zoo's own models at the matching epoch of their original training (no run).
   ids = np.unique(source.table["model_id"])
@@ -321,6 +339,11 @@ def summarize(results: dict[str, zoo_lib.Zoo], zoo: zoo_lib.Zoo, source: ZooStat
   summary = per_seed.groupby(["setting", "method", "epoch"], sort=False).agg(
       test_acc=("mean", "mean"), std_over_seeds=("mean", "std"), best=("max", "max"),
       models=("count", "sum"), seeds=("mean", "count")).reset_index()
+  # The starting weights' median novelty, on the rows of epoch 0 (the zoo's own models: none).
+  novelty = table[table["epoch"] == 0].groupby(["setting", "method"], sort=False)["novelty"].median()
+  at_start = summary["epoch"] == 0
+  summary["novelty"] = np.where(at_start, [novelty.get((s, m), np.nan) for s, m in
+                                           zip(summary["setting"], summary["method"])], np.nan)
   return summary
 
 

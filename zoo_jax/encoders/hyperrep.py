@@ -113,6 +113,10 @@ class HyperRep(nn.Module):
   # flattened, one linear map to latent_dim). Only "flatten" can keep the ~all of a model's
   # weights that decoding unseen models needs (latent_dim near the parameter count; README study).
   bottleneck: str = "token"
+  # Per-layer scales (e.g. each layer's weight std over the training zoo, `make_model(...,
+  # layer_variance=)`): token values are divided by their layer's scale on the way in and the
+  # decoded ones multiplied by it on the way out, so every layer enters at unit scale. Empty: raw.
+  layer_scale: tuple[float, ...] = ()
 
   def setup(self):
     mlp_dim = self.mlp_dim or 4 * self.d_model
@@ -149,6 +153,7 @@ class HyperRep(nn.Module):
              train: bool = False) -> jax.Array:
     """Token values [B, T, d], layer and position ids [B, T] (or [T]) -> z [B, latent_dim]."""
     chex.assert_shape(values, (None, self.num_tokens, self.token_dim))
+    values = values / self._scale(layer)
     x = self._embed_tokens(values) + self.enc_layer_embed(layer) + self.enc_position_embed(position)
     if self.bottleneck == "flatten":
       return self.to_latent(self.encoder(x, train).reshape(x.shape[0], -1))
@@ -162,7 +167,15 @@ class HyperRep(nn.Module):
     chex.assert_shape(z, (None, self.latent_dim))
     x = self.from_latent(z).reshape(z.shape[0], self.num_tokens, self.d_model)
     x = x + self.dec_layer_embed(layer) + self.dec_position_embed(position)
-    return self._token_values(self.decoder(x, train))
+    return self._token_values(self.decoder(x, train)) * self._scale(layer)
+
+  def _scale(self, layer: jax.Array) -> jax.Array | float:
+    """Each token's layer scale, broadcastable against token values ([B, T, 1] or [T, 1]); 1 when unset."""
+    if not self.layer_scale:
+      return 1.0
+    if len(self.layer_scale) != self.num_layers:
+      raise ValueError(f"layer_scale has {len(self.layer_scale)} entries; the model has {self.num_layers} layers.")
+    return weights.per_token(jnp.asarray(self.layer_scale, jnp.float32), layer)
 
   def _slices(self):
     starts = np.cumsum((0,) + tuple(self.layer_units))
@@ -195,19 +208,25 @@ class HyperRep(nn.Module):
 
 
 def make_model(spec: WeightSpec, token_dim: int | None = None, per_layer: bool = False,
-               **fields: Any) -> HyperRep:
-  """A HyperRep sized for the zoo of `spec` (token width `token_dim`, or the natural one).
+               layer_variance: Any = None, **fields: Any) -> HyperRep:
+  """A HyperRep sized for the zoo of `spec` (token width `token_dim`, or the natural one; a
+  narrower width splits long units into several tokens, `weights.tokens.pieces`).
 
   per_layer: a separate input embedder and output head per layer (the reference code's
     choice), instead of one shared projection over the padded token width.
+  layer_variance: [L] per-layer weight variances of the training zoo; given, each layer's tokens
+    enter scaled to unit variance and leave scaled back (`HyperRep.layer_scale`).
   """
   layout = weights.token_layout(spec, token_dim)
   num_tokens, dim = layout.index.shape
-  if per_layer:
-    fields = dict(fields, layer_units=tuple(layer.units for layer in spec.layers),
-                  layer_widths=tuple(layer.fan_in + (layer.param("bias") is not None) for layer in spec.layers))
+  if layer_variance is not None:
+    fields = dict(fields, layer_scale=tuple(float(v) ** 0.5 for v in np.asarray(layer_variance)))
+  if per_layer:  # a layer's tokens (units x pieces) and their real width (at most the token width)
+    fields = dict(fields, layer_units=tuple(int(n) for n in np.bincount(layout.layer, minlength=len(spec.layers))),
+                  layer_widths=tuple(min(layer.fan_in + (layer.param("bias") is not None), dim)
+                                     for layer in spec.layers))
   return HyperRep(token_dim=dim, num_tokens=num_tokens, num_layers=len(spec.layers),
-                  max_units=max(layer.units for layer in spec.layers), **fields)
+                  max_units=int(layout.position.max()) + 1, **fields)
 
 
 SCHEDULES = ("constant", "cosine")
@@ -333,6 +352,7 @@ def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: 
   key gives the same step. `permute` and `target` as in `augment`, `reduction` as in
   `reconstruction_loss`.
   """
+  token_dim = model.token_dim if token_dim is None else token_dim
   layer_variance = jnp.asarray(layer_variance, jnp.float32)
   chex.assert_shape(layer_variance, (len(spec.layers),))
 
@@ -371,8 +391,9 @@ def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
   """Builds `embed(params, flat [N, n]) -> z [N, latent_dim]`: clean tokens, eval mode.
 
   One jitted call per `batch_size` models (`training.map_batches`), so any N shares one
-  compilation.
+  compilation. `token_dim` None: the model's.
   """
+  token_dim = model.token_dim if token_dim is None else token_dim
 
   @jax.jit
   def embed_batch(params, flat: jax.Array) -> jax.Array:
@@ -392,7 +413,7 @@ def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
 def make_decode(model: HyperRep, spec: WeightSpec,
                 token_dim: int | None = None) -> Callable[[Any, jax.Array], Any]:
   """Builds the jitted `decode(params, z [N, latent_dim])` -> params pytree with leading [N]."""
-  layout = weights.token_layout(spec, token_dim)
+  layout = weights.token_layout(spec, model.token_dim if token_dim is None else token_dim)
   layer, position = jnp.asarray(layout.layer), jnp.asarray(layout.position)
 
   @jax.jit

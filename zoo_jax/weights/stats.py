@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo_jax.weights import flat
+from zoo_jax.weights import symmetry
 from zoo_jax.weights.spec import Params, WeightSpec
 from zoo_jax.weights.tokens import Tokens
 
@@ -79,6 +80,55 @@ def token_layer_variances(tokens: Tokens, num_layers: int) -> jax.Array:
   # Two passes (mean, then squared deviations) for the accuracy of jnp.var.
   deviation = (x - mean[layer][:, None]) ** 2 * real
   return jax.ops.segment_sum(deviation.sum(-1), layer, num_layers) / count
+
+
+def novelty(models: np.ndarray, reference: np.ndarray, groups: np.ndarray, spec: WeightSpec,
+            block: int = 256) -> np.ndarray:
+  """How new each of `models` is next to the `reference` models: [S] (0: a copy).
+
+  The L2 distance of each model to its nearest reference model, in units of the reference's own
+  spacing: the median, over reference models, of the distance to the nearest reference model of
+  another group (another model of the zoo, not the same model at another epoch). A distance is
+  the smaller of the one between the weights as stored and the one between their canonical
+  permutations (`symmetry.canonicalize`): a permuted copy and a perturbed copy both count as
+  copies, and the figure is an upper bound of the distance up to hidden-unit permutations.
+  Below ~0.3 a model is a perturbed copy of a reference model; ~1 is as far from the reference
+  as its models are from each other.
+
+  Args:
+    models: [S, n] as `weights.flatten` vectors; reference: [N, n], N >= 2.
+    groups: [N] labels of the reference models (e.g. "zoo/model_id"); at least two distinct.
+    spec: the layout of both.
+    block: rows per distance block (host memory: a few block x N float64 arrays).
+  """
+  groups = np.asarray(groups)
+  if len(reference) < 2 or len(np.unique(groups)) < 2:
+    raise ValueError(f"novelty needs reference models of at least two groups; got {len(reference)} models "
+                     f"of {len(np.unique(groups))} group(s).")
+  canonical = jax.jit(lambda x: flat.flatten(symmetry.canonicalize(flat.unflatten(x, spec), spec), spec)[0])
+
+  def forms(x):  # (as stored, canonical), float64 [len(x), n] each
+    x = np.asarray(x, np.float32).reshape(-1, spec.size)
+    canon = [np.asarray(canonical(jnp.asarray(x[i:i + block]))) for i in range(0, len(x), block)]
+    return x.astype(np.float64), np.concatenate(canon or [x]).astype(np.float64)
+
+  ref = forms(reference)
+
+  def nearest(x, exclude=None):
+    x = forms(x)
+    out = np.empty(len(x[0]))
+    for i in range(0, len(out), block):
+      d2 = np.full((len(x[0][i:i + block]), len(groups)), np.inf)
+      for a, b in zip(x, ref):
+        part = a[i:i + block]
+        d2 = np.minimum(d2, (part ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * part @ b.T)
+      if exclude is not None:
+        d2 = np.where(exclude[i:i + block, None] == groups[None, :], np.inf, d2)
+      out[i:i + block] = np.sqrt(np.maximum(d2.min(1), 0.0))
+    return out
+
+  scale = float(np.median(nearest(reference, exclude=groups)))
+  return nearest(models) / max(scale, 1e-12)
 
 
 def per_token(per_layer: jax.Array, layer: jax.Array) -> jax.Array:

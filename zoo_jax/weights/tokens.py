@@ -6,6 +6,11 @@ in the kernel's C order (for a conv HWIO kernel: h, w, then input channel), foll
 its bias, then zeros up to the token width d = max over layers of (fan_in + 1). Tokens
 are ordered by layer, then unit. A mask marks the real entries; `layer` and `position`
 give each token's layer index and unit index within the layer.
+
+A width d shorter than a unit's fan_in + 1 splits that unit into ceil((fan_in + 1) / d)
+consecutive pieces of d entries (the last zero-padded), one token each, as set-based weight
+encoders chunk long units; the position is then unit * pieces + piece, so a layer's tokens
+still come unit by unit and a hidden-unit permutation moves whole groups of pieces.
 """
 
 import functools
@@ -36,26 +41,32 @@ def token_dim(spec: WeightSpec) -> int:
   return max(layer.fan_in + (layer.param("bias") is not None) for layer in spec.layers)
 
 
+def pieces(spec: WeightSpec, dim: int | None = None) -> tuple[int, ...]:
+  """Tokens per unit of each layer at width `dim` (None: the natural width, one each)."""
+  dim = token_dim(spec) if dim is None else dim
+  if dim < 1:
+    raise ValueError(f"token_dim={dim} must be >= 1.")
+  return tuple(-(-(layer.fan_in + (layer.param("bias") is not None)) // dim) for layer in spec.layers)
+
+
 @functools.lru_cache(maxsize=64)
 def token_layout(spec: WeightSpec, dim: int | None = None) -> layout_lib.Layout:
-  """Static index map from the flat vector to the [T, d] token matrix (d = dim or token_dim)."""
-  natural = token_dim(spec)
-  dim = natural if dim is None else dim
-  if dim < natural:
-    raise ValueError(f"token_dim={dim} is shorter than the longest token ({natural} entries).")
+  """Static index map from the flat vector to the [T, d] token matrix (d = dim or token_dim);
+  a unit longer than d becomes several consecutive tokens (`pieces`)."""
+  dim = token_dim(spec) if dim is None else dim
   rows, layers, positions = [], [], []
-  for i, layer in enumerate(spec.layers):
+  for i, (layer, k) in enumerate(zip(spec.layers, pieces(spec, dim))):
     kernel, bias = layer.param("kernel"), layer.param("bias")
     units, fan_in = layer.units, layer.fan_in
-    index = np.full((units, dim), -1, np.int64)
+    index = np.full((units, k * dim), -1, np.int64)
     # The kernel is raveled in C order, so kernel[pos, unit] sits at pos * units + unit.
     index[:, :fan_in] = (kernel.offset + np.arange(fan_in)[None, :] * units
                          + np.arange(units)[:, None])
     if bias is not None:
       index[:, fan_in] = bias.offset + np.arange(units)
-    rows.append(index)
-    layers.append(np.full(units, i, np.int32))
-    positions.append(np.arange(units, dtype=np.int32))
+    rows.append(index.reshape(units * k, dim))  # unit u's piece p is row u * k + p
+    layers.append(np.full(units * k, i, np.int32))
+    positions.append(np.arange(units * k, dtype=np.int32))
   return layout_lib.Layout(np.concatenate(rows), np.concatenate(layers), np.concatenate(positions))
 
 
@@ -67,9 +78,10 @@ def tokenize(params: Params, spec: WeightSpec | None = None, *,
   Args:
     params: pytree of conv/dense layers, optional leading batch axes B.
     spec: the layout; None builds it with `make_spec`.
-    dim: token width; None for `token_dim(spec)`, larger to share a width across architectures.
+    dim: token width; None for `token_dim(spec)`, larger to share a width across architectures,
+      smaller to split long units into several tokens (`pieces`).
   Returns:
-    (Tokens with values [*B, T, d], spec); T = total units over all layers.
+    (Tokens with values [*B, T, d], spec); T = the sum over layers of units x pieces.
   """
   vector, spec = flat.flatten(params, spec)
   layout = token_layout(spec, dim)

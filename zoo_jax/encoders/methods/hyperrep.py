@@ -16,9 +16,11 @@ def featurizer(fit: methods.Fit):
   """Trains the autoencoder self-supervised on the training states; returns `states -> z [N, D]`."""
   config, train, seed = fit.config, fit.train, fit.seed
   h = config.hyperrep
-  model = hyperrep.make_model(train.spec, per_layer=h.get("per_layer", False), **h.model.to_dict())
   # The layer-wise normaliser comes from the (filtered) training states only, read in blocks of states.
   layer_variance = jnp.asarray(streaming.layer_variances(train.flat, train.spec))
+  model = hyperrep.make_model(train.spec, per_layer=h.get("per_layer", False),
+                              layer_variance=layer_variance if h.get("input_scaling", False) else None,
+                              **h.model.to_dict())
   init_key, fit_key = jax.random.split(jax.random.key(seed))
   params = hyperrep.init(init_key, model)
   # A step budget (num_steps) sets the epochs: ceil(num_steps / steps per epoch).
