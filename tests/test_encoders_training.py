@@ -62,3 +62,22 @@ def test_fit_refuses_empty_data_and_reports_divergence():
   bad = (data[0], data[1] * np.nan)
   with pytest.raises(FloatingPointError, match="non-finite"):
     training.fit(step, params, opt_state, bad, key=jax.random.key(0), num_epochs=1, batch_size=4, progress=False)
+
+
+def test_checkpoints_follow_the_interval_and_always_keep_the_last_epoch(tmp_path):
+  """checkpoint_every_s: 0 saves every epoch; a long interval saves only the last one, which resumes."""
+  import orbax.checkpoint as ocp
+  step, params, opt_state, data = _problem()
+  kwargs = dict(key=jax.random.key(1), batch_size=16, progress=False)
+  saved = lambda d: sorted(ocp.CheckpointManager(d).all_steps())
+  training.fit(step, params, opt_state, data, num_epochs=4, checkpoint_dir=str(tmp_path / "every"),
+               checkpoint_every_s=0, **kwargs)
+  assert saved(str(tmp_path / "every")) == [2, 3]  # max_to_keep=2
+  rare = str(tmp_path / "rare")
+  done, _, history = training.fit(step, params, opt_state, data, num_epochs=4, checkpoint_dir=rare,
+                                  checkpoint_every_s=1e9, **kwargs)
+  assert saved(rare) == [3]
+  again, _, again_history = training.fit(step, params, opt_state, data, num_epochs=4, checkpoint_dir=rare,
+                                         checkpoint_every_s=1e9, **kwargs)
+  jax.tree.map(np.testing.assert_array_equal, again, done)
+  assert again_history == history

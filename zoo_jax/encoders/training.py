@@ -3,10 +3,12 @@
 The step is a pure jitted function `step(params, opt_state, batch, key) -> (params,
 opt_state, metrics)`; this driver only shuffles, slices, shows progress and checkpoints.
 Each epoch may rebuild its data from a key (fresh augmentations, e.g. permuted copies
-for SNE's logit invariance), and with a `checkpoint_dir` every epoch is committed to
-Orbax, so a killed run resumes from its last epoch and ends where an uninterrupted one does.
+for SNE's logit invariance), and with a `checkpoint_dir` the first epoch to end a minute after the last save is
+committed to Orbax (and the last epoch always), so a killed run loses at most about a minute,
+resumes from its last saved epoch and ends where an uninterrupted one does.
 """
 
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -14,13 +16,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
+CHECKPOINT_EVERY_S = 60.0  # fit's default interval between saves
+
 Step = Callable[[Any, Any, Any, jax.Array], tuple[Any, Any, dict[str, jax.Array]]]
 
 
 def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, num_epochs: int,
         batch_size: int, epoch_data: Callable[[jax.Array], Any] | None = None,
-        checkpoint_dir: str | None = None, progress: bool = True,
-        desc: str = "train") -> tuple[Any, Any, list[dict[str, float]]]:
+        checkpoint_dir: str | None = None, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+        progress: bool = True, desc: str = "train") -> tuple[Any, Any, list[dict[str, float]]]:
   """Trains for `num_epochs` epochs; returns (params, opt_state, per-epoch mean metrics).
 
   Args:
@@ -31,7 +35,10 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
     batch_size: examples per step (min(batch_size, N)); the last partial batch is dropped, so the
       step compiles once.
     epoch_data: optional `key -> data` rebuilding the data each epoch (augmentations).
-    checkpoint_dir: if given, every epoch is saved there and training resumes from the newest.
+    checkpoint_dir: if given, epochs are saved there and training resumes from the newest.
+    checkpoint_every_s: an epoch is saved once this many seconds have passed since the last save
+      (the last epoch always): a killed run loses at most that much training, and a large model of
+      short epochs (a big autoencoder on a small zoo) is not rewritten every few steps. 0: every epoch.
   """
   leaves = jax.tree.leaves(data)
   if not leaves:
@@ -55,6 +62,7 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
       params, opt_state = restored.state["params"], restored.state["opt_state"]
       history = list(restored.history)
       first_epoch = latest + 1
+  last_save = time.monotonic()
   bar = tqdm(range(first_epoch, num_epochs), desc=desc, disable=not progress, leave=False,
              initial=first_epoch, total=num_epochs)
   for epoch in bar:
@@ -75,7 +83,8 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
                                "Lower the learning rate.")
     history.append({"epoch": epoch, **means})
     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
-    if manager is not None:
+    if manager is not None and (epoch == num_epochs - 1 or time.monotonic() - last_save >= checkpoint_every_s):
+      last_save = time.monotonic()
       manager.save(epoch, args=ocp.args.Composite(
           state=ocp.args.StandardSave({"params": params, "opt_state": opt_state}),
           history=ocp.args.JsonSave(history)))
