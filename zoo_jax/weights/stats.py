@@ -113,15 +113,16 @@ def novelty(models: np.ndarray, reference: np.ndarray, groups: np.ndarray, spec:
     return x.astype(np.float64), np.concatenate(canon or [x]).astype(np.float64)
 
   ref = forms(reference)
+  ref_sq = [(b ** 2).sum(1) for b in ref]
 
   def nearest(x, exclude=None):
     x = forms(x)
     out = np.empty(len(x[0]))
     for i in range(0, len(out), block):
       d2 = np.full((len(x[0][i:i + block]), len(groups)), np.inf)
-      for a, b in zip(x, ref):
+      for a, b, b_sq in zip(x, ref, ref_sq):
         part = a[i:i + block]
-        d2 = np.minimum(d2, (part ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * part @ b.T)
+        d2 = np.minimum(d2, (part ** 2).sum(1)[:, None] + b_sq[None, :] - 2 * part @ b.T)
       if exclude is not None:
         d2 = np.where(exclude[i:i + block, None] == groups[None, :], np.inf, d2)
       out[i:i + block] = np.sqrt(np.maximum(d2.min(1), 0.0))
