@@ -322,3 +322,47 @@ def test_split_tokens_train_embed_and_decode_whole_models():
   assert z.shape == (4, TINY["latent_dim"])
   decoded = hyperrep.make_decode(model, spec)(variables, z)
   chex.assert_trees_all_equal_shapes(decoded, params)
+
+
+def test_model_scaling_feeds_each_model_at_its_own_scale_and_carries_it_in_the_latent(tmp_path):
+  """model_scaling: the embedding is [latent, log-RMS per layer]; scaling one model's layer by c
+  leaves its latent part unchanged, adds log c to that layer's entry and scales that layer's
+  decoding by c; the loss weighs each model's layers by their own variance; saved and loaded."""
+  from param_trees import random_params
+  params = random_params("cnn_s", batch=(3,))
+  flat, spec = weights.flatten(params)
+  model = hyperrep.make_model(spec, token_dim=52, per_layer=True, model_scaling=True, bottleneck="flatten", **TINY)
+  num_layers = len(spec.layers)
+  assert model.embedding_dim == TINY["latent_dim"] + num_layers
+  assert model.layer_sizes == tuple(l.units * (l.fan_in + 1) for l in spec.layers)
+  variables = hyperrep.init(jax.random.key(0), model)
+  variables = jax.tree.map(lambda x: x + 0.01 * jax.random.normal(jax.random.key(1), x.shape), variables)
+  embed, decode = hyperrep.make_embed(model, spec), hyperrep.make_decode(model, spec)
+  z = np.asarray(embed(variables, flat))
+  assert z.shape == (3, model.embedding_dim)
+  np.testing.assert_allclose(z[:, -num_layers:], np.log(weights.layer_rms(np.asarray(flat), spec)), atol=1e-5)
+  # Model 1's conv_1 times 7: the same latent, log 7 more in that layer's scale, 7x its decoding.
+  scaled = {"params": dict(params["params"])}
+  scaled["params"]["conv_1"] = jax.tree.map(lambda x: x.at[1].multiply(7.0), params["params"]["conv_1"])
+  z_scaled = np.asarray(embed(variables, weights.flatten(scaled, spec)[0]))
+  np.testing.assert_allclose(z_scaled[:, :-num_layers], z[:, :-num_layers], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(z_scaled[:, -num_layers:] - z[:, -num_layers:],
+                             np.log(7.0) * (np.arange(3)[:, None] == 1) * (np.arange(num_layers) == 1), atol=1e-5)
+  decoded, decoded_scaled = decode(variables, jnp.asarray(z)), decode(variables, jnp.asarray(z_scaled))
+  d, d_scaled = decoded["params"], decoded_scaled["params"]
+  np.testing.assert_allclose(d_scaled["conv_1"]["kernel"][1], 7.0 * d["conv_1"]["kernel"][1], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(d_scaled["conv_0"]["kernel"], d["conv_0"]["kernel"], rtol=1e-4, atol=1e-6)
+  # The loss: a model's reconstruction error counts relative to its own layer variance.
+  tokens, _ = weights.tokenize(params, spec, dim=52)
+  per_model = np.asarray(model.apply(variables, tokens.values, method=hyperrep.HyperRep.model_scale)) ** 2
+  recon = tokens.values * 1.1
+  loss = hyperrep.reconstruction_loss(recon, tokens.values, tokens.mask, tokens.layer, jnp.asarray(per_model))
+  assert float(loss) == pytest.approx(0.01, rel=1e-3)  # (0.1 w)^2 / mean(w^2) in every layer of every model
+  tx = optax.adam(1e-3)
+  step = hyperrep.make_train_step(model, tx, spec=spec, layer_variance=jnp.ones(num_layers))
+  _, _, metrics = step(variables, tx.init(variables), flat, jax.random.key(2))
+  assert np.isfinite(float(metrics["loss"]))
+  hyperrep.save(str(tmp_path / "ae"), model, variables, spec)
+  assert hyperrep.load(str(tmp_path / "ae"))[0] == model
+  with pytest.raises(ValueError, match="model_scaling needs the per-layer fields"):
+    hyperrep.init(jax.random.key(0), hyperrep.make_model(spec, model_scaling=True, **TINY))

@@ -201,3 +201,26 @@ def test_novelty_marks_the_copies_of_fitted_states(sampled):
   start = summary[summary["epoch"] == 0].set_index("method")["novelty"]
   assert start["B_T"] == pytest.approx(models.loc[models["method"] == "B_T", "novelty"].median())
   assert np.isnan(start["zoo"]) and summary.loc[summary["epoch"] > 0, "novelty"].isna().all()
+
+
+@pytest.mark.slow
+def test_model_scaled_autoencoder_samples_end_to_end(tiny_zoo, tmp_path):
+  """configs/hyperrep_generative_hyp.py (per-model scaling), shrunk: encode, then sample; the
+  embeddings carry each model's per-layer log-RMS, and the decoded draws are finite networks."""
+  from configs import hyperrep_generative_hyp
+  c = hyperrep_generative_hyp.get_config()
+  c.epochs, c.properties, c.num_seeds, c.predictors, c.progress_bar = (2, 3), ("test_acc",), 1, ("ridge",), False
+  c.hyperrep.model.update(dict(latent_dim=32, d_model=32, num_heads=2))
+  c.hyperrep.update(dict(num_steps=40, warmup_steps=5, batch_size=16))
+  encode.encode_and_evaluate(c, [tiny_zoo], str(tmp_path / "enc"))
+  model, params, spec, _ = hyperrep.load(str(tmp_path / "enc" / ENCODER_DIR))
+  assert model.model_scaling and model.embedding_dim == 32 + len(spec.layers)
+  source = load_states(tiny_zoo, [3])
+  z = np.asarray(hyperrep.make_embed(model, spec)(params, source.flat))
+  np.testing.assert_allclose(z[:, 32:], np.log(weights.layer_rms(np.asarray(source.flat), spec)), atol=1e-4)
+  sample.sample_and_evaluate(_config(samplers=("kde30_reference",), num_seeds=1), str(tmp_path / "enc"),
+                             str(tmp_path / "samples"))
+  samples = zoo.Zoo(str(tmp_path / "samples"))
+  drawn = samples.models[samples.models["method"] == "kde30_reference"]["model_id"]
+  assert len(drawn) == 3 and all(np.isfinite(x).all() for x in jax.tree.leaves(samples.params(drawn, epoch=0)))
+  assert os.path.exists(tmp_path / "samples" / sample.RECONSTRUCTION_FILE)

@@ -117,6 +117,19 @@ class HyperRep(nn.Module):
   # layer_variance=)`): token values are divided by their layer's scale on the way in and the
   # decoded ones multiplied by it on the way out, so every layer enters at unit scale. Empty: raw.
   layer_scale: tuple[float, ...] = ()
+  # Per-model scaling (needs the per-layer fields): each model's layers enter divided by their
+  # own RMS instead of layer_scale, and the decoded ones leave multiplied by it; the L log-RMS are appended
+  # to the latent, so an embedding still decodes alone and samplers draw the scales with it. For
+  # zoos whose models differ in weight scale by far more than the layer-wise normaliser evens out
+  # (a hyperparameter zoo mixing U(0, 1) and Kaiming inits); the loss then weighs each model's
+  # layers by their own variance (`make_train_step`).
+  model_scaling: bool = False
+  layer_sizes: tuple[int, ...] = ()  # real entries per layer (units x (fan_in + bias)); per-layer models
+
+  @property
+  def embedding_dim(self) -> int:
+    """Width of an embedding: the latent, plus the L per-layer log-RMS with `model_scaling`."""
+    return self.latent_dim + (self.num_layers if self.model_scaling else 0)
 
   def setup(self):
     mlp_dim = self.mlp_dim or 4 * self.d_model
@@ -126,6 +139,8 @@ class HyperRep(nn.Module):
         raise ValueError(f"layer_units {self.layer_units} must sum to num_tokens={self.num_tokens}, with one "
                          f"layer_widths entry per layer (got {self.layer_widths}).")
       self.token_embed = [nn.Dense(self.d_model) for _ in self.layer_units]
+    elif self.model_scaling:
+      raise ValueError("model_scaling needs the per-layer fields (make_model(..., per_layer=True)).")
     else:
       self.token_embed = nn.Dense(self.d_model)
     self.enc_layer_embed = nn.Embed(self.num_layers, self.d_model)
@@ -153,21 +168,35 @@ class HyperRep(nn.Module):
              train: bool = False) -> jax.Array:
     """Token values [B, T, d], layer and position ids [B, T] (or [T]) -> z [B, latent_dim]."""
     chex.assert_shape(values, (None, self.num_tokens, self.token_dim))
-    values = values / self._scale(layer)
+    if self.model_scaling:  # each model at its own per-layer scale (layer_scale is then moot)
+      scale = self.model_scale(values)
+      values = values / _per_model_token(scale, layer)
+    else:
+      values = values / self._scale(layer)
     x = self._embed_tokens(values) + self.enc_layer_embed(layer) + self.enc_position_embed(position)
     if self.bottleneck == "flatten":
-      return self.to_latent(self.encoder(x, train).reshape(x.shape[0], -1))
-    token = jnp.broadcast_to(self.compression_token, (x.shape[0], 1, self.d_model)).astype(x.dtype)
-    x = self.encoder(jnp.concatenate([token, x], axis=1), train)
-    return self.to_latent(x[:, 0])
+      z = self.to_latent(self.encoder(x, train).reshape(x.shape[0], -1))
+    else:
+      token = jnp.broadcast_to(self.compression_token, (x.shape[0], 1, self.d_model)).astype(x.dtype)
+      z = self.to_latent(self.encoder(jnp.concatenate([token, x], axis=1), train)[:, 0])
+    return jnp.concatenate([z, jnp.log(scale)], axis=-1) if self.model_scaling else z
 
   def decode(self, z: jax.Array, layer: jax.Array, position: jax.Array,
              train: bool = False) -> jax.Array:
-    """z [B, latent_dim], layer and position ids [B, T] (or [T]) -> token values [B, T, d]."""
-    chex.assert_shape(z, (None, self.latent_dim))
+    """z [B, embedding_dim], layer and position ids [B, T] (or [T]) -> token values [B, T, d]."""
+    chex.assert_shape(z, (None, self.embedding_dim))
+    z, log_scale = z[:, :self.latent_dim], z[:, self.latent_dim:]
     x = self.from_latent(z).reshape(z.shape[0], self.num_tokens, self.d_model)
     x = x + self.dec_layer_embed(layer) + self.dec_position_embed(position)
-    return self._token_values(self.decoder(x, train)) * self._scale(layer)
+    values = self._token_values(self.decoder(x, train))
+    return values * (_per_model_token(jnp.exp(log_scale), layer) if self.model_scaling else self._scale(layer))
+
+  def model_scale(self, values: jax.Array) -> jax.Array:
+    """Each model's per-layer RMS over the real entries of token values [B, T, d]: [B, L]."""
+    if len(self.layer_sizes) != len(self.layer_units):
+      raise ValueError(f"layer_sizes {self.layer_sizes} needs one entry per layer ({len(self.layer_units)}).")
+    squares = jnp.stack([jnp.sum(values[:, a:b] ** 2, axis=(1, 2)) for a, b, _ in self._slices()], axis=-1)
+    return jnp.sqrt(jnp.maximum(squares / jnp.asarray(self.layer_sizes, values.dtype), 1e-12))
 
   def _scale(self, layer: jax.Array) -> jax.Array | float:
     """Each token's layer scale, broadcastable against token values ([B, T, 1] or [T, 1]); 1 when unset."""
@@ -207,6 +236,12 @@ class HyperRep(nn.Module):
     return z, self.decode(z, layer, position, train)
 
 
+def _per_model_token(per_model: jax.Array, layer: jax.Array) -> jax.Array:
+  """Per-model, per-layer constants [B, L] to per-token ones [B, T, 1] (layer [B, T] or [T])."""
+  layer = jnp.broadcast_to(layer, per_model.shape[:1] + layer.shape[-1:])
+  return jnp.take_along_axis(per_model, layer, axis=1)[..., None]
+
+
 def make_model(spec: WeightSpec, token_dim: int | None = None, per_layer: bool = False,
                layer_variance: Any = None, **fields: Any) -> HyperRep:
   """A HyperRep sized for the zoo of `spec` (token width `token_dim`, or the natural one; a
@@ -224,7 +259,9 @@ def make_model(spec: WeightSpec, token_dim: int | None = None, per_layer: bool =
   if per_layer:  # a layer's tokens (units x pieces) and their real width (at most the token width)
     fields = dict(fields, layer_units=tuple(int(n) for n in np.bincount(layout.layer, minlength=len(spec.layers))),
                   layer_widths=tuple(min(layer.fan_in + (layer.param("bias") is not None), dim)
-                                     for layer in spec.layers))
+                                     for layer in spec.layers),
+                  layer_sizes=tuple(layer.units * (layer.fan_in + (layer.param("bias") is not None))
+                                    for layer in spec.layers))
   return HyperRep(token_dim=dim, num_tokens=num_tokens, num_layers=len(spec.layers),
                   max_units=int(layout.position.max()) + 1, **fields)
 
@@ -269,16 +306,18 @@ def reconstruction_loss(recon: jax.Array, target: jax.Array, mask: jax.Array, la
     recon, target: token values [B, T, d].
     mask: bool [B, T, d] (or [T, d]), True on real entries; padding is ignored.
     layer: int [B, T] (or [T]), each token's layer index.
-    layer_variance: [L] per-layer variances, e.g. `weights.layer_variances` of the zoo.
+    layer_variance: [L] per-layer variances, e.g. `weights.layer_variances` of the zoo, or
+      [B, L] per model and layer (`HyperRep.model_scaling`: each model's own layer variance).
   Returns:
     A scalar.
   """
   chex.assert_equal_shape([recon, target])
-  chex.assert_rank(layer_variance, 1)
-  num_layers = layer_variance.shape[0]
+  chex.assert_rank(layer_variance, {1, 2})
+  num_layers = layer_variance.shape[-1]
   mask = jnp.broadcast_to(mask, recon.shape).astype(recon.dtype)
   layer = jnp.broadcast_to(layer, recon.shape[:-1])
-  error = (recon - target) ** 2 * mask / weights.per_token(layer_variance, layer)
+  per_token = weights.per_token if layer_variance.ndim == 1 else _per_model_token
+  error = (recon - target) ** 2 * mask / per_token(layer_variance, layer)
   if reduction == "global_mean":
     return error.sum() / jnp.maximum(mask.sum(), 1)
   if reduction != "layer_mean":
@@ -365,8 +404,10 @@ def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: 
     projected = model.apply(params, z, method=HyperRep.project)
     a, b = jnp.split(projected, 2)
     contrastive = nt_xent(a, b, temperature)
-    reconstruction = reconstruction_loss(recon, targets.values, targets.mask, targets.layer,
-                                         layer_variance, reduction)
+    # With model_scaling every model's layers count by their own variance, not the zoo's.
+    variance = (model.apply(params, targets.values, method=HyperRep.model_scale) ** 2 if model.model_scaling
+                else layer_variance)
+    reconstruction = reconstruction_loss(recon, targets.values, targets.mask, targets.layer, variance, reduction)
     loss = gamma * contrastive + (1 - gamma) * reconstruction
     return loss, {"loss": loss, "reconstruction": reconstruction, "contrastive": contrastive}
 
@@ -388,7 +429,7 @@ def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: 
 
 def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
                batch_size: int = 256) -> Callable[[Any, jax.Array], jax.Array]:
-  """Builds `embed(params, flat [N, n]) -> z [N, latent_dim]`: clean tokens, eval mode.
+  """Builds `embed(params, flat [N, n]) -> z [N, embedding_dim]`: clean tokens, eval mode.
 
   One jitted call per `batch_size` models (`training.map_batches`), so any N shares one
   compilation. `token_dim` None: the model's.
@@ -404,7 +445,7 @@ def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
   def embed(params, flat: jax.Array) -> jax.Array:
     chex.assert_shape(flat, (None, spec.size))
     if flat.shape[0] == 0:
-      return jnp.zeros((0, model.latent_dim), jnp.float32)
+      return jnp.zeros((0, model.embedding_dim), jnp.float32)
     return jnp.asarray(training.map_batches(lambda x: embed_batch(params, x), flat, batch_size))
 
   return embed
@@ -412,13 +453,13 @@ def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
 
 def make_decode(model: HyperRep, spec: WeightSpec,
                 token_dim: int | None = None) -> Callable[[Any, jax.Array], Any]:
-  """Builds the jitted `decode(params, z [N, latent_dim])` -> params pytree with leading [N]."""
+  """Builds the jitted `decode(params, z [N, embedding_dim])` -> params pytree with leading [N]."""
   layout = weights.token_layout(spec, model.token_dim if token_dim is None else token_dim)
   layer, position = jnp.asarray(layout.layer), jnp.asarray(layout.position)
 
   @jax.jit
   def decode(params, z: jax.Array) -> Any:
-    chex.assert_shape(z, (None, model.latent_dim))
+    chex.assert_shape(z, (None, model.embedding_dim))
     values = model.apply(params, z, layer, position, method=HyperRep.decode)
     return weights.detokenize(values, spec)
 
