@@ -213,3 +213,25 @@ def test_positions_make_element_and_chunk_order_matter_and_scaling_divides_by_la
   scaled = sne.make_chunker(spec, 16, scale=scale)(flat)
   np.testing.assert_allclose(scaled.values, batch.values / np.asarray(scale)[np.asarray(batch.layer)][..., None],
                              rtol=1e-6)
+
+
+def test_model_scaling_sees_each_layer_at_unit_rms_and_its_scale_only_through_the_log_rms():
+  """model_scaling: multiplying one model's layer by c changes its embedding only through the
+  embedded log-RMS (zeroed, the embedding is unchanged); padding chunks still do not matter."""
+  params = random_params("cnn_s", batch=(2,))
+  flat, spec = weights.flatten(params)
+  chunker = sne.make_chunker(spec, 16, num_chunks=sne.num_chunks_of(spec, 16) + 3)
+  batch = chunker(flat)
+  layer = spec.layers[1]
+  scaled = chunker(flat.at[0, layer.offset:layer.offset + layer.size].multiply(50.0))
+  model = sne.SNE(num_outputs=3, chunk_size=16, d_model=16, element_dim=8, num_heads=2, model_scaling=True)
+  variables = model.init(jax.random.key(0), batch)
+  embed = lambda v, b: np.asarray(model.apply(v, b, method=sne.SNE.embed))
+  base, other = embed(variables, batch), embed(variables, scaled)
+  assert not np.allclose(base[0], other[0], atol=1e-4)  # the scale is seen...
+  np.testing.assert_allclose(base[1], other[1], atol=1e-5)
+  blind = jax.tree.map(lambda x: x, variables)
+  blind["params"]["layer_scale_in"] = jax.tree.map(jnp.zeros_like, variables["params"]["layer_scale_in"])
+  np.testing.assert_allclose(embed(blind, batch), embed(blind, scaled), atol=1e-4)  # ...only through log-RMS
+  junk = batch._replace(values=jnp.where(batch.chunk_mask[..., None], batch.values, 7.0))
+  np.testing.assert_allclose(embed(variables, junk), base, atol=1e-5)

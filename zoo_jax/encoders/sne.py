@@ -240,6 +240,11 @@ class SNE(nn.Module):
   element_positions: bool = False  # embed each element's index within its chunk
   chunk_positions: bool = False  # embed each chunk's index within its layer
   max_chunks_per_layer: int = 512  # size of the chunk-position table (index clipped to it)
+  # Per-model scaling: each layer's weights enter divided by that model's own RMS of the layer, and
+  # the log-RMS is embedded into the layer's vector, so models whose weight scales differ by orders
+  # of magnitude (a hyperparameter zoo's U(0, 1) and Kaiming inits) all reach the element MLP at
+  # unit scale without the encoder losing their scale.
+  model_scaling: bool = False
 
   def setup(self):
     if self.pooling not in POOLINGS:
@@ -260,6 +265,8 @@ class SNE(nn.Module):
     self.chunk_out = nn.Dense(self.d_model)
     # The layer positional encoding: layer vectors are otherwise an unordered set.
     self.layer_position = nn.Embed(self.max_layers, self.d_model)
+    if self.model_scaling:
+      self.layer_scale_in = nn.Dense(self.d_model)
     self.layer_blocks = [SetBlock(self.num_heads, dropout_rate=self.dropout_rate)
                          for _ in range(self.num_layer_blocks)]
     self.network_pool = SetPool(self.pooling, self.num_heads)
@@ -272,7 +279,16 @@ class SNE(nn.Module):
     _check_set_batch(batch)
     chex.assert_axis_dimension(batch.values, 2, self.chunk_size)
     mask, chunk_mask = batch.mask.astype(bool), batch.chunk_mask.astype(bool)
-    values = jnp.where(mask, batch.values, 0.0)[..., None]  # [B, C, k, 1]
+    values = jnp.where(mask, batch.values, 0.0)
+    # One-hot layer membership of the real chunks [B, C, L].
+    member = jax.nn.one_hot(batch.layer, self.max_layers, dtype=values.dtype)
+    member = member * chunk_mask[..., None].astype(values.dtype)
+    if self.model_scaling:  # each model's per-layer RMS over its real weights [B, L]
+      squares = jnp.einsum("bcl,bc->bl", member, jnp.sum(values ** 2, axis=-1))
+      sizes = jnp.einsum("bcl,bc->bl", member, jnp.sum(mask, axis=-1).astype(values.dtype))
+      log_rms = 0.5 * jnp.log(jnp.maximum(squares / jnp.maximum(sizes, 1.0), 1e-12))
+      values = values * jnp.exp(-jnp.take_along_axis(log_rms, batch.layer, axis=1))[..., None]
+    values = values[..., None]  # [B, C, k, 1]
     x = self.value_out(nn.gelu(self.value_in(values)))  # [B, C, k, element_dim]
     x = x + self.element_layer(batch.layer)[:, :, None, :]
     if self.element_positions:
@@ -285,13 +301,13 @@ class SNE(nn.Module):
     chunk = self.chunk_out(self.chunk_pool(x, mask))  # [B, C, d_model]
     chunk = jnp.where(chunk_mask[..., None], chunk, 0.0)
 
-    # Masked mean of each layer's chunks: one-hot layer membership of the real chunks.
-    member = jax.nn.one_hot(batch.layer, self.max_layers, dtype=chunk.dtype)
-    member = member * chunk_mask[..., None].astype(chunk.dtype)  # [B, C, L]
+    # Masked mean of each layer's chunks.
     counts = jnp.sum(member, axis=1)  # [B, L]
     layer = jnp.einsum("bcl,bcd->bld", member, chunk) / jnp.maximum(counts, 1.0)[..., None]
     layer_mask = counts > 0
     layer = layer + self.layer_position(jnp.arange(self.max_layers))[None]
+    if self.model_scaling:
+      layer = layer + self.layer_scale_in(log_rms[..., None])
     for block in self.layer_blocks:
       layer = block(layer, layer_mask, train)
     embedding = self.network_pool(layer, layer_mask)
