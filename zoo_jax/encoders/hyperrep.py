@@ -166,7 +166,7 @@ class HyperRep(nn.Module):
 
   def encode(self, values: jax.Array, layer: jax.Array, position: jax.Array,
              train: bool = False) -> jax.Array:
-    """Token values [B, T, d], layer and position ids [B, T] (or [T]) -> z [B, latent_dim]."""
+    """Token values [B, T, d], layer and position ids [B, T] (or [T]) -> z [B, embedding_dim]."""
     chex.assert_shape(values, (None, self.num_tokens, self.token_dim))
     if self.model_scaling:  # each model at its own per-layer scale (layer_scale is then moot)
       scale = self.model_scale(values)
