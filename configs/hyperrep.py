@@ -30,9 +30,10 @@ def get_config() -> ml_collections.ConfigDict:
   # "token": z from a compression token (at most d_model numbers); "flatten": every token's output,
   # one linear map to latent_dim (the reference's 2022 default; what decoding unseen models needs).
   c.hyperrep.model.bottleneck = "token"
-  # Each model's layers also enter at their own unit RMS, the log-RMS joins the latent, and the loss
-  # weighs each model's layers by their own variance: for zoos whose models' weight scales differ by
-  # far more than the zoo's layer-wise normaliser evens out (mixed inits). Needs per_layer.
+  # Each model's layers enter at their own unit RMS (instead of input_scaling's zoo-wide scale), the
+  # log-RMS joins the latent, and the loss weighs each model's layers by their own variance: for zoos
+  # whose models' weight scales differ by far more than one layer-wise normaliser evens out (mixed
+  # inits). Needs per_layer.
   c.hyperrep.model.model_scaling = False
   c.hyperrep.learning_rate = 1e-3  # published: 1e-4 with the large model
   # loss = gamma * contrastive + (1 - gamma) * reconstruction. Published: 0.5; at this size the

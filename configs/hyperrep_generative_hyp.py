@@ -22,4 +22,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.epochs = (2, 3, 4)  # the late epochs of a 4-epoch zoo
   c.properties = ("test_acc", "epoch")
   c.hyperrep.model.model_scaling = True
+  c.hyperrep.input_scaling = False  # the per-model scale replaces the zoo-wide one
   return c
