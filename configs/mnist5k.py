@@ -59,9 +59,15 @@ def get_config() -> ml_collections.ConfigDict:
   # over num_epochs; momentum / Adam's beta1 cycled 0.95 -> 0.85 -> 0.95), as the Model Zoos' ResNet-18 zoos.
   c.lr_schedule = "constant"
   c.batch_size = 10  # per model, as in the Model Zoos
-  # Images per evaluation batch (scanned in one jitted call per split, per chunk of models_per_vmap
-  # models). Small batches stay in the CPU caches: 50 evaluates ~5-10x faster than 500 here.
-  c.eval_batch_size = 50
+  # Images per evaluation batch (scanned in one jitted call per split, per chunk of
+  # eval_models_per_vmap models). Small batches keep each scan step in the CPU caches.
+  c.eval_batch_size = 5
+  # Models vmapped together in evaluation; None: models_per_vmap. Every model sees the same
+  # images there, so a chunk of models shares each batch of images and its patches:
+  # 16 models x 5 images evaluates ~2.3x faster than 1 x 50 on a CPU core, 64 models of
+  # CNN-s each (benchmarks/eval_chunks.py). Same metrics whatever the chunking.
+  c.eval_models_per_vmap = ml_collections.config_dict.placeholder(int)
+  c.eval_models_per_vmap = 16
   c.shard = True  # split each cohort over all devices
   # True: one process of a multi-host run (jax.distributed.initialize: SLURM, Open MPI, TPU pod
   # slices, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); README "Scaling out".

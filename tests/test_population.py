@@ -124,12 +124,15 @@ def test_unknown_optimizer_is_a_clear_error():
     pop.make_optimizer("rmsprop")
 
 
-def test_evaluate_matches_a_direct_per_model_computation(mnist5k):
+@pytest.mark.parametrize("models_per_vmap,conv_impl", [(0, "xla"), (1, "patches"), (2, "patches")])
+def test_evaluate_matches_a_direct_per_model_computation(mnist5k, models_per_vmap, conv_impl):
+  """Whatever the chunking of the models (2: a chunk of 2 and a remainder of 1) and the conv form."""
   d = mnist5k["test"]
   images, labels = d.images[:101], d.labels[:101]
   cohort = pop.Cohort("cnn_s", "relu", "adam", False)
   params = pop.init_params(cohort, np.array([1, 2, 3]), np.array(["kaiming_normal"] * 3), d.image_shape)
-  evaluate = pop.make_evaluate(cohort, batch_size=32, mean=d.mean, std=d.std)  # 101 = 3 x 32 + 5
+  evaluate = pop.make_evaluate(cohort, batch_size=32, mean=d.mean, std=d.std,  # 101 = 3 x 32 + 5
+                               models_per_vmap=models_per_vmap, conv_impl=conv_impl)
   got = evaluate(params, jnp.asarray(images), jnp.asarray(labels))
   model = pop.make_model(cohort)
   x = (images.astype(np.float32) / 255 - 0.1307) / 0.3081

@@ -131,6 +131,7 @@ def test_a_different_config_is_refused_and_leaves_the_zoo_intact(reference, tmp_
     ({"population.grid.dropout": (1.5,)}, ValueError, "config.population.grid.dropout value 1.5"),
     ({"population.num_seeds": 0}, ValueError, "config.population.num_seeds must be >= 1"),
     ({"batch_size": 0}, ValueError, "config.batch_size must be an integer >= 1"),
+    ({"eval_models_per_vmap": -1}, ValueError, "config.eval_models_per_vmap must be None .* or an integer >= 0"),
     ({"dataset.train_size": 10}, ValueError, "config.dataset.train_size must be None.*>= config.batch_size"),
     ({"dataset.preprocess.resize": "zoom"}, ValueError, "config.dataset.preprocess.resize 'zoom' is unknown"),
     ({"dataset.preprocess.mean": (0.5, 0.5, 0.5)}, ValueError, "config.dataset.preprocess.mean has 3 values for 1"),
@@ -172,7 +173,7 @@ def test_a_zoo_written_before_dataset_preprocess_existed_is_the_same_config(tmp_
 def test_a_zoo_written_before_schedules_and_augmentation_is_the_same_config(tmp_path):
   c = tiny_config()
   stored = json.loads(c.to_json())
-  del stored["lr_schedule"], stored["dataset"]["augment"]
+  del stored["lr_schedule"], stored["dataset"]["augment"], stored["eval_models_per_vmap"]
   (tmp_path / zoo.CONFIG_FILE).write_text(json.dumps(stored))
   train._prepare_workdir(tiny_config(num_epochs=5), str(tmp_path))  # more epochs: the same zoo, extended
   assert train.stored_config(str(tmp_path)).dataset.augment.to_dict() == c.dataset.augment.to_dict()

@@ -215,6 +215,7 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
   schedule = population.Schedule(config.lr_schedule, config.num_epochs * (len(train) // config.batch_size))
   augment = population.Augment(**ds.augment.to_dict())
   states, train_fns, eval_fns = {}, {}, {}
+  eval_chunk = config.models_per_vmap if config.eval_models_per_vmap is None else config.eval_models_per_vmap
   for c, (cohort, rows) in enumerate(cohorts):
     padded = sharding.padded_index(len(rows), num_devices)
     index = padded[sharding.local_rows(len(padded), mesh)]  # this process builds only its rows
@@ -232,7 +233,7 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
         schedule=schedule, augment=augment), mesh)
     eval_fns[c] = sharding.per_device(population.make_evaluate(
         cohort, batch_size=config.eval_batch_size, mean=train.mean, std=train.std, num_classes=train.num_classes,
-        models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl), mesh)
+        models_per_vmap=eval_chunk, conv_impl=config.conv_impl), mesh)
 
   def evaluate(c, state):
     # The train split is evaluated too (eval mode, whole set) rather than averaged over the

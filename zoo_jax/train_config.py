@@ -21,14 +21,14 @@ _FIELDS = {
     "model": {"arch"},
     "population": {"num_seeds", "first_seed", "random_seeds", "grid"},
     "num_epochs": None, "batch_size": None, "eval_batch_size": None, "shard": None, "models_per_vmap": None,
-    "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None, "distributed": None,
-    "lr_schedule": None,
+    "eval_models_per_vmap": None, "conv_impl": None, "overwrite": None, "progress_bar": None, "profile": None,
+    "distributed": None, "lr_schedule": None,
 }
 # Fields that may change between runs into one workdir without making it another zoo.
 # `distributed` is how the run is spread, not what it trains: a zoo begun on one host may continue
 # on several (with the same total device count: the cohorts' padding depends on it).
-RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap", "conv_impl",
-                      "profile", "distributed"}
+RESUMABLE_CHANGES = {"overwrite", "num_epochs", "progress_bar", "eval_batch_size", "models_per_vmap",
+                     "eval_models_per_vmap", "conv_impl", "profile", "distributed"}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -56,6 +56,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field, low in (("num_epochs", 0), ("batch_size", 1), ("eval_batch_size", 1), ("models_per_vmap", 0)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
+  eval_chunk = config.eval_models_per_vmap
+  if eval_chunk is not None and (not isinstance(eval_chunk, int) or isinstance(eval_chunk, bool) or eval_chunk < 0):
+    raise ValueError(f"config.eval_models_per_vmap must be None (as models_per_vmap) or an integer >= 0, "
+                     f"got {eval_chunk!r}.")
   if config.conv_impl not in CONV_IMPLS:
     raise ValueError(f"config.conv_impl {config.conv_impl!r} is unknown; allowed values: {list(CONV_IMPLS)}.")
   if ds.train_size is not None and (not isinstance(ds.train_size, int) or ds.train_size < config.batch_size):
@@ -96,7 +100,7 @@ _LATER_FIELDS = {("dataset", "eval_size"): None, ("conv_impl",): "xla",
                  ("dataset", "preprocess"): {field: None for field in data.PREPROCESS_FIELDS},
                  ("population", "random_seeds"): False,
                  ("dataset", "train_eval_size"): None, ("profile",): False, ("distributed",): False,
-                 ("lr_schedule",): "constant",
+                 ("lr_schedule",): "constant", ("eval_models_per_vmap",): None,
                  ("dataset", "augment"): {"crop_padding": 0, "horizontal_flip": False, "rotation": 0.0}}
 
 
