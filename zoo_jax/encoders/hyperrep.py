@@ -170,7 +170,7 @@ class HyperRep(nn.Module):
     chex.assert_shape(values, (None, self.num_tokens, self.token_dim))
     if self.model_scaling:  # each model at its own per-layer scale (layer_scale is then moot)
       scale = self.model_scale(values)
-      values = values / _per_model_token(scale, layer)
+      values = values / weights.per_token(scale, layer)
     else:
       values = values / self._scale(layer)
     x = self._embed_tokens(values) + self.enc_layer_embed(layer) + self.enc_position_embed(position)
@@ -189,7 +189,7 @@ class HyperRep(nn.Module):
     x = self.from_latent(z).reshape(z.shape[0], self.num_tokens, self.d_model)
     x = x + self.dec_layer_embed(layer) + self.dec_position_embed(position)
     values = self._token_values(self.decoder(x, train))
-    return values * (_per_model_token(jnp.exp(log_scale), layer) if self.model_scaling else self._scale(layer))
+    return values * (weights.per_token(jnp.exp(log_scale), layer) if self.model_scaling else self._scale(layer))
 
   def model_scale(self, values: jax.Array) -> jax.Array:
     """Each model's per-layer RMS over the real entries of token values [B, T, d]: [B, L]."""
@@ -234,12 +234,6 @@ class HyperRep(nn.Module):
     z = self.encode(values, layer, position, train)
     self.project(z)
     return z, self.decode(z, layer, position, train)
-
-
-def _per_model_token(per_model: jax.Array, layer: jax.Array) -> jax.Array:
-  """Per-model, per-layer constants [B, L] to per-token ones [B, T, 1] (layer [B, T] or [T])."""
-  layer = jnp.broadcast_to(layer, per_model.shape[:1] + layer.shape[-1:])
-  return jnp.take_along_axis(per_model, layer, axis=1)[..., None]
 
 
 def make_model(spec: WeightSpec, token_dim: int | None = None, per_layer: bool = False,
@@ -316,8 +310,7 @@ def reconstruction_loss(recon: jax.Array, target: jax.Array, mask: jax.Array, la
   num_layers = layer_variance.shape[-1]
   mask = jnp.broadcast_to(mask, recon.shape).astype(recon.dtype)
   layer = jnp.broadcast_to(layer, recon.shape[:-1])
-  per_token = weights.per_token if layer_variance.ndim == 1 else _per_model_token
-  error = (recon - target) ** 2 * mask / per_token(layer_variance, layer)
+  error = (recon - target) ** 2 * mask / weights.per_token(layer_variance, layer)
   if reduction == "global_mean":
     return error.sum() / jnp.maximum(mask.sum(), 1)
   if reduction != "layer_mean":

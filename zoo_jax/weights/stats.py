@@ -133,8 +133,15 @@ def novelty(models: np.ndarray, reference: np.ndarray, groups: np.ndarray, spec:
 
 
 def per_token(per_layer: jax.Array, layer: jax.Array) -> jax.Array:
-  """Per-layer constants [L] to per-token ones [*B, T, 1], broadcastable against token values."""
-  return per_layer[layer][..., None]
+  """Per-layer constants to per-token ones, broadcastable against token values.
+
+  per_layer [L] with layer ids [*B, T] gives [*B, T, 1]; per model and layer [B, L] (e.g. each
+  model's own layer scales) with layer ids [B, T] or [T] gives [B, T, 1].
+  """
+  if per_layer.ndim == 1:
+    return per_layer[layer][..., None]
+  layer = jnp.broadcast_to(layer, per_layer.shape[:1] + layer.shape[-1:])
+  return jnp.take_along_axis(per_layer, layer, axis=1)[..., None]
 
 
 
