@@ -5,22 +5,29 @@
 Linear ceiling: how much of a held-out model the span of the training states explains, and what
 accuracy a held-out model keeps when projected onto the top-k principal directions of the training
 states (layer-normalised), or perturbed by noise of a given normalised MSE."""
+
 import sys, json
 import numpy as np, jax, jax.numpy as jnp
 from zoo_jax import data, models, population, train_config, weights
 from weight_span import heldout_split  # benchmarks/: the same split and normaliser
-zoo_dir = sys.argv[1]; epochs = eval(sys.argv[2])
+
+zoo_dir = sys.argv[1]
+epochs = eval(sys.argv[2])
 train, heldout, spec, scale = heldout_split(zoo_dir, epochs)
 Xtr = train.flat / scale
 Xte = heldout / scale
 mu = Xtr.mean(0)
 U, S, Vt = np.linalg.svd(Xtr - mu, full_matrices=False)
-zc = train_config.stored_config(zoo_dir); ds = zc.dataset
+zc = train_config.stored_config(zoo_dir)
+ds = zc.dataset
 td = data.load(ds.name, "test", source=ds.source, data_dir=ds.data_dir, seed=ds.split_seed)
 net = models.get_model(zc.model.arch, activation=zc.population.grid.activation[0])
-x = population.normalize(jnp.asarray(td.images), td.mean, td.std); y = jnp.asarray(td.labels)
+x = population.normalize(jnp.asarray(td.images), td.mean, td.std)
+y = jnp.asarray(td.labels)
 acc_one = jax.jit(lambda p: jnp.mean(jnp.argmax(net.apply({"params": p}, x), -1) == y))
-accs = lambda X: np.asarray(jax.lax.map(acc_one, weights.unflatten(jnp.asarray((X * scale).astype(np.float32)), spec)))
+accs = lambda X: np.asarray(
+  jax.lax.map(acc_one, weights.unflatten(jnp.asarray((X * scale).astype(np.float32)), spec))
+)
 a0 = accs(Xte)
 out = dict(n_train=len(Xtr), n_test=len(Xte), acc_original=float(a0.mean()))
 for k in (8, 32, 64, 128, len(S)):

@@ -35,11 +35,18 @@ def _setting(text: str) -> tuple[int, int]:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--config", default="configs/mnist5k.py", help="train config (run from the repo root)")
+  parser.add_argument(
+    "--config", default="configs/mnist5k.py", help="train config (run from the repo root)"
+  )
   parser.add_argument("--p", type=int, default=64, help="models evaluated (one core's share)")
-  parser.add_argument("--settings", default="1x50,1x10,8x10,16x5,32x2",
-                      help="comma-separated MODELSxBATCH: eval_models_per_vmap x eval_batch_size")
-  parser.add_argument("--repeats", type=int, default=2, help="timed calls after the compiling one (best kept)")
+  parser.add_argument(
+    "--settings",
+    default="1x50,1x10,8x10,16x5,32x2",
+    help="comma-separated MODELSxBATCH: eval_models_per_vmap x eval_batch_size",
+  )
+  parser.add_argument(
+    "--repeats", type=int, default=2, help="timed calls after the compiling one (best kept)"
+  )
   args = parser.parse_args(argv)
   settings = [_setting(s) for s in args.settings.split(",") if s]
 
@@ -54,24 +61,45 @@ def main(argv=None):
   (cohort, rows), *rest = grid.cohorts(grid.models_table(config.population, config.model.arch))
   if rest:
     print(f"(the config has {len(rest) + 1} cohorts; timing the first, {len(rows)} models)")
-  splits = {s: data.load_as_zoo(config.dataset, s, models.image_size(config.model.arch)) for s in data.SPLITS}
+  splits = {
+    s: data.load_as_zoo(config.dataset, s, models.image_size(config.model.arch))
+    for s in data.SPLITS
+  }
   train_set = splits["train"]
   arrays = train._cohort_arrays(rows, np.arange(len(rows)))
-  state = population.create_population(cohort, arrays["seed"], arrays["init"], arrays["learning_rate"],
-                                       arrays["weight_decay"], arrays["dropout"], train_set.image_shape,
-                                       train_set.num_classes)
+  state = population.create_population(
+    cohort,
+    arrays["seed"],
+    arrays["init"],
+    arrays["learning_rate"],
+    arrays["weight_decay"],
+    arrays["dropout"],
+    train_set.image_shape,
+    train_set.num_classes,
+  )
   images = {s: jax.numpy.asarray(d.images) for s, d in splits.items()}
   labels = {s: jax.numpy.asarray(d.labels) for s, d in splits.items()}
   model_images = len(rows) * sum(len(d) for d in splits.values())
-  print(f"== {args.config}: {len(rows)} models x {sum(len(d) for d in splits.values())} images "
-        f"(train, validation, test), conv_impl {config.conv_impl}, load {os.getloadavg()[0]:.1f}", flush=True)
-  print(f"{'models':>6} {'batch':>5} {'compile+1st s':>13} {'eval s':>7} {'model-img/s':>12} {'vs first':>8} "
-        f"{'max |Δ acc|':>11}")
+  print(
+    f"== {args.config}: {len(rows)} models x {sum(len(d) for d in splits.values())} images "
+    f"(train, validation, test), conv_impl {config.conv_impl}, load {os.getloadavg()[0]:.1f}",
+    flush=True,
+  )
+  print(
+    f"{'models':>6} {'batch':>5} {'compile+1st s':>13} {'eval s':>7} {'model-img/s':>12} {'vs first':>8} "
+    f"{'max |Δ acc|':>11}"
+  )
   first, reference = None, None
   for chunk, batch in settings:
-    evaluate = population.make_evaluate(cohort, batch_size=batch, mean=train_set.mean, std=train_set.std,
-                                        num_classes=train_set.num_classes, models_per_vmap=chunk,
-                                        conv_impl=config.conv_impl)
+    evaluate = population.make_evaluate(
+      cohort,
+      batch_size=batch,
+      mean=train_set.mean,
+      std=train_set.std,
+      num_classes=train_set.num_classes,
+      models_per_vmap=chunk,
+      conv_impl=config.conv_impl,
+    )
     start = time.perf_counter()
     out = jax.block_until_ready(evaluate(state.params, images, labels, state.model_state))
     compile_s = time.perf_counter() - start
@@ -83,8 +111,11 @@ def main(argv=None):
     acc = np.concatenate([np.asarray(out[s].accuracy) for s in data.SPLITS])
     reference = acc if reference is None else reference
     first = best if first is None else first
-    print(f"{chunk:>6} {batch:>5} {compile_s:>13.2f} {best:>7.2f} {model_images / best:>12.0f} "
-          f"{first / best:>7.2f}x {np.abs(acc - reference).max():>11.2g}", flush=True)
+    print(
+      f"{chunk:>6} {batch:>5} {compile_s:>13.2f} {best:>7.2f} {model_images / best:>12.0f} "
+      f"{first / best:>7.2f}x {np.abs(acc - reference).max():>11.2g}",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -11,9 +11,19 @@ last batch's reconstruction loss, and for 40 held-out and 20 training models at 
 epoch the mean retention (decoded / original accuracy on the first 2,000 test images) and each layer's
 normalised reconstruction error (MSE over the layer's weight variance), in spec order.
 """
+
 import ast, json, sys, time
 import numpy as np, jax, jax.numpy as jnp
-from zoo_jax import properties, weights, data, models, population, train as train_lib, train_config, streaming
+from zoo_jax import (
+  properties,
+  weights,
+  data,
+  models,
+  population,
+  train as train_lib,
+  train_config,
+  streaming,
+)
 from zoo_jax.states import load_states
 from zoo_jax.encoders import hyperrep
 from configs import hyperrep_generative
@@ -25,9 +35,12 @@ for o in overrides:
   k, v = o.split("=", 1)
   node = c
   *path, last = k.split(".")
-  for p in path: node = node[p]
-  try: v = ast.literal_eval(v)
-  except Exception: pass
+  for p in path:
+    node = node[p]
+  try:
+    v = ast.literal_eval(v)
+  except Exception:
+    pass
   node[last] = v
 h = c.hyperrep
 states = load_states(zoo_dir, c.epochs)
@@ -35,26 +48,56 @@ is_test = properties.split_by_model(states.table, c.split.test_fraction, 0)
 train, test = states.rows(~is_test), states.rows(is_test)
 spec = train.spec
 lv = jnp.asarray(streaming.layer_variances(train.flat, spec))
-model = hyperrep.make_model(spec, per_layer=h.per_layer, layer_variance=lv if h.get("input_scaling") else None, **h.model.to_dict())
+model = hyperrep.make_model(
+  spec,
+  per_layer=h.per_layer,
+  layer_variance=lv if h.get("input_scaling") else None,
+  **h.model.to_dict(),
+)
 params = hyperrep.init(jax.random.key(0), model)
 print(name, "params", sum(x.size for x in jax.tree.leaves(params)), flush=True)
-tx = hyperrep.make_optimizer(h.learning_rate, schedule=h.schedule, total_steps=steps, warmup_steps=h.warmup_steps)
-step = hyperrep.make_train_step(model, tx, spec=spec, layer_variance=lv, gamma=h.gamma, temperature=h.temperature,
-                                noise=h.noise, erase_p=h.erase_p, permute=h.permute, reduction=h.reduction, target=h.target)
+tx = hyperrep.make_optimizer(
+  h.learning_rate, schedule=h.schedule, total_steps=steps, warmup_steps=h.warmup_steps
+)
+step = hyperrep.make_train_step(
+  model,
+  tx,
+  spec=spec,
+  layer_variance=lv,
+  gamma=h.gamma,
+  temperature=h.temperature,
+  noise=h.noise,
+  erase_p=h.erase_p,
+  permute=h.permute,
+  reduction=h.reduction,
+  target=h.target,
+)
 opt = tx.init(params)
-zc = train_config.stored_config(zoo_dir); ds = zc.dataset
-td = data.load_as_zoo(ds.to_dict(), "test", models.image_size(zc.model.arch))  # as the zoo's models saw it
-if ds.eval_size: td = train_lib._subset(td, min(ds.eval_size, len(td)), ds.split_seed, "eval_size")
+zc = train_config.stored_config(zoo_dir)
+ds = zc.dataset
+td = data.load_as_zoo(
+  ds.to_dict(), "test", models.image_size(zc.model.arch)
+)  # as the zoo's models saw it
+if ds.eval_size:
+  td = train_lib._subset(td, min(ds.eval_size, len(td)), ds.split_seed, "eval_size")
 net = models.get_model(zc.model.arch, activation=zc.population.grid.activation[0])
-x = population.normalize(jnp.asarray(td.images[:2000]), td.mean, td.std); y = jnp.asarray(td.labels[:2000])
+x = population.normalize(jnp.asarray(td.images[:2000]), td.mean, td.std)
+y = jnp.asarray(td.labels[:2000])
 acc_one = jax.jit(lambda p: jnp.mean(jnp.argmax(net.apply({"params": p}, x), -1) == y))
-embed = hyperrep.make_embed(model, spec); decode = hyperrep.make_decode(model, spec)
+embed = hyperrep.make_embed(model, spec)
+decode = hyperrep.make_decode(model, spec)
+
+
 def last(st, n):
   m = st.table["epoch"].to_numpy() == st.table["epoch"].max()
   return np.asarray(st.flat[m])[:n]
+
+
 te, tr = last(test, 40), last(train, 20)
 a_te = np.asarray(jax.lax.map(acc_one, weights.unflatten(jnp.asarray(te), spec)))
 a_tr = np.asarray(jax.lax.map(acc_one, weights.unflatten(jnp.asarray(tr), spec)))
+
+
 def evaluate(params):
   out = {}
   for nm, f, a0 in (("te", te, a_te), ("tr", tr, a_tr)):
@@ -67,12 +110,17 @@ def evaluate(params):
     off = 0
     for i, l in enumerate(spec.layers):
       n = sum(int(np.prod(p.shape)) for p in l.params)
-      errs.append(float(err[off:off + n].mean() / lv[i])); off += n
+      errs.append(float(err[off : off + n].mean() / lv[i]))
+      off += n
     out[nm] = (round(float(np.mean(a1 / a0)), 3), [round(e, 3) for e in errs])
   return out
+
+
 flat_train = np.asarray(train.flat)
 key = jax.random.key(1)
-t0 = time.time(); i = 0; bs = h.batch_size
+t0 = time.time()
+i = 0
+bs = h.batch_size
 rng = np.random.default_rng(0)
 while i < steps:
   idx = rng.choice(len(flat_train), bs, replace=False)
@@ -80,5 +128,16 @@ while i < steps:
   i += 1
   if i % every == 0 or i == steps:
     r = evaluate(params)
-    print(json.dumps(dict(name=name, step=i, s=round(time.time() - t0), rec=round(float(m["reconstruction"]), 4),
-                          heldout=r["te"], train=r["tr"])), flush=True)
+    print(
+      json.dumps(
+        dict(
+          name=name,
+          step=i,
+          s=round(time.time() - t0),
+          rec=round(float(m["reconstruction"]), 4),
+          heldout=r["te"],
+          train=r["tr"],
+        )
+      ),
+      flush=True,
+    )

@@ -34,11 +34,15 @@ def main():
     start = time.time()
     select.brute_force(config, zoo, ids, args.target, os.path.join(workdir, "bf"))
     brute = time.time() - start
-  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; {len(ids)} models, "
-        f"probe {config.probe_size} images, brute force {config.finetune.num_epochs} epochs on "
-        f"{config.finetune.train_size} images")
+  print(
+    f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; {len(ids)} models, "
+    f"probe {config.probe_size} images, brute force {config.finetune.num_epochs} epochs on "
+    f"{config.finetune.train_size} images"
+  )
   for name in ("logme", "hscore", "ncc", "zero_shot", "all"):
-    print(f"{name:10s} {seconds[name]:8.2f} s   brute force {brute:8.2f} s   ratio {brute / seconds[name]:6.1f}x")
+    print(
+      f"{name:10s} {seconds[name]:8.2f} s   brute force {brute:8.2f} s   ratio {brute / seconds[name]:6.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -12,16 +12,32 @@ from torch import nn
 def cnn_s(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
   """CNN-s: conv8 5x5, pool, tanh -> conv6 5x5, pool, tanh -> conv4 2x2, tanh -> 36 -> 20 -> 10."""
   return nn.Sequential(
-      nn.Conv2d(in_channels, 8, 5), nn.MaxPool2d(2), nn.Tanh(),
-      nn.Conv2d(8, 6, 5), nn.MaxPool2d(2), nn.Tanh(),
-      nn.Conv2d(6, 4, 2), nn.Tanh(),
-      nn.Flatten(),
-      nn.Linear(36, 20), nn.Tanh(),
-      nn.Linear(20, num_classes))
+    nn.Conv2d(in_channels, 8, 5),
+    nn.MaxPool2d(2),
+    nn.Tanh(),
+    nn.Conv2d(8, 6, 5),
+    nn.MaxPool2d(2),
+    nn.Tanh(),
+    nn.Conv2d(6, 4, 2),
+    nn.Tanh(),
+    nn.Flatten(),
+    nn.Linear(36, 20),
+    nn.Tanh(),
+    nn.Linear(20, num_classes),
+  )
 
 
-def make_train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                     labels: torch.Tensor, *, batch_size: int, steps: int, mean: float, std: float):
+def make_train_epoch(
+  model: nn.Module,
+  optimizer: torch.optim.Optimizer,
+  images: torch.Tensor,
+  labels: torch.Tensor,
+  *,
+  batch_size: int,
+  steps: int,
+  mean: float,
+  std: float,
+):
   """Returns `train_epoch(generator)`: `steps` Adam steps over a fresh permutation.
 
   `images` are uint8 [N, C, H, W], normalised per batch inside the step, like the

@@ -43,17 +43,30 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--config", default="configs/mnist5k.py", help="train config (run from the repo root)")
+  parser.add_argument(
+    "--config", default="configs/mnist5k.py", help="train config (run from the repo root)"
+  )
   parser.add_argument("--p", type=int, default=128, help="models (config.population.num_seeds)")
   parser.add_argument("--epochs", type=int, default=2, help="epochs (config.num_epochs)")
   parser.add_argument("--batch", type=_ints, default=[10, 32], help="batch sizes, comma-separated")
-  parser.add_argument("--torch-procs", type=int, default=len(os.sched_getaffinity(0)),
-                      help="PyTorch processes, one thread each; default: usable cores")
-  parser.add_argument("--torch-models", type=int, default=0,
-                      help="models timed per PyTorch process (0: all; K: K of them, time scaled to all)")
+  parser.add_argument(
+    "--torch-procs",
+    type=int,
+    default=len(os.sched_getaffinity(0)),
+    help="PyTorch processes, one thread each; default: usable cores",
+  )
+  parser.add_argument(
+    "--torch-models",
+    type=int,
+    default=0,
+    help="models timed per PyTorch process (0: all; K: K of them, time scaled to all)",
+  )
   parser.add_argument("--skip-torch", action="store_true")
-  parser.add_argument("--warm", action="store_true",
-                      help="also time a second run of the train command on the compilation cache the first filled")
+  parser.add_argument(
+    "--warm",
+    action="store_true",
+    help="also time a second run of the train command on the compilation cache the first filled",
+  )
   parser.add_argument("extra", nargs="*", help="extra flags for the train command (after --)")
   args = parser.parse_args(argv)
   if min(args.p, args.epochs, args.torch_procs) < 1 or args.torch_models < 0:
@@ -66,6 +79,7 @@ def _train_set(config_path: str, extra: list[str]):
   sys.path.insert(0, ROOT)
   import importlib.util
   from zoo_jax import data, train
+
   spec = importlib.util.spec_from_file_location("bench_config", os.path.join(ROOT, config_path))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -90,11 +104,23 @@ def run_train_command(args, batch: int, cache_dir: str) -> dict:
   """One run of the train command into a new workdir, with `cache_dir` as its compilation cache
   (a fresh folder: a first run, which compiles; the same folder again: a run that reads the cache)."""
   with tempfile.TemporaryDirectory(prefix="bench_train_") as workdir:
-    command = [sys.executable, "-m", "zoo_jax.train", f"--config={args.config}", f"--workdir={workdir}/zoo",
-               f"--config.population.num_seeds={args.p}", f"--config.num_epochs={args.epochs}",
-               f"--config.batch_size={batch}", "--config.progress_bar=False", *args.extra]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               ZOO_JAX_COMPILATION_CACHE=cache_dir)
+    command = [
+      sys.executable,
+      "-m",
+      "zoo_jax.train",
+      f"--config={args.config}",
+      f"--workdir={workdir}/zoo",
+      f"--config.population.num_seeds={args.p}",
+      f"--config.num_epochs={args.epochs}",
+      f"--config.batch_size={batch}",
+      "--config.progress_bar=False",
+      *args.extra,
+    ]
+    env = dict(
+      os.environ,
+      PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+      ZOO_JAX_COMPILATION_CACHE=cache_dir,
+    )
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     start, cpu = time.perf_counter(), _children_cpu_s()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -108,6 +134,7 @@ def _torch_worker(rank, num_models, epochs, batch, images, labels, mean, std, qu
   os.environ["OMP_NUM_THREADS"] = "1"
   import torch
   import torch_cnn
+
   torch.set_num_threads(1)
   x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # uint8 NCHW
   y = torch.from_numpy(labels.astype(np.int64))
@@ -116,8 +143,9 @@ def _torch_worker(rank, num_models, epochs, batch, images, labels, mean, std, qu
     torch.manual_seed(1000 * rank + m)
     model = torch_cnn.cnn_s(images.shape[-1])
     optimizer = torch.optim.Adam(model.parameters(), lr=ADAM_LR)
-    train_epoch = torch_cnn.make_train_epoch(model, optimizer, x, y, batch_size=batch, steps=steps,
-                                             mean=mean, std=std)
+    train_epoch = torch_cnn.make_train_epoch(
+      model, optimizer, x, y, batch_size=batch, steps=steps, mean=mean, std=std
+    )
     generator = torch.Generator().manual_seed(1000 * rank + m)
     for _ in range(epochs):
       train_epoch(generator)
@@ -131,9 +159,23 @@ def run_torch(args, batch: int, split) -> dict:
   ctx = mp.get_context("spawn")
   queue = ctx.Queue()
   start, cpu = time.perf_counter(), _children_cpu_s()
-  workers = [ctx.Process(target=_torch_worker, args=(r, timed[r], args.epochs, batch, split.images, split.labels,
-                                                     float(split.mean[0]), float(split.std[0]), queue))
-             for r in range(args.torch_procs)]
+  workers = [
+    ctx.Process(
+      target=_torch_worker,
+      args=(
+        r,
+        timed[r],
+        args.epochs,
+        batch,
+        split.images,
+        split.labels,
+        float(split.mean[0]),
+        float(split.std[0]),
+        queue,
+      ),
+    )
+    for r in range(args.torch_procs)
+  ]
   for w in workers:
     w.start()
   for _ in workers:
@@ -144,56 +186,93 @@ def run_torch(args, batch: int, split) -> dict:
   cpu = _children_cpu_s() - cpu  # the workers (and the spawn helper), once joined
   # Scaled to all models: the slowest process sets the wall clock.
   scale = max(per_proc) / max(timed)
-  return dict(wall=wall * scale, measured_wall=wall, scaled=scale != 1, timed_models=sum(timed),
-              cpu=cpu * sum(per_proc) / sum(timed))
+  return dict(
+    wall=wall * scale,
+    measured_wall=wall,
+    scaled=scale != 1,
+    timed_models=sum(timed),
+    cpu=cpu * sum(per_proc) / sum(timed),
+  )
 
 
 def main(argv=None):
   args = parse_args(argv)
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # torch_cnn, also in spawned workers
+  sys.path.insert(
+    0, os.path.dirname(os.path.abspath(__file__))
+  )  # torch_cnn, also in spawned workers
   split = _train_set(args.config, args.extra)
   load = os.getloadavg()
-  print(f"== {args.config}: {args.p} models x {args.epochs} epochs, {len(split)} training images, "
-        f"{os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), load {load[0]:.1f} {load[1]:.1f}"
-        + ("  WARNING: other processes share the CPU; ratios hold better than absolute rates" if load[0] > 0.5
-           else ""), flush=True)
+  print(
+    f"== {args.config}: {args.p} models x {args.epochs} epochs, {len(split)} training images, "
+    f"{os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), load {load[0]:.1f} {load[1]:.1f}"
+    + (
+      "  WARNING: other processes share the CPU; ratios hold better than absolute rates"
+      if load[0] > 0.5
+      else ""
+    ),
+    flush=True,
+  )
   xla_flags = os.environ.get("XLA_FLAGS")
-  print(f"   train command extra flags: {args.extra or 'none'}; XLA_FLAGS="
-        + (repr(xla_flags) if xla_flags is not None else "unset (the train command's defaults: train.cpu_xla_flags)"))
+  print(
+    f"   train command extra flags: {args.extra or 'none'}; XLA_FLAGS="
+    + (
+      repr(xla_flags)
+      if xla_flags is not None
+      else "unset (the train command's defaults: train.cpu_xla_flags)"
+    )
+  )
   rows = []
   for batch in args.batch:
     model_steps = args.p * args.epochs * (len(split) // batch)
     with tempfile.TemporaryDirectory(prefix="bench_xla_cache_") as cache_dir:
       zoo = run_train_command(args, batch, cache_dir)
       warm = run_train_command(args, batch, cache_dir) if args.warm else None
-    line = (f"-- batch {batch}: zoo_jax train command {zoo['wall']:.1f} s wall ({zoo['cpu']:.1f} CPU s), "
-            f"{model_steps / zoo['wall']:.0f} model-steps/s ({model_steps} model-steps)")
+    line = (
+      f"-- batch {batch}: zoo_jax train command {zoo['wall']:.1f} s wall ({zoo['cpu']:.1f} CPU s), "
+      f"{model_steps / zoo['wall']:.0f} model-steps/s ({model_steps} model-steps)"
+    )
     if warm:
-      line += (f"; again on the warm compilation cache {warm['wall']:.1f} s ({warm['cpu']:.1f} CPU s), "
-               f"{model_steps / warm['wall']:.0f} model-steps/s")
+      line += (
+        f"; again on the warm compilation cache {warm['wall']:.1f} s ({warm['cpu']:.1f} CPU s), "
+        f"{model_steps / warm['wall']:.0f} model-steps/s"
+      )
     torch_rate = None
     if not args.skip_torch:
       ref = run_torch(args, batch, split)
       torch_rate = model_steps / ref["wall"]
-      line += (f"; PyTorch {args.torch_procs} procs {ref['wall']:.1f} s"
-               + (f" (scaled from {ref['measured_wall']:.1f} s for {ref['timed_models']} models)" if ref["scaled"]
-                  else "") + f" ({ref['cpu']:.1f} CPU s), {torch_rate:.0f} model-steps/s")
+      line += (
+        f"; PyTorch {args.torch_procs} procs {ref['wall']:.1f} s"
+        + (
+          f" (scaled from {ref['measured_wall']:.1f} s for {ref['timed_models']} models)"
+          if ref["scaled"]
+          else ""
+        )
+        + f" ({ref['cpu']:.1f} CPU s), {torch_rate:.0f} model-steps/s"
+      )
     print(line, f"load {os.getloadavg()[0]:.1f}", flush=True)
     for label, run in (("cold", zoo), ("warm", warm)):
       if run:
         cpu_ratio = ref["cpu"] / run["cpu"] if not args.skip_torch else None
         rows.append((batch, label, model_steps / run["wall"], torch_rate, cpu_ratio))
   print()
-  print(f"{'batch':>5} {'cache':>5} {'zoo_jax':>10} {'torch':>10} {'ratio':>7} {'CPU-time ratio':>15}   "
-        "(model-steps/s, wall clock; then torch CPU s / zoo_jax CPU s for the same work)")
+  print(
+    f"{'batch':>5} {'cache':>5} {'zoo_jax':>10} {'torch':>10} {'ratio':>7} {'CPU-time ratio':>15}   "
+    "(model-steps/s, wall clock; then torch CPU s / zoo_jax CPU s for the same work)"
+  )
   for batch, label, rate, torch_rate, cpu_ratio in rows:
     ratio = f"{rate / torch_rate:.2f}x" if torch_rate else "-"
     cpu_ratio = f"{cpu_ratio:.2f}x" if cpu_ratio else "-"
-    print(f"{batch:>5} {label:>5} {rate:>10.0f} {torch_rate or float('nan'):>10.0f} {ratio:>7} {cpu_ratio:>15}")
-  print("(cold: a first run, with an empty compilation cache; warm: the same command again, as a second zoo, "
-        "a resumed run or a fine-tune of the same shapes runs: cli.compilation_cache_dir)")
-  print("(On a busy machine wall clocks measure the share of the CPU each side got; the CPU-time ratio is "
-        "the efficiency, which the wall-clock ratio approaches on an idle machine where both sides keep every core busy.)")
+    print(
+      f"{batch:>5} {label:>5} {rate:>10.0f} {torch_rate or float('nan'):>10.0f} {ratio:>7} {cpu_ratio:>15}"
+    )
+  print(
+    "(cold: a first run, with an empty compilation cache; warm: the same command again, as a second zoo, "
+    "a resumed run or a fine-tune of the same shapes runs: cli.compilation_cache_dir)"
+  )
+  print(
+    "(On a busy machine wall clocks measure the share of the CPU each side got; the CPU-time ratio is "
+    "the efficiency, which the wall-clock ratio approaches on an idle machine where both sides keep every core busy.)"
+  )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ unexplained, without augmentation and with K hidden-unit permutations of every t
 
   PYTHONPATH=. python benchmarks/weight_span.py ZOO '(3,4,5,6)'
 """
+
 import sys, json
 import numpy as np, jax, jax.numpy as jnp
 from zoo_jax import properties, streaming, weights
@@ -27,19 +28,24 @@ def heldout_split(zoo_dir, epochs):
 def main(zoo_dir, epochs):
   train, heldout, spec, scale = heldout_split(zoo_dir, epochs)
   Xte = heldout / scale
-  out = dict(zoo=zoo_dir, train_models=int(train.table.model_id.nunique()), train_states=len(train.flat))
+  out = dict(
+    zoo=zoo_dir, train_models=int(train.table.model_id.nunique()), train_states=len(train.flat)
+  )
   for K in (0, 4, 16):
     X = [train.flat]
     for k in range(K):
-      p = weights.random_permutation(jax.random.key(k), weights.unflatten(jnp.asarray(train.flat), spec), spec)
+      p = weights.random_permutation(
+        jax.random.key(k), weights.unflatten(jnp.asarray(train.flat), spec), spec
+      )
       X.append(np.asarray(weights.flatten(p, spec)[0]))
     X = np.concatenate(X) / scale
     mu = X.mean(0)
     _, S, Vt = np.linalg.svd(X - mu, full_matrices=False)
     Vt = Vt[S > S[0] * 1e-6]
     R = mu + (Xte - mu) @ Vt.T @ Vt
-    out[f"perm{K}"] = dict(rank=len(Vt),
-                           heldout_nmse=round(float(((R - Xte) ** 2).mean() / ((Xte - mu) ** 2).mean()), 3))
+    out[f"perm{K}"] = dict(
+      rank=len(Vt), heldout_nmse=round(float(((R - Xte) ** 2).mean() / ((Xte - mu) ** 2).mean()), 3)
+    )
   print(json.dumps(out))
 
 

@@ -36,7 +36,7 @@ def numpy_tokenize(tree: dict, dim: int) -> np.ndarray:
   tokens = np.zeros((sum(r.shape[0] for r in rows), dim), np.float32)
   start = 0
   for r in rows:
-    tokens[start:start + r.shape[0], :r.shape[1]] = r
+    tokens[start : start + r.shape[0], : r.shape[1]] = r
     start += r.shape[0]
   return tokens
 
@@ -81,8 +81,10 @@ def main():
   dim = weights.token_dim(spec)
   # The numpy loop gets plain per-model numpy dicts, prepared outside the timings.
   host = jax.tree.map(np.asarray, zoo["params"])
-  models = [{name: {p: host[name][p][i] for p in ("kernel", "bias")} for name in LAYERS}
-            for i in range(NUM_MODELS)]
+  models = [
+    {name: {p: host[name][p][i] for p in ("kernel", "bias")} for name in LAYERS}
+    for i in range(NUM_MODELS)
+  ]
 
   tokenize_one = lambda p: weights.tokenize(p)[0].values
   augment_one = lambda k, p: weights.tokenize(weights.random_permutation(k, p))[0].values
@@ -96,35 +98,55 @@ def main():
   reference = np.stack([numpy_tokenize(m, dim) for m in models])
   np.testing.assert_array_equal(np.asarray(tokenize(zoo)), reference)
   np.testing.assert_array_equal(np.asarray(tokenize_batched(zoo)), reference)
-  np.testing.assert_array_equal(np.asarray(augment(aug_keys, zoo)),
-                                np.asarray(augment_batched(jax.random.key(1), zoo)))
+  np.testing.assert_array_equal(
+    np.asarray(augment(aug_keys, zoo)), np.asarray(augment_batched(jax.random.key(1), zoo))
+  )
   rng = np.random.default_rng(0)
 
   jax_time = lambda fn, *args: median_seconds(lambda: jax.block_until_ready(fn(*args)), JAX_REPEATS)
   rows = [
-      ("tokenise", jax_time(tokenize, zoo), jax_time(tokenize_batched, zoo),
-       median_seconds(lambda: np.stack([numpy_tokenize(m, dim) for m in models]), NUMPY_REPEATS)),
-      ("permute + tokenise", jax_time(augment, aug_keys, zoo),
-       jax_time(augment_batched, jax.random.key(1), zoo),
-       median_seconds(lambda: np.stack([numpy_tokenize(numpy_permute(m, rng), dim)
-                                        for m in models]), NUMPY_REPEATS)),
+    (
+      "tokenise",
+      jax_time(tokenize, zoo),
+      jax_time(tokenize_batched, zoo),
+      median_seconds(lambda: np.stack([numpy_tokenize(m, dim) for m in models]), NUMPY_REPEATS),
+    ),
+    (
+      "permute + tokenise",
+      jax_time(augment, aug_keys, zoo),
+      jax_time(augment_batched, jax.random.key(1), zoo),
+      median_seconds(
+        lambda: np.stack([numpy_tokenize(numpy_permute(m, rng), dim) for m in models]),
+        NUMPY_REPEATS,
+      ),
+    ),
   ]
 
-  print(f"machine   {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"python {platform.python_version()}")
-  print(f"jax       {jax.__version__}, backend {jax.default_backend()} "
-        f"({jax.devices()[0].device_kind}), numpy {np.__version__}")
-  print(f"zoo       {NUM_MODELS} CNN-s models, {spec.size} weights each, tokens "
-        f"[{NUM_MODELS}, {reference.shape[1]}, {dim}]; vmapped init {init_seconds:.1f} s "
-        f"(with compile)")
-  print(f"timings   median of {JAX_REPEATS} (jax) / {NUMPY_REPEATS} (numpy) runs, "
-        f"warm-up excluded\n")
-  print(f"{'operation (all models)':<22}{'numpy loop':>12}{'jit+vmap':>10}{'speed-up':>10}"
-        f"{'jit, [P,...]':>14}{'speed-up':>10}{'models/s':>10}")
+  print(
+    f"machine   {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}"
+  )
+  print(
+    f"jax       {jax.__version__}, backend {jax.default_backend()} "
+    f"({jax.devices()[0].device_kind}), numpy {np.__version__}"
+  )
+  print(
+    f"zoo       {NUM_MODELS} CNN-s models, {spec.size} weights each, tokens "
+    f"[{NUM_MODELS}, {reference.shape[1]}, {dim}]; vmapped init {init_seconds:.1f} s "
+    f"(with compile)"
+  )
+  print(
+    f"timings   median of {JAX_REPEATS} (jax) / {NUMPY_REPEATS} (numpy) runs, warm-up excluded\n"
+  )
+  print(
+    f"{'operation (all models)':<22}{'numpy loop':>12}{'jit+vmap':>10}{'speed-up':>10}"
+    f"{'jit, [P,...]':>14}{'speed-up':>10}{'models/s':>10}"
+  )
   for name, vmap_seconds, batched_seconds, numpy_seconds in rows:
-    print(f"{name:<22}{numpy_seconds * 1e3:>9.1f} ms{vmap_seconds * 1e3:>7.1f} ms"
-          f"{numpy_seconds / vmap_seconds:>9.1f}x{batched_seconds * 1e3:>11.1f} ms"
-          f"{numpy_seconds / batched_seconds:>9.1f}x{NUM_MODELS / vmap_seconds:>10,.0f}")
+    print(
+      f"{name:<22}{numpy_seconds * 1e3:>9.1f} ms{vmap_seconds * 1e3:>7.1f} ms"
+      f"{numpy_seconds / vmap_seconds:>9.1f}x{batched_seconds * 1e3:>11.1f} ms"
+      f"{numpy_seconds / batched_seconds:>9.1f}x{NUM_MODELS / vmap_seconds:>10,.0f}"
+    )
   print("\nspeed-up = numpy loop time / jax time; models/s for jit+vmap.")
 
 

@@ -1,6 +1,6 @@
 """The Model Zoos Fashion-MNIST hyperparameter zoo (the MNIST grid on Fashion-MNIST, 2,560 models).
 
-  python -m zoo_jax.train --config=configs/fashion_mnist_hyp.py --workdir=/tmp/zoo_fmnist_hyp
+python -m zoo_jax.train --config=configs/fashion_mnist_hyp.py --workdir=/tmp/zoo_fmnist_hyp
 """
 
 import ml_collections

@@ -21,7 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.finetune.num_epochs = 2
   c.finetune.train_size = 3000  # a seeded subset of the training images; None: all
   c.finetune.eval_size = 1000  # validation and test images; None: all
-  c.finetune.num_seeds = 4  # fine-tunes per grid setting; the seed sets the data order (and dropout)
+  c.finetune.num_seeds = (
+    4  # fine-tunes per grid setting; the seed sets the data order (and dropout)
+  )
   c.finetune.first_seed = 1
   c.finetune.grid = ml_collections.ConfigDict()  # the product of these x seeds; one row each
   c.finetune.grid.optimizer = ("adam",)

@@ -1,6 +1,6 @@
 """Baselines on the raw flat weight vector: closed-form ridge (the Model Zoos linear probe) and an MLP.
 
-  python -m zoo_jax.encode --config=configs/flat.py --zoo=/tmp/zoo_study_fmnist --workdir=/tmp/enc_flat
+python -m zoo_jax.encode --config=configs/flat.py --zoo=/tmp/zoo_study_fmnist --workdir=/tmp/enc_flat
 """
 
 import ml_collections

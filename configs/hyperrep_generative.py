@@ -36,7 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   h.model.num_blocks = 1
   h.input_scaling = True
   h.permute = True
-  h.erase_p = 0.0  # erasing asks to invent weights of an unseen model; it slowed reconstruction (measured)
+  h.erase_p = (
+    0.0  # erasing asks to invent weights of an unseen model; it slowed reconstruction (measured)
+  )
   h.batch_size = 32
   h.learning_rate = 1e-3
   h.num_steps = 2000  # the budget; the reference runs ~500 epochs of a 1,000-model zoo

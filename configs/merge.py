@@ -1,9 +1,9 @@
 """Merging within a zoo: soups, weight-matched averages, task arithmetic, TIES, clusters, loss barriers.
 
-  python -m zoo_jax.finetune --config=configs/finetuned_zoo.py --workdir=/tmp/zoo_finetuned
-  python -m zoo_jax.merge --config=configs/merge.py --zoo=/tmp/zoo_finetuned --workdir=/tmp/merge_finetuned
-  python -m zoo_jax.train --config=configs/merge_seed_zoo.py --workdir=/tmp/zoo_seeds
-  python -m zoo_jax.merge --config=configs/merge.py --zoo=/tmp/zoo_seeds --workdir=/tmp/merge_seeds
+python -m zoo_jax.finetune --config=configs/finetuned_zoo.py --workdir=/tmp/zoo_finetuned
+python -m zoo_jax.merge --config=configs/merge.py --zoo=/tmp/zoo_finetuned --workdir=/tmp/merge_finetuned
+python -m zoo_jax.train --config=configs/merge_seed_zoo.py --workdir=/tmp/zoo_seeds
+python -m zoo_jax.merge --config=configs/merge.py --zoo=/tmp/zoo_seeds --workdir=/tmp/merge_seeds
 """
 
 import ml_collections
@@ -14,7 +14,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.epoch = -1  # the zoo epoch whose weights are merged
   c.select = ml_collections.ConfigDict()  # models-table filters, e.g. activation="relu"; empty: all
   c.max_models = 16  # the first N selected models
-  c.methods = ("uniform_soup", "greedy_soup", "aligned_average", "clusters", "task_arithmetic", "ties")
+  c.methods = (
+    "uniform_soup",
+    "greedy_soup",
+    "aligned_average",
+    "clusters",
+    "task_arithmetic",
+    "ties",
+  )
   # The zoo the models were fine-tuned from (task arithmetic, TIES); None: ZOO/ancestor if present.
   c.ancestor = ml_collections.config_dict.placeholder(str)
   # How hidden units are aligned before averaging models: "weights" (weight matching, data-free)
@@ -22,7 +29,14 @@ def get_config() -> ml_collections.ConfigDict:
   # lower midpoint barriers on CNN-s, README).
   c.alignment = "activations"
   c.matching_images = 500
-  c.scales = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # lambda candidates of task arithmetic and TIES (by validation)
+  c.scales = (
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    0.7,
+    1.0,
+  )  # lambda candidates of task arithmetic and TIES (by validation)
   c.ties = ml_collections.ConfigDict()
   c.ties.density = 0.2  # fraction of each task vector's entries kept (largest magnitudes)
   c.clustering = ml_collections.ConfigDict()

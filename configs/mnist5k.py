@@ -12,7 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "mnist5k"  # a key of zoo_jax.data.DATASETS
   c.dataset.source = "local"  # "local" (registry-installed data) or "tfds"
-  c.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # None: the source's default place
+  c.dataset.data_dir = ml_collections.config_dict.placeholder(
+    str
+  )  # None: the source's default place
   c.dataset.split_seed = 0  # seed of the train/validation split, shared by every model
   # None: the whole training split; N: a seeded random subset of N images (small zoos, tests).
   c.dataset.train_size = ml_collections.config_dict.placeholder(int)
@@ -23,25 +25,41 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.train_eval_size = ml_collections.config_dict.placeholder(int)
   # A zoo's departures from the dataset's protocol (zoo_jax/data/protocol.py); None: the protocol's.
   c.dataset.preprocess = ml_collections.ConfigDict()
-  c.dataset.preprocess.image_size = ml_collections.config_dict.placeholder(int)  # side; default: the model's
+  c.dataset.preprocess.image_size = ml_collections.config_dict.placeholder(
+    int
+  )  # side; default: the model's
   c.dataset.preprocess.resize = ml_collections.config_dict.placeholder(str)  # "resize" | "crop"
   c.dataset.preprocess.channels = ml_collections.config_dict.placeholder(int)  # 1 (grayscale) | 3
-  c.dataset.preprocess.grayscale = ml_collections.config_dict.placeholder(str)  # "luma" | "mean" (of RGB)
-  c.dataset.preprocess.mean = ml_collections.config_dict.placeholder(tuple)  # per channel, of images / 255
+  c.dataset.preprocess.grayscale = ml_collections.config_dict.placeholder(
+    str
+  )  # "luma" | "mean" (of RGB)
+  c.dataset.preprocess.mean = ml_collections.config_dict.placeholder(
+    tuple
+  )  # per channel, of images / 255
   c.dataset.preprocess.std = ml_collections.config_dict.placeholder(tuple)
-  c.dataset.preprocess.validation_size = ml_collections.config_dict.placeholder(int)  # held-out train images
-  c.dataset.preprocess.validation_split = ml_collections.config_dict.placeholder(str)  # "random" | "stratified"
+  c.dataset.preprocess.validation_size = ml_collections.config_dict.placeholder(
+    int
+  )  # held-out train images
+  c.dataset.preprocess.validation_split = ml_collections.config_dict.placeholder(
+    str
+  )  # "random" | "stratified"
   # Train-time augmentation, drawn per model from its seed (zoo_jax.population.Augment); off by default.
   c.dataset.augment = ml_collections.ConfigDict()
-  c.dataset.augment.crop_padding = 0  # RandomCrop(size, padding=p): zero-pad p pixels, crop at a random offset
+  c.dataset.augment.crop_padding = (
+    0  # RandomCrop(size, padding=p): zero-pad p pixels, crop at a random offset
+  )
   c.dataset.augment.horizontal_flip = False  # RandomHorizontalFlip()
-  c.dataset.augment.rotation = 0.0  # RandomRotation(r): uniform in [-r, r] degrees, nearest pixel, fill 0
+  c.dataset.augment.rotation = (
+    0.0  # RandomRotation(r): uniform in [-r, r] degrees, nearest pixel, fill 0
+  )
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "cnn_s"  # cnn_s | cnn_l | mlp
 
   c.population = ml_collections.ConfigDict()
-  c.population.num_seeds = 16  # models per grid setting, seeds first_seed .. first_seed + num_seeds - 1
+  c.population.num_seeds = (
+    16  # models per grid setting, seeds first_seed .. first_seed + num_seeds - 1
+  )
   c.population.first_seed = 1  # the Model Zoos number their seeds from 1
   # True: each model's seed drawn from [0, 1e6) (reproducibly from first_seed), as the "random seed" zoos.
   c.population.random_seeds = False

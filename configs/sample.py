@@ -1,7 +1,7 @@
 """Sample models from a trained hyper-representation and evaluate them against the baselines.
 
-  python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=/tmp/zoo_study_fmnist --workdir=/tmp/enc_hyperrep
-  python -m zoo_jax.sample --config=configs/sample.py --encoder=/tmp/enc_hyperrep --workdir=/tmp/samples
+python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=/tmp/zoo_study_fmnist --workdir=/tmp/enc_hyperrep
+python -m zoo_jax.sample --config=configs/sample.py --encoder=/tmp/enc_hyperrep --workdir=/tmp/samples
 """
 
 import ml_collections
@@ -20,7 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
   # reference; its held-out models are the reconstruction check's) or "all" the selected states.
   c.fit_on = "training"
   c.samplers = ("kde", "kde30", "kde30_reference", "neighbourhood", "gan", "uniform")
-  c.baselines = ("B_T", "B_F")  # B_T: random init trained alike; B_F: the zoo's best models fine-tuned
+  c.baselines = (
+    "B_T",
+    "B_F",
+  )  # B_T: random init trained alike; B_F: the zoo's best models fine-tuned
   c.num_samples = 16  # per sampler and seed
   c.num_seeds = 3  # sampling seeds; the summary gives mean and std over them
   c.seed = 0
@@ -29,7 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.sampler.top_fraction = 0.3  # S_KDE30 and the neighbourhood's "good models"
   c.sampler.dims = 3  # the neighbourhood map's dimensions
   c.sampler.gan_size = "small"  # zoo_jax.sampling.GAN_SIZES
-  c.sampler.umap_neighbors = 15  # the neighbourhood_umap map (published: 15 neighbours, min_dist 0.01)
+  c.sampler.umap_neighbors = (
+    15  # the neighbourhood_umap map (published: 15 neighbours, min_dist 0.01)
+  )
   c.sampler.umap_min_dist = 0.01
   c.finetune_epochs = 5  # k; the published protocol goes up to 15
   # How every model (samples and baselines) is trained; None: the selected zoo models' own value,

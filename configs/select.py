@@ -24,7 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.finetune.learning_rate = 1e-3
   c.finetune.weight_decay = 0.0
   c.finetune.dropout = 0.0
-  c.finetune.num_models = ml_collections.config_dict.placeholder(int)  # None: all; N: a seeded random subset
+  c.finetune.num_models = ml_collections.config_dict.placeholder(
+    int
+  )  # None: all; N: a seeded random subset
 
   c.learned = ml_collections.ConfigDict()
   # Tasks the learned ranker is trained on (the zoo is fine-tuned on each once); never the target.

@@ -30,7 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.sne.model.head_features = (64,)
   c.sne.model.element_positions = False  # embed each weight's index within its chunk
   c.sne.model.chunk_positions = False  # embed each chunk's index within its layer
-  c.sne.model.model_scaling = False  # each model's layers at their own RMS, the log-RMS embedded (encoders.sne.SNE)
+  c.sne.model.model_scaling = (
+    False  # each model's layers at their own RMS, the log-RMS embedded (encoders.sne.SNE)
+  )
   c.sne.invariance_weight = 1.0  # weight of the logit-invariance penalty (0: off)
   # Divide each layer's weights by its std over the training states (raw weights reach |w| ~ 1e3).
   c.sne.input_scaling = False

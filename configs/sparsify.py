@@ -1,6 +1,6 @@
 """Sparsified twins (variational dropout, as the Model Zoos' CNN_ARD zoos) of a zoo's last-epoch models.
 
-  python -m zoo_jax.sparsify --config=configs/sparsify.py --zoo=/tmp/zoo_mnist5k --workdir=/tmp/twin_mnist5k
+python -m zoo_jax.sparsify --config=configs/sparsify.py --zoo=/tmp/zoo_mnist5k --workdir=/tmp/twin_mnist5k
 """
 
 import ml_collections

@@ -12,19 +12,34 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "statnn"  # a file of zoo_jax/encoders/methods/: statnn, flat, deepsets, sne, hyperrep
   # Predicted properties (zoo_jax.properties.PROPERTIES); those constant in a zoo are skipped.
-  c.properties = ("test_acc", "gen_gap", "epoch", "learning_rate", "weight_decay", "dropout",
-                  "activation", "init", "optimizer")
+  c.properties = (
+    "test_acc",
+    "gen_gap",
+    "epoch",
+    "learning_rate",
+    "weight_decay",
+    "dropout",
+    "activation",
+    "init",
+    "optimizer",
+  )
   c.epochs = ml_collections.config_dict.placeholder(tuple)  # None: every stored epoch, 0 included
   c.num_seeds = 3  # seeds of split and training; results give mean and std over them
   # Zoo hygiene (zoo_jax.weights.filter_states): states with a non-finite entry, or a layer whose RMS
   # exceeds max_ratio x that layer's median over the zoo (blown-up, still "ok"), are dropped.
   c.filter = ml_collections.ConfigDict()
   c.filter.max_ratio = 10.0  # None: keep blown-up states
-  c.filter.max_abs = ml_collections.config_dict.placeholder(float)  # None: no absolute |w| threshold
+  c.filter.max_abs = ml_collections.config_dict.placeholder(
+    float
+  )  # None: no absolute |w| threshold
 
   c.split = ml_collections.ConfigDict()
-  c.split.test_fraction = 0.2  # held-out share of the training zoos' models (all epochs of a model together)
-  c.split.train_zoos = 1  # the first N --zoo dirs are pooled for training; the others are cross test sets
+  c.split.test_fraction = (
+    0.2  # held-out share of the training zoos' models (all epochs of a model together)
+  )
+  c.split.train_zoos = (
+    1  # the first N --zoo dirs are pooled for training; the others are cross test sets
+  )
 
   # Predictors on fixed features: "ridge" (closed form, regularisation 0.3), "gbt" (sklearn
   # histogram gradient boosting), "mlp" (multi-task MLP below).

@@ -20,8 +20,9 @@ def param_shapes(arch):
 def random_params(arch, batch=(), seed=0):
   """The architecture's params tree filled with seeded normals (shapes from eval_shape, no init)."""
   rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(batch + s.shape, np.float32)),
-                      param_shapes(arch))
+  return jax.tree.map(
+    lambda s: jnp.asarray(rng.standard_normal(batch + s.shape, np.float32)), param_shapes(arch)
+  )
 
 
 def assert_trees_equal(a, b):

@@ -29,8 +29,12 @@ def mixed_tokens():
   small, small_spec, large, large_spec = zoo()
   dim = max(weights.token_dim(small_spec), weights.token_dim(large_spec))
   num_tokens = weights.token_layout(large_spec, dim).index.shape[0]
-  return baselines.pad_tokens([baselines.make_tokenizer(small_spec, dim, num_tokens)(small),
-                               baselines.make_tokenizer(large_spec, dim, num_tokens)(large)])
+  return baselines.pad_tokens(
+    [
+      baselines.make_tokenizer(small_spec, dim, num_tokens)(small),
+      baselines.make_tokenizer(large_spec, dim, num_tokens)(large),
+    ]
+  )
 
 
 @functools.cache
@@ -78,8 +82,9 @@ def test_deep_sets_is_invariant_to_token_order():
   keys = jax.random.split(jax.random.key(2), tokens.values.shape[0])
   order = jax.vmap(lambda k: jax.random.permutation(k, tokens.values.shape[1]))(keys)  # [B, T]
   shuffled = jax.tree.map(
-      lambda x: jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1),
-      tokens)
+    lambda x: jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1),
+    tokens,
+  )
   assert not np.array_equal(shuffled.values, tokens.values)
   np.testing.assert_allclose(apply(variables, shuffled), apply(variables, tokens), **TOL)
 
@@ -97,8 +102,10 @@ def test_deep_sets_mixed_batch_equals_each_model_alone_and_ignores_padding():
   np.testing.assert_allclose(mixed[4:], alone_large, **TOL)
   # Padding tokens holding garbage values (mask False) change nothing.
   tokens = mixed_tokens()
-  garbage = tokens._replace(values=jnp.where(tokens.mask, tokens.values, 1e3),
-                            layer=jnp.where(tokens.mask.any(-1), tokens.layer, 3))
+  garbage = tokens._replace(
+    values=jnp.where(tokens.mask, tokens.values, 1e3),
+    layer=jnp.where(tokens.mask.any(-1), tokens.layer, 3),
+  )
   np.testing.assert_allclose(apply(variables, garbage), mixed, **TOL)
 
 

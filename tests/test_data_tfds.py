@@ -35,15 +35,23 @@ def tfds_data_dir(tmp_path_factory):
   """
   tfds.disable_progress_bar()
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  digits = {split: _per_class(*local.load("mnist5k", split, None), PER_CLASS[split]) for split in PER_CLASS}
-  fed = {"mnist": digits,
-         "cifar10": {s: (_colour(x, 32), y) for s, (x, y) in digits.items()},
-         "cifar100": {s: (_colour(x, 32), y * 10 + 7) for s, (x, y) in digits.items()},  # labels up to 97
-         "svhn_cropped": {s: (_colour(x, 32), y) for s, (x, y) in digits.items()},
-         "stl10": {s: (_colour(x, 32).repeat(3, 1).repeat(3, 2), y) for s, (x, y) in digits.items()}}
+  digits = {
+    split: _per_class(*local.load("mnist5k", split, None), PER_CLASS[split]) for split in PER_CLASS
+  }
+  fed = {
+    "mnist": digits,
+    "cifar10": {s: (_colour(x, 32), y) for s, (x, y) in digits.items()},
+    "cifar100": {
+      s: (_colour(x, 32), y * 10 + 7) for s, (x, y) in digits.items()
+    },  # labels up to 97
+    "svhn_cropped": {s: (_colour(x, 32), y) for s, (x, y) in digits.items()},
+    "stl10": {s: (_colour(x, 32).repeat(3, 1).repeat(3, 2), y) for s, (x, y) in digits.items()},
+  }
   if os.path.isdir(local.FASHION_MNIST_DIR):
-    fed["fashion_mnist"] = {split: _per_class(*local.load("fashion_mnist", split, None), PER_CLASS[split])
-                            for split in PER_CLASS}
+    fed["fashion_mnist"] = {
+      split: _per_class(*local.load("fashion_mnist", split, None), PER_CLASS[split])
+      for split in PER_CLASS
+    }
   for name, splits in fed.items():
     _local_builder(name, splits)(data_dir=data_dir).download_and_prepare()
   return data_dir, fed
@@ -52,8 +60,10 @@ def tfds_data_dir(tmp_path_factory):
 @pytest.fixture
 def tfds_no_network(monkeypatch):
   """Makes any connection attempt fail at once, instead of retrying or hanging."""
+
   def refuse(*args, **kwargs):
     raise RuntimeError("network access in an offline test")
+
   monkeypatch.setattr(socket, "getaddrinfo", refuse)
   monkeypatch.setattr(socket.socket, "connect", refuse)
 
@@ -62,8 +72,9 @@ def tfds_no_network(monkeypatch):
 def tfds_small_validation(monkeypatch):
   """Shrinks every dataset's validation split to fit the small fed train sets."""
   for name in NAMES:
-    monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(data.DATASETS[name],
-                                                                 validation_size=VALIDATION_SIZE))
+    monkeypatch.setitem(
+      data.DATASETS, name, dataclasses.replace(data.DATASETS[name], validation_size=VALIDATION_SIZE)
+    )
 
 
 def _per_class(images, labels, n):
@@ -93,7 +104,9 @@ def _local_builder(name, splits):
         example = {"image": image if image.ndim == 3 else image[..., None], "label": int(label)}
         if "id" in self.info.features:  # cifar10, cifar100 and svhn_cropped carry an id
           example["id"] = f"{split}_{i:05d}"
-        if "coarse_label" in self.info.features:  # cifar100's superclass (as_supervised reads "label")
+        if (
+          "coarse_label" in self.info.features
+        ):  # cifar100's superclass (as_supervised reads "label")
           example["coarse_label"] = int(label) // 5
         yield i, example
 
@@ -104,8 +117,10 @@ def _local_builder(name, splits):
 def _fed(fed, name, split):
   """fed[name][split], or a failure naming the missing package."""
   if name not in fed:
-    pytest.fail(f"{name}: Debian's dataset-fashion-mnist is not installed ({local.FASHION_MNIST_DIR}); "
-                "apt-get install dataset-fashion-mnist (.ci/run does)")
+    pytest.fail(
+      f"{name}: Debian's dataset-fashion-mnist is not installed ({local.FASHION_MNIST_DIR}); "
+      "apt-get install dataset-fashion-mnist (.ci/run does)"
+    )
   return fed[name][split]
 
 
@@ -120,7 +135,9 @@ def _examples(images, labels):
 def test_official_split_is_what_was_fed(tfds_data_dir, name, split):
   data_dir, fed = tfds_data_dir
   fed_images, fed_labels = _fed(fed, name, split)
-  expected = fed_images[..., None] if fed_images.ndim == 3 else fed_images  # tfds keeps the channel axis
+  expected = (
+    fed_images[..., None] if fed_images.ndim == 3 else fed_images
+  )  # tfds keeps the channel axis
   images, labels = tfds_source.load(name, split, data_dir)
   assert images.dtype == np.uint8 and np.issubdtype(labels.dtype, np.integer)
   assert images.shape == expected.shape
@@ -133,7 +150,9 @@ def test_load_preprocesses_and_splits(tfds_data_dir, tfds_small_validation, name
   data_dir, fed = tfds_data_dir
   fed_train, fed_test = _fed(fed, name, "train"), _fed(fed, name, "test")
   info = data.DATASETS[name]
-  loaded = {split: data.load(name, split, source="tfds", data_dir=data_dir) for split in data.SPLITS}
+  loaded = {
+    split: data.load(name, split, source="tfds", data_dir=data_dir) for split in data.SPLITS
+  }
   for dataset in loaded.values():
     assert dataset.images.dtype == np.uint8 and dataset.labels.dtype == np.int32
     assert dataset.image_shape == (info.image_size, info.image_size, info.channels)
@@ -143,10 +162,17 @@ def test_load_preprocesses_and_splits(tfds_data_dir, tfds_small_validation, name
   # Disjoint, and together the official train split (the fed images are all distinct).
   assert len(set(train) | set(validation)) == len(fed_train[1]) == len(train) + len(validation)
   assert len(test) == len(fed_test[1])
-  np.testing.assert_array_equal(np.sort(np.concatenate([loaded["train"].labels, loaded["validation"].labels])),
-                                np.sort(fed_train[1]))
+  np.testing.assert_array_equal(
+    np.sort(np.concatenate([loaded["train"].labels, loaded["validation"].labels])),
+    np.sort(fed_train[1]),
+  )
   np.testing.assert_array_equal(np.sort(loaded["test"].labels), np.sort(fed_test[1]))
-  if name in ("mnist", "fashion_mnist", "cifar10", "cifar100"):  # already the protocol's size: images kept as fed
+  if name in (
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+  ):  # already the protocol's size: images kept as fed
     shape = (info.image_size, info.image_size, info.channels)
     assert sorted(train + validation) == _examples(fed_train[0].reshape(-1, *shape), fed_train[1])
     assert test == _examples(fed_test[0].reshape(-1, *shape), fed_test[1])
@@ -155,17 +181,21 @@ def test_load_preprocesses_and_splits(tfds_data_dir, tfds_small_validation, name
 @pytest.mark.slow
 def test_svhn_is_grayscale_centre_crop_of_the_fed_images(tfds_data_dir):
   from PIL import Image  # independent reference: PIL's ITU-R 601-2 luma, as torchvision's Grayscale
+
   data_dir, fed = tfds_data_dir
   fed_images, fed_labels = fed["svhn_cropped"]["test"]
-  expected = np.stack([np.asarray(Image.fromarray(image).convert("L").crop((2, 2, 30, 30)))
-                       for image in fed_images])[..., None]
+  expected = np.stack(
+    [np.asarray(Image.fromarray(image).convert("L").crop((2, 2, 30, 30))) for image in fed_images]
+  )[..., None]
   test = data.load("svhn_cropped", "test", source="tfds", data_dir=data_dir)
   # tfds stores examples in its own order: pair each loaded image with its closest expected one.
   distance = np.abs(test.images[:, None].astype(int) - expected[None].astype(int))
   distance = distance.reshape(len(test), len(expected), -1).max(-1)
   match = distance.argmin(1)
   np.testing.assert_array_equal(np.sort(match), np.arange(len(expected)))  # one to one
-  assert distance[np.arange(len(test)), match].max() <= 1  # PIL rounds in fixed point, numpy to nearest
+  assert (
+    distance[np.arange(len(test)), match].max() <= 1
+  )  # PIL rounds in fixed point, numpy to nearest
   np.testing.assert_array_equal(test.labels, fed_labels[match])
 
 
@@ -189,10 +219,15 @@ def test_missing_dataset_fails_fast_with_a_clear_error(tmp_path, tfds_no_network
 @pytest.mark.slow
 def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
   def offline(self, *args, **kwargs):
-    raise ConnectionError("Failed to resolve 'storage.googleapis.com'")  # what requests raises offline
+    raise ConnectionError(
+      "Failed to resolve 'storage.googleapis.com'"
+    )  # what requests raises offline
+
   # tfds itself would retry each file ten times with back-off first (over three minutes).
   monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", offline)
-  with pytest.raises(FileNotFoundError, match=r"'mnist' \(source='tfds'\).*downloading it failed.*network"):
+  with pytest.raises(
+    FileNotFoundError, match=r"'mnist' \(source='tfds'\).*downloading it failed.*network"
+  ):
     tfds_source.load("mnist", "train", str(tmp_path), download=True)
 
 

@@ -38,7 +38,14 @@ def test_results_cover_every_property_test_set_and_seed(statnn_run, tiny_zoo, ti
   assert set(results["test_set"]) == {encode.IN_DISTRIBUTION, cross}
   assert set(results["predictor"]) == {"gbt", "ridge"}
   # The tiny zoo varies activation, optimizer and learning rate; weight decay, init, dropout are constant.
-  assert set(results["property"]) == {"test_acc", "gen_gap", "epoch", "learning_rate", "activation", "optimizer"}
+  assert set(results["property"]) == {
+    "test_acc",
+    "gen_gap",
+    "epoch",
+    "learning_rate",
+    "activation",
+    "optimizer",
+  }
   assert (results["seeds"] == 2).all()
   per_seed = pd.read_csv(os.path.join(workdir, encode.PER_SEED_FILE))
   skipped = per_seed[per_seed["metric"].str.startswith("n/a")]
@@ -58,6 +65,7 @@ def test_in_distribution_test_models_never_seen_in_training(statnn_run, tiny_zoo
   test = predictions[predictions["test_set"] == encode.IN_DISTRIBUTION]
   states = load_states(tiny_zoo)
   from zoo_jax import properties
+
   is_test = properties.split_by_model(states.table, config.split.test_fraction, seed=0)
   assert set(test["model_id"]) == set(states.table["model_id"][is_test])
   assert not set(test["model_id"]) & set(states.table["model_id"][~is_test])
@@ -69,17 +77,27 @@ def test_scores_match_sklearn_and_scipy_on_the_written_predictions(statnn_run):
   _, workdir, _ = statnn_run
   predictions = pd.read_csv(os.path.join(workdir, encode.PREDICTIONS_FILE))
   per_seed = pd.read_csv(os.path.join(workdir, encode.PER_SEED_FILE))
-  seed0 = per_seed[per_seed["seed"] == 0].set_index(["predictor", "test_set", "property", "metric"])["value"]
+  seed0 = per_seed[per_seed["seed"] == 0].set_index(
+    ["predictor", "test_set", "property", "metric"]
+  )["value"]
   for (predictor, test_set), rows in predictions.groupby(["predictor", "test_set"]):
     y, p = rows["test_acc_true"], rows["test_acc_pred"]
-    assert seed0[predictor, test_set, "test_acc", "r2"] == pytest.approx(sklearn.metrics.r2_score(y, p), abs=1e-9)
+    assert seed0[predictor, test_set, "test_acc", "r2"] == pytest.approx(
+      sklearn.metrics.r2_score(y, p), abs=1e-9
+    )
     assert seed0[predictor, test_set, "test_acc", "kendall_tau"] == pytest.approx(
-        scipy.stats.kendalltau(y, p).statistic, abs=1e-9)
+      scipy.stats.kendalltau(y, p).statistic, abs=1e-9
+    )
     assert seed0[predictor, test_set, "activation", "accuracy"] == pytest.approx(
-        sklearn.metrics.accuracy_score(rows["activation_true"].astype(str), rows["activation_pred"].astype(str)))
+      sklearn.metrics.accuracy_score(
+        rows["activation_true"].astype(str), rows["activation_pred"].astype(str)
+      )
+    )
 
 
-def test_a_finished_run_is_not_redone_and_another_config_is_refused(statnn_run, tiny_zoo, tiny_zoo_fashion):
+def test_a_finished_run_is_not_redone_and_another_config_is_refused(
+  statnn_run, tiny_zoo, tiny_zoo_fashion
+):
   config, workdir, results = statnn_run
   before = os.path.getmtime(os.path.join(workdir, encode.PER_SEED_FILE))
   again = encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo_fashion], workdir)
@@ -90,13 +108,16 @@ def test_a_finished_run_is_not_redone_and_another_config_is_refused(statnn_run, 
     encode.encode_and_evaluate(other, [tiny_zoo, tiny_zoo_fashion], workdir)
 
 
-@pytest.mark.parametrize("overrides, match", [
+@pytest.mark.parametrize(
+  "overrides, match",
+  [
     ({"method": "nfn"}, "config.method .* allowed values"),
     ({"properties": ("accuracy",)}, "config.properties .* allowed values"),
     ({"predictors": ("svm",)}, "config.predictors .* allowed values"),
     ({"split.train_zoos": 3}, "config.split.train_zoos must be an integer in \\[1, 2\\]"),
     ({"num_seeds": 0}, "config.num_seeds"),
-])
+  ],
+)
 def test_bad_config_names_the_field(overrides, match, tiny_zoo, tmp_path):
   config = _fast(statnn.get_config(), **overrides)
   with pytest.raises(ValueError, match=match):
@@ -106,22 +127,40 @@ def test_bad_config_names_the_field(overrides, match, tiny_zoo, tmp_path):
 
 def test_every_method_is_a_file_of_the_methods_folder_with_a_config():
   from zoo_jax.encoders import methods
+
   assert methods.names() == ("deepsets", "flat", "hyperrep", "sne", "statnn")
   for module in (statnn, flat, deepsets, sne, hyperrep):
     method = methods.get(module.get_config().method)
     assert isinstance(method, (methods.FeatureMethod, methods.DirectMethod))
   # Feature methods need predictors; the cross-architecture ones read other architectures' zoos.
-  assert isinstance(methods.get("hyperrep"), methods.FeatureMethod) and methods.get("hyperrep").embeddings
+  assert (
+    isinstance(methods.get("hyperrep"), methods.FeatureMethod)
+    and methods.get("hyperrep").embeddings
+  )
   assert {n for n in methods.names() if methods.get(n).cross_architecture} == {"statnn", "sne"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module, overrides", [
+@pytest.mark.parametrize(
+  "module, overrides",
+  [
     (flat, {"predictors": ("ridge", "mlp")}),
     (deepsets, {"train.num_epochs": 2}),
-    (sne, {"train.num_epochs": 2, "sne.model.chunk_size": 16, "sne.model.d_model": 16, "sne.model.num_heads": 2}),
-    (hyperrep, {"hyperrep.num_epochs": 2, "hyperrep.model.d_model": 32, "hyperrep.model.num_blocks": 1}),
-])
+    (
+      sne,
+      {
+        "train.num_epochs": 2,
+        "sne.model.chunk_size": 16,
+        "sne.model.d_model": 16,
+        "sne.model.num_heads": 2,
+      },
+    ),
+    (
+      hyperrep,
+      {"hyperrep.num_epochs": 2, "hyperrep.model.d_model": 32, "hyperrep.model.num_blocks": 1},
+    ),
+  ],
+)
 def test_every_method_trains_and_predicts(module, overrides, tiny_zoo, tiny_zoo_fashion, tmp_path):
   config = _fast(module.get_config(), num_seeds=1, **overrides)
   results = encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo_fashion], str(tmp_path))
@@ -137,9 +176,22 @@ def test_every_method_trains_and_predicts(module, overrides, tiny_zoo, tiny_zoo_
 @pytest.mark.slow
 def test_command_line(tiny_zoo, tmp_path):
   out = subprocess.run(
-      [sys.executable, "-m", "zoo_jax.encode", "--config=configs/statnn.py", f"--zoo={tiny_zoo}",
-       f"--workdir={tmp_path}", "--config.num_seeds=1", "--config.predictors=('ridge',)",
-       "--config.progress_bar=False"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "zoo_jax.encode",
+      "--config=configs/statnn.py",
+      f"--zoo={tiny_zoo}",
+      f"--workdir={tmp_path}",
+      "--config.num_seeds=1",
+      "--config.predictors=('ridge',)",
+      "--config.progress_bar=False",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   assert "kendall_tau" in out.stdout
   assert os.path.exists(os.path.join(tmp_path, encode.RESULTS_FILE))

@@ -18,7 +18,9 @@ def _problem():
   @jax.jit
   def step(params, opt_state, batch, key):
     bx, by = batch
-    noise = 0.01 * jax.random.normal(key, by.shape)  # uses the step key: resumed keys must match too
+    noise = 0.01 * jax.random.normal(
+      key, by.shape
+    )  # uses the step key: resumed keys must match too
 
     def loss_fn(p):
       return jnp.mean((bx @ p["w"] + p["b"] - by - noise) ** 2)
@@ -33,8 +35,16 @@ def _problem():
 
 def test_fit_learns():
   step, params, opt_state, data = _problem()
-  params, _, history = training.fit(step, params, opt_state, data, key=jax.random.key(0), num_epochs=30,
-                                    batch_size=16, progress=False)
+  params, _, history = training.fit(
+    step,
+    params,
+    opt_state,
+    data,
+    key=jax.random.key(0),
+    num_epochs=30,
+    batch_size=16,
+    progress=False,
+  )
   assert history[-1]["loss"] < 0.01 * history[0]["loss"]
   np.testing.assert_allclose(params["w"], [1.0, -2.0, 0.5], atol=0.05)
   assert [h["epoch"] for h in history] == list(range(30))
@@ -42,14 +52,19 @@ def test_fit_learns():
 
 def test_resumed_fit_equals_uninterrupted(tmp_path):
   step, params, opt_state, data = _problem()
-  kwargs = dict(key=jax.random.key(1), batch_size=16, progress=False, epoch_data=lambda k: (
-      data[0], data[1] + 0.0 * jax.random.normal(k, data[1].shape)))
+  kwargs = dict(
+    key=jax.random.key(1),
+    batch_size=16,
+    progress=False,
+    epoch_data=lambda k: (data[0], data[1] + 0.0 * jax.random.normal(k, data[1].shape)),
+  )
   straight, _, history = training.fit(step, params, opt_state, data, num_epochs=6, **kwargs)
   # A run stopped after 3 epochs, then started again with the same arguments, picks up at epoch 3.
   ckpt = str(tmp_path / "ckpt")
   training.fit(step, params, opt_state, data, num_epochs=3, checkpoint_dir=ckpt, **kwargs)
-  resumed, _, resumed_history = training.fit(step, params, opt_state, data, num_epochs=6,
-                                             checkpoint_dir=ckpt, **kwargs)
+  resumed, _, resumed_history = training.fit(
+    step, params, opt_state, data, num_epochs=6, checkpoint_dir=ckpt, **kwargs
+  )
   jax.tree.map(np.testing.assert_array_equal, resumed, straight)
   assert resumed_history == history
 
@@ -57,27 +72,69 @@ def test_resumed_fit_equals_uninterrupted(tmp_path):
 def test_fit_refuses_empty_data_and_reports_divergence():
   step, params, opt_state, data = _problem()
   with pytest.raises(ValueError, match="no examples"):
-    training.fit(step, params, opt_state, (data[0][:0], data[1][:0]), key=jax.random.key(0), num_epochs=1,
-                 batch_size=4, progress=False)
+    training.fit(
+      step,
+      params,
+      opt_state,
+      (data[0][:0], data[1][:0]),
+      key=jax.random.key(0),
+      num_epochs=1,
+      batch_size=4,
+      progress=False,
+    )
   bad = (data[0], data[1] * np.nan)
   with pytest.raises(FloatingPointError, match="non-finite"):
-    training.fit(step, params, opt_state, bad, key=jax.random.key(0), num_epochs=1, batch_size=4, progress=False)
+    training.fit(
+      step,
+      params,
+      opt_state,
+      bad,
+      key=jax.random.key(0),
+      num_epochs=1,
+      batch_size=4,
+      progress=False,
+    )
 
 
 def test_checkpoints_follow_the_interval_and_always_keep_the_last_epoch(tmp_path):
   """checkpoint_every_s: 0 saves every epoch; a long interval saves only the last one, which resumes."""
   import orbax.checkpoint as ocp
+
   step, params, opt_state, data = _problem()
   kwargs = dict(key=jax.random.key(1), batch_size=16, progress=False)
   saved = lambda d: sorted(ocp.CheckpointManager(d).all_steps())
-  training.fit(step, params, opt_state, data, num_epochs=4, checkpoint_dir=str(tmp_path / "every"),
-               checkpoint_every_s=0, **kwargs)
+  training.fit(
+    step,
+    params,
+    opt_state,
+    data,
+    num_epochs=4,
+    checkpoint_dir=str(tmp_path / "every"),
+    checkpoint_every_s=0,
+    **kwargs,
+  )
   assert saved(str(tmp_path / "every")) == [2, 3]  # max_to_keep=2
   rare = str(tmp_path / "rare")
-  done, _, history = training.fit(step, params, opt_state, data, num_epochs=4, checkpoint_dir=rare,
-                                  checkpoint_every_s=1e9, **kwargs)
+  done, _, history = training.fit(
+    step,
+    params,
+    opt_state,
+    data,
+    num_epochs=4,
+    checkpoint_dir=rare,
+    checkpoint_every_s=1e9,
+    **kwargs,
+  )
   assert saved(rare) == [3]
-  again, _, again_history = training.fit(step, params, opt_state, data, num_epochs=4, checkpoint_dir=rare,
-                                         checkpoint_every_s=1e9, **kwargs)
+  again, _, again_history = training.fit(
+    step,
+    params,
+    opt_state,
+    data,
+    num_epochs=4,
+    checkpoint_dir=rare,
+    checkpoint_every_s=1e9,
+    **kwargs,
+  )
   jax.tree.map(np.testing.assert_array_equal, again, done)
   assert again_history == history

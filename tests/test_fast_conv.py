@@ -45,12 +45,16 @@ ARCHS = [("cnn_s", (28, 28, 1)), ("cnn_l", (32, 32, 3)), ("cnn_zoo", (28, 28, 1)
 @pytest.mark.parametrize("arch,shape", ARCHS)
 def test_patches_model_equals_xla_model_alone_and_vmapped(arch, shape):
   """Same logits and parameter gradients, for one model and for P models with their own data."""
-  xla, fast = (models.get_model(arch, activation="tanh", init="kaiming_uniform", conv_impl=impl)
-               for impl in ("xla", "patches"))
+  xla, fast = (
+    models.get_model(arch, activation="tanh", init="kaiming_uniform", conv_impl=impl)
+    for impl in ("xla", "patches")
+  )
   p = 3
   x = jax.random.normal(jax.random.key(0), (p, 4) + shape)
   labels = jax.random.randint(jax.random.key(1), (p, 4), 0, 10)
-  params = jax.jit(jax.vmap(lambda k: xla.init(k, x[0])["params"]))(jax.random.split(jax.random.key(2), p))
+  params = jax.jit(jax.vmap(lambda k: xla.init(k, x[0])["params"]))(
+    jax.random.split(jax.random.key(2), p)
+  )
 
   def loss(model):
     return lambda w, x, y: pop.cross_entropy(model.apply({"params": w}, x), y)
@@ -72,16 +76,24 @@ def test_population_trains_the_same_with_patches(mnist5k):
   cohort = pop.Cohort("cnn_s", "tanh", "adam", use_dropout=True)
   states, metrics = {}, {}
   for impl in ("xla", "patches"):
-    state = pop.create_population(cohort, np.array([1, 2, 3]), np.array(["kaiming_uniform"] * 3),
-                                  np.array([1e-3, 3e-3, 1e-3]), np.array([0.0, 1e-4, 0.0]),
-                                  np.array([0.0, 0.2, 0.5]), d.image_shape)
-    epoch_fn = pop.make_train_epoch(cohort, batch_size=batch, num_train=n, mean=d.mean, std=d.std,
-                                    conv_impl=impl)
+    state = pop.create_population(
+      cohort,
+      np.array([1, 2, 3]),
+      np.array(["kaiming_uniform"] * 3),
+      np.array([1e-3, 3e-3, 1e-3]),
+      np.array([0.0, 1e-4, 0.0]),
+      np.array([0.0, 0.2, 0.5]),
+      d.image_shape,
+    )
+    epoch_fn = pop.make_train_epoch(
+      cohort, batch_size=batch, num_train=n, mean=d.mean, std=d.std, conv_impl=impl
+    )
     for _ in range(2):
       state, _ = epoch_fn(state, x, y)
     states[impl] = state
-    metrics[impl] = pop.make_evaluate(cohort, batch_size=32, mean=d.mean, std=d.std, conv_impl=impl)(
-        state.params, x, y)
+    metrics[impl] = pop.make_evaluate(
+      cohort, batch_size=32, mean=d.mean, std=d.std, conv_impl=impl
+    )(state.params, x, y)
   # 12 Adam steps amplify float reordering (~1e-7 per op) far less than the differences
   # between models (order 1e-1).
   _close(states["patches"].params, states["xla"].params, rtol=1e-4, atol=1e-5)
@@ -93,7 +105,9 @@ def test_unknown_conv_impl_is_a_clear_error():
     pop.make_model(pop.Cohort("cnn_s", "tanh", "adam", False), conv_impl="cudnn")
 
 
-@pytest.mark.parametrize("shape", [(2, 24, 24, 8), (2, 15, 13, 3)])  # even, and odd (VALID drops the last row)
+@pytest.mark.parametrize(
+  "shape", [(2, 24, 24, 8), (2, 15, 13, 3)]
+)  # even, and odd (VALID drops the last row)
 def test_max_pool_2x2_and_its_gradient_equal_flax_max_pool(shape):
   x = jax.random.normal(jax.random.key(0), shape)
   ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
@@ -105,7 +119,10 @@ def test_max_pool_2x2_and_its_gradient_equal_flax_max_pool(shape):
 def test_config_conv_impl_is_validated():
   from configs import mnist5k
   from zoo_jax import train
+
   config = mnist5k.get_config()
   config.conv_impl = "cudnn"
-  with pytest.raises(ValueError, match=r"config.conv_impl 'cudnn'.*allowed values: \['xla', 'patches'\]"):
+  with pytest.raises(
+    ValueError, match=r"config.conv_impl 'cudnn'.*allowed values: \['xla', 'patches'\]"
+  ):
     train.validate_config(config)

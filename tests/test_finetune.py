@@ -11,8 +11,15 @@ def test_finetune_starts_from_the_source_weights(small_zoo, tmp_path):
   source = zoo_lib.Zoo(small_zoo)
   ids = np.array([3, 1])
   table = finetune.source_table(source, ids, learning_rate=1e-3)
-  tuned = finetune.finetune(small_zoo, str(tmp_path / "ft"), table, dataset="fashion_mnist", num_epochs=1,
-                            train_size=100, eval_size=100)
+  tuned = finetune.finetune(
+    small_zoo,
+    str(tmp_path / "ft"),
+    table,
+    dataset="fashion_mnist",
+    num_epochs=1,
+    train_size=100,
+    eval_size=100,
+  )
   assert tuned.epochs == [0, 1]
   assert tuned.models["source_model"].tolist() == [3, 1]
   assert (tuned.models["learning_rate"] == 1e-3).all()
@@ -25,7 +32,8 @@ def test_finetune_starts_from_the_source_weights(small_zoo, tmp_path):
 def test_unknown_dataset_names_the_field(small_zoo, tmp_path):
   source = zoo_lib.Zoo(small_zoo)
   with pytest.raises(ValueError, match=r"dataset 'imagenet' is unknown; allowed values"):
-    finetune.finetune(small_zoo, str(tmp_path), finetune.source_table(source, [0]), dataset="imagenet",
-                      num_epochs=1)
+    finetune.finetune(
+      small_zoo, str(tmp_path), finetune.source_table(source, [0]), dataset="imagenet", num_epochs=1
+    )
   with pytest.raises(ValueError, match="Unknown fine-tuning fields"):
     finetune.source_table(source, [0], momentum=0.9)

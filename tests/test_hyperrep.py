@@ -63,8 +63,9 @@ def test_reconstruction_loss_matches_numpy_and_is_layer_scale_invariant():
   # Scaling layer 1's weights by c and its variance by c^2 leaves the loss unchanged.
   c = 7.0
   scale = np.where(layer == 1, c, 1.0)[..., None].astype(np.float32)
-  scaled = hyperrep.reconstruction_loss(recon * scale, target * scale, mask, layer,
-                                        var * np.array([1, c ** 2, 1], np.float32))
+  scaled = hyperrep.reconstruction_loss(
+    recon * scale, target * scale, mask, layer, var * np.array([1, c**2, 1], np.float32)
+  )
   np.testing.assert_allclose(scaled, loss, rtol=1e-5)
   # Padding does not count.
   noisy = np.where(mask, recon, 1e6)
@@ -77,8 +78,9 @@ def trained(tiny_zoo):
   zoo = zoo_lib.Zoo(tiny_zoo)
   spec = weights.make_spec(zoo.params(None, 0))
   # weights.flatten, not Zoo.flat: the hyperrep functions take vectors in spec order.
-  flat = np.concatenate([np.asarray(weights.flatten(zoo.params(None, e), spec)[0])
-                         for e in zoo.epochs])
+  flat = np.concatenate(
+    [np.asarray(weights.flatten(zoo.params(None, e), spec)[0]) for e in zoo.epochs]
+  )
   variance = weights.layer_variances(weights.unflatten(jnp.asarray(flat), spec), spec)
   model = hyperrep.make_model(spec, **TINY)
   params = hyperrep.init(jax.random.key(0), model)
@@ -87,8 +89,9 @@ def trained(tiny_zoo):
   # 200-step run must reconstruct well enough for the decoded weights to work. Learning the
   # permutation-augmented task takes far longer (300 steps with it left the normalised error
   # at ~1, decoded models at chance).
-  step = hyperrep.make_train_step(model, tx, spec=spec, layer_variance=variance, gamma=0.1,
-                                  noise=0.0, erase_p=0.0, permute=False)
+  step = hyperrep.make_train_step(
+    model, tx, spec=spec, layer_variance=variance, gamma=0.1, noise=0.0, erase_p=0.0, permute=False
+  )
   opt_state = tx.init(params)
   rng = np.random.default_rng(0)
   history, start = [], time.time()
@@ -96,11 +99,20 @@ def trained(tiny_zoo):
   for i in range(STEPS):
     if i % (len(flat) // BATCH) == 0:
       order = rng.permutation(len(flat))
-    batch = flat[order[(i % (len(flat) // BATCH)) * BATCH:][:BATCH]]
+    batch = flat[order[(i % (len(flat) // BATCH)) * BATCH :][:BATCH]]
     params, opt_state, metrics = step(params, opt_state, jnp.asarray(batch), jax.random.key(i))
     history.append(jax.tree.map(float, metrics))
-  return dict(zoo=zoo, spec=spec, flat=flat, model=model, params=params, step=step,
-              initial=initial, history=history, seconds=time.time() - start)
+  return dict(
+    zoo=zoo,
+    spec=spec,
+    flat=flat,
+    model=model,
+    params=params,
+    step=step,
+    initial=initial,
+    history=history,
+    seconds=time.time() - start,
+  )
 
 
 def test_step_is_deterministic_with_augmentations(trained):
@@ -164,8 +176,10 @@ def test_decoded_models_work(trained, mnist5k):
     ids = rows["model_id"].to_numpy()
     for name, tree in (("original", original), ("decoded", decoded)):
       acc[name][ids] = evaluate(jax.tree.map(lambda x: x[ids], tree), images, labels).accuracy
-  print(f"hyperrep: {STEPS} steps in {trained['seconds']:.1f} s; accuracy original "
-        f"{np.round(acc['original'], 3)}, decoded {np.round(acc['decoded'], 3)}")
+  print(
+    f"hyperrep: {STEPS} steps in {trained['seconds']:.1f} s; accuracy original "
+    f"{np.round(acc['original'], 3)}, decoded {np.round(acc['decoded'], 3)}"
+  )
   good = acc["original"] >= 0.6  # measured: 5 of the 16 models, 0.64-0.81 (chance: 0.1)
   assert good.sum() >= 3, acc["original"]
   # Measured in a development run of this exact setup: the good models decode to 0.26-0.72
@@ -194,6 +208,7 @@ def test_global_mean_reduction_matches_numpy():
 def test_per_layer_projections_read_and_write_only_their_layer(tmp_path):
   """Per-layer embedders/heads: one Dense per layer on its real entries; padding stays 0; save/load."""
   from param_trees import random_params
+
   params = random_params("cnn_s", batch=(3,))
   flat, spec = weights.flatten(params)
   model = hyperrep.make_model(spec, per_layer=True, **TINY)
@@ -208,13 +223,22 @@ def test_per_layer_projections_read_and_write_only_their_layer(tmp_path):
     assert variables["params"][f"token_embed_{l}"]["kernel"].shape == (width, TINY["d_model"])
   # Train a few steps so the heads are non-zero, then check the decoded padding is exactly 0.
   tx = optax.adam(1e-2)
-  step = hyperrep.make_train_step(model, tx, spec=spec, layer_variance=jnp.ones(len(spec.layers)),
-                                  permute=False, noise=0.0, erase_p=0.0)
+  step = hyperrep.make_train_step(
+    model,
+    tx,
+    spec=spec,
+    layer_variance=jnp.ones(len(spec.layers)),
+    permute=False,
+    noise=0.0,
+    erase_p=0.0,
+  )
   opt_state = tx.init(variables)
   for i in range(3):
     variables, opt_state, _ = step(variables, opt_state, flat, jax.random.key(i))
   tokens, _ = weights.tokenize(params, spec)
-  z = model.apply(variables, tokens.values, tokens.layer, tokens.position, method=hyperrep.HyperRep.encode)
+  z = model.apply(
+    variables, tokens.values, tokens.layer, tokens.position, method=hyperrep.HyperRep.encode
+  )
   values = model.apply(variables, z, tokens.layer, tokens.position, method=hyperrep.HyperRep.decode)
   assert np.abs(np.asarray(values)[~np.asarray(tokens.mask)]).max() == 0.0
   assert np.abs(np.asarray(values)[np.asarray(tokens.mask)]).max() > 0.0
@@ -228,15 +252,22 @@ def test_per_layer_projections_read_and_write_only_their_layer(tmp_path):
 def test_flatten_bottleneck_reads_every_token_and_round_trips(tmp_path):
   """bottleneck="flatten": z is one linear map of every token's output (no compression token)."""
   from param_trees import random_params
+
   params = random_params("cnn_s", batch=(2,))
   flat, spec = weights.flatten(params)
-  model = hyperrep.make_model(spec, per_layer=True, bottleneck="flatten", **dict(TINY, latent_dim=40))
+  model = hyperrep.make_model(
+    spec, per_layer=True, bottleneck="flatten", **dict(TINY, latent_dim=40)
+  )
   variables = hyperrep.init(jax.random.key(0), model)
   assert "compression_token" not in variables["params"]
-  assert variables["params"]["to_latent"]["kernel"].shape == (model.num_tokens * TINY["d_model"], 40)
+  assert variables["params"]["to_latent"]["kernel"].shape == (
+    model.num_tokens * TINY["d_model"],
+    40,
+  )
   tokens, _ = weights.tokenize(params, spec)
-  encode = lambda values: np.asarray(model.apply(variables, values, tokens.layer, tokens.position,
-                                                 method=hyperrep.HyperRep.encode))
+  encode = lambda values: np.asarray(
+    model.apply(variables, values, tokens.layer, tokens.position, method=hyperrep.HyperRep.encode)
+  )
   z = encode(tokens.values)
   assert z.shape == (2, 40) and np.all(np.isfinite(z))
   # Changing one entry of the last token of model 0 changes model 0's z only.
@@ -245,18 +276,22 @@ def test_flatten_bottleneck_reads_every_token_and_round_trips(tmp_path):
   hyperrep.save(str(tmp_path / "ae"), model, variables, spec)
   loaded, loaded_params, _, _ = hyperrep.load(str(tmp_path / "ae"))
   assert loaded == model
-  np.testing.assert_allclose(np.asarray(hyperrep.make_embed(loaded, spec)(loaded_params, flat)), z, rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(hyperrep.make_embed(loaded, spec)(loaded_params, flat)), z, rtol=1e-5, atol=1e-5
+  )
   with pytest.raises(ValueError, match="bottleneck 'pool' is unknown"):
     hyperrep.init(jax.random.key(0), hyperrep.make_model(spec, bottleneck="pool", **TINY))
 
 
 def test_view_target_keeps_the_views_noise_but_not_its_erasing():
   from param_trees import random_params
+
   params = random_params("cnn_s", batch=(3,))
   flat, spec = weights.flatten(params)
   key = jax.random.key(3)
-  view, target = hyperrep.augment(key, flat, spec, noise=0.1, erase_p=1.0, permute=False, target="view")
+  view, target = hyperrep.augment(
+    key, flat, spec, noise=0.1, erase_p=1.0, permute=False, target="view"
+  )
   _, clean_target = hyperrep.augment(key, flat, spec, noise=0.1, erase_p=1.0, permute=False)
   clean, _ = weights.tokenize(params, spec)
   np.testing.assert_array_equal(np.asarray(clean_target.values), np.asarray(clean.values))
@@ -264,7 +299,9 @@ def test_view_target_keeps_the_views_noise_but_not_its_erasing():
   noise = (np.asarray(target.values) - np.asarray(clean.values))[real]
   assert 0.08 < noise.std() < 0.12  # the target carries the view's N(0, 0.1^2) noise
   erased = np.asarray(view.values) != np.asarray(target.values)
-  assert erased.any() and np.all(np.asarray(view.values)[erased] == 0)  # they differ only where erased
+  assert erased.any() and np.all(
+    np.asarray(view.values)[erased] == 0
+  )  # they differ only where erased
   with pytest.raises(ValueError, match="target 'noisy' is unknown"):
     hyperrep.augment(key, flat, spec, target="noisy")
 
@@ -273,6 +310,7 @@ def test_layer_scale_feeds_every_layer_at_unit_scale_and_decodes_back(tmp_path):
   """layer_scale s: the model sees tokens / s[layer] and its decoded tokens come out times s[layer],
   i.e. it is the unscaled model on a zoo divided layer by layer by s; saved and loaded with the model."""
   from param_trees import random_params
+
   params = random_params("cnn_s", batch=(3,))
   flat, spec = weights.flatten(params)
   variance = np.asarray(weights.layer_variances(params, spec))
@@ -282,15 +320,24 @@ def test_layer_scale_feeds_every_layer_at_unit_scale_and_decodes_back(tmp_path):
   assert scaled.layer_scale == pytest.approx(tuple(scale))
   variables = hyperrep.init(jax.random.key(0), scaled)
   # Non-zero output heads, so the decoded scaling is visible.
-  variables = jax.tree.map(lambda x: x + 0.01 * jax.random.normal(jax.random.key(1), x.shape), variables)
+  variables = jax.tree.map(
+    lambda x: x + 0.01 * jax.random.normal(jax.random.key(1), x.shape), variables
+  )
   tokens, _ = weights.tokenize(params, spec)
   per_token = np.asarray(weights.per_token(jnp.asarray(scale, jnp.float32), tokens.layer))
-  apply = lambda m, values, method: np.asarray(m.apply(variables, values, tokens.layer, tokens.position,
-                                                       method=method))
+  apply = lambda m, values, method: np.asarray(
+    m.apply(variables, values, tokens.layer, tokens.position, method=method)
+  )
   z = apply(scaled, tokens.values, hyperrep.HyperRep.encode)
-  np.testing.assert_allclose(z, apply(plain, tokens.values / per_token, hyperrep.HyperRep.encode), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(apply(scaled, z, hyperrep.HyperRep.decode),
-                             apply(plain, z, hyperrep.HyperRep.decode) * per_token, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    z, apply(plain, tokens.values / per_token, hyperrep.HyperRep.encode), rtol=1e-5, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    apply(scaled, z, hyperrep.HyperRep.decode),
+    apply(plain, z, hyperrep.HyperRep.decode) * per_token,
+    rtol=1e-5,
+    atol=1e-6,
+  )
   assert not np.allclose(z, apply(plain, tokens.values, hyperrep.HyperRep.encode))
   hyperrep.save(str(tmp_path / "ae"), scaled, variables, spec)
   assert hyperrep.load(str(tmp_path / "ae"))[0] == scaled
@@ -302,6 +349,7 @@ def test_split_tokens_train_embed_and_decode_whole_models():
   """token_dim narrower than a unit: per-layer embedders and heads over each layer's pieces; a
   training step, embedding and decoding all use the model's own width; decoding gives the spec."""
   from param_trees import random_params
+
   params = random_params("cnn_s", batch=(4,))
   flat, spec = weights.flatten(params)
   model = hyperrep.make_model(spec, token_dim=52, per_layer=True, **TINY)
@@ -310,8 +358,15 @@ def test_split_tokens_train_embed_and_decode_whole_models():
   assert model.max_units == 24
   variables = hyperrep.init(jax.random.key(0), model)
   tx = optax.adam(1e-2)
-  step = hyperrep.make_train_step(model, tx, spec=spec, layer_variance=jnp.ones(len(spec.layers)),
-                                  permute=False, noise=0.0, erase_p=0.0)
+  step = hyperrep.make_train_step(
+    model,
+    tx,
+    spec=spec,
+    layer_variance=jnp.ones(len(spec.layers)),
+    permute=False,
+    noise=0.0,
+    erase_p=0.0,
+  )
   opt_state = tx.init(variables)
   losses = []
   for i in range(10):
@@ -329,35 +384,60 @@ def test_model_scaling_feeds_each_model_at_its_own_scale_and_carries_it_in_the_l
   leaves its latent part unchanged, adds log c to that layer's entry and scales that layer's
   decoding by c; the loss weighs each model's layers by their own variance; saved and loaded."""
   from param_trees import random_params
+
   params = random_params("cnn_s", batch=(3,))
   flat, spec = weights.flatten(params)
-  model = hyperrep.make_model(spec, token_dim=52, per_layer=True, model_scaling=True, bottleneck="flatten", **TINY)
+  model = hyperrep.make_model(
+    spec, token_dim=52, per_layer=True, model_scaling=True, bottleneck="flatten", **TINY
+  )
   num_layers = len(spec.layers)
   assert model.embedding_dim == TINY["latent_dim"] + num_layers
   assert model.layer_sizes == tuple(l.units * (l.fan_in + 1) for l in spec.layers)
   variables = hyperrep.init(jax.random.key(0), model)
-  variables = jax.tree.map(lambda x: x + 0.01 * jax.random.normal(jax.random.key(1), x.shape), variables)
+  variables = jax.tree.map(
+    lambda x: x + 0.01 * jax.random.normal(jax.random.key(1), x.shape), variables
+  )
   embed, decode = hyperrep.make_embed(model, spec), hyperrep.make_decode(model, spec)
   z = np.asarray(embed(variables, flat))
   assert z.shape == (3, model.embedding_dim)
-  np.testing.assert_allclose(z[:, -num_layers:], np.log(weights.layer_rms(np.asarray(flat), spec)), atol=1e-5)
+  np.testing.assert_allclose(
+    z[:, -num_layers:], np.log(weights.layer_rms(np.asarray(flat), spec)), atol=1e-5
+  )
   # Model 1's conv_1 times 7: the same latent, log 7 more in that layer's scale, 7x its decoding.
   scaled = {"params": dict(params["params"])}
-  scaled["params"]["conv_1"] = jax.tree.map(lambda x: x.at[1].multiply(7.0), params["params"]["conv_1"])
+  scaled["params"]["conv_1"] = jax.tree.map(
+    lambda x: x.at[1].multiply(7.0), params["params"]["conv_1"]
+  )
   z_scaled = np.asarray(embed(variables, weights.flatten(scaled, spec)[0]))
   np.testing.assert_allclose(z_scaled[:, :-num_layers], z[:, :-num_layers], rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(z_scaled[:, -num_layers:] - z[:, -num_layers:],
-                             np.log(7.0) * (np.arange(3)[:, None] == 1) * (np.arange(num_layers) == 1), atol=1e-5)
-  decoded, decoded_scaled = decode(variables, jnp.asarray(z)), decode(variables, jnp.asarray(z_scaled))
+  np.testing.assert_allclose(
+    z_scaled[:, -num_layers:] - z[:, -num_layers:],
+    np.log(7.0) * (np.arange(3)[:, None] == 1) * (np.arange(num_layers) == 1),
+    atol=1e-5,
+  )
+  decoded, decoded_scaled = (
+    decode(variables, jnp.asarray(z)),
+    decode(variables, jnp.asarray(z_scaled)),
+  )
   d, d_scaled = decoded["params"], decoded_scaled["params"]
-  np.testing.assert_allclose(d_scaled["conv_1"]["kernel"][1], 7.0 * d["conv_1"]["kernel"][1], rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(d_scaled["conv_0"]["kernel"], d["conv_0"]["kernel"], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+    d_scaled["conv_1"]["kernel"][1], 7.0 * d["conv_1"]["kernel"][1], rtol=1e-4, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    d_scaled["conv_0"]["kernel"], d["conv_0"]["kernel"], rtol=1e-4, atol=1e-6
+  )
   # The loss: a model's reconstruction error counts relative to its own layer variance.
   tokens, _ = weights.tokenize(params, spec, dim=52)
-  per_model = np.asarray(model.apply(variables, tokens.values, method=hyperrep.HyperRep.model_scale)) ** 2
+  per_model = (
+    np.asarray(model.apply(variables, tokens.values, method=hyperrep.HyperRep.model_scale)) ** 2
+  )
   recon = tokens.values * 1.1
-  loss = hyperrep.reconstruction_loss(recon, tokens.values, tokens.mask, tokens.layer, jnp.asarray(per_model))
-  assert float(loss) == pytest.approx(0.01, rel=1e-3)  # (0.1 w)^2 / mean(w^2) in every layer of every model
+  loss = hyperrep.reconstruction_loss(
+    recon, tokens.values, tokens.mask, tokens.layer, jnp.asarray(per_model)
+  )
+  assert float(loss) == pytest.approx(
+    0.01, rel=1e-3
+  )  # (0.1 w)^2 / mean(w^2) in every layer of every model
   tx = optax.adam(1e-3)
   step = hyperrep.make_train_step(model, tx, spec=spec, layer_variance=jnp.ones(num_layers))
   _, _, metrics = step(variables, tx.init(variables), flat, jax.random.key(2))

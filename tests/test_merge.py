@@ -59,7 +59,11 @@ def test_merging_identical_models_returns_the_model(small_zoo, tmp_path):
   assert any(m.startswith("ties") for m in summary["method"])
   params = merged.params(merged.models["model_id"], epoch=0)
   model = source.params([0])
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, np.broadcast_to(y, x.shape), atol=1e-6), params, model)
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(x, np.broadcast_to(y, x.shape), atol=1e-6),
+    params,
+    model,
+  )
   accs = merged.metrics["test_acc"].to_numpy()
   np.testing.assert_allclose(accs, accs[0])
   assert os.path.exists(os.path.join(out, merge.BARRIER_FILE))
@@ -75,8 +79,11 @@ def test_mixed_activations_are_refused_naming_the_field(small_zoo, tmp_path):
 def test_mixed_architectures_are_refused_naming_the_field(small_zoo, tmp_path):
   # A real zoo of two architectures: the engine evaluates their initial weights (num_epochs=0).
   from zoo_jax import grid, train
+
   source = zoo_lib.Zoo(small_zoo)
-  rows = source.models[source.models["activation"] == "relu"].drop(columns=["model_id", "cohort", "cohort_index"])
+  rows = source.models[source.models["activation"] == "relu"].drop(
+    columns=["model_id", "cohort", "cohort_index"]
+  )
   rows = rows.assign(arch=["cnn_s", "mlp"])
   config = train.stored_config(small_zoo)
   config.num_epochs, config.dataset.train_size, config.dataset.eval_size = 0, 50, 50
@@ -87,11 +94,14 @@ def test_mixed_architectures_are_refused_naming_the_field(small_zoo, tmp_path):
   assert not os.path.exists(tmp_path / "out")
 
 
-@pytest.mark.parametrize("overrides, match", [
+@pytest.mark.parametrize(
+  "overrides, match",
+  [
     ({"methods": ("soup",)}, "config.methods has 'soup'"),
     ({"alignment": "cka"}, "config.alignment 'cka' is unknown"),
     ({"ties.density": 0.0}, r"config.ties.density must be in \(0, 1\]"),
-])
+  ],
+)
 def test_bad_config_names_the_field(small_zoo, tmp_path, overrides, match):
   with pytest.raises(ValueError, match=match):
     merge.merge_and_evaluate(_config(**overrides), small_zoo, str(tmp_path))
@@ -103,10 +113,18 @@ def test_evaluation_reads_the_data_as_the_zoo_was_trained_on_it():
   from types import SimpleNamespace
 
   from zoo_jax import data, models, population
-  dataset = {"name": "mnist5k", "source": "local", "data_dir": None, "split_seed": 3,
-             "preprocess": {"mean": (0.5,), "std": (0.25,)}}
+
+  dataset = {
+    "name": "mnist5k",
+    "source": "local",
+    "data_dir": None,
+    "split_seed": 3,
+    "preprocess": {"mean": (0.5,), "std": (0.25,)},
+  }
   zoo = SimpleNamespace(config={"dataset": dataset, "model": {"arch": "cnn_s"}})
-  evaluator = merge._Evaluator(zoo, population.Cohort("cnn_s", "tanh", "adam", False), eval_size=None, seed=0)
+  evaluator = merge._Evaluator(
+    zoo, population.Cohort("cnn_s", "tanh", "adam", False), eval_size=None, seed=0
+  )
   assert evaluator.normalization == ((0.5,), (0.25,))
   trained_on = data.load_as_zoo(dataset, "test", models.image_size("cnn_s"))
   np.testing.assert_array_equal(np.asarray(evaluator.splits["test"][0]), trained_on.images)

@@ -36,6 +36,7 @@ def multihost_config(distributed: bool):
   """12 models in 2 cohorts of 6 (tanh; adam, sgd; 2 learning rates; 3 seeds): each cohort is padded
   to 8 rows, 2 per device, so process 1 holds real rows and padding copies."""
   from conftest import tiny_zoo_config
+
   c = tiny_zoo_config()
   c.population.num_seeds = 3
   c.population.grid.activation = ("tanh",)
@@ -60,23 +61,42 @@ def _launch(workdir: str) -> list[subprocess.Popen]:
   for i in range(2):
     # A process waits for its peer at each collective; on a loaded machine (CI, shared cores) the
     # peer may still be compiling long after XLA's default patience.
-    flags = ("--xla_force_host_platform_device_count=2 --xla_cpu_collective_call_terminate_timeout_seconds=900 "
-             "--xla_cpu_collective_timeout_seconds=900")
+    flags = (
+      "--xla_force_host_platform_device_count=2 --xla_cpu_collective_call_terminate_timeout_seconds=900 "
+      "--xla_cpu_collective_timeout_seconds=900"
+    )
     # Likewise the coordination service: a starved process misses heartbeats (jax's default 100 s)
     # and the service aborts both; pinned long here, the kill test kills the survivor itself.
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags,
-               JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-               JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i), ZOO_JAX_HEARTBEAT_TIMEOUT_SECONDS="900",
-               ZOO_JAX_INITIALIZATION_TIMEOUT_SECONDS="900")
-    procs.append(subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True))
+    env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=flags,
+      JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+      JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+      JAX_NUM_PROCESSES="2",
+      JAX_PROCESS_ID=str(i),
+      ZOO_JAX_HEARTBEAT_TIMEOUT_SECONDS="900",
+      ZOO_JAX_INITIALIZATION_TIMEOUT_SECONDS="900",
+    )
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+      )
+    )
   return procs
 
 
 def _wait(procs: list[subprocess.Popen]) -> list[str]:
   outs = [p.communicate(timeout=600) for p in procs]
-  failed = [f"process {i} exit {p.returncode}:\n" + _why(err) for i, (p, (_, err)) in enumerate(zip(procs, outs))
-            if p.returncode]
+  failed = [
+    f"process {i} exit {p.returncode}:\n" + _why(err)
+    for i, (p, (_, err)) in enumerate(zip(procs, outs))
+    if p.returncode
+  ]
   if failed:
     pytest.fail("\n\n".join(failed), pytrace=False)
   return [out for out, _ in outs]
@@ -85,7 +105,9 @@ def _wait(procs: list[subprocess.Popen]) -> list[str]:
 def _why(stderr: str) -> str:
   """A failed process's error lines (an abort's message is printed above its stack trace) and last lines."""
   lines = stderr.strip().splitlines()
-  errors = [line for line in lines[:-12] if any(w in line for w in ("Error", "error:", "ERROR", "F0", "E0"))]
+  errors = [
+    line for line in lines[:-12] if any(w in line for w in ("Error", "error:", "ERROR", "F0", "E0"))
+  ]
   return "\n".join(errors[-8:] + ["..."] * bool(errors) + lines[-12:])
 
 
@@ -100,10 +122,13 @@ def two_process_zoo(tmp_path_factory) -> str:
 @pytest.mark.slow
 def test_two_processes_equal_one_process(two_process_zoo, tmp_path):
   from zoo_jax import train
+
   single_dir = str(tmp_path / "single")
   train.train_and_evaluate(multihost_config(distributed=False), single_dir)
   a, b = zoo.Zoo(two_process_zoo), zoo.Zoo(single_dir)
-  assert len(a.models) == 12 and a.epochs == list(range(EPOCHS + 1))  # padding copies are not in the zoo
+  assert len(a.models) == 12 and a.epochs == list(
+    range(EPOCHS + 1)
+  )  # padding copies are not in the zoo
   pd.testing.assert_frame_equal(a.models, b.models)
   assert len(a.metrics) == 12 * (EPOCHS + 1) and (a.metrics["status"] == "ok").all()
   np.testing.assert_array_equal(a.flat(epoch=0), b.flat(epoch=0))

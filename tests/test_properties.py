@@ -15,9 +15,21 @@ def _table(num_models=30, epochs=(0, 1, 2), zoo_name="a", seed=0):
   rows = []
   for m in range(num_models):
     for e in epochs:
-      rows.append(dict(zoo=zoo_name, model_id=m, epoch=e, test_acc=rng.uniform(), gen_gap=rng.normal(0, .05),
-                       learning_rate=[1e-3, 1e-4][m % 2], weight_decay=1e-4, dropout=[0.0, 0.5][m % 3 == 0],
-                       activation=["tanh", "relu", "gelu"][m % 3], init="uniform", optimizer="adam"))
+      rows.append(
+        dict(
+          zoo=zoo_name,
+          model_id=m,
+          epoch=e,
+          test_acc=rng.uniform(),
+          gen_gap=rng.normal(0, 0.05),
+          learning_rate=[1e-3, 1e-4][m % 2],
+          weight_decay=1e-4,
+          dropout=[0.0, 0.5][m % 3 == 0],
+          activation=["tanh", "relu", "gelu"][m % 3],
+          init="uniform",
+          optimizer="adam",
+        )
+      )
   return pd.DataFrame(rows)
 
 
@@ -75,7 +87,7 @@ def test_multitask_loss_matches_numpy():
   expected = np.mean((outputs[:, :2] - reg) ** 2)
   start = 2
   for j, k in enumerate(num_classes):
-    logits = outputs[:, start:start + k]
+    logits = outputs[:, start : start + k]
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     valid = cls[:, j] >= 0
     expected += -np.mean(logp[valid, cls[valid, j]])
@@ -91,12 +103,15 @@ def test_metrics_match_sklearn_and_scipy():
   pred[:20] = pred[0]  # ties
   scores = properties.score("test_acc", y, pred)
   np.testing.assert_allclose(scores["r2"], sklearn.metrics.r2_score(y, pred), rtol=1e-10)
-  np.testing.assert_allclose(scores["kendall_tau"], scipy.stats.kendalltau(y, pred).statistic, rtol=1e-10)
+  np.testing.assert_allclose(
+    scores["kendall_tau"], scipy.stats.kendalltau(y, pred).statistic, rtol=1e-10
+  )
   labels = rng.choice(["tanh", "relu"], size=50)
   guess = labels.copy()
   guess[:10] = "gelu"
   assert properties.score("activation", labels, guess)["accuracy"] == pytest.approx(
-      sklearn.metrics.accuracy_score(labels, guess))
+    sklearn.metrics.accuracy_score(labels, guess)
+  )
   with pytest.raises(ValueError, match="predictions"):
     properties.score("test_acc", y, pred[:-1])
 
@@ -107,8 +122,12 @@ def test_ridge_probe_matches_sklearn(num_features):
   x, x_test = rng.normal(size=(40, num_features)) * 3 + 1, rng.normal(size=(7, num_features))
   y = x @ rng.normal(size=num_features) + rng.normal(size=40)
   mean, std = x.mean(0), x.std(0) + 1e-8
-  reference = sklearn.linear_model.Ridge(alpha=0.3).fit((x - mean) / std, y).predict((x_test - mean) / std)
-  np.testing.assert_allclose(properties.ridge_probe(x, y, x_test, alpha=0.3), reference, rtol=1e-6, atol=1e-8)
+  reference = (
+    sklearn.linear_model.Ridge(alpha=0.3).fit((x - mean) / std, y).predict((x_test - mean) / std)
+  )
+  np.testing.assert_allclose(
+    properties.ridge_probe(x, y, x_test, alpha=0.3), reference, rtol=1e-6, atol=1e-8
+  )
 
 
 def test_probes_learn_a_learnable_property():
@@ -117,10 +136,18 @@ def test_probes_learn_a_learnable_property():
   y_reg = 2 * x[:, 0] - x[:, 1]
   y_cls = np.where(x[:, 2] > 0, "relu", "tanh")
   for kind in ("ridge", "gbt"):
-    assert properties.score("test_acc", y_reg[200:], properties.fit_probe(kind, x[:200], y_reg[:200], x[200:]))[
-        "r2"] > 0.9
-    assert properties.score("activation", y_cls[200:], properties.fit_probe(kind, x[:200], y_cls[:200], x[200:]))[
-        "accuracy"] > 0.85
+    assert (
+      properties.score(
+        "test_acc", y_reg[200:], properties.fit_probe(kind, x[:200], y_reg[:200], x[200:])
+      )["r2"]
+      > 0.9
+    )
+    assert (
+      properties.score(
+        "activation", y_cls[200:], properties.fit_probe(kind, x[:200], y_cls[:200], x[200:])
+      )["accuracy"]
+      > 0.85
+    )
   with pytest.raises(ValueError, match="allowed values"):
     properties.fit_probe("svm", x, y_reg, x)
 

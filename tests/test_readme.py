@@ -20,6 +20,7 @@ def test_weights_example_runs():
 
 def test_zoo_loading_example_runs(tmp_path):
   from zoo_jax import train
+
   workdir = str(tmp_path / "zoo")
   train.train_and_evaluate(tiny_config(num_epochs=1), workdir)
   (block,) = [b for b in _blocks() if "from zoo_jax.zoo import Zoo" in b]

@@ -49,10 +49,16 @@ _SCRIPT = textwrap.dedent("""
 
 
 def _run(workdir, kill_at=None, wait=True):
-  script = _SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"), kill_at=kill_at, epochs=EPOCHS,
-                          workdir=workdir)
-  proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  script = _SCRIPT.format(
+    root=ROOT, tests=os.path.join(ROOT, "tests"), kill_at=kill_at, epochs=EPOCHS, workdir=workdir
+  )
+  proc = subprocess.Popen(
+    [sys.executable, "-c", script],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   if not wait:
     return proc
   out, err = proc.communicate(timeout=900)

@@ -29,8 +29,16 @@ def _config(**overrides):
   c.num_samples, c.num_seeds, c.finetune_epochs, c.progress_bar = 3, 2, 1, False
   c.sampler.gan_size = "small"
   # The tiny zoo mixes optimizers and learning rates: the fine-tuning setting is given.
-  c.finetune.update(dict(activation="tanh", init="kaiming_uniform", optimizer="adam", learning_rate=1e-3,
-                         weight_decay=1e-4, dropout=0.0))
+  c.finetune.update(
+    dict(
+      activation="tanh",
+      init="kaiming_uniform",
+      optimizer="adam",
+      learning_rate=1e-3,
+      weight_decay=1e-4,
+      dropout=0.0,
+    )
+  )
   c.update_from_flattened_dict(overrides)  # dotted keys
   return c
 
@@ -57,7 +65,10 @@ def test_samples_are_networks_evaluated_in_one_cohort(sampled):
   z = zoo.Zoo(workdir)
   assert z.models["cohort"].nunique() == 1  # one setting: one vmapped, compiled program
   counts = z.models.groupby("method").size()
-  assert counts.to_dict() == {m: 3 * 2 for m in sample_config.get_config().samplers} | {"B_T": 6, "B_F": 3}
+  assert counts.to_dict() == {m: 3 * 2 for m in sample_config.get_config().samplers} | {
+    "B_T": 6,
+    "B_F": 3,
+  }
   params = z.params(epoch=0)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
   first = z.metrics[z.metrics["epoch"] == 0]
@@ -73,15 +84,29 @@ def test_engine_starts_from_the_given_weights(sampled, tiny_zoo):
   got = z.params(b_f["model_id"], epoch=0)
   want = source.params(b_f["source_model"].to_numpy(), epoch=-1)
   jax.tree.map(np.testing.assert_array_equal, got, want)
-  acc = z.metrics[(z.metrics["epoch"] == 0)].set_index("model_id").loc[b_f["model_id"], "test_acc"].to_numpy()
-  recorded = source.metrics[source.metrics["epoch"] == source.epochs[-1]].set_index("model_id").loc[
-      b_f["source_model"], "test_acc"].to_numpy()
+  acc = (
+    z.metrics[(z.metrics["epoch"] == 0)]
+    .set_index("model_id")
+    .loc[b_f["model_id"], "test_acc"]
+    .to_numpy()
+  )
+  recorded = (
+    source.metrics[source.metrics["epoch"] == source.epochs[-1]]
+    .set_index("model_id")
+    .loc[b_f["source_model"], "test_acc"]
+    .to_numpy()
+  )
   np.testing.assert_allclose(acc, recorded, atol=1e-6)
   # B_T: exactly the engine's own init for those seeds.
   b_t = z.models[z.models["method"] == "B_T"]
-  init = population.init_params(grid.cohort_of(b_t.iloc[0]), b_t["seed"].to_numpy(), b_t["init"].to_numpy(),
-                                (28, 28, 1))
-  jax.tree.map(np.testing.assert_array_equal, z.params(b_t["model_id"], epoch=0), jax.tree.map(np.asarray, init))
+  init = population.init_params(
+    grid.cohort_of(b_t.iloc[0]), b_t["seed"].to_numpy(), b_t["init"].to_numpy(), (28, 28, 1)
+  )
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    z.params(b_t["model_id"], epoch=0),
+    jax.tree.map(np.asarray, init),
+  )
 
 
 def test_samples_are_the_decoded_draws(sampled, encoder_dir):
@@ -105,13 +130,17 @@ def test_summary_and_plot(sampled):
   for method in methods - {"zoo"}:
     rows = summary[summary["method"] == method]
     assert list(rows["epoch"]) == [0, 1]
-  assert (summary.loc[summary["method"].isin(sample_config.get_config().samplers), "seeds"] == 2).all()
+  assert (
+    summary.loc[summary["method"].isin(sample_config.get_config().samplers), "seeds"] == 2
+  ).all()
   assert os.path.exists(os.path.join(workdir, sample.PLOT_FILE))
   on_disk = pd.read_csv(os.path.join(workdir, sample.SUMMARY_FILE))
   assert len(on_disk) == len(summary)
 
 
-@pytest.mark.parametrize("overrides, match", [
+@pytest.mark.parametrize(
+  "overrides, match",
+  [
     ({"samplers": ("vae",)}, "config.samplers .* allowed values"),
     ({"baselines": ("B_X",)}, "config.baselines .* allowed values"),
     ({"num_samples": 0}, "config.num_samples"),
@@ -119,7 +148,8 @@ def test_summary_and_plot(sampled):
     ({"transfer.dataset": "imagenet"}, "config.transfer.dataset .* allowed values"),
     ({"finetune.activation": "relu"}, "config.finetune.activation"),
     ({"select.activation": "sigmoid"}, "keeps 0 states"),
-])
+  ],
+)
 def test_bad_config_names_the_field(overrides, match, encoder_dir, tmp_path):
   with pytest.raises(ValueError, match=match):
     sample.sample_and_evaluate(_config(**overrides), encoder_dir, str(tmp_path))
@@ -134,19 +164,23 @@ def test_reconstruction_is_checked_on_held_out_models(sampled, encoder_dir, tiny
   assert table["held_out"].all() and set(table["model_id"]) <= held_out and len(table) > 0
   # acc_original is what the zoo recorded for those states (same data, same engine).
   recorded = zoo.Zoo(tiny_zoo).metrics.set_index(["model_id", "epoch"])["test_acc"]
-  np.testing.assert_allclose(table["acc_original"], recorded.loc[list(zip(table["model_id"], table["epoch"]))],
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    table["acc_original"], recorded.loc[list(zip(table["model_id"], table["epoch"]))], atol=1e-6
+  )
   assert table["acc_decoded"].between(0, 1).all()
 
 
 def test_untrained_autoencoder_triggers_the_retention_warning(encoder_dir, tiny_zoo, tmp_path):
   model, trained_params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
-  untrained = hyperrep.init(jax.random.key(0), model)  # zero output heads: decodes to all-zero weights
+  untrained = hyperrep.init(
+    jax.random.key(0), model
+  )  # zero output heads: decodes to all-zero weights
   source = load_states(tiny_zoo, [3])
   source = source.rows((source.table["activation"] == "tanh").to_numpy())
   # No held-out keys: every selected state is checked (and the table says so).
-  table = sample.check_reconstruction(_config(), (model, untrained, spec), zoo.Zoo(tiny_zoo), source, [],
-                                      str(tmp_path))
+  table = sample.check_reconstruction(
+    _config(), (model, untrained, spec), zoo.Zoo(tiny_zoo), source, [], str(tmp_path)
+  )
   assert not table["held_out"].any() and len(table) == len(source.table)
   good = table["acc_original"] > 0.3
   assert good.any() and (table["acc_decoded"] < 0.2).all()
@@ -158,8 +192,13 @@ def test_untrained_autoencoder_triggers_the_retention_warning(encoder_dir, tiny_
 
 def test_finetune_setting_defaults_to_the_zoo_models_own(tiny_zoo):
   source = load_states(tiny_zoo, [3])
-  one = source.rows(((source.table["optimizer"] == "adam") & (source.table["learning_rate"] == 1e-3)
-                     & (source.table["activation"] == "tanh")).to_numpy())
+  one = source.rows(
+    (
+      (source.table["optimizer"] == "adam")
+      & (source.table["learning_rate"] == 1e-3)
+      & (source.table["activation"] == "tanh")
+    ).to_numpy()
+  )
   c = sample_config.get_config()
   setting = sample.finetune_setting(c, one)
   assert setting == {k: one.table[k].iloc[0] for k in setting}
@@ -208,8 +247,15 @@ def test_model_scaled_autoencoder_samples_end_to_end(tiny_zoo, tmp_path):
   """configs/hyperrep_generative_hyp.py (per-model scaling), shrunk: encode, then sample; the
   embeddings carry each model's per-layer log-RMS, and the decoded draws are finite networks."""
   from configs import hyperrep_generative_hyp
+
   c = hyperrep_generative_hyp.get_config()
-  c.epochs, c.properties, c.num_seeds, c.predictors, c.progress_bar = (2, 3), ("test_acc",), 1, ("ridge",), False
+  c.epochs, c.properties, c.num_seeds, c.predictors, c.progress_bar = (
+    (2, 3),
+    ("test_acc",),
+    1,
+    ("ridge",),
+    False,
+  )
   c.hyperrep.model.update(dict(latent_dim=32, d_model=32, num_heads=2))
   c.hyperrep.update(dict(num_steps=40, warmup_steps=5, batch_size=16))
   encode.encode_and_evaluate(c, [tiny_zoo], str(tmp_path / "enc"))
@@ -217,10 +263,17 @@ def test_model_scaled_autoencoder_samples_end_to_end(tiny_zoo, tmp_path):
   assert model.model_scaling and model.embedding_dim == 32 + len(spec.layers)
   source = load_states(tiny_zoo, [3])
   z = np.asarray(hyperrep.make_embed(model, spec)(params, source.flat))
-  np.testing.assert_allclose(z[:, 32:], np.log(weights.layer_rms(np.asarray(source.flat), spec)), atol=1e-4)
-  sample.sample_and_evaluate(_config(samplers=("kde30_reference",), num_seeds=1), str(tmp_path / "enc"),
-                             str(tmp_path / "samples"))
+  np.testing.assert_allclose(
+    z[:, 32:], np.log(weights.layer_rms(np.asarray(source.flat), spec)), atol=1e-4
+  )
+  sample.sample_and_evaluate(
+    _config(samplers=("kde30_reference",), num_seeds=1),
+    str(tmp_path / "enc"),
+    str(tmp_path / "samples"),
+  )
   samples = zoo.Zoo(str(tmp_path / "samples"))
   drawn = samples.models[samples.models["method"] == "kde30_reference"]["model_id"]
-  assert len(drawn) == 3 and all(np.isfinite(x).all() for x in jax.tree.leaves(samples.params(drawn, epoch=0)))
+  assert len(drawn) == 3 and all(
+    np.isfinite(x).all() for x in jax.tree.leaves(samples.params(drawn, epoch=0))
+  )
   assert os.path.exists(tmp_path / "samples" / sample.RECONSTRUCTION_FILE)

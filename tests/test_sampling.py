@@ -28,8 +28,9 @@ def _zoo(seed: int = 0, n: int = N, d: int = D):
 @pytest.mark.parametrize("name", sampling.SAMPLERS)
 def test_draw_is_deterministic_in_the_key(name):
   embeddings, scores = _zoo()
-  sample = lambda seed: np.asarray(sampling.draw(name, jax.random.key(seed), embeddings, scores, 64,
-                                                 _QUICK_GAN))
+  sample = lambda seed: np.asarray(
+    sampling.draw(name, jax.random.key(seed), embeddings, scores, 64, _QUICK_GAN)
+  )
   first, again, other = sample(0), sample(0), sample(1)
   chex.assert_shape(first, (64, D))
   chex.assert_tree_all_finite(first)
@@ -55,12 +56,20 @@ def test_select_top_ranks_nan_scores_last():
 def test_kde_marginals_match_the_data():
   rng = np.random.default_rng(1)
   # Different shapes per dimension: normal, skewed, bimodal.
-  data = np.stack([rng.normal(size=400), rng.exponential(size=400),
-                   np.concatenate([rng.normal(-3, 0.5, 200), rng.normal(3, 0.5, 200)])], axis=1)
+  data = np.stack(
+    [
+      rng.normal(size=400),
+      rng.exponential(size=400),
+      np.concatenate([rng.normal(-3, 0.5, 200), rng.normal(3, 0.5, 200)]),
+    ],
+    axis=1,
+  )
   samples = np.asarray(sampling.kde_sample(jax.random.key(0), data, 20_000))
   for d in range(data.shape[1]):
     assert stats.ks_2samp(samples[:, d], data[:, d]).pvalue > 0.01
-    np.testing.assert_allclose(samples[:, d].mean(), data[:, d].mean(), atol=0.05 * data[:, d].std())
+    np.testing.assert_allclose(
+      samples[:, d].mean(), data[:, d].mean(), atol=0.05 * data[:, d].std()
+    )
     np.testing.assert_allclose(samples[:, d].std(), data[:, d].std(), rtol=0.03)
     # The test has teeth: a shift of 0.3 std is rejected.
     shifted = data[:, d] + 0.3 * data[:, d].std()
@@ -79,7 +88,7 @@ def test_kde_variance_grows_by_bandwidth_squared():
   embeddings, _ = _zoo()
   bandwidth = 0.7
   samples = np.asarray(sampling.kde_sample(jax.random.key(3), embeddings, 200_000, bandwidth))
-  expected = embeddings.var(axis=0) + bandwidth ** 2  # a mixture's variance: var_data + h^2
+  expected = embeddings.var(axis=0) + bandwidth**2  # a mixture's variance: var_data + h^2
   np.testing.assert_allclose(samples.var(axis=0), expected, rtol=0.02)
 
 
@@ -123,7 +132,9 @@ def test_neighbourhood_map_is_the_pca_projection():
   np.testing.assert_allclose(components @ components.T, np.eye(3), atol=1e-5)
   np.testing.assert_allclose(components.T @ components, projector, atol=1e-5)
   top = sampling.select_top(embeddings, scores, 0.3)
-  recovered = np.asarray(sampling.neighbourhood_inverse(fitted, sampling.neighbourhood_forward(fitted, top)))
+  recovered = np.asarray(
+    sampling.neighbourhood_inverse(fitted, sampling.neighbourhood_forward(fitted, top))
+  )
   np.testing.assert_allclose(recovered, mean + (top - mean) @ projector, atol=1e-4)
   # Samples lie in the affine PCA subspace: nothing outside it survives.
   samples = np.asarray(sampling.neighbourhood_sample(jax.random.key(1), fitted, 100))
@@ -144,7 +155,9 @@ def test_gan_fits_a_gaussian_mixture():
   rng = np.random.default_rng(0)
   centres = np.array([[-2.0, 0.0], [2.0, 1.0]])
   data = centres[rng.integers(0, 2, 2000)] + 0.5 * rng.normal(size=(2000, 2))
-  data = data * np.array([10.0, 0.1]) + np.array([5.0, -3.0])  # scales the standardisation must undo
+  data = data * np.array([10.0, 0.1]) + np.array(
+    [5.0, -3.0]
+  )  # scales the standardisation must undo
   generator, info = sampling.train_gan(jax.random.key(0), data, size="small")
   assert info["gen_loss"].shape == (sampling.GAN_SIZES["small"].steps,)
   assert np.all(np.isfinite(info["disc_loss"]))
@@ -158,17 +171,25 @@ def test_gan_fits_a_gaussian_mixture():
   assert np.abs(np.cov(before.T) - np.cov(standard(data).T)).max() > 0.2
 
 
-@pytest.mark.parametrize("call, field", [
+@pytest.mark.parametrize(
+  "call, field",
+  [
     (lambda e, s: sampling.draw("vae", jax.random.key(0), e, s, 4), "vae"),
     (lambda e, s: sampling.draw("kde", jax.random.key(0), e, s[:-1], 4), "scores"),
     (lambda e, s: sampling.draw("kde", jax.random.key(0), e, s, 0), "num_samples"),
-    (lambda e, s: sampling.draw("kde30", jax.random.key(0), e, s, 4, {"top_fraction": 0.0}),
-     "config.top_fraction"),
-    (lambda e, s: sampling.draw("kde30", jax.random.key(0), e, s, 4, {"top_fraction": 1.5}),
-     "config.top_fraction"),
+    (
+      lambda e, s: sampling.draw("kde30", jax.random.key(0), e, s, 4, {"top_fraction": 0.0}),
+      "config.top_fraction",
+    ),
+    (
+      lambda e, s: sampling.draw("kde30", jax.random.key(0), e, s, 4, {"top_fraction": 1.5}),
+      "config.top_fraction",
+    ),
     (lambda e, s: sampling.draw("kde", jax.random.key(0), e, s, 4, {"bandwith": 0.1}), "bandwith"),
-    (lambda e, s: sampling.draw("kde", jax.random.key(0), e, s, 4, {"bandwidth": -1.0}),
-     "config.bandwidth"),
+    (
+      lambda e, s: sampling.draw("kde", jax.random.key(0), e, s, 4, {"bandwidth": -1.0}),
+      "config.bandwidth",
+    ),
     (lambda e, s: sampling.draw("kde", jax.random.key(0), e[0], s, 4), "embeddings"),
     (lambda e, s: sampling.select_top(e, s, 0.0), "fraction"),
     (lambda e, s: sampling.fit_neighbourhood(e, s, dims=0), "dims"),
@@ -177,7 +198,8 @@ def test_gan_fits_a_gaussian_mixture():
     (lambda e, s: sampling.train_gan(jax.random.key(0), e, size="huge"), "huge"),
     (lambda e, s: sampling.train_gan(jax.random.key(0), e, hiden=3), "hiden"),
     (lambda e, s: sampling.train_gan(jax.random.key(0), e, batch_size=0), "batch_size"),
-])
+  ],
+)
 def test_bad_inputs_name_the_field(call, field):
   embeddings, scores = _zoo()
   with pytest.raises(ValueError, match=field):
@@ -187,8 +209,16 @@ def test_bad_inputs_name_the_field(call, field):
 def test_unknown_sampler_lists_the_allowed_values():
   embeddings, scores = _zoo()
   allowed = re.escape(f"allowed values: {list(sampling.SAMPLERS)}")
-  assert {"kde", "kde30", "kde30_reference", "neighbourhood", "neighbourhood_umap", "gan", "uniform",
-          "uniform_reference"} == set(sampling.SAMPLERS)
+  assert {
+    "kde",
+    "kde30",
+    "kde30_reference",
+    "neighbourhood",
+    "neighbourhood_umap",
+    "gan",
+    "uniform",
+    "uniform_reference",
+  } == set(sampling.SAMPLERS)
   with pytest.raises(ValueError, match=allowed):
     sampling.draw("nope", jax.random.key(0), embeddings, scores, 4)
 
@@ -202,13 +232,17 @@ def test_non_finite_embeddings_are_rejected():
 
 def test_draw_takes_a_config_dict_and_uses_it():
   import ml_collections
+
   embeddings, scores = _zoo()
   fields = {"bandwidth": 0.5, "top_fraction": 0.5}
   from_dict = sampling.draw("kde30", jax.random.key(0), embeddings, scores, 500, fields)
-  from_config = sampling.draw("kde30", jax.random.key(0), embeddings, scores, 500,
-                              ml_collections.ConfigDict(fields))
+  from_config = sampling.draw(
+    "kde30", jax.random.key(0), embeddings, scores, 500, ml_collections.ConfigDict(fields)
+  )
   np.testing.assert_array_equal(from_dict, from_config)
-  expected = sampling.kde_sample(jax.random.key(0), sampling.select_top(embeddings, scores, 0.5), 500, 0.5)
+  expected = sampling.kde_sample(
+    jax.random.key(0), sampling.select_top(embeddings, scores, 0.5), 500, 0.5
+  )
   np.testing.assert_array_equal(from_dict, expected)
 
 
@@ -216,8 +250,11 @@ def test_kde30_reference_draws_are_whole_top_embeddings_plus_a_shared_shift():
   embeddings, scores = _zoo()
   top = sampling.select_top(embeddings, scores, 0.3)
   bandwidth = 0.01
-  samples = np.asarray(sampling.draw("kde30_reference", jax.random.key(0), embeddings, scores, 500,
-                                     {"bandwidth": bandwidth}))
+  samples = np.asarray(
+    sampling.draw(
+      "kde30_reference", jax.random.key(0), embeddings, scores, 500, {"bandwidth": bandwidth}
+    )
+  )
   # Each sample is one top row moved by one scalar in every dimension (within 5 bandwidths).
   diffs = samples[:, None, :] - top[None, :, :]  # [S, K, D]
   spread = diffs.max(-1) - diffs.min(-1)  # 0 for the row it came from
@@ -232,7 +269,9 @@ def test_kde30_reference_draws_are_whole_top_embeddings_plus_a_shared_shift():
 
 def test_uniform_reference_is_uniform_on_minus_one_one():
   embeddings, scores = _zoo()
-  samples = np.asarray(sampling.draw("uniform_reference", jax.random.key(0), embeddings + 100.0, scores, 4000))
+  samples = np.asarray(
+    sampling.draw("uniform_reference", jax.random.key(0), embeddings + 100.0, scores, 4000)
+  )
   assert samples.shape == (4000, D) and samples.min() >= -1.0 and samples.max() < 1.0
   for d in range(D):
     assert stats.kstest(samples[:, d], "uniform", args=(-1, 2)).pvalue > 0.01
@@ -241,12 +280,14 @@ def test_uniform_reference_is_uniform_on_minus_one_one():
 def test_umap_neighbourhood_samples_lie_among_the_top_models():
   embeddings, scores = _zoo()
   top = sampling.select_top(embeddings, scores, 0.3)
-  samples = np.asarray(sampling.draw("neighbourhood_umap", jax.random.key(0), embeddings, scores, 32))
+  samples = np.asarray(
+    sampling.draw("neighbourhood_umap", jax.random.key(0), embeddings, scores, 32)
+  )
   assert samples.shape == (32, D) and np.isfinite(samples).all()
   # The inverse transform interpolates between nearby top embeddings: inside their box.
   margin = 1e-4 * (top.max(0) - top.min(0))
   assert (samples >= top.min(0) - margin).all() and (samples <= top.max(0) + margin).all()
   # Closer to the top models than the zoo's other models are, on average.
   dist = lambda a, b: np.linalg.norm(a[:, None] - b[None], axis=-1).min(1).mean()
-  rest = embeddings[np.argsort(-scores)[len(top):]]
+  rest = embeddings[np.argsort(-scores)[len(top) :]]
   assert dist(samples, top) < dist(rest, top)

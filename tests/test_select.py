@@ -26,12 +26,19 @@ def _config():
   return c
 
 
-@pytest.mark.parametrize("target, overrides, match", [
+@pytest.mark.parametrize(
+  "target, overrides, match",
+  [
     ("imagenet", {}, r"--target 'imagenet' is unknown; allowed values"),
     ("fashion_mnist", {"methods": ("logme", "oracle")}, r"config.methods has 'oracle'"),
     ("mnist5k_rot90", {}, r"config.learned.train_tasks contains the target"),
-    ("fashion_mnist", {"learned.train_tasks": ("svhn",)}, r"config.learned.train_tasks entry 'svhn'"),
-])
+    (
+      "fashion_mnist",
+      {"learned.train_tasks": ("svhn",)},
+      r"config.learned.train_tasks entry 'svhn'",
+    ),
+  ],
+)
 def test_bad_input_names_the_field(small_zoo, tmp_path, target, overrides, match):
   c = _config()
   c.update_from_flattened_dict(overrides)
@@ -43,9 +50,21 @@ def test_bad_input_names_the_field(small_zoo, tmp_path, target, overrides, match
 @pytest.mark.slow
 def test_cli_unknown_target_is_one_line_and_exit_code_2(small_zoo, tmp_path):
   env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  result = subprocess.run([sys.executable, "-m", "zoo_jax.select", "--config=configs/select.py", f"--zoo={small_zoo}",
-                           "--target=cifar1000", f"--workdir={tmp_path}"], capture_output=True, text=True, env=env,
-                          cwd=env["PYTHONPATH"])
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "zoo_jax.select",
+      "--config=configs/select.py",
+      f"--zoo={small_zoo}",
+      "--target=cifar1000",
+      f"--workdir={tmp_path}",
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=env["PYTHONPATH"],
+  )
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [result.stderr.strip()]
   assert "--target 'cifar1000' is unknown" in result.stderr
@@ -63,7 +82,9 @@ def test_select_writes_ranking_summary_ensembles(small_zoo, tmp_path):
     entry = on_disk["methods"][method]
     expected = scipy.stats.kendalltau(ranking[method], ranking["finetuned_acc"]).statistic
     assert entry["kendall_tau"] == pytest.approx(expected, nan_ok=True)
-    assert {"weighted_tau", "top1_regret", "top5_regret", "seconds", "ratio_to_brute_force"} <= set(entry)
+    assert {"weighted_tau", "top1_regret", "top5_regret", "seconds", "ratio_to_brute_force"} <= set(
+      entry
+    )
   assert on_disk["methods"]["learned"]["train_tasks"] == ["mnist5k_rot90"]
   assert summary["brute_force"]["seconds"] > 0
   ensembles = pd.read_csv(tmp_path / select.ENSEMBLES_FILE)
@@ -72,5 +93,7 @@ def test_select_writes_ranking_summary_ensembles(small_zoo, tmp_path):
   # The best single model's accuracy is recomputed from logits on the full test split: at least the
   # validation pick's.
   best = ensembles.loc[ensembles["method"] == "best_single_by_test", "test_acc"].item()
-  assert best >= ensembles.loc[ensembles["method"] == "best_single_by_validation", "test_acc"].item()
+  assert (
+    best >= ensembles.loc[ensembles["method"] == "best_single_by_validation", "test_acc"].item()
+  )
   assert os.path.exists(tmp_path / select.PLOT_FILE)

@@ -42,14 +42,23 @@ def test_padded_index_repeats_the_last_model():
 def test_sharded_run_over_4_devices_equals_one_device(tmp_path):
   from test_train import tiny_config
   from zoo_jax import train
+
   sharded_dir, single_dir = str(tmp_path / "sharded"), str(tmp_path / "single")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
   script = _SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"), workdir=sharded_dir)
-  result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900)
+  result = subprocess.run(
+    [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "DEVICES 4 8" in result.stdout
-  train.train_and_evaluate(tiny_config(num_epochs=1, shard=False, **{
-      "population.num_seeds": 5, "population.grid.learning_rate": (1e-3,)}), single_dir)
+  train.train_and_evaluate(
+    tiny_config(
+      num_epochs=1,
+      shard=False,
+      **{"population.num_seeds": 5, "population.grid.learning_rate": (1e-3,)},
+    ),
+    single_dir,
+  )
   a, b = zoo.Zoo(sharded_dir), zoo.Zoo(single_dir)
   assert len(a.models) == 5 and a.epochs == [0, 1]  # padding copies are not in the zoo
   # Each device runs a cohort of 2 instead of 5: XLA may reorder float sums, nothing more.

@@ -33,8 +33,9 @@ def zoo():
 
 def mixed_batch():
   small, small_spec, large, large_spec, c = zoo()
-  return sne.pad_chunks([sne.make_chunker(small_spec, CHUNK, c)(small),
-                         sne.make_chunker(large_spec, CHUNK, c)(large)])
+  return sne.pad_chunks(
+    [sne.make_chunker(small_spec, CHUNK, c)(small), sne.make_chunker(large_spec, CHUNK, c)(large)]
+  )
 
 
 @functools.cache
@@ -82,8 +83,9 @@ def test_permuted_chunker_keeps_the_function_and_changes_the_chunks():
   for i in range(2):
     one = lambda tree: jax.tree.map(lambda a: a[i], tree)
     # Logits of N(0, 1) weights reach ~10: float32 sums in another order differ by ~1e-5.
-    np.testing.assert_allclose(net.apply(one(back), x), net.apply(one(params), x),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+      net.apply(one(back), x), net.apply(one(params), x), rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("pooling", sne.POOLINGS)
@@ -108,8 +110,10 @@ def test_output_is_invariant_to_element_order_inside_chunks():
   batch = mixed_batch()
   # An independent random order for every chunk, applied to values and mask alike.
   order = jnp.argsort(jax.random.uniform(jax.random.key(3), batch.values.shape), axis=-1)
-  shuffled = batch._replace(values=jnp.take_along_axis(batch.values, order, axis=-1),
-                            mask=jnp.take_along_axis(batch.mask, order, axis=-1))
+  shuffled = batch._replace(
+    values=jnp.take_along_axis(batch.values, order, axis=-1),
+    mask=jnp.take_along_axis(batch.mask, order, axis=-1),
+  )
   assert not np.array_equal(shuffled.values, batch.values)
   apply = apply_fn()
   np.testing.assert_allclose(apply(variables, shuffled), apply(variables, batch), **TOL)
@@ -124,10 +128,12 @@ def test_padding_chunks_are_ignored_whatever_they_hold():
   keys = jax.random.split(jax.random.key(4), 2)
   fake = ~padded.chunk_mask
   padded = padded._replace(
-      values=jnp.where(fake[..., None], jax.random.normal(keys[0], padded.values.shape),
-                       padded.values),
-      mask=padded.mask | fake[..., None],
-      layer=jnp.where(fake, jax.random.randint(keys[1], padded.layer.shape, 0, 5), padded.layer))
+    values=jnp.where(
+      fake[..., None], jax.random.normal(keys[0], padded.values.shape), padded.values
+    ),
+    mask=padded.mask | fake[..., None],
+    layer=jnp.where(fake, jax.random.randint(keys[1], padded.layer.shape, 0, 5), padded.layer),
+  )
   apply = apply_fn()
   np.testing.assert_allclose(apply(variables, padded), apply(variables, batch), **TOL)
 
@@ -138,8 +144,9 @@ def test_mixed_architecture_batch_equals_each_model_alone():
   apply = apply_fn()
   mixed = apply(variables, mixed_batch())
   assert mixed.shape == (4, 3) and np.isfinite(mixed).all()
-  embedding = jax.jit(functools.partial(model.apply, method=sne.SNE.embed))(variables,
-                                                                             mixed_batch())
+  embedding = jax.jit(functools.partial(model.apply, method=sne.SNE.embed))(
+    variables, mixed_batch()
+  )
   assert embedding.shape == (4, 16) and np.isfinite(embedding).all()
   # One model alone, at its own architecture's chunk count.
   alone_small = apply(variables, sne.make_chunker(small_spec, CHUNK)(small[1:]))
@@ -157,8 +164,12 @@ def positive_counts_per_layer(params, batch):
 def test_logit_invariance_loss_zero_when_invariant_positive_for_sne_at_init():
   small, small_spec, large, large_spec, c = zoo()
   key = jax.random.key(5)
-  permuted = sne.pad_chunks([sne.make_permuted_chunker(small_spec, CHUNK, c)(key, small),
-                             sne.make_permuted_chunker(large_spec, CHUNK, c)(key, large)])
+  permuted = sne.pad_chunks(
+    [
+      sne.make_permuted_chunker(small_spec, CHUNK, c)(key, small),
+      sne.make_permuted_chunker(large_spec, CHUNK, c)(key, large),
+    ]
+  )
   batch = mixed_batch()
   assert not np.array_equal(permuted.values, batch.values)
   assert sne.logit_invariance_loss(positive_counts_per_layer, None, batch, permuted) == 0.0
@@ -197,11 +208,16 @@ def test_positions_make_element_and_chunk_order_matter_and_scaling_divides_by_la
   flat, spec = weights.flatten(params)
   batch = sne.make_chunker(spec, 16)(flat)
   swapped = batch._replace(values=batch.values[:, :, ::-1], mask=batch.mask[:, :, ::-1])
-  order = jnp.concatenate([jnp.array([1, 0]), jnp.arange(2, batch.values.shape[1])])  # first two chunks: layer 0
+  order = jnp.concatenate(
+    [jnp.array([1, 0]), jnp.arange(2, batch.values.shape[1])]
+  )  # first two chunks: layer 0
   assert int(batch.layer[0, 0]) == int(batch.layer[0, 1]) == 0
   moved = batch._replace(values=batch.values[:, order], mask=batch.mask[:, order])  # positions stay
-  for fields, changed in (({}, ()), ({"element_positions": True}, ("swapped",)),
-                          ({"chunk_positions": True}, ("moved",))):
+  for fields, changed in (
+    ({}, ()),
+    ({"element_positions": True}, ("swapped",)),
+    ({"chunk_positions": True}, ("moved",)),
+  ):
     model = sne.SNE(num_outputs=3, chunk_size=16, d_model=16, element_dim=8, num_heads=2, **fields)
     variables = model.init(jax.random.key(0), batch)
     out = model.apply(variables, batch)
@@ -209,10 +225,13 @@ def test_positions_make_element_and_chunk_order_matter_and_scaling_divides_by_la
       same = np.allclose(out, model.apply(variables, other), atol=1e-5)
       assert same == (name not in changed), (fields, name)
   scale = sne.layer_scales(flat, spec)
-  np.testing.assert_allclose(scale[0], np.std(np.asarray(flat)[:, :spec.layers[0].size]), rtol=1e-5)
+  np.testing.assert_allclose(
+    scale[0], np.std(np.asarray(flat)[:, : spec.layers[0].size]), rtol=1e-5
+  )
   scaled = sne.make_chunker(spec, 16, scale=scale)(flat)
-  np.testing.assert_allclose(scaled.values, batch.values / np.asarray(scale)[np.asarray(batch.layer)][..., None],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    scaled.values, batch.values / np.asarray(scale)[np.asarray(batch.layer)][..., None], rtol=1e-6
+  )
 
 
 def test_model_scaling_sees_each_layer_at_unit_rms_and_its_scale_only_through_the_log_rms():
@@ -223,15 +242,21 @@ def test_model_scaling_sees_each_layer_at_unit_rms_and_its_scale_only_through_th
   chunker = sne.make_chunker(spec, 16, num_chunks=sne.num_chunks_of(spec, 16) + 3)
   batch = chunker(flat)
   layer = spec.layers[1]
-  scaled = chunker(flat.at[0, layer.offset:layer.offset + layer.size].multiply(50.0))
-  model = sne.SNE(num_outputs=3, chunk_size=16, d_model=16, element_dim=8, num_heads=2, model_scaling=True)
+  scaled = chunker(flat.at[0, layer.offset : layer.offset + layer.size].multiply(50.0))
+  model = sne.SNE(
+    num_outputs=3, chunk_size=16, d_model=16, element_dim=8, num_heads=2, model_scaling=True
+  )
   variables = model.init(jax.random.key(0), batch)
   embed = lambda v, b: np.asarray(model.apply(v, b, method=sne.SNE.embed))
   base, other = embed(variables, batch), embed(variables, scaled)
   assert not np.allclose(base[0], other[0], atol=1e-4)  # the scale is seen...
   np.testing.assert_allclose(base[1], other[1], atol=1e-5)
   blind = jax.tree.map(lambda x: x, variables)
-  blind["params"]["layer_scale_in"] = jax.tree.map(jnp.zeros_like, variables["params"]["layer_scale_in"])
-  np.testing.assert_allclose(embed(blind, batch), embed(blind, scaled), atol=1e-4)  # ...only through log-RMS
+  blind["params"]["layer_scale_in"] = jax.tree.map(
+    jnp.zeros_like, variables["params"]["layer_scale_in"]
+  )
+  np.testing.assert_allclose(
+    embed(blind, batch), embed(blind, scaled), atol=1e-4
+  )  # ...only through log-RMS
   junk = batch._replace(values=jnp.where(batch.chunk_mask[..., None], batch.values, 7.0))
   np.testing.assert_allclose(embed(variables, junk), base, atol=1e-5)

@@ -24,25 +24,42 @@ def synthetic_zoo(tmp_path_factory) -> str:
   """12 CNN-s models in 2 cohorts, epochs 0..3, random weights (one blown-up state), random metrics."""
   workdir = str(tmp_path_factory.mktemp("zoo"))
   n = sum(SIZES)
-  table = pd.DataFrame({"model_id": np.arange(n), "cohort": np.repeat(np.arange(len(SIZES)), SIZES),
-                        "cohort_index": np.concatenate([np.arange(s) for s in SIZES]), "seed": np.arange(n),
-                        "arch": "cnn_s", "activation": "tanh", "dropout": 0.0, "init": "synthetic",
-                        "optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0})
+  table = pd.DataFrame(
+    {
+      "model_id": np.arange(n),
+      "cohort": np.repeat(np.arange(len(SIZES)), SIZES),
+      "cohort_index": np.concatenate([np.arange(s) for s in SIZES]),
+      "seed": np.arange(n),
+      "arch": "cnn_s",
+      "activation": "tanh",
+      "dropout": 0.0,
+      "init": "synthetic",
+      "optimizer": "adam",
+      "learning_rate": 1e-3,
+      "weight_decay": 0.0,
+    }
+  )
   zoo_lib.write_json_atomic({"synthetic": True}, os.path.join(workdir, zoo_lib.CONFIG_FILE))
   zoo_lib.write_table_atomic(table, os.path.join(workdir, zoo_lib.MODELS_FILE))
   shapes, rng = param_shapes("cnn_s", 1), np.random.default_rng(0)
   writer, rows = zoo_lib.ZooWriter(workdir, training_state=False), []
   for epoch in range(EPOCHS + 1):
-    params = {c: jax.tree.map(lambda s: rng.normal(0, 0.1, (size,) + s.shape).astype(np.float32), shapes)
-              for c, size in enumerate(SIZES)}
+    params = {
+      c: jax.tree.map(lambda s: rng.normal(0, 0.1, (size,) + s.shape).astype(np.float32), shapes)
+      for c, size in enumerate(SIZES)
+    }
     if epoch == 2:  # model 8 (cohort 1, row 1) blows up: the hygiene filter drops this state
       params[1] = jax.tree.map(lambda x: _scaled_row(x, 1, 1e3), params[1])
-    metrics = {c: {name: rng.uniform(0, 1, size).astype(np.float32) for name in zoo_lib.METRIC_COLUMNS}
-               for c, size in enumerate(SIZES)}
+    metrics = {
+      c: {name: rng.uniform(0, 1, size).astype(np.float32) for name in zoo_lib.METRIC_COLUMNS}
+      for c, size in enumerate(SIZES)
+    }
     for c, size in enumerate(SIZES):
       metrics[c]["diverged"] = np.zeros(size, bool)
     writer.save_weights(epoch, params, metrics)
-    rows.append(zoo_lib.metrics_rows(table, epoch, metrics, {c: m["diverged"] for c, m in metrics.items()}))
+    rows.append(
+      zoo_lib.metrics_rows(table, epoch, metrics, {c: m["diverged"] for c, m in metrics.items()})
+    )
   writer.close()
   zoo_lib.write_table_atomic(pd.concat(rows), os.path.join(workdir, zoo_lib.METRICS_FILE))
   return workdir
@@ -62,7 +79,9 @@ def test_streamed_states_equal_loaded_states(synthetic_zoo):
   loaded = encode.load_states(synthetic_zoo)
   streamed = encode.load_states(synthetic_zoo, stream=True)
   assert isinstance(streamed.flat, streaming.StreamedFlat)
-  assert len(loaded.flat) == 12 * (EPOCHS + 1) - 1 and streamed.hygiene == loaded.hygiene  # the blown-up one
+  assert (
+    len(loaded.flat) == 12 * (EPOCHS + 1) - 1 and streamed.hygiene == loaded.hygiene
+  )  # the blown-up one
   pd.testing.assert_frame_equal(streamed.table, loaded.table)
   np.testing.assert_array_equal(streamed.flat[:], loaded.flat)
   index = np.array([40, 3, 3, 17, 0, 29])  # any order, repeats, across epochs and cohorts
@@ -76,8 +95,11 @@ def test_streamed_states_equal_loaded_states(synthetic_zoo):
   expected = weights.filter_states(loaded.flat, loaded.spec, max_abs=0.3)
   np.testing.assert_array_equal(checked.keep, expected.keep)
   np.testing.assert_allclose(checked.layer_rms, expected.layer_rms)
-  np.testing.assert_allclose(streaming.layer_variances(view.flat, view.spec, block_bytes=1000),  # 1-row blocks
-                             weights.layer_variances(weights.unflatten(view.flat[:], view.spec), view.spec), rtol=1e-5)
+  np.testing.assert_allclose(
+    streaming.layer_variances(view.flat, view.spec, block_bytes=1000),  # 1-row blocks
+    weights.layer_variances(weights.unflatten(view.flat[:], view.spec), view.spec),
+    rtol=1e-5,
+  )
 
 
 @pytest.mark.parametrize("buffer_rows", [1, 5, 13, 10_000])
@@ -85,7 +107,11 @@ def test_shuffled_batches_draw_every_state_once_in_epoch_order(synthetic_zoo, bu
   loaded = encode.load_states(synthetic_zoo)
   keep = np.arange(len(loaded.flat)) % 4 != 2
   spec = loaded.spec
-  flat = encode.load_states(synthetic_zoo, stream=True, buffer_mb=_buffer_mb(buffer_rows, spec)).rows(keep).flat
+  flat = (
+    encode.load_states(synthetic_zoo, stream=True, buffer_mb=_buffer_mb(buffer_rows, spec))
+    .rows(keep)
+    .flat
+  )
   expected = loaded.rows(keep).flat
   assert flat.buffer_rows == buffer_rows
   key, num = jax.random.key(7), len(expected)
@@ -95,7 +121,7 @@ def test_shuffled_batches_draw_every_state_once_in_epoch_order(synthetic_zoo, bu
   assert max(sum(len(flat.blocks()[b]) for b in window) for window, _ in schedule) <= buffer_rows
   batches = list(flat.shuffled_batches(key, 4))
   assert len(batches) == num // 4 and all(b.shape == (4, spec.size) for b in batches)
-  np.testing.assert_array_equal(np.concatenate(batches), expected[order[:num // 4 * 4]])
+  np.testing.assert_array_equal(np.concatenate(batches), expected[order[: num // 4 * 4]])
   if buffer_rows >= num:  # the buffer holds every state: the in-memory order
     np.testing.assert_array_equal(order, np.asarray(jax.random.permutation(key, num)))
   else:  # blocks are shuffled too: not simply table order
@@ -114,8 +140,12 @@ def test_fit_on_a_stream_equals_fit_in_memory(synthetic_zoo):
     return optax.apply_updates(w, updates), opt_state, {"loss": loss}
 
   w = jnp.zeros(loaded.spec.size)
-  runs = [training.fit(step, w, tx.init(w), data, key=jax.random.key(3), num_epochs=2, batch_size=5,
-                       progress=False) for data in (loaded.flat, streamed.flat)]
+  runs = [
+    training.fit(
+      step, w, tx.init(w), data, key=jax.random.key(3), num_epochs=2, batch_size=5, progress=False
+    )
+    for data in (loaded.flat, streamed.flat)
+  ]
   np.testing.assert_array_equal(runs[0][0], runs[1][0])
   assert runs[0][2] == runs[1][2]
 
@@ -137,8 +167,11 @@ def test_encode_command_streamed_equals_in_memory(synthetic_zoo, tmp_path):
   for stream in (False, True):
     workdir = str(tmp_path / f"stream_{stream}")
     results = encode.encode_and_evaluate(_hyperrep_config(stream), [synthetic_zoo], workdir)
-    outs[stream] = (results, pd.read_csv(os.path.join(workdir, encode.PER_SEED_FILE)),
-                    dict(np.load(os.path.join(workdir, "embeddings.npz"))))
+    outs[stream] = (
+      results,
+      pd.read_csv(os.path.join(workdir, encode.PER_SEED_FILE)),
+      dict(np.load(os.path.join(workdir, "embeddings.npz"))),
+    )
   pd.testing.assert_frame_equal(outs[True][1], outs[False][1])
   assert outs[True][2].keys() == outs[False][2].keys()
   for key, value in outs[False][2].items():
@@ -147,10 +180,13 @@ def test_encode_command_streamed_equals_in_memory(synthetic_zoo, tmp_path):
   assert outs[True][2][f"{name}/embedding"].shape == (12 * (EPOCHS + 1) - 1, 8)
 
 
-@pytest.mark.parametrize("overrides, match", [
+@pytest.mark.parametrize(
+  "overrides, match",
+  [
     ({"method": "statnn"}, "config.stream=True .* allowed with methods \\['hyperrep'\\]"),
     ({"stream_buffer_mb": 0.0}, "config.stream_buffer_mb must be > 0"),
-])
+  ],
+)
 def test_bad_stream_config_names_the_field(overrides, match, synthetic_zoo, tmp_path):
   config = _hyperrep_config(stream=True)
   config.update(overrides)
@@ -162,6 +198,7 @@ def test_bad_stream_config_names_the_field(overrides, match, synthetic_zoo, tmp_
 def test_bound_malloc_sets_glibc_to_return_freed_memory():
   """The setting zoo_jax.encode makes when streaming: glibc accepts every mallopt parameter."""
   import ctypes.util
+
   if ctypes.util.find_library("c") != "libc.so.6":
     pytest.skip("not glibc: streaming.bound_malloc is a no-op there")
   assert streaming.bound_malloc()

@@ -112,33 +112,73 @@ def test_corrupted_last_state_falls_back_with_a_warning(reference, tmp_path):
 def test_a_different_config_is_refused_and_leaves_the_zoo_intact(reference, tmp_path):
   workdir = str(tmp_path / "zoo")
   shutil.copytree(reference, workdir)
-  with pytest.raises(ValueError, match="different config.*population.grid.activation.*overwrite=True"):
-    train.train_and_evaluate(tiny_config(**{"population.grid.activation": ("relu",), "num_epochs": 3}), workdir)
+  with pytest.raises(
+    ValueError, match="different config.*population.grid.activation.*overwrite=True"
+  ):
+    train.train_and_evaluate(
+      tiny_config(**{"population.grid.activation": ("relu",), "num_epochs": 3}), workdir
+    )
   assert_same_zoo(workdir, reference)
   with pytest.warns(UserWarning, match="Overwriting"):
-    train.train_and_evaluate(tiny_config(**{"population.grid.activation": ("relu",), "num_epochs": 1,
-                                            "overwrite": True}), workdir)
+    train.train_and_evaluate(
+      tiny_config(**{"population.grid.activation": ("relu",), "num_epochs": 1, "overwrite": True}),
+      workdir,
+    )
   z = zoo.Zoo(workdir)
   assert z.epochs == [0, 1] and set(z.models["activation"]) == {"relu"}
 
 
-@pytest.mark.parametrize("overrides,error,match", [
+@pytest.mark.parametrize(
+  "overrides,error,match",
+  [
     ({"dataset.name": "imagenet"}, ValueError, "config.dataset.name 'imagenet'.*allowed values"),
-    ({"dataset.source": "tfds"}, ValueError, "config.dataset.source 'tfds'.*allowed values: \\['local'\\]"),
+    (
+      {"dataset.source": "tfds"},
+      ValueError,
+      "config.dataset.source 'tfds'.*allowed values: \\['local'\\]",
+    ),
     ({"model.arch": "resnet"}, ValueError, "config.model.arch 'resnet'.*allowed values"),
-    ({"population.grid.activation": ("tanh", "swish")}, ValueError,
-     "config.population.grid.activation has unknown values \\['swish'\\].*allowed values"),
+    (
+      {"population.grid.activation": ("tanh", "swish")},
+      ValueError,
+      "config.population.grid.activation has unknown values \\['swish'\\].*allowed values",
+    ),
     ({"population.grid.dropout": (1.5,)}, ValueError, "config.population.grid.dropout value 1.5"),
     ({"population.num_seeds": 0}, ValueError, "config.population.num_seeds must be >= 1"),
     ({"batch_size": 0}, ValueError, "config.batch_size must be an integer >= 1"),
-    ({"eval_models_per_vmap": -1}, ValueError, "config.eval_models_per_vmap must be None .* or an integer >= 0"),
-    ({"dataset.train_size": 10}, ValueError, "config.dataset.train_size must be None.*>= config.batch_size"),
-    ({"dataset.preprocess.resize": "zoom"}, ValueError, "config.dataset.preprocess.resize 'zoom' is unknown"),
-    ({"dataset.preprocess.mean": (0.5, 0.5, 0.5)}, ValueError, "config.dataset.preprocess.mean has 3 values for 1"),
+    (
+      {"eval_models_per_vmap": -1},
+      ValueError,
+      "config.eval_models_per_vmap must be None .* or an integer >= 0",
+    ),
+    (
+      {"dataset.train_size": 10},
+      ValueError,
+      "config.dataset.train_size must be None.*>= config.batch_size",
+    ),
+    (
+      {"dataset.preprocess.resize": "zoom"},
+      ValueError,
+      "config.dataset.preprocess.resize 'zoom' is unknown",
+    ),
+    (
+      {"dataset.preprocess.mean": (0.5, 0.5, 0.5)},
+      ValueError,
+      "config.dataset.preprocess.mean has 3 values for 1",
+    ),
     ({"lr_schedule": "cosine"}, ValueError, "config.lr_schedule 'cosine' is unknown.*'onecycle'"),
-    ({"dataset.augment.crop_padding": -1}, ValueError, "config.dataset.augment.crop_padding must be an integer >= 0"),
-    ({"dataset.augment.rotation": 400.0}, ValueError, "config.dataset.augment.rotation must be degrees in \\[0, 180\\]"),
-])
+    (
+      {"dataset.augment.crop_padding": -1},
+      ValueError,
+      "config.dataset.augment.crop_padding must be an integer >= 0",
+    ),
+    (
+      {"dataset.augment.rotation": 400.0},
+      ValueError,
+      "config.dataset.augment.rotation must be degrees in \\[0, 180\\]",
+    ),
+  ],
+)
 def test_bad_config_values_are_clear_errors(overrides, error, match, tmp_path):
   with pytest.raises(error, match=match):
     train.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "zoo"))
@@ -164,7 +204,10 @@ def test_a_zoo_written_before_dataset_preprocess_existed_is_the_same_config(tmp_
   del stored["dataset"]["preprocess"]
   (tmp_path / zoo.CONFIG_FILE).write_text(json.dumps(stored))
   train._prepare_workdir(c, str(tmp_path))  # no "different config" error
-  assert train.stored_config(str(tmp_path)).dataset.preprocess.to_dict() == c.dataset.preprocess.to_dict()
+  assert (
+    train.stored_config(str(tmp_path)).dataset.preprocess.to_dict()
+    == c.dataset.preprocess.to_dict()
+  )
   c.dataset.preprocess.validation_size = 400
   with pytest.raises(ValueError, match="different config.*dataset.preprocess.validation_size"):
     train._prepare_workdir(c, str(tmp_path))
@@ -175,10 +218,14 @@ def test_a_zoo_written_before_schedules_and_augmentation_is_the_same_config(tmp_
   stored = json.loads(c.to_json())
   del stored["lr_schedule"], stored["dataset"]["augment"], stored["eval_models_per_vmap"]
   (tmp_path / zoo.CONFIG_FILE).write_text(json.dumps(stored))
-  train._prepare_workdir(tiny_config(num_epochs=5), str(tmp_path))  # more epochs: the same zoo, extended
+  train._prepare_workdir(
+    tiny_config(num_epochs=5), str(tmp_path)
+  )  # more epochs: the same zoo, extended
   assert train.stored_config(str(tmp_path)).dataset.augment.to_dict() == c.dataset.augment.to_dict()
   (tmp_path / zoo.CONFIG_FILE).write_text(tiny_config(lr_schedule="onecycle").to_json())
-  with pytest.raises(ValueError, match="different config.*num_epochs"):  # a one-cycle schedule spans num_epochs
+  with pytest.raises(
+    ValueError, match="different config.*num_epochs"
+  ):  # a one-cycle schedule spans num_epochs
     train._prepare_workdir(tiny_config(lr_schedule="onecycle", num_epochs=5), str(tmp_path))
 
 
@@ -220,13 +267,24 @@ def test_reader_sees_only_committed_epochs(reference, tmp_path):
 def test_command_line_trains_a_zoo_that_zoo_reads(tmp_path):
   import subprocess
   import sys
+
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   workdir = str(tmp_path / "zoo")
-  command = [sys.executable, "-m", "zoo_jax.train", "--config=configs/mnist5k.py", f"--workdir={workdir}",
-             "--config.num_epochs=1", "--config.population.num_seeds=2", "--config.batch_size=25",
-             "--config.dataset.train_size=500",
-             "--config.population.grid.learning_rate=(1e-3,3e-3)"]
-  cache = tmp_path / "xla_cache"  # the commands' persistent compilation cache (cli.compilation_cache_dir)
+  command = [
+    sys.executable,
+    "-m",
+    "zoo_jax.train",
+    "--config=configs/mnist5k.py",
+    f"--workdir={workdir}",
+    "--config.num_epochs=1",
+    "--config.population.num_seeds=2",
+    "--config.batch_size=25",
+    "--config.dataset.train_size=500",
+    "--config.population.grid.learning_rate=(1e-3,3e-3)",
+  ]
+  cache = (
+    tmp_path / "xla_cache"
+  )  # the commands' persistent compilation cache (cli.compilation_cache_dir)
   env = {**os.environ, "ZOO_JAX_COMPILATION_CACHE": str(cache)}
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900, env=env)
@@ -235,25 +293,44 @@ def test_command_line_trains_a_zoo_that_zoo_reads(tmp_path):
   entries = sorted(os.listdir(cache))
   assert entries  # the training epoch's and the evaluation's executables
   # The same zoo again from the warm cache: the cached executables train the same weights.
-  again = subprocess.run([*command[:4], f"--workdir={tmp_path / 'again'}", *command[5:]], cwd=root,
-                         capture_output=True, text=True, timeout=900, env=env)
+  again = subprocess.run(
+    [*command[:4], f"--workdir={tmp_path / 'again'}", *command[5:]],
+    cwd=root,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env=env,
+  )
   assert again.returncode == 0, again.stderr[-3000:]
   assert sorted(os.listdir(cache)) == entries
   assert_same_zoo(workdir, str(tmp_path / "again"))
   z = zoo.Zoo(workdir)
   assert z.epochs == [0, 1] and sorted(set(z.models["learning_rate"])) == [1e-3, 3e-3]
   assert len(z.models) == 4 and np.isfinite(z.flat()).all()
-  check = subprocess.run([sys.executable, "-m", "zoo_jax.zoo", "check", workdir], cwd=root, capture_output=True,
-                         text=True, timeout=300)
+  check = subprocess.run(
+    [sys.executable, "-m", "zoo_jax.zoo", "check", workdir],
+    cwd=root,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert check.returncode == 0 and "result: ok" in check.stdout, check.stdout + check.stderr
   # A misspelt field is refused by the flag parser before anything runs: one line, exit code 2.
-  bad = subprocess.run(command[:4] + ["--config.population.num_sedes=3"], cwd=root, capture_output=True,
-                       text=True, timeout=300)
-  assert bad.returncode == 2 and "num_sedes" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+  bad = subprocess.run(
+    command[:4] + ["--config.population.num_sedes=3"],
+    cwd=root,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert (
+    bad.returncode == 2 and "num_sedes" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+  )
 
 
 def test_compilation_cache_dir_follows_the_environment(monkeypatch, tmp_path):
   from zoo_jax import cli
+
   monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
   monkeypatch.delenv("ZOO_JAX_COMPILATION_CACHE", raising=False)
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -262,14 +339,24 @@ def test_compilation_cache_dir_follows_the_environment(monkeypatch, tmp_path):
   assert cli.compilation_cache_dir() is None
   monkeypatch.setenv("ZOO_JAX_COMPILATION_CACHE", str(tmp_path / "mine"))
   assert cli.compilation_cache_dir() == str(tmp_path / "mine")
-  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax's"))  # JAX's own variable wins
+  monkeypatch.setenv(
+    "JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax's")
+  )  # JAX's own variable wins
   assert cli.compilation_cache_dir() == str(tmp_path / "jax's")
 
 
 def test_cpu_xla_flags_use_a_device_count_that_divides_every_cohort():
-  device_count = lambda config, cores: next((f.split("=")[1] for f in train.cpu_xla_flags(config, cores)
-                                             if "device_count" in f), None)
+  device_count = lambda config, cores: next(
+    (f.split("=")[1] for f in train.cpu_xla_flags(config, cores) if "device_count" in f), None
+  )
   assert device_count(tiny_config(), 2) == "2"  # one cohort of 6 models
-  assert device_count(tiny_config(), 4) == "3"  # 4 would pad the cohort (and change the stored state's shape)
-  assert device_count(tiny_config(**{"population.num_seeds": 7, "population.grid.learning_rate": (1e-3,)}), 2) is None
+  assert (
+    device_count(tiny_config(), 4) == "3"
+  )  # 4 would pad the cohort (and change the stored state's shape)
+  assert (
+    device_count(
+      tiny_config(**{"population.num_seeds": 7, "population.grid.learning_rate": (1e-3,)}), 2
+    )
+    is None
+  )
   assert train.cpu_xla_flags(tiny_config(shard=False), 16) == []

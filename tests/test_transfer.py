@@ -25,7 +25,9 @@ def test_logme_fixed_point_is_the_closed_form_evidence_and_the_marginal_likeliho
   assert per_sample * n == pytest.approx(transfer.logme_evidence(f, t, alpha, beta), rel=1e-8)
   # ... and independently, as the Gaussian marginal likelihood t ~ N(0, I/beta + f f'/alpha).
   cov = np.eye(n) / beta + f @ f.T / alpha
-  assert per_sample * n == pytest.approx(scipy.stats.multivariate_normal(np.zeros(n), cov).logpdf(t), rel=1e-6)
+  assert per_sample * n == pytest.approx(
+    scipy.stats.multivariate_normal(np.zeros(n), cov).logpdf(t), rel=1e-6
+  )
   # The fixed point maximises the evidence over (alpha, beta).
   best = transfer.logme_evidence(f, t, alpha, beta)
   for da, db in ((1.2, 1), (1 / 1.2, 1), (1, 1.2), (1, 1 / 1.2)):

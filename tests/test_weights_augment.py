@@ -16,8 +16,9 @@ def population_tokens(n=8):
   """Tokens [n, 48, 201] of n CNN-s models with seeded normal weights."""
   shapes = jax.eval_shape(get_model("cnn_s").init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
   rng = np.random.default_rng(0)
-  params = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal((n,) + s.shape, np.float32)),
-                        shapes)
+  params = jax.tree.map(
+    lambda s: jnp.asarray(rng.standard_normal((n,) + s.shape, np.float32)), shapes
+  )
   return params, weights.tokenize(params)[0]
 
 
@@ -69,8 +70,9 @@ def test_noise_on_params_and_tokens(noise):
   for x, y, z, p in zip(*map(jax.tree.leaves, (a, b, c, params))):
     np.testing.assert_array_equal(x, y)
     assert not np.array_equal(x, z) and x.shape == p.shape
-  residual = np.concatenate([np.ravel(x - p)
-                             for x, p in zip(jax.tree.leaves(a), jax.tree.leaves(params))])
+  residual = np.concatenate(
+    [np.ravel(x - p) for x, p in zip(jax.tree.leaves(a), jax.tree.leaves(params))]
+  )
   if noise is weights.multiply_noise:
     residual /= np.concatenate([np.ravel(p) for p in jax.tree.leaves(params)])
   assert abs(residual.std() - 0.1) < 0.005 and abs(residual.mean()) < 0.005

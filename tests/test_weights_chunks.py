@@ -21,7 +21,7 @@ def numpy_chunks(params, size):
     w = np.concatenate([np.ravel(tree[name]["kernel"]), np.ravel(tree[name]["bias"])])
     n = -(-w.size // size)
     padded = np.zeros(n * size, np.float32)
-    padded[:w.size] = w
+    padded[: w.size] = w
     values.append(padded.reshape(n, size))
     mask.append((np.arange(n * size) < w.size).reshape(n, size))
     layer.append(np.full(n, i))
@@ -56,7 +56,7 @@ def test_chunks_never_mix_layers_and_masks_are_prefixes(arch):
     # Only the layer's last chunk has padding, at its end.
     assert mask[rows][:-1].all()
     last = mask[rows][-1]
-    assert last[:last.sum()].all() and not last[last.sum():].any()
+    assert last[: last.sum()].all() and not last[last.sum() :].any()
   assert np.all(np.diff(layer) >= 0)
 
 
@@ -72,9 +72,12 @@ def test_batched_equals_vmap_and_round_trips():
 
 
 def test_any_tree_can_be_chunked():
-  params = {"params": {"conv_0": {"kernel": jnp.arange(12.0).reshape(1, 2, 2, 3),
-                                  "bias": jnp.ones(3)},
-                       "BatchNorm_0": {"scale": jnp.ones(3), "bias": jnp.zeros(3)}}}
+  params = {
+    "params": {
+      "conv_0": {"kernel": jnp.arange(12.0).reshape(1, 2, 2, 3), "bias": jnp.ones(3)},
+      "BatchNorm_0": {"scale": jnp.ones(3), "bias": jnp.zeros(3)},
+    }
+  }
   chunks, spec = weights.chunk(params, chunk_size=4)
   assert chunks.values.shape == (4 + 2, 4)
   for x, y in zip(jax.tree.leaves(weights.unchunk(chunks, spec)), jax.tree.leaves(params)):

@@ -12,9 +12,11 @@ from zoo_jax import weights
 from param_trees import ARCHS, random_params, assert_trees_equal
 
 
-@pytest.mark.parametrize("arch, batch, wrapped",
-                         [(arch, batch, True) for arch in ARCHS for batch in [(), (3,)]]
-                         + [("cnn_s", (2, 3), True), ("cnn_s", (), False), ("mlp", (3,), False)])
+@pytest.mark.parametrize(
+  "arch, batch, wrapped",
+  [(arch, batch, True) for arch in ARCHS for batch in [(), (3,)]]
+  + [("cnn_s", (2, 3), True), ("cnn_s", (), False), ("mlp", (3,), False)],
+)
 def test_round_trip_exact(arch, batch, wrapped):
   params = random_params(arch, batch)
   params = params if wrapped else params["params"]
@@ -39,16 +41,23 @@ def test_order_is_layer_then_kernel_then_bias(arch):
 
 def test_order_ignores_dict_order_and_sorts_numbers():
   rng = np.random.default_rng(0)
-  layer = lambda *shape: {"kernel": rng.standard_normal(shape, np.float32),
-                          "bias": rng.standard_normal(shape[-1:], np.float32)}
-  params = {"dense_10": layer(3, 2), "dense_2": layer(4, 3), "conv_1": layer(2, 2, 5, 4),
-            "conv_0": layer(3, 3, 1, 5)}
+  layer = lambda *shape: {
+    "kernel": rng.standard_normal(shape, np.float32),
+    "bias": rng.standard_normal(shape[-1:], np.float32),
+  }
+  params = {
+    "dense_10": layer(3, 2),
+    "dense_2": layer(4, 3),
+    "conv_1": layer(2, 2, 5, 4),
+    "conv_0": layer(3, 3, 1, 5),
+  }
   spec = weights.make_spec(params)
   assert spec.layer_names == ("conv_0", "conv_1", "dense_2", "dense_10")
   custom = weights.make_spec(params, layer_order=["conv_1", "conv_0", "dense_10", "dense_2"])
   assert custom.layer_names == ("conv_1", "conv_0", "dense_10", "dense_2")
-  assert_trees_equal(weights.unflatten(weights.flatten(params, custom)[0], custom),
-                     jax.tree.map(jnp.asarray, params))
+  assert_trees_equal(
+    weights.unflatten(weights.flatten(params, custom)[0], custom), jax.tree.map(jnp.asarray, params)
+  )
   with pytest.raises(ValueError, match="missing.*conv_0"):
     weights.make_spec(params, layer_order=["conv_1", "dense_10", "dense_2"])
 
@@ -78,8 +87,9 @@ def test_vmap_and_jit_equal_batched_and_loop(arch):
 
 
 def test_dtypes_preserved():
-  params = {"dense_0": {"kernel": jnp.ones((3, 2), jnp.bfloat16),
-                        "bias": jnp.zeros((2,), jnp.float32)}}
+  params = {
+    "dense_0": {"kernel": jnp.ones((3, 2), jnp.bfloat16), "bias": jnp.zeros((2,), jnp.float32)}
+  }
   vector, spec = weights.flatten(params)
   assert vector.dtype == jnp.float32 and spec.dtype == "float32"
   assert_trees_equal(weights.unflatten(vector, spec), params)

@@ -23,7 +23,7 @@ def test_planted_blown_up_and_non_finite_states_are_dropped():
   layer = spec.layers[1]
   blown = [3, 17]
   for i, factor in zip(blown, (50.0, 2_700.0)):  # one layer blown up, as relu/SGD states do
-    flat[i, layer.offset:layer.offset + layer.size] *= factor
+    flat[i, layer.offset : layer.offset + layer.size] *= factor
   flat[25, 7] = np.nan
   flat[31, -1] = np.inf
   checked = weights.filter_states(flat, spec)
@@ -32,7 +32,9 @@ def test_planted_blown_up_and_non_finite_states_are_dropped():
   assert checked.keep.sum() == 36 and not checked.keep[[3, 17, 25, 31]].any()
   assert "kept 36 of 40" in checked.summary() and "2 non-finite" in checked.summary()
   # The per-layer RMS is the numpy one.
-  expected = np.sqrt(np.mean(flat[0, layer.offset:layer.offset + layer.size].astype(np.float64) ** 2))
+  expected = np.sqrt(
+    np.mean(flat[0, layer.offset : layer.offset + layer.size].astype(np.float64) ** 2)
+  )
   np.testing.assert_allclose(checked.layer_rms[0, 1], expected, rtol=1e-12)
 
 

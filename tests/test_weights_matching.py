@@ -11,7 +11,9 @@ from zoo_jax.population import Cohort
 
 def _two_models(arch):
   cohort = Cohort(arch, "relu", "adam", False)
-  params = population.init_params(cohort, np.array([1, 2]), np.array(["kaiming_uniform"] * 2), (28, 28, 1))
+  params = population.init_params(
+    cohort, np.array([1, 2]), np.array(["kaiming_uniform"] * 2), (28, 28, 1)
+  )
   return cohort, jax.tree.map(lambda x: x[0], params), jax.tree.map(lambda x: x[1], params)
 
 
@@ -22,7 +24,9 @@ def test_alignment_keeps_the_function_and_recovers_planted_permutations(arch):
   model = population.make_model(cohort)
   x = jax.random.normal(jax.random.key(0), (8, 28, 28, 1))
   aligned = weights.align(a, b, spec)
-  np.testing.assert_allclose(model.apply({"params": aligned}, x), model.apply({"params": b}, x), atol=1e-5)
+  np.testing.assert_allclose(
+    model.apply({"params": aligned}, x), model.apply({"params": b}, x), atol=1e-5
+  )
   flat = lambda p: np.asarray(weights.flatten(p)[0])
   assert np.linalg.norm(flat(aligned) - flat(a)) < np.linalg.norm(flat(b) - flat(a))
   shuffled = weights.random_permutation(jax.random.key(1), a, spec)  # a in disguise
@@ -37,7 +41,9 @@ def test_identical_models_need_no_permutation():
 
 def test_batched_params_are_refused():
   cohort = Cohort("mlp", "relu", "adam", False)
-  params = population.init_params(cohort, np.array([1, 2]), np.array(["kaiming_uniform"] * 2), (28, 28, 1))
+  params = population.init_params(
+    cohort, np.array([1, 2]), np.array(["kaiming_uniform"] * 2), (28, 28, 1)
+  )
   single = jax.tree.map(lambda x: x[0], params)
   with pytest.raises(ValueError, match="single models"):
     weights.weight_matching(single, params, weights.make_spec(single))

@@ -18,8 +18,9 @@ def population(arch, n=4):
   """n models of `arch` with seeded weights, a different scale per layer (as in a trained zoo)."""
   shapes = jax.eval_shape(get_model(arch).init, jax.random.key(0), jnp.zeros((1,) + INPUTS[arch]))
   rng = np.random.default_rng(0)
-  draw = lambda s: (rng.uniform(-1, 1)
-                    + rng.uniform(0.1, 2) * rng.standard_normal((n,) + s.shape, np.float32))
+  draw = lambda s: (
+    rng.uniform(-1, 1) + rng.uniform(0.1, 2) * rng.standard_normal((n,) + s.shape, np.float32)
+  )
   return jax.tree.map(lambda s: jnp.asarray(draw(s), jnp.float32), shapes)
 
 
@@ -41,8 +42,11 @@ def test_statnn_matches_numpy(arch):
   spec = weights.make_spec(zoo)
   names = weights.statnn_feature_names(spec)
   assert features.shape == (4, 7 * 2 * len(spec.layers)) == (4, len(names))
-  assert names[:3] == (f"{spec.layers[0].name}/kernel/mean", f"{spec.layers[0].name}/kernel/var",
-                       f"{spec.layers[0].name}/kernel/p0")
+  assert names[:3] == (
+    f"{spec.layers[0].name}/kernel/mean",
+    f"{spec.layers[0].name}/kernel/var",
+    f"{spec.layers[0].name}/kernel/p0",
+  )
   for i in range(4):
     expected = numpy_statnn(jax.tree.map(lambda x: x[i], zoo))
     np.testing.assert_allclose(features[i], expected, rtol=1e-5, atol=1e-5)
@@ -70,8 +74,14 @@ def test_layer_variances_from_params_and_tokens_agree_with_numpy(arch):
   spec = weights.make_spec(zoo)
   per_layer = weights.layer_variances(zoo)
   tree = zoo["params"]
-  expected = [np.var(np.concatenate([np.asarray(tree[l.name][p], np.float64).reshape(4, -1)
-                                     for p in ("kernel", "bias")], axis=1)) for l in spec.layers]
+  expected = [
+    np.var(
+      np.concatenate(
+        [np.asarray(tree[l.name][p], np.float64).reshape(4, -1) for p in ("kernel", "bias")], axis=1
+      )
+    )
+    for l in spec.layers
+  ]
   np.testing.assert_allclose(per_layer, expected, rtol=1e-5)
   tokens, _ = weights.tokenize(zoo)
   from_tokens = weights.token_layer_variances(tokens, len(spec.layers))
@@ -94,9 +104,13 @@ def test_novelty_counts_permuted_and_perturbed_copies_as_copies_and_new_models_a
   model_0 = weights.unflatten(jnp.asarray(reference[0]), spec)
   permuted = weights.random_permutation(jax.random.key(3), model_0, spec)
   rng = np.random.default_rng(2)
-  new = np.stack([np.asarray(weights.flatten(permuted, spec)[0]),
-                  reference[2] + 0.05 * rng.standard_normal(spec.size),
-                  rng.uniform(-1, 1) + 1.0 * rng.standard_normal(spec.size)])
+  new = np.stack(
+    [
+      np.asarray(weights.flatten(permuted, spec)[0]),
+      reference[2] + 0.05 * rng.standard_normal(spec.size),
+      rng.uniform(-1, 1) + 1.0 * rng.standard_normal(spec.size),
+    ]
+  )
   assert not np.allclose(new[0], reference[0])  # the permutation moved weights
   score = weights.novelty(new, reference, groups, spec)
   assert score.shape == (3,)

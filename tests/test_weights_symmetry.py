@@ -22,6 +22,7 @@ def images(arch):
   """
   try:
     from zoo_jax import data
+
     dataset = data.load("mnist5k", "test")
     x = (dataset.images[:64] / 255.0 - dataset.mean[0]) / dataset.std[0]
   except (ImportError, FileNotFoundError) as e:
@@ -67,8 +68,9 @@ def test_canonical_form_is_shared_by_the_orbit(arch, activation):
   model, params = model_and_params(arch, activation)
   canonical = weights.canonicalize(params)
   x = images(arch)
-  np.testing.assert_allclose(model.apply(canonical, x), model.apply(params, x),
-                             atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(
+    model.apply(canonical, x), model.apply(params, x), atol=1e-5, rtol=1e-5
+  )
   for seed in range(3):
     permuted = weights.random_permutation(jax.random.key(seed), params)
     for a, b in zip(leaves(weights.canonicalize(permuted)), leaves(canonical)):
@@ -89,8 +91,9 @@ def test_flatten_link_moves_the_rows_a_channel_owns():
       np.testing.assert_array_equal(new[s * 4 + j], old[s * 4 + perm[j]][dense_perm])
   # conv_2's kernel: inputs follow conv_1's permutation (HWIO axis 2), outputs its own.
   old_conv = np.asarray(params["params"]["conv_2"]["kernel"])
-  np.testing.assert_array_equal(permuted["params"]["conv_2"]["kernel"],
-                                old_conv[:, :, perms[1]][..., perm])
+  np.testing.assert_array_equal(
+    permuted["params"]["conv_2"]["kernel"], old_conv[:, :, perms[1]][..., perm]
+  )
   # The inverse permutation restores the original.
   inverse = tuple(jnp.argsort(p) for p in perms)
   for a, b in zip(leaves(weights.permute(permuted, inverse)), leaves(params)):
@@ -119,20 +122,45 @@ def _dense(n_in, n_out):
   return {"kernel": jnp.ones((n_in, n_out)), "bias": jnp.zeros(n_out)}
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"dense_0": _dense(4, 3), "dense_1": _dense(3, 2),
-      "LayerNorm_0": {"scale": jnp.ones(3), "bias": jnp.zeros(3)}}, "'LayerNorm_0'.*normalisation"),
+@pytest.mark.parametrize(
+  "params, message",
+  [
+    (
+      {
+        "dense_0": _dense(4, 3),
+        "dense_1": _dense(3, 2),
+        "LayerNorm_0": {"scale": jnp.ones(3), "bias": jnp.zeros(3)},
+      },
+      "'LayerNorm_0'.*normalisation",
+    ),
     ({"dense_0": _dense(4, 3), "dense_1": _dense(5, 2)}, "'dense_1' has 5 inputs.*'dense_0' has 3"),
-    ({"conv_0": {"kernel": jnp.ones((3, 3, 1, 4)), "bias": jnp.zeros(4)},
-      "conv_1": {"kernel": jnp.ones((3, 3, 5, 4)), "bias": jnp.zeros(4)}},
-     "'conv_1' has 5 input channels"),
-    ({"conv_0": {"kernel": jnp.ones((3, 3, 1, 4)), "bias": jnp.zeros(4)}, "dense_0": _dense(10, 2)},
-     "'dense_0' has 10 inputs.*not a multiple of the 4 channels"),
-    ({"dense_0": _dense(4, 3), "residual_1": _dense(3, 3), "dense_2": _dense(3, 2)},
-     "'residual_1'.*residual"),
-    ({"ResNetBlock_0": {"Conv_0": {"kernel": jnp.ones((3, 3, 1, 4)), "bias": jnp.zeros(4)}},
-      "Dense_0": _dense(4, 2)}, "'ResNetBlock_0/Conv_0'"),
-])
+    (
+      {
+        "conv_0": {"kernel": jnp.ones((3, 3, 1, 4)), "bias": jnp.zeros(4)},
+        "conv_1": {"kernel": jnp.ones((3, 3, 5, 4)), "bias": jnp.zeros(4)},
+      },
+      "'conv_1' has 5 input channels",
+    ),
+    (
+      {
+        "conv_0": {"kernel": jnp.ones((3, 3, 1, 4)), "bias": jnp.zeros(4)},
+        "dense_0": _dense(10, 2),
+      },
+      "'dense_0' has 10 inputs.*not a multiple of the 4 channels",
+    ),
+    (
+      {"dense_0": _dense(4, 3), "residual_1": _dense(3, 3), "dense_2": _dense(3, 2)},
+      "'residual_1'.*residual",
+    ),
+    (
+      {
+        "ResNetBlock_0": {"Conv_0": {"kernel": jnp.ones((3, 3, 1, 4)), "bias": jnp.zeros(4)}},
+        "Dense_0": _dense(4, 2),
+      },
+      "'ResNetBlock_0/Conv_0'",
+    ),
+  ],
+)
 def test_unsupported_structure_is_named(params, message):
   with pytest.raises(ValueError, match=message):
     weights.random_permutation(jax.random.key(0), params)
@@ -141,8 +169,10 @@ def test_unsupported_structure_is_named(params, message):
 
 
 def test_conv_after_dense_is_named():
-  params = {"dense_0": _dense(4, 3),
-            "conv_1": {"kernel": jnp.ones((1, 1, 3, 2)), "bias": jnp.zeros(2)}}
+  params = {
+    "dense_0": _dense(4, 3),
+    "conv_1": {"kernel": jnp.ones((1, 1, 3, 2)), "bias": jnp.zeros(2)},
+  }
   spec = weights.make_spec(params, layer_order=["dense_0", "conv_1"])
   with pytest.raises(ValueError, match="'conv_1' is a conv after the dense layer 'dense_0'"):
     weights.random_permutation(jax.random.key(0), params, spec)

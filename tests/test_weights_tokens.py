@@ -1,6 +1,5 @@
 """zoo_jax.weights.tokens: neuron tokens against a per-unit numpy reference."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,8 +25,8 @@ def numpy_tokens(params):
   values = np.zeros((len(rows), d), np.float32)
   mask = np.zeros((len(rows), d), bool)
   for t, r in enumerate(rows):
-    values[t, :len(r)] = r
-    mask[t, :len(r)] = True
+    values[t, : len(r)] = r
+    mask[t, : len(r)] = True
   return values, mask, np.array(layer_ids), np.array(positions)
 
 
@@ -96,21 +95,31 @@ def test_narrow_tokens_split_long_units_into_consecutive_pieces():
   np.testing.assert_array_equal(np.bincount(layer), [8, 24, 4, 20, 10])
   np.testing.assert_array_equal(np.asarray(tokens.position)[layer == 1], np.arange(24))
   conv_1 = np.asarray(tokens.values)[layer == 1].reshape(6, 4 * 52)
-  np.testing.assert_array_equal(conv_1[:, :201], np.asarray(natural.values)[np.asarray(natural.layer) == 1])
+  np.testing.assert_array_equal(
+    conv_1[:, :201], np.asarray(natural.values)[np.asarray(natural.layer) == 1]
+  )
   np.testing.assert_array_equal(conv_1[:, 201:], 0)
   assert np.asarray(tokens.mask).sum() == spec.size
-  for x, y in zip(jax.tree.leaves(weights.detokenize(tokens.values, spec)), jax.tree.leaves(params)):
+  for x, y in zip(
+    jax.tree.leaves(weights.detokenize(tokens.values, spec)), jax.tree.leaves(params)
+  ):
     np.testing.assert_array_equal(x, y)
   permuted = weights.random_permutation(jax.random.key(0), params, spec)
-  moved = np.asarray(weights.tokenize(permuted, spec, dim=52)[0].values)[layer == 1].reshape(6, 4 * 52)
-  perm = [int(np.flatnonzero((conv_1[:, 200] == b))[0]) for b in moved[:, 200]]  # biases identify units
+  moved = np.asarray(weights.tokenize(permuted, spec, dim=52)[0].values)[layer == 1].reshape(
+    6, 4 * 52
+  )
+  perm = [
+    int(np.flatnonzero((conv_1[:, 200] == b))[0]) for b in moved[:, 200]
+  ]  # biases identify units
   assert sorted(perm) == list(range(6))
   for j, i in enumerate(perm):  # the unit's 4 pieces moved together (its inputs permuted within it)
     np.testing.assert_array_equal(np.sort(moved[j, :200]), np.sort(conv_1[i, :200]))
 
 
 def test_layers_without_units_are_rejected():
-  params = {"dense_0": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)},
-            "BatchNorm_0": {"scale": jnp.ones(3), "bias": jnp.ones(3)}}
+  params = {
+    "dense_0": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)},
+    "BatchNorm_0": {"scale": jnp.ones(3), "bias": jnp.ones(3)},
+  }
   with pytest.raises(ValueError, match="'BatchNorm_0'.*normalisation"):
     weights.tokenize(params)

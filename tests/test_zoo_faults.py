@@ -20,9 +20,16 @@ from zoo_jax import cli, errors, lock, train, zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tiny_zoo_config cut to one cohort (tanh, adam) of 4 models and 2 epochs; the same as flags:
-FLAGS = ["--config=configs/mnist5k.py", "--config.dataset.train_size=500", "--config.dataset.eval_size=500",
-         "--config.population.num_seeds=2", "--config.population.grid.learning_rate=(1e-3,1e-2)",
-         "--config.num_epochs=2", "--config.batch_size=25", "--config.progress_bar=False"]
+FLAGS = [
+  "--config=configs/mnist5k.py",
+  "--config.dataset.train_size=500",
+  "--config.dataset.eval_size=500",
+  "--config.population.num_seeds=2",
+  "--config.population.grid.learning_rate=(1e-3,1e-2)",
+  "--config.num_epochs=2",
+  "--config.batch_size=25",
+  "--config.progress_bar=False",
+]
 
 
 def fault_config(**overrides):
@@ -51,8 +58,9 @@ def copy(reference, tmp_path):
 
 def _command(module, *args, timeout=600):
   started = time.time()
-  result = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+  result = subprocess.run(
+    [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+  )
   return result, time.time() - started
 
 
@@ -84,8 +92,12 @@ def test_two_train_commands_at_once_one_trains_the_other_is_refused(reference, t
   # XLA_FLAGS set (empty): no CLI default device split, so the run computes as the in-process reference.
   env = dict(os.environ, XLA_FLAGS="")
   started = time.time()
-  procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-           for _ in range(2)]
+  procs = [
+    subprocess.Popen(
+      command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    for _ in range(2)
+  ]
   ended = {}
   while len(ended) < 2:
     for i, p in enumerate(procs):
@@ -107,9 +119,17 @@ def test_two_train_commands_at_once_one_trains_the_other_is_refused(reference, t
 
 
 def test_a_lock_held_by_another_process_is_refused_naming_it(tmp_path):
-  holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from zoo_jax import lock\n"
-                             f"with lock.workdir_lock({str(tmp_path)!r}):\n  print('held', flush=True); time.sleep(60)"],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      "import sys, time; from zoo_jax import lock\n"
+      f"with lock.workdir_lock({str(tmp_path)!r}):\n  print('held', flush=True); time.sleep(60)",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   try:
     assert holder.stdout.readline().strip() == "held"
     assert lock.holder(str(tmp_path))["pid"] == holder.pid
@@ -121,7 +141,9 @@ def test_a_lock_held_by_another_process_is_refused_naming_it(tmp_path):
     holder.wait()
   # Its holder died without releasing it: taken over, with a warning naming it.
   assert lock.holder(str(tmp_path)) is None
-  with pytest.warns(UserWarning, match=f"Took over the lock.*pid {holder.pid}.*ended without releasing it"):
+  with pytest.warns(
+    UserWarning, match=f"Took over the lock.*pid {holder.pid}.*ended without releasing it"
+  ):
     with lock.workdir_lock(str(tmp_path)):
       with lock.workdir_lock(str(tmp_path)):  # re-entrant in one process
         assert lock.holder(str(tmp_path))["pid"] == os.getpid()
@@ -138,9 +160,13 @@ def _garbage(path):
     f.write(b"\x00\xff garbage \x01\n\"unclosed,quote\n")
 
 
-@pytest.mark.parametrize("damage", [_truncate, os.remove, _garbage], ids=["truncated", "deleted", "garbage"])
+@pytest.mark.parametrize(
+  "damage", [_truncate, os.remove, _garbage], ids=["truncated", "deleted", "garbage"]
+)
 @pytest.mark.parametrize("name", [zoo.METRICS_FILE, zoo.MODELS_FILE, zoo.CONFIG_FILE])
-def test_a_damaged_table_is_derived_exactly_then_rebuilt_by_the_train_command(reference, copy, name, damage, capsys):
+def test_a_damaged_table_is_derived_exactly_then_rebuilt_by_the_train_command(
+  reference, copy, name, damage, capsys
+):
   original = _file(reference, name)
   damage(os.path.join(copy, name))
   report = zoo.check(copy)
@@ -151,7 +177,9 @@ def test_a_damaged_table_is_derived_exactly_then_rebuilt_by_the_train_command(re
   pd.testing.assert_frame_equal(z.metrics, reference_zoo.metrics)
   pd.testing.assert_frame_equal(z.models, reference_zoo.models)
   assert z.config == reference_zoo.config
-  train.train_and_evaluate(fault_config(), copy)  # the same command again: repairs, never "nothing to do"
+  train.train_and_evaluate(
+    fault_config(), copy
+  )  # the same command again: repairs, never "nothing to do"
   out = capsys.readouterr().out
   assert "Rebuilt" in out or "Rewrote" in out
   assert "nothing to do" not in out
@@ -169,11 +197,17 @@ def test_check_repair_rewrites_every_table_exactly(reference, copy):
 
 
 def test_a_lost_config_of_a_zoo_without_a_kept_copy_is_one_clear_error(copy):
-  shutil.rmtree(os.path.join(copy, zoo.CHECKPOINTS_DIR, "metadata"))  # as zoos written before it was kept
+  shutil.rmtree(
+    os.path.join(copy, zoo.CHECKPOINTS_DIR, "metadata")
+  )  # as zoos written before it was kept
   _garbage(os.path.join(copy, zoo.CONFIG_FILE))
-  with pytest.raises(errors.DamagedZoo, match=f"{zoo.CONFIG_FILE} is not valid JSON.*keeps no copy"):
+  with pytest.raises(
+    errors.DamagedZoo, match=f"{zoo.CONFIG_FILE} is not valid JSON.*keeps no copy"
+  ):
     zoo.Zoo(copy)
-  with pytest.raises(errors.DamagedZoo, match=f"{zoo.CONFIG_FILE} is not valid JSON.*overwrite=True"):
+  with pytest.raises(
+    errors.DamagedZoo, match=f"{zoo.CONFIG_FILE} is not valid JSON.*overwrite=True"
+  ):
     train.train_and_evaluate(fault_config(), copy)
   report = zoo.check(copy, repair=True)
   assert not report.ok and zoo.CONFIG_FILE in report.problems[0]
@@ -190,9 +224,13 @@ def test_metric_values_edited_in_the_table_are_found_and_repaired(reference, cop
   assert _file(copy, zoo.METRICS_FILE) == _file(reference, zoo.METRICS_FILE)
 
 
-def test_deleted_newest_checkpoint_step_is_refused_by_the_reader_and_retrained(reference, copy, capsys):
+def test_deleted_newest_checkpoint_step_is_refused_by_the_reader_and_retrained(
+  reference, copy, capsys
+):
   shutil.rmtree(os.path.join(copy, zoo.CHECKPOINTS_DIR, "2"))
-  with pytest.raises(errors.DamagedZoo, match="metrics.csv has rows of epochs \\[2\\] whose weights are missing"):
+  with pytest.raises(
+    errors.DamagedZoo, match="metrics.csv has rows of epochs \\[2\\] whose weights are missing"
+  ):
     zoo.Zoo(copy)
   assert not zoo.check(copy).ok
   with pytest.warns(UserWarning, match="checkpoints/2 is missing.*training epoch 2 again"):
@@ -213,8 +251,12 @@ def test_deleted_newest_state_step_keeps_a_complete_zoo(reference, copy, capsys)
 def test_deleted_middle_checkpoint_step_is_refused_with_one_clear_error(copy):
   shutil.rmtree(os.path.join(copy, zoo.CHECKPOINTS_DIR, "1"))
   report = zoo.check(copy)
-  assert not report.ok and any("lacks the steps of epochs [1]" in p for p in report.problems), str(report)
-  with pytest.raises(errors.DamagedZoo, match="checkpoints/1 is missing while later epochs are committed"):
+  assert not report.ok and any("lacks the steps of epochs [1]" in p for p in report.problems), str(
+    report
+  )
+  with pytest.raises(
+    errors.DamagedZoo, match="checkpoints/1 is missing while later epochs are committed"
+  ):
     train.train_and_evaluate(fault_config(), copy)
   assert zoo.committed_epochs(copy) == [0, 2]  # nothing else deleted
 
@@ -229,7 +271,9 @@ def test_corrupted_array_file_is_found_by_check_and_reads_fail_clearly(reference
   assert not report.ok and "checkpoints/1 is unreadable" in report.problems[0], str(report)
   with pytest.raises(ValueError, match="Checkpoint step 1 .* is unreadable"):
     zoo.Zoo(copy).params(epoch=1)
-  assert _file(copy, zoo.METRICS_FILE) == _file(reference, zoo.METRICS_FILE)  # --repair would not guess
+  assert _file(copy, zoo.METRICS_FILE) == _file(
+    reference, zoo.METRICS_FILE
+  )  # --repair would not guess
 
 
 def test_a_full_disk_leaves_the_table_as_it_was(reference, copy, monkeypatch):
@@ -243,8 +287,11 @@ def test_a_full_disk_leaves_the_table_as_it_was(reference, copy, monkeypatch):
       return to_csv(self, **kwargs)
     path_or_buf.write("model_id,ep")
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
   monkeypatch.setattr(pd.DataFrame, "to_csv", full)
-  with pytest.raises(errors.UsageError, match="Cannot write .*metrics.csv: No space left on device.*Free some space"):
+  with pytest.raises(
+    errors.UsageError, match="Cannot write .*metrics.csv: No space left on device.*Free some space"
+  ):
     train.train_and_evaluate(fault_config(), copy)
   assert _file(copy, zoo.METRICS_FILE) == damaged
   assert not [n for n in os.listdir(copy) if n.startswith(".tmp")]
@@ -256,19 +303,23 @@ def test_a_full_disk_leaves_the_table_as_it_was(reference, copy, monkeypatch):
 def test_sigint_while_starting_ends_the_command_even_inside_an_ignored_callback(tmp_path):
   # A Ctrl-C that lands while Python runs a callback whose exceptions it ignores (jaxlib's
   # garbage-collection callback, as seen in CI) must still end the command, with one line.
-  script = ("import gc, os, signal, sys, time\n"
-            "from zoo_jax import cli\n"
-            f"sys.argv = ['cmd', '--workdir={tmp_path}']\n"
-            "cli.lock_workdir_early()\n"
-            "def callback(phase, info):\n"
-            "  if phase == 'start':\n"
-            "    os.kill(os.getpid(), signal.SIGINT)\n"
-            "    time.sleep(0.2)\n"
-            "gc.callbacks.append(callback)\n"
-            "gc.collect()\n"
-            "gc.callbacks.remove(callback)\n"
-            "print('carried on')\n")
-  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+  script = (
+    "import gc, os, signal, sys, time\n"
+    "from zoo_jax import cli\n"
+    f"sys.argv = ['cmd', '--workdir={tmp_path}']\n"
+    "cli.lock_workdir_early()\n"
+    "def callback(phase, info):\n"
+    "  if phase == 'start':\n"
+    "    os.kill(os.getpid(), signal.SIGINT)\n"
+    "    time.sleep(0.2)\n"
+    "gc.callbacks.append(callback)\n"
+    "gc.collect()\n"
+    "gc.callbacks.remove(callback)\n"
+    "print('carried on')\n"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+  )
   assert proc.returncode == cli.INTERRUPTED_EXIT_CODE, proc.stderr[-2000:]
   assert "carried on" not in proc.stdout
   assert _one_error_line(proc.stderr).startswith("error: interrupted while starting")
@@ -282,8 +333,17 @@ def test_sigint_while_starting_ends_the_command_even_inside_an_ignored_callback(
 
 @pytest.mark.slow
 def test_sigint_ends_with_one_line_and_keeps_committed_epochs(reference, copy):
-  command = [sys.executable, "-m", "zoo_jax.train", *FLAGS, "--config.num_epochs=4", f"--workdir={copy}"]
-  proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  command = [
+    sys.executable,
+    "-m",
+    "zoo_jax.train",
+    *FLAGS,
+    "--config.num_epochs=4",
+    f"--workdir={copy}",
+  ]
+  proc = subprocess.Popen(
+    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   deadline = time.time() + 300
   # The lock is taken before the imports (cli.lock_workdir_early): a Ctrl-C there is one line too.
   while lock.holder(copy) is None and time.time() < deadline:
@@ -303,11 +363,19 @@ def test_sigint_ends_with_one_line_and_keeps_committed_epochs(reference, copy):
 @pytest.mark.slow
 def test_command_lines_end_usage_errors_with_one_line_and_exit_code_2(tmp_path):
   # (`zoo check` passing, and a misspelt flag: tests/test_train.py's command-line test.)
-  result, _ = _command("zoo_jax.encode", "--config=configs/statnn.py", f"--zoo={tmp_path}",
-                       f"--workdir={tmp_path / 'out'}")
+  result, _ = _command(
+    "zoo_jax.encode",
+    "--config=configs/statnn.py",
+    f"--zoo={tmp_path}",
+    f"--workdir={tmp_path / 'out'}",
+  )
   assert result.returncode == 2 and "is not a zoo" in _one_error_line(result.stderr)
-  result, _ = _command("zoo_jax.train", *FLAGS, "--config.batch_size=0", f"--workdir={tmp_path / 'z'}")
-  assert result.returncode == 2 and "config.batch_size must be an integer >= 1" in _one_error_line(result.stderr)
+  result, _ = _command(
+    "zoo_jax.train", *FLAGS, "--config.batch_size=0", f"--workdir={tmp_path / 'z'}"
+  )
+  assert result.returncode == 2 and "config.batch_size must be an integer >= 1" in _one_error_line(
+    result.stderr
+  )
 
 
 def test_a_full_disk_inside_another_library_is_recognised():

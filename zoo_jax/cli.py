@@ -83,6 +83,7 @@ def lock_workdir_early(flag: str = "workdir") -> None:
   cannot be made (the command reports that itself).
   """
   from zoo_jax import lock  # light: no jax
+
   argv, workdir = sys.argv[1:], None
   for i, arg in enumerate(argv):
     if arg.startswith(f"--{flag}="):
@@ -109,8 +110,11 @@ def _interrupted_while_starting(signum, frame) -> NoReturn:
   # callback whose exceptions Python ignores (a garbage-collection callback of jaxlib's, say),
   # and the command would then carry on. Nothing was written yet; the lock is released cleanly.
   del signum, frame
-  print("error: interrupted while starting; nothing was written, and the same command starts again.",
-        file=sys.stderr, flush=True)
+  print(
+    "error: interrupted while starting; nothing was written, and the same command starts again.",
+    file=sys.stderr,
+    flush=True,
+  )
   try:
     _EARLY_LOCKS.close()
   finally:
@@ -140,6 +144,7 @@ def compilation_cache_dir() -> str | None:
 def use_compilation_cache() -> None:
   """Points JAX at `compilation_cache_dir()` (before the command's first compile)."""
   import jax
+
   path = compilation_cache_dir()
   if path is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return  # off, or JAX reads its own variable
@@ -177,20 +182,26 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
   def guarded(argv: list[str]) -> int | None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is KeyboardInterrupt again
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's failed reads, already reported
+    logging.getLogger("asyncio").setLevel(
+      logging.CRITICAL
+    )  # orbax's failed reads, already reported
     warnings.formatwarning = _warning_line  # a warning is one line too
     use_compilation_cache()
     try:
       return main(argv)
     except KeyboardInterrupt:
-      fail("interrupted; the epochs committed so far are kept, and the same command continues from them.",
-           INTERRUPTED_EXIT_CODE)
+      fail(
+        "interrupted; the epochs committed so far are kept, and the same command continues from them.",
+        INTERRUPTED_EXIT_CODE,
+      )
     except Exception as error:  # pylint: disable=broad-except
       if os.environ.get("ZOO_JAX_TRACEBACK"):
         raise
       if disk_full(error):
-        fail(f"the disk is full ({one_line(error)[:300]}); free some space and run the same command again: "
-             "committed epochs are kept, and a half-written one is discarded.")
+        fail(
+          f"the disk is full ({one_line(error)[:300]}); free some space and run the same command again: "
+          "committed epochs are kept, and a half-written one is discarded."
+        )
       if is_usage_error(error):
         fail(str(error))
       raise
@@ -198,11 +209,17 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
   app.run(guarded, flags_parser=parse)
 
 
-def run_subcommands(commands: dict[str, Callable[[list[str]], int | None]], program: str) -> NoReturn:
+def run_subcommands(
+  commands: dict[str, Callable[[list[str]], int | None]], program: str
+) -> NoReturn:
   """`run` for a command with subcommands: `program NAME ARGS... [--flags]` calls commands[NAME](ARGS)."""
+
   def main(argv: list[str]) -> int | None:
     if len(argv) < 2 or argv[1] not in commands:
       got = repr(argv[1]) if len(argv) > 1 else "none"
-      raise errors.UsageError(f"{program} needs a subcommand, one of {sorted(commands)}; got {got}.")
+      raise errors.UsageError(
+        f"{program} needs a subcommand, one of {sorted(commands)}; got {got}."
+      )
     return commands[argv[1]](argv[2:])
+
   run(main)

@@ -24,6 +24,7 @@ if __name__ == "__main__":
   # The workdir's writer lock before the slow imports below (jax, orbax: seconds), so a second
   # run into a busy workdir is refused at once.
   from zoo_jax import cli as _cli
+
   _cli.lock_workdir_early()
 
 
@@ -43,7 +44,11 @@ from zoo_jax.states import ZooStates, load_states  # noqa: F401 (encode.load_sta
 
 # Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
 FEATURE_PREDICTORS = ("ridge", "gbt", "mlp")
-RESULTS_FILE, PER_SEED_FILE, PREDICTIONS_FILE = "results.csv", "results_per_seed.csv", "predictions.csv"
+RESULTS_FILE, PER_SEED_FILE, PREDICTIONS_FILE = (
+  "results.csv",
+  "results_per_seed.csv",
+  "predictions.csv",
+)
 IN_DISTRIBUTION = "in_distribution"
 # Methods that train and embed on minibatches, so their states may stay on disk (config.stream).
 STREAMING_METHODS = ("hyperrep",)
@@ -61,37 +66,56 @@ def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
   properties.check_properties(config.properties)
   for name in config.get("predictors", ()):
     if name not in FEATURE_PREDICTORS:
-      raise ValueError(f"config.predictors has {name!r}; allowed values: {list(FEATURE_PREDICTORS)}.")
+      raise ValueError(
+        f"config.predictors has {name!r}; allowed values: {list(FEATURE_PREDICTORS)}."
+      )
   if isinstance(method, methods.FeatureMethod) and not config.get("predictors"):
-    raise ValueError(f"config.predictors is empty; method {config.method!r} needs at least one of "
-                     f"{list(FEATURE_PREDICTORS)}.")
+    raise ValueError(
+      f"config.predictors is empty; method {config.method!r} needs at least one of "
+      f"{list(FEATURE_PREDICTORS)}."
+    )
   if not isinstance(config.num_seeds, int) or config.num_seeds < 1:
     raise ValueError(f"config.num_seeds must be an integer >= 1, got {config.num_seeds!r}.")
   if not isinstance(config.split.train_zoos, int) or not 1 <= config.split.train_zoos <= num_zoos:
-    raise ValueError(f"config.split.train_zoos must be an integer in [1, {num_zoos}] (the number of "
-                     f"--zoo directories), got {config.split.train_zoos!r}.")
+    raise ValueError(
+      f"config.split.train_zoos must be an integer in [1, {num_zoos}] (the number of "
+      f"--zoo directories), got {config.split.train_zoos!r}."
+    )
   if num_zoos < 1:
     raise ValueError("Give at least one --zoo=DIR.")
   if config.get("stream", False) not in (True, False):
     raise ValueError(f"config.stream must be True or False, got {config.stream!r}.")
   if config.get("stream", False):
     if config.method not in STREAMING_METHODS:
-      raise ValueError(f"config.stream=True reads weights from disk in batches, which method {config.method!r} "
-                       f"does not; allowed with methods {list(STREAMING_METHODS)}, or set config.stream=False.")
+      raise ValueError(
+        f"config.stream=True reads weights from disk in batches, which method {config.method!r} "
+        f"does not; allowed with methods {list(STREAMING_METHODS)}, or set config.stream=False."
+      )
     if config.split.train_zoos > 1:
-      raise ValueError("config.stream=True trains on one zoo; set config.split.train_zoos=1 (further --zoo "
-                       "directories are test sets) or config.stream=False.")
+      raise ValueError(
+        "config.stream=True trains on one zoo; set config.split.train_zoos=1 (further --zoo "
+        "directories are test sets) or config.stream=False."
+      )
     if not config.get("stream_buffer_mb", 0) > 0:
-      raise ValueError(f"config.stream_buffer_mb must be > 0 (MB of states in the shuffle buffer), got "
-                       f"{config.get('stream_buffer_mb')!r}.")
+      raise ValueError(
+        f"config.stream_buffer_mb must be > 0 (MB of states in the shuffle buffer), got "
+        f"{config.get('stream_buffer_mb')!r}."
+      )
 
 
 # ---------------------------------------------------------------------------- one seed, step by step
 
 
-def _fit_features(config, predictor: str, targets: properties.Targets, train_x: np.ndarray,
-                  train_table: pd.DataFrame, test_x: dict[str, np.ndarray], seed: int,
-                  checkpoint_dir: str) -> dict[str, dict[str, np.ndarray]]:
+def _fit_features(
+  config,
+  predictor: str,
+  targets: properties.Targets,
+  train_x: np.ndarray,
+  train_table: pd.DataFrame,
+  test_x: dict[str, np.ndarray],
+  seed: int,
+  checkpoint_dir: str,
+) -> dict[str, dict[str, np.ndarray]]:
   """Predictions {test set: {property: values}} of one predictor on fixed features."""
   if predictor in ("ridge", "gbt"):  # one fit per property, predicting every test set at once
     names = list(test_x)
@@ -102,7 +126,7 @@ def _fit_features(config, predictor: str, targets: properties.Targets, train_x: 
       y = properties.Targets.raw(train_table, prop)
       predicted = properties.fit_probe(predictor, train_x, y, every, seed=seed)
       for i, name in enumerate(names):
-        out[name][prop] = predicted[bounds[i]:bounds[i + 1]]
+        out[name][prop] = predicted[bounds[i] : bounds[i + 1]]
     return out
   # "mlp": one multi-task MLP on standardised features, clipped to +-5 std: weight statistics
   # are heavy-tailed (U(0,1)-initialised models), and an MLP extrapolates wildly beyond them.
@@ -111,23 +135,36 @@ def _fit_features(config, predictor: str, targets: properties.Targets, train_x: 
   reg, cls = targets.encode(train_table)
   module = properties.MLP(hidden=tuple(config.mlp.hidden), num_outputs=targets.num_outputs)
   params, _ = properties.train_predictor(
-      module, scale(train_x), reg, cls, targets.num_classes, key=jax.random.key(seed),
-      num_epochs=config.mlp.num_epochs, batch_size=config.mlp.batch_size,
-      learning_rate=config.mlp.learning_rate, weight_decay=config.mlp.weight_decay,
-      checkpoint_dir=checkpoint_dir, progress=config.progress_bar, desc=f"mlp seed {seed}")
+    module,
+    scale(train_x),
+    reg,
+    cls,
+    targets.num_classes,
+    key=jax.random.key(seed),
+    num_epochs=config.mlp.num_epochs,
+    batch_size=config.mlp.batch_size,
+    learning_rate=config.mlp.learning_rate,
+    weight_decay=config.mlp.weight_decay,
+    checkpoint_dir=checkpoint_dir,
+    progress=config.progress_bar,
+    desc=f"mlp seed {seed}",
+  )
   predict = properties.make_predict(module.apply)
   return {name: targets.decode(predict(params, scale(x))) for name, x in test_x.items()}
 
 
-def split_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates],
-               seed: int) -> tuple[np.ndarray, ZooStates, dict[str, ZooStates]]:
+def split_seed(
+  config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates], seed: int
+) -> tuple[np.ndarray, ZooStates, dict[str, ZooStates]]:
   """The seed's split of the pool by model: (is_test [N], training states, test sets by name)."""
   is_test = properties.split_by_model(pool.table, config.split.test_fraction, seed)
   test_sets = {IN_DISTRIBUTION: pool.rows(is_test), **{f"cross:{z.name}": z for z in others}}
   return is_test, pool.rows(~is_test), test_sets
 
 
-def _readable(method, train: ZooStates, test_sets: dict[str, ZooStates]) -> tuple[list[str], dict[str, str]]:
+def _readable(
+  method, train: ZooStates, test_sets: dict[str, ZooStates]
+) -> tuple[list[str], dict[str, str]]:
   """The test sets the method can read, and {test set: why not} for the others."""
   if method.cross_architecture:
     return list(test_sets), {}
@@ -135,9 +172,16 @@ def _readable(method, train: ZooStates, test_sets: dict[str, ZooStates]) -> tupl
   return readable, {n: "another architecture" for n in test_sets if n not in readable}
 
 
-def predict_with_features(method: methods.FeatureMethod, fit: methods.Fit, targets: properties.Targets,
-                          pool: ZooStates, is_test: np.ndarray, test_sets: dict[str, ZooStates],
-                          readable: Sequence[str], checkpoint_dir: str) -> tuple[dict, dict[str, np.ndarray]]:
+def predict_with_features(
+  method: methods.FeatureMethod,
+  fit: methods.Fit,
+  targets: properties.Targets,
+  pool: ZooStates,
+  is_test: np.ndarray,
+  test_sets: dict[str, ZooStates],
+  readable: Sequence[str],
+  checkpoint_dir: str,
+) -> tuple[dict, dict[str, np.ndarray]]:
   """Features of every readable zoo, then each predictor fitted on the training rows (checkpoints in
   checkpoint_dir/<predictor>).
 
@@ -147,17 +191,33 @@ def predict_with_features(method: methods.FeatureMethod, fit: methods.Fit, targe
   # Features of whole zoos, then split: the pool's rows are featurized once, not per side.
   zoos = [pool, *(test_sets[n] for n in readable if n != IN_DISTRIBUTION)]
   features = {z.name: featurize(z) for z in zoos}
-  test_x = {n: features[pool.name][is_test] if n == IN_DISTRIBUTION else features[test_sets[n].name]
-            for n in readable}
-  predictions = {predictor: _fit_features(fit.config, predictor, targets, features[pool.name][~is_test],
-                                          fit.train.table, test_x, fit.seed,
-                                          os.path.join(checkpoint_dir, predictor))
-                 for predictor in fit.config.predictors}
+  test_x = {
+    n: features[pool.name][is_test] if n == IN_DISTRIBUTION else features[test_sets[n].name]
+    for n in readable
+  }
+  predictions = {
+    predictor: _fit_features(
+      fit.config,
+      predictor,
+      targets,
+      features[pool.name][~is_test],
+      fit.train.table,
+      test_x,
+      fit.seed,
+      os.path.join(checkpoint_dir, predictor),
+    )
+    for predictor in fit.config.predictors
+  }
   return predictions, (features if method.embeddings else {})
 
 
-def predict_directly(method: methods.DirectMethod, fit: methods.Fit, targets: properties.Targets,
-                     test_sets: dict[str, ZooStates], readable: Sequence[str]) -> tuple[dict, dict[str, np.ndarray]]:
+def predict_directly(
+  method: methods.DirectMethod,
+  fit: methods.Fit,
+  targets: properties.Targets,
+  test_sets: dict[str, ZooStates],
+  readable: Sequence[str],
+) -> tuple[dict, dict[str, np.ndarray]]:
   """The method's network trained on the training states' properties, then run on each readable test set.
 
   Returns (predictions {"direct": {test set: {property: values}}}, embeddings {zoo: [N, D]}).
@@ -166,18 +226,39 @@ def predict_directly(method: methods.DirectMethod, fit: methods.Fit, targets: pr
   reg, cls = targets.encode(fit.train.table)
   t = fit.config.train
   params, _ = properties.train_predictor(
-      network.module, network.inputs(fit.train), reg, cls, targets.num_classes, key=jax.random.key(fit.seed),
-      num_epochs=t.num_epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
-      weight_decay=t.weight_decay, checkpoint_dir=fit.checkpoint_dir, progress=fit.config.progress_bar,
-      desc=f"{fit.config.method} seed {fit.seed}", **network.train_kwargs)
+    network.module,
+    network.inputs(fit.train),
+    reg,
+    cls,
+    targets.num_classes,
+    key=jax.random.key(fit.seed),
+    num_epochs=t.num_epochs,
+    batch_size=t.batch_size,
+    learning_rate=t.learning_rate,
+    weight_decay=t.weight_decay,
+    checkpoint_dir=fit.checkpoint_dir,
+    progress=fit.config.progress_bar,
+    desc=f"{fit.config.method} seed {fit.seed}",
+    **network.train_kwargs,
+  )
   predict = properties.make_predict(network.module.apply)
-  predictions = {"direct": {n: targets.decode(predict(params, network.inputs(test_sets[n]))) for n in readable}}
-  embeddings = {} if network.embed is None else {z.name: network.embed(params, z) for z in fit.everything}
+  predictions = {
+    "direct": {n: targets.decode(predict(params, network.inputs(test_sets[n]))) for n in readable}
+  }
+  embeddings = (
+    {} if network.embed is None else {z.name: network.embed(params, z) for z in fit.everything}
+  )
   return predictions, embeddings
 
 
-def score_rows(method_name: str, seed: int, predictions: dict, test_sets: dict[str, ZooStates],
-               skipped: dict[str, str], targets: properties.Targets) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_rows(
+  method_name: str,
+  seed: int,
+  predictions: dict,
+  test_sets: dict[str, ZooStates],
+  skipped: dict[str, str],
+  targets: properties.Targets,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
   """Book the scores (one row per predictor x test set x property x metric, plus an n/a row for each
   unreadable test set and constant property) and the predictions beside the truth."""
   rows, prediction_rows = [], []
@@ -188,38 +269,80 @@ def score_rows(method_name: str, seed: int, predictions: dict, test_sets: dict[s
       for prop, values in by_prop.items():
         truth = properties.Targets.raw(table, prop)
         for metric, value in properties.score(prop, truth, values).items():
-          rows.append(dict(seed=seed, method=method_name, predictor=predictor, test_set=test_set, property=prop,
-                           metric=metric, value=value))
+          rows.append(
+            dict(
+              seed=seed,
+              method=method_name,
+              predictor=predictor,
+              test_set=test_set,
+              property=prop,
+              metric=metric,
+              value=value,
+            )
+          )
         frame[f"{prop}_true"], frame[f"{prop}_pred"] = truth, values
       frame.insert(0, "test_set", test_set)
       frame.insert(0, "predictor", predictor)
       prediction_rows.append(frame)
   for test_set, why in skipped.items():
-    rows.append(dict(seed=seed, method=method_name, predictor="-", test_set=test_set, property="-",
-                     metric=f"n/a: {why}", value=np.nan))
+    rows.append(
+      dict(
+        seed=seed,
+        method=method_name,
+        predictor="-",
+        test_set=test_set,
+        property="-",
+        metric=f"n/a: {why}",
+        value=np.nan,
+      )
+    )
   for prop in targets.skipped:
-    rows.append(dict(seed=seed, method=method_name, predictor="-", test_set="-", property=prop,
-                     metric="n/a: constant in the training split", value=np.nan))
+    rows.append(
+      dict(
+        seed=seed,
+        method=method_name,
+        predictor="-",
+        test_set="-",
+        property=prop,
+        metric="n/a: constant in the training split",
+        value=np.nan,
+      )
+    )
   return pd.DataFrame(rows), pd.concat(prediction_rows, ignore_index=True)
 
 
-def _run_seed(config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates], seed: int,
-              workdir: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+def _run_seed(
+  config: ml_collections.ConfigDict,
+  pool: ZooStates,
+  others: Sequence[ZooStates],
+  seed: int,
+  workdir: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
   """Trains and scores one seed; returns (scores, predictions, embeddings {zoo: [N, D]})."""
   method = methods.get(config.method)
   is_test, train, test_sets = split_seed(config, pool, others, seed)
   targets = properties.Targets(train.table, config.properties)
   held_out = frozenset(pool.keys()[is_test])
   checkpoint_dir = os.path.join(workdir, "checkpoints", f"seed_{seed}")
-  fit = methods.Fit(config, train, [pool, *others], seed, checkpoint_dir=os.path.join(checkpoint_dir, config.method),
-                    save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None, held_out=held_out)
+  fit = methods.Fit(
+    config,
+    train,
+    [pool, *others],
+    seed,
+    checkpoint_dir=os.path.join(checkpoint_dir, config.method),
+    save_dir=os.path.join(workdir, ENCODER_DIR) if seed == 0 else None,
+    held_out=held_out,
+  )
   readable, skipped = _readable(method, train, test_sets)
   if isinstance(method, methods.FeatureMethod):
-    predictions, embeddings = predict_with_features(method, fit, targets, pool, is_test, test_sets, readable,
-                                                      checkpoint_dir)
+    predictions, embeddings = predict_with_features(
+      method, fit, targets, pool, is_test, test_sets, readable, checkpoint_dir
+    )
   else:
     predictions, embeddings = predict_directly(method, fit, targets, test_sets, readable)
-  scores, prediction_table = score_rows(config.method, seed, predictions, test_sets, skipped, targets)
+  scores, prediction_table = score_rows(
+    config.method, seed, predictions, test_sets, skipped, targets
+  )
   return scores, prediction_table, embeddings
 
 
@@ -234,7 +357,9 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
   return table.rename(columns={"count": "seeds"})
 
 
-def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
+def encode_and_evaluate(
+  config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str
+) -> pd.DataFrame:
   """The whole job: every seed trained and scored (resuming finished seeds), tables and plot written."""
   validate_config(config, len(zoo_dirs))
   os.makedirs(workdir, exist_ok=True)
@@ -242,10 +367,14 @@ def encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[st
     return _encode_and_evaluate(config, zoo_dirs, workdir)
 
 
-def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str) -> pd.DataFrame:
+def _encode_and_evaluate(
+  config: ml_collections.ConfigDict, zoo_dirs: Sequence[str], workdir: str
+) -> pd.DataFrame:
   record = {"config": json.loads(config.to_json()), "zoos": [os.path.abspath(d) for d in zoo_dirs]}
   record["config"].pop("progress_bar", None)
-  if not config.get("stream", False):  # results do not depend on it; workdirs of older versions stay valid
+  if not config.get(
+    "stream", False
+  ):  # results do not depend on it; workdirs of older versions stay valid
     record["config"].pop("stream", None), record["config"].pop("stream_buffer_mb", None)
   zoo_lib.claim_workdir(workdir, record, holds="results of another config or other zoos")
 
@@ -256,10 +385,12 @@ def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[s
     print(s.hygiene)
   names = [s.name for s in states]
   if len(set(names)) != len(names):
-    raise ValueError(f"--zoo directories must have distinct names (got {names}); they label the test sets.")
-  train_zoos = states[:config.split.train_zoos]
+    raise ValueError(
+      f"--zoo directories must have distinct names (got {names}); they label the test sets."
+    )
+  train_zoos = states[: config.split.train_zoos]
   pool = train_zoos[0] if len(train_zoos) == 1 else states_lib.pool(train_zoos)
-  others = states[config.split.train_zoos:]
+  others = states[config.split.train_zoos :]
 
   per_seed_path = os.path.join(workdir, PER_SEED_FILE)
   per_seed = pd.read_csv(per_seed_path) if os.path.exists(per_seed_path) else pd.DataFrame()
@@ -271,17 +402,28 @@ def _encode_and_evaluate(config: ml_collections.ConfigDict, zoo_dirs: Sequence[s
     if seed == 0:
       zoo_lib.write_table_atomic(predictions, os.path.join(workdir, PREDICTIONS_FILE))
       if embeddings:
-        np.savez(os.path.join(workdir, "embeddings.npz"), **{
-            f"{name}/{key}": value for name, z in embeddings.items() for key, value in
-            (("embedding", z), ("model_id", _by_name(states, pool, name).table["model_id"].to_numpy()),
-             ("epoch", _by_name(states, pool, name).table["epoch"].to_numpy()))})
+        np.savez(
+          os.path.join(workdir, "embeddings.npz"),
+          **{
+            f"{name}/{key}": value
+            for name, z in embeddings.items()
+            for key, value in (
+              ("embedding", z),
+              ("model_id", _by_name(states, pool, name).table["model_id"].to_numpy()),
+              ("epoch", _by_name(states, pool, name).table["epoch"].to_numpy()),
+            )
+          },
+        )
     per_seed = pd.concat([per_seed, scores], ignore_index=True)
     zoo_lib.write_table_atomic(per_seed, per_seed_path)  # a finished seed is never redone
   results = summarize(per_seed)
   zoo_lib.write_table_atomic(results, os.path.join(workdir, RESULTS_FILE))
   if os.path.exists(os.path.join(workdir, PREDICTIONS_FILE)):
-    plots.test_accuracy(pd.read_csv(os.path.join(workdir, PREDICTIONS_FILE)),
-                       os.path.join(workdir, "test_acc.png"), f"{config.method}: test accuracy from weights")
+    plots.test_accuracy(
+      pd.read_csv(os.path.join(workdir, PREDICTIONS_FILE)),
+      os.path.join(workdir, "test_acc.png"),
+      f"{config.method}: test accuracy from weights",
+    )
   return results
 
 
@@ -291,10 +433,13 @@ def _by_name(states, pool, name):
 
 def _format(results: pd.DataFrame) -> str:
   table = results.copy()
-  table["score"] = [f"{m:.3f} ± {s:.3f}" if np.isfinite(s) else f"{m:.3f}" for m, s in
-                    zip(table["mean"], table["std"].fillna(np.nan))]
-  return table.pivot_table(index=["predictor", "property"], columns=["test_set", "metric"], values="score",
-                           aggfunc="first").to_string()
+  table["score"] = [
+    f"{m:.3f} ± {s:.3f}" if np.isfinite(s) else f"{m:.3f}"
+    for m, s in zip(table["mean"], table["std"].fillna(np.nan))
+  ]
+  return table.pivot_table(
+    index=["predictor", "property"], columns=["test_set", "metric"], values="score", aggfunc="first"
+  ).to_string()
 
 
 if __name__ == "__main__":
@@ -303,8 +448,12 @@ if __name__ == "__main__":
 
   from zoo_jax import cli
 
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "Encoder config file.", lock_config=True)
-  _ZOOS = flags.DEFINE_multi_string("zoo", None, "Zoo workdir(s); the first split.train_zoos train.")
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Encoder config file.", lock_config=True
+  )
+  _ZOOS = flags.DEFINE_multi_string(
+    "zoo", None, "Zoo workdir(s); the first split.train_zoos train."
+  )
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where results and checkpoints go.")
   flags.mark_flags_as_required(["config", "zoo", "workdir"])
 

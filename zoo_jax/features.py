@@ -28,7 +28,9 @@ def apply_with_features(model: nn.Module, params: Any, x: jax.Array) -> tuple[ja
   with nn.intercept_methods(catch_head_input):
     logits = model.apply({"params": params}, x)
   if not captured:
-    raise ValueError(f"{type(model).__name__} calls no Dense layer; it has no penultimate features.")
+    raise ValueError(
+      f"{type(model).__name__} calls no Dense layer; it has no penultimate features."
+    )
   return captured[-1], logits
 
 
@@ -48,8 +50,15 @@ def layer_outputs(model: nn.Module, params: Any, x: jax.Array) -> list[jax.Array
   return captured
 
 
-def make_outputs(cohort: population.Cohort, *, mean, std, num_classes: int = 10, conv_impl: str = "xla",
-                 batch_size: int = 500) -> Callable[[Any, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def make_outputs(
+  cohort: population.Cohort,
+  *,
+  mean,
+  std,
+  num_classes: int = 10,
+  conv_impl: str = "xla",
+  batch_size: int = 500,
+) -> Callable[[Any, np.ndarray], tuple[np.ndarray, np.ndarray]]:
   """Builds `outputs(params [P, ...], images uint8 [N, H, W, C]) -> (features [P, N, D], logits [P, N, K])`,
   evaluation mode, one jitted call per batch of images for the whole population (host numpy out)."""
   model = population.make_model(cohort, num_classes, conv_impl=conv_impl)
@@ -62,8 +71,11 @@ def make_outputs(cohort: population.Cohort, *, mean, std, num_classes: int = 10,
   def outputs(params, images):
     params = jax.tree.map(jnp.asarray, params)
     # map_batches concatenates along axis 0; put the image axis first and back.
-    feats, logits = map_batches(lambda x: jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), batch(params, x)),
-                                np.asarray(images), batch_size)
+    feats, logits = map_batches(
+      lambda x: jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), batch(params, x)),
+      np.asarray(images),
+      batch_size,
+    )
     return np.swapaxes(feats, 0, 1), np.swapaxes(logits, 0, 1)
 
   return outputs

@@ -34,8 +34,10 @@ def check_dataset(name: Any, field: str, num_classes: int | None = None) -> None
   if name not in data.DATASETS:
     raise ValueError(f"{field} {name!r} is unknown; allowed values: {sorted(data.DATASETS)}.")
   if num_classes is not None and data.DATASETS[name].num_classes != num_classes:
-    raise ValueError(f"{field} {name!r} has {data.DATASETS[name].num_classes} classes but the zoo's models "
-                     f"have {num_classes} outputs; fine-tuning keeps the head, so pick a {num_classes}-class dataset.")
+    raise ValueError(
+      f"{field} {name!r} has {data.DATASETS[name].num_classes} classes but the zoo's models "
+      f"have {num_classes} outputs; fine-tuning keeps the head, so pick a {num_classes}-class dataset."
+    )
 
 
 def source_table(zoo: zoo_lib.Zoo, model_ids: np.ndarray, **hparams) -> pd.DataFrame:
@@ -54,9 +56,19 @@ def source_table(zoo: zoo_lib.Zoo, model_ids: np.ndarray, **hparams) -> pd.DataF
   return grid.index_models(rows)
 
 
-def finetune(zoo_dir: str, workdir: str, table: pd.DataFrame, *, dataset: str, num_epochs: int,
-             epoch: int = -1, train_size: int | None = None, eval_size: int | None = None,
-             params: Any = None, progress_bar: bool = False) -> zoo_lib.Zoo:
+def finetune(
+  zoo_dir: str,
+  workdir: str,
+  table: pd.DataFrame,
+  *,
+  dataset: str,
+  num_epochs: int,
+  epoch: int = -1,
+  train_size: int | None = None,
+  eval_size: int | None = None,
+  params: Any = None,
+  progress_bar: bool = False,
+) -> zoo_lib.Zoo:
   """Fine-tunes the zoo's models `table.source_model` (at `epoch`) on `dataset` for `num_epochs`, one run.
 
   `params` [len(table), ...] replaces the zoo's weights as the starting points (e.g. merged ones).
@@ -78,8 +90,12 @@ def finetune(zoo_dir: str, workdir: str, table: pd.DataFrame, *, dataset: str, n
     unique, inverse = np.unique(sources, return_inverse=True)
     params = jax.tree.map(lambda x: x[inverse], zoo.params(unique, epoch))
   zoo.close()
-  return train.train_and_evaluate(config, workdir, models_table=table, initial_params=lambda rows: jax.tree.map(
-      lambda x: x[rows["model_id"].to_numpy()], params))
+  return train.train_and_evaluate(
+    config,
+    workdir,
+    models_table=table,
+    initial_params=lambda rows: jax.tree.map(lambda x: x[rows["model_id"].to_numpy()], params),
+  )
 
 
 def _num_classes(zoo: zoo_lib.Zoo) -> int:
@@ -93,16 +109,33 @@ def finetuned_zoo(config: ml_collections.ConfigDict, workdir: str) -> zoo_lib.Zo
   ancestor_dir = os.path.join(workdir, ANCESTOR_DIR)
   ancestor = train.train_and_evaluate(config.ancestor, ancestor_dir)
   if len(ancestor.models) != 1:
-    raise ValueError(f"config.ancestor describes {len(ancestor.models)} models; the fine-tuned zoo needs one "
-                     "(config.ancestor.population.num_seeds=1 and one value per grid field).")
+    raise ValueError(
+      f"config.ancestor describes {len(ancestor.models)} models; the fine-tuned zoo needs one "
+      "(config.ancestor.population.num_seeds=1 and one value per grid field)."
+    )
   base = ancestor.models.iloc[0]
   settings = list(itertools.product(*(tuple(ft.grid[k]) for k in HPARAMS)))
-  rows = [dict(base.drop(["model_id", "cohort", "cohort_index"]), **dict(zip(HPARAMS, s)), seed=seed,
-               source_model=0)
-          for s in settings for seed in range(ft.first_seed, ft.first_seed + ft.num_seeds)]
+  rows = [
+    dict(
+      base.drop(["model_id", "cohort", "cohort_index"]),
+      **dict(zip(HPARAMS, s)),
+      seed=seed,
+      source_model=0,
+    )
+    for s in settings
+    for seed in range(ft.first_seed, ft.first_seed + ft.num_seeds)
+  ]
   table = grid.index_models(pd.DataFrame(rows))
-  return finetune(ancestor_dir, workdir, table, dataset=ft.dataset, num_epochs=ft.num_epochs,
-                  train_size=ft.train_size, eval_size=ft.eval_size, progress_bar=config.ancestor.progress_bar)
+  return finetune(
+    ancestor_dir,
+    workdir,
+    table,
+    dataset=ft.dataset,
+    num_epochs=ft.num_epochs,
+    train_size=ft.train_size,
+    eval_size=ft.eval_size,
+    progress_bar=config.ancestor.progress_bar,
+  )
 
 
 if __name__ == "__main__":
@@ -111,8 +144,12 @@ if __name__ == "__main__":
 
   from zoo_jax import cli
 
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/finetuned_zoo.py or alike.", lock_config=True)
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Where the fine-tuned zoo goes (the ancestor in WORKDIR/ancestor).")
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "configs/finetuned_zoo.py or alike.", lock_config=True
+  )
+  _WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Where the fine-tuned zoo goes (the ancestor in WORKDIR/ancestor)."
+  )
   flags.mark_flags_as_required(["config", "workdir"])
 
   def main(argv):

@@ -16,8 +16,11 @@ from zoo_jax.population import OPTIMIZERS, Cohort
 
 # Grid fields, in the order rows are enumerated (the last varies fastest, then seeds).
 GRID_FIELDS = ("activation", "dropout", "init", "optimizer", "learning_rate", "weight_decay")
-_ALLOWED = {"activation": sorted(models.ACTIVATIONS), "init": sorted(models.INITS),
-            "optimizer": list(OPTIMIZERS)}
+_ALLOWED = {
+  "activation": sorted(models.ACTIVATIONS),
+  "init": sorted(models.INITS),
+  "optimizer": list(OPTIMIZERS),
+}
 RANDOM_SEED_RANGE = 1_000_000  # tune.randint(0, 1000000) in the Model Zoos random-seed zoos
 _NUMERIC = {"learning_rate": (0.0, None), "weight_decay": (0.0, None), "dropout": (0.0, 1.0)}
 
@@ -25,13 +28,17 @@ _NUMERIC = {"learning_rate": (0.0, None), "weight_decay": (0.0, None), "dropout"
 def validate_population(population: ml_collections.ConfigDict) -> None:
   """Raises a ValueError naming the field and allowed values for any bad grid entry."""
   if not isinstance(population.get("random_seeds", False), bool):
-    raise ValueError(f"config.population.random_seeds must be True or False, got {population.random_seeds!r}.")
+    raise ValueError(
+      f"config.population.random_seeds must be True or False, got {population.random_seeds!r}."
+    )
   if int(population.num_seeds) < 1:
     raise ValueError(f"config.population.num_seeds must be >= 1, got {population.num_seeds}.")
   grid = population.grid
   unknown = set(grid.keys()) - set(GRID_FIELDS)
   if unknown:
-    raise ValueError(f"Unknown config.population.grid fields {sorted(unknown)}; allowed: {list(GRID_FIELDS)}.")
+    raise ValueError(
+      f"Unknown config.population.grid fields {sorted(unknown)}; allowed: {list(GRID_FIELDS)}."
+    )
   for field in GRID_FIELDS:
     values = _values(grid, field)
     if not values:
@@ -39,8 +46,10 @@ def validate_population(population: ml_collections.ConfigDict) -> None:
     if field in _ALLOWED:
       bad = [v for v in values if v not in _ALLOWED[field]]
       if bad:
-        raise ValueError(f"config.population.grid.{field} has unknown values {bad}; "
-                         f"allowed values: {_ALLOWED[field]}.")
+        raise ValueError(
+          f"config.population.grid.{field} has unknown values {bad}; "
+          f"allowed values: {_ALLOWED[field]}."
+        )
     else:
       low, high = _NUMERIC[field]
       for v in values:
@@ -62,7 +71,9 @@ def models_table(population: ml_collections.ConfigDict, arch: str) -> pd.DataFra
   seeds = range(int(population.first_seed), int(population.first_seed) + int(population.num_seeds))
   rows = [dict(zip(GRID_FIELDS, setting), seed=seed) for setting in settings for seed in seeds]
   if population.get("random_seeds", False):
-    drawn = np.random.default_rng(int(population.first_seed)).integers(0, RANDOM_SEED_RANGE, len(rows))
+    drawn = np.random.default_rng(int(population.first_seed)).integers(
+      0, RANDOM_SEED_RANGE, len(rows)
+    )
     for row, seed in zip(rows, drawn):
       row["seed"] = int(seed)
   table = pd.DataFrame(rows)
@@ -81,7 +92,9 @@ def index_models(table: pd.DataFrame, keys: Sequence[Hashable] | None = None) ->
   missing = [c for c in ("seed", "arch", *GRID_FIELDS) if c not in table.columns]
   if missing:
     raise ValueError(f"A models table needs the columns {missing}.")
-  table = table.drop(columns=[c for c in ("model_id", "cohort", "cohort_index") if c in table.columns])
+  table = table.drop(
+    columns=[c for c in ("model_id", "cohort", "cohort_index") if c in table.columns]
+  )
   table = table.reset_index(drop=True)
   keys = [cohort_of(row) for _, row in table.iterrows()] if keys is None else list(keys)
   if len(keys) != len(table):
@@ -96,14 +109,20 @@ def index_models(table: pd.DataFrame, keys: Sequence[Hashable] | None = None) ->
 
 def cohort_of(row) -> Cohort:
   """The static structure of a model row."""
-  return Cohort(arch=row["arch"], activation=row["activation"], optimizer=row["optimizer"],
-                use_dropout=bool(row["dropout"] > 0))
+  return Cohort(
+    arch=row["arch"],
+    activation=row["activation"],
+    optimizer=row["optimizer"],
+    use_dropout=bool(row["dropout"] > 0),
+  )
 
 
 def cohorts(table: pd.DataFrame) -> list[tuple[Cohort, pd.DataFrame]]:
   """(cohort, its rows in cohort_index order) for each cohort id, ascending."""
-  return [(cohort_of(rows.iloc[0]), rows.sort_values("cohort_index"))
-          for _, rows in table.groupby("cohort", sort=True)]
+  return [
+    (cohort_of(rows.iloc[0]), rows.sort_values("cohort_index"))
+    for _, rows in table.groupby("cohort", sort=True)
+  ]
 
 
 def _values(grid, field) -> list:

@@ -38,8 +38,10 @@ _HELD_GUARD = threading.Lock()
 
 
 def _describe(record: dict) -> str:
-  return (f"pid {record.get('pid')} on host {record.get('host')!r} (started {record.get('started', '?')}: "
-          f"{record.get('command', '?')})")
+  return (
+    f"pid {record.get('pid')} on host {record.get('host')!r} (started {record.get('started', '?')}: "
+    f"{record.get('command', '?')})"
+  )
 
 
 def _read_record(f) -> dict | None:
@@ -78,8 +80,9 @@ def workdir_lock(workdir: str) -> Iterator[None]:
   try:
     f = open(path, "a+")
   except OSError as error:
-    raise errors.UsageError(f"Cannot open the lock file {path}: {error.strerror}. Choose a writable "
-                            "workdir.") from error
+    raise errors.UsageError(
+      f"Cannot open the lock file {path}: {error.strerror}. Choose a writable workdir."
+    ) from error
   try:
     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError as error:
@@ -93,16 +96,28 @@ def workdir_lock(workdir: str) -> Iterator[None]:
     if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
       raise errors.UsageError(f"Cannot lock {path}: {error.strerror}.") from error
     who = _describe(record) if record else "another process"
-    raise errors.WorkdirLocked(f"{workdir} is being written by {who}; wait for it to finish, or stop it, "
-                               "then run this command again.") from None
+    raise errors.WorkdirLocked(
+      f"{workdir} is being written by {who}; wait for it to finish, or stop it, "
+      "then run this command again."
+    ) from None
   stale = _read_record(f)
   if stale:
-    warnings.warn(f"Took over the lock of {workdir}: its holder, {_describe(stale)}, ended without releasing it.")
+    warnings.warn(
+      f"Took over the lock of {workdir}: its holder, {_describe(stale)}, ended without releasing it."
+    )
   f.seek(0)
   f.truncate()
-  f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                      "command": " ".join(sys.argv)[:300]}) + "\n")
+  f.write(
+    json.dumps(
+      {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv)[:300],
+      }
+    )
+    + "\n"
+  )
   f.flush()
   with _HELD_GUARD:
     _HELD[key] = [f, 0]

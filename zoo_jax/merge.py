@@ -39,10 +39,27 @@ import pandas as pd
 import scipy.cluster.hierarchy
 import scipy.spatial.distance
 
-from zoo_jax import data, features, finetune, grid, models, plots, population, train, train_config, weights, zoo as zoo_lib
+from zoo_jax import (
+  data,
+  features,
+  finetune,
+  grid,
+  models,
+  plots,
+  population,
+  train,
+  train_config,
+  weights,
+  zoo as zoo_lib,
+)
 
 SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
-    "merge_summary.csv", "merge_summary.json", "barrier.csv", "clusters.csv", "barrier.png")
+  "merge_summary.csv",
+  "merge_summary.json",
+  "barrier.csv",
+  "clusters.csv",
+  "barrier.png",
+)
 MERGE_CONFIG_FILE = "merge_config.json"
 ALIGNMENTS = ("weights", "activations")
 METHODS = ("uniform_soup", "greedy_soup", "aligned_average", "clusters", "task_arithmetic", "ties")
@@ -53,14 +70,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name in config.methods:
     if name not in METHODS:
       raise ValueError(f"config.methods has {name!r}; allowed values: {list(METHODS)}.")
-  for field, low in (("max_models", 2), ("interpolation.num_points", 3), ("interpolation.num_pairs", 0),
-                     ("clustering.num_clusters", 1)):
+  for field, low in (
+    ("max_models", 2),
+    ("interpolation.num_points", 3),
+    ("interpolation.num_pairs", 0),
+    ("clustering.num_clusters", 1),
+  ):
     section, _, name = field.rpartition(".")
     value = (config[section] if section else config)[name]
     if not isinstance(value, int) or value < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {value!r}.")
   if config.alignment not in ALIGNMENTS:
-    raise ValueError(f"config.alignment {config.alignment!r} is unknown; allowed values: {list(ALIGNMENTS)}.")
+    raise ValueError(
+      f"config.alignment {config.alignment!r} is unknown; allowed values: {list(ALIGNMENTS)}."
+    )
   if not 0.0 < config.ties.density <= 1.0:
     raise ValueError(f"config.ties.density must be in (0, 1], got {config.ties.density!r}.")
   if not config.scales:
@@ -71,18 +94,24 @@ def _selection(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict) -> pd.DataFr
   """The models to merge (status ok), checked to share one architecture and activation."""
   for field in config.select:
     if field not in zoo.models.columns:
-      raise ValueError(f"config.select.{field}: not a models-table column; columns: {list(zoo.models.columns)}.")
+      raise ValueError(
+        f"config.select.{field}: not a models-table column; columns: {list(zoo.models.columns)}."
+      )
   ids = zoo.select(status=zoo_lib.STATUS_OK, epoch=config.epoch, **dict(config.select))
   rows = zoo.models.set_index("model_id").loc[ids].reset_index()
   for field in ("arch", "activation"):
     values = sorted(rows[field].astype(str).unique())
     if len(values) > 1:
-      raise ValueError(f"Zoo {zoo.workdir} mixes models of {field} {values}; weights merge only within one "
-                       f"{field}: set config.select.{field} to one of them.")
+      raise ValueError(
+        f"Zoo {zoo.workdir} mixes models of {field} {values}; weights merge only within one "
+        f"{field}: set config.select.{field} to one of them."
+      )
   if len(rows) < 2:
-    raise ValueError(f"config.select {dict(config.select)} keeps {len(rows)} usable models of {zoo.workdir}; "
-                     "merging needs at least 2.")
-  return rows.iloc[:config.max_models]
+    raise ValueError(
+      f"config.select {dict(config.select)} keeps {len(rows)} usable models of {zoo.workdir}; "
+      "merging needs at least 2."
+    )
+  return rows.iloc[: config.max_models]
 
 
 class _Evaluator:
@@ -93,29 +122,45 @@ class _Evaluator:
     self.splits = {}
     for split in data.SPLITS:
       s = data.load_as_zoo(ds, split, models.image_size(zoo.config["model"]["arch"]))
-      keep = np.sort(np.random.default_rng(seed).permutation(len(s))[:eval_size or len(s)])
+      keep = np.sort(np.random.default_rng(seed).permutation(len(s))[: eval_size or len(s)])
       self.splits[split] = (jnp.asarray(s.images[keep]), jnp.asarray(s.labels[keep]))
     self.normalization = (s.mean, s.std)
-    self._evaluate = population.make_evaluate(cohort, batch_size=500, mean=s.mean, std=s.std,
-                                              num_classes=s.num_classes, conv_impl=zoo.config.get("conv_impl", "xla"))
+    self._evaluate = population.make_evaluate(
+      cohort,
+      batch_size=500,
+      mean=s.mean,
+      std=s.std,
+      num_classes=s.num_classes,
+      conv_impl=zoo.config.get("conv_impl", "xla"),
+    )
 
   def __call__(self, params: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     metrics = self._evaluate(jax.tree.map(jnp.asarray, params), *self.splits[split])
     return np.asarray(metrics.loss), np.asarray(metrics.accuracy)
 
 
-def _align_to(params: Any, ref: int, spec: weights.WeightSpec, config: ml_collections.ConfigDict,
-              cohort: population.Cohort, evaluate: "_Evaluator") -> Any:
+def _align_to(
+  params: Any,
+  ref: int,
+  spec: weights.WeightSpec,
+  config: ml_collections.ConfigDict,
+  cohort: population.Cohort,
+  evaluate: "_Evaluator",
+) -> Any:
   """Every model [M, ...] with its hidden units permuted to match model `ref` (same functions):
   by weight matching, or by matching unit outputs on `config.matching_images` training images."""
   if config.alignment == "weights":
-    aligned = [_take(params, i) if i == ref else weights.align(_take(params, ref), _take(params, i), spec)
-               for i in range(len(jax.tree.leaves(params)[0]))]
+    aligned = [
+      _take(params, i) if i == ref else weights.align(_take(params, ref), _take(params, i), spec)
+      for i in range(len(jax.tree.leaves(params)[0]))
+    ]
     return jax.tree.map(np.asarray, _stack(aligned))
   model = population.make_model(cohort)
-  images = evaluate.splits["train"][0][:config.matching_images]
+  images = evaluate.splits["train"][0][: config.matching_images]
   x = population.normalize(images, *evaluate.normalization)
-  acts = jax.jit(jax.vmap(lambda p: features.layer_outputs(model, p, x)))(jax.tree.map(jnp.asarray, params))
+  acts = jax.jit(jax.vmap(lambda p: features.layer_outputs(model, p, x)))(
+    jax.tree.map(jnp.asarray, params)
+  )
   acts = [np.asarray(a) for a in acts]
   aligned = []
   for i in range(len(acts[0])):
@@ -152,7 +197,7 @@ def ties_merge(task_vectors: np.ndarray, density: float) -> np.ndarray:
   magnitudes, elect the sign of each weight by its summed trimmed mass, average the agreeing entries."""
   m, n = task_vectors.shape
   keep = max(1, int(round(density * n)))
-  threshold = -np.sort(-np.abs(task_vectors), axis=1)[:, keep - 1:keep]
+  threshold = -np.sort(-np.abs(task_vectors), axis=1)[:, keep - 1 : keep]
   trimmed = np.where(np.abs(task_vectors) >= threshold, task_vectors, 0.0)
   sign = np.sign(trimmed.sum(0))
   agree = (np.sign(trimmed) == sign) & (trimmed != 0)
@@ -161,8 +206,14 @@ def ties_merge(task_vectors: np.ndarray, density: float) -> np.ndarray:
 
 def interpolate(a: Any, b: Any, alphas: np.ndarray) -> Any:
   """(1 - alpha) a + alpha b for each alpha: params [len(alphas), ...]."""
-  return jax.tree.map(lambda x, y: (1 - alphas.reshape((-1,) + (1,) * x.ndim)) * x[None]
-                      + alphas.reshape((-1,) + (1,) * x.ndim) * y[None], a, b)
+  return jax.tree.map(
+    lambda x, y: (
+      (1 - alphas.reshape((-1,) + (1,) * x.ndim)) * x[None]
+      + alphas.reshape((-1,) + (1,) * x.ndim) * y[None]
+    ),
+    a,
+    b,
+  )
 
 
 def barrier_curve(a: Any, b: Any, evaluate: _Evaluator, num_points: int) -> pd.DataFrame:
@@ -182,7 +233,9 @@ def _flat(tree: Any) -> np.ndarray:
   return np.asarray(weights.flatten(jax.tree.map(jnp.asarray, tree))[0])
 
 
-def merge_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, workdir: str) -> pd.DataFrame:
+def merge_and_evaluate(
+  config: ml_collections.ConfigDict, zoo_dir: str, workdir: str
+) -> pd.DataFrame:
   """Merges the selected models every configured way, writes the merged zoo and the tables; returns the summary."""
   validate_config(config)
   zoo = zoo_lib.Zoo(zoo_dir)
@@ -211,11 +264,18 @@ def merge_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, workdir:
   flat_naive, flat_aligned = _flat(params), _flat(aligned)
   distance = scipy.spatial.distance.pdist(flat_aligned)
   k = min(config.clustering.num_clusters, len(ids))
-  cluster = scipy.cluster.hierarchy.fcluster(scipy.cluster.hierarchy.linkage(distance, "average"), k, "maxclust")
-  clusters = pd.DataFrame({"model_id": ids, "cluster": cluster,
-                           "naive_distance_to_reference": np.linalg.norm(flat_naive - flat_naive[ref], axis=1),
-                           "aligned_distance_to_reference": np.linalg.norm(flat_aligned - flat_aligned[ref], axis=1),
-                           "validation_acc": val_acc})
+  cluster = scipy.cluster.hierarchy.fcluster(
+    scipy.cluster.hierarchy.linkage(distance, "average"), k, "maxclust"
+  )
+  clusters = pd.DataFrame(
+    {
+      "model_id": ids,
+      "cluster": cluster,
+      "naive_distance_to_reference": np.linalg.norm(flat_naive - flat_naive[ref], axis=1),
+      "aligned_distance_to_reference": np.linalg.norm(flat_aligned - flat_aligned[ref], axis=1),
+      "validation_acc": val_acc,
+    }
+  )
   if "clusters" in config.methods:
     for c in np.unique(cluster):
       members = [int(i) for i in np.flatnonzero(cluster == c)]
@@ -226,8 +286,10 @@ def merge_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, workdir:
   if {"task_arithmetic", "ties"} & set(config.methods) and os.path.isdir(ancestor_dir):
     ancestor_zoo = zoo_lib.Zoo(ancestor_dir)
     ancestor = jax.tree.map(lambda x: np.asarray(x)[0], ancestor_zoo.params([0], -1))
-    flat0, unflatten = _flat(_stack([ancestor]))[0], lambda v: jax.tree.map(
-        np.asarray, weights.unflatten(jnp.asarray(v, jnp.float32), spec))
+    flat0, unflatten = (
+      _flat(_stack([ancestor]))[0],
+      lambda v: jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(v, jnp.float32), spec)),
+    )
     tau = flat_naive - flat0
     vectors = {"task_arithmetic": tau.sum(0), "ties": ties_merge(tau, config.ties.density)}
     for method in ("task_arithmetic", "ties"):
@@ -241,41 +303,66 @@ def merge_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, workdir:
 
   # Loss barriers between the reference and the next models, naive and aligned.
   curves, barriers = [], []
-  others = [i for i in range(len(ids)) if i != ref][:config.interpolation.num_pairs]
+  others = [i for i in range(len(ids)) if i != ref][: config.interpolation.num_pairs]
   for i in others:
     for alignment, b in (("naive", _take(params, i)), ("aligned", _take(aligned, i))):
       curve = barrier_curve(_take(params, ref), b, evaluate, config.interpolation.num_points)
       curves.append(curve.assign(model_a=ids[ref], model_b=ids[i], alignment=alignment))
       mid = curve.iloc[(len(curve) - 1) // 2]
-      barriers.append({"model_a": int(ids[ref]), "model_b": int(ids[i]), "alignment": alignment,
-                       "midpoint_train_barrier": float(mid["train_barrier"]),
-                       "midpoint_test_barrier": float(mid["test_barrier"]),
-                       "max_train_barrier": float(curve["train_barrier"].max()),
-                       "max_test_barrier": float(curve["test_barrier"].max()),
-                       "midpoint_test_acc": float(mid["test_acc"])})
+      barriers.append(
+        {
+          "model_a": int(ids[ref]),
+          "model_b": int(ids[i]),
+          "alignment": alignment,
+          "midpoint_train_barrier": float(mid["train_barrier"]),
+          "midpoint_test_barrier": float(mid["test_barrier"]),
+          "max_train_barrier": float(curve["train_barrier"].max()),
+          "max_test_barrier": float(curve["test_barrier"].max()),
+          "midpoint_test_acc": float(mid["test_acc"]),
+        }
+      )
     mid_index = (config.interpolation.num_points - 1) // 2
     alpha = np.linspace(0.0, 1.0, config.interpolation.num_points)[mid_index]
     for alignment, b in (("naive", _take(params, i)), ("aligned", _take(aligned, i))):
-      merged.append((f"{alignment}_midpoint_{ids[ref]}_{ids[i]}", [ref, i],
-                     _take(interpolate(_take(params, ref), b, np.array([alpha])), 0)))
+      merged.append(
+        (
+          f"{alignment}_midpoint_{ids[ref]}_{ids[i]}",
+          [ref, i],
+          _take(interpolate(_take(params, ref), b, np.array([alpha])), 0),
+        )
+      )
 
   # Ingredients and merges as one zoo, evaluated by the training engine (num_epochs=0).
   os.makedirs(workdir, exist_ok=True)
-  zoo_lib.write_json_atomic({"zoo": os.path.abspath(zoo_dir), **json.loads(config.to_json())},
-                            os.path.join(workdir, MERGE_CONFIG_FILE))
+  zoo_lib.write_json_atomic(
+    {"zoo": os.path.abspath(zoo_dir), **json.loads(config.to_json())},
+    os.path.join(workdir, MERGE_CONFIG_FILE),
+  )
   base = rows.iloc[ref].drop(["model_id", "cohort", "cohort_index"])
-  table_rows = [dict(base, seed=int(rows.iloc[i]["seed"]), method="ingredient", ingredients=str(ids[i]))
-                for i in range(len(ids))]
-  table_rows += [dict(base, method=m, ingredients=";".join(str(ids[i]) for i in members)) for m, members, _ in merged]
+  table_rows = [
+    dict(base, seed=int(rows.iloc[i]["seed"]), method="ingredient", ingredients=str(ids[i]))
+    for i in range(len(ids))
+  ]
+  table_rows += [
+    dict(base, method=m, ingredients=";".join(str(ids[i]) for i in members))
+    for m, members, _ in merged
+  ]
   table = grid.index_models(pd.DataFrame(table_rows))
-  all_params = jax.tree.map(lambda *xs: np.concatenate(xs), params, _stack([p for _, _, p in merged]))
+  all_params = jax.tree.map(
+    lambda *xs: np.concatenate(xs), params, _stack([p for _, _, p in merged])
+  )
   run = train_config.stored_config(zoo_dir)
   run.num_epochs, run.overwrite, run.progress_bar = 0, False, False
-  result = train.train_and_evaluate(run, workdir, models_table=table, initial_params=lambda r: jax.tree.map(
-      lambda x: x[r["model_id"].to_numpy()], all_params))
+  result = train.train_and_evaluate(
+    run,
+    workdir,
+    models_table=table,
+    initial_params=lambda r: jax.tree.map(lambda x: x[r["model_id"].to_numpy()], all_params),
+  )
 
-  at0 = result.metrics[result.metrics["epoch"] == 0].merge(result.models[["model_id", "method", "ingredients"]],
-                                                           on="model_id")
+  at0 = result.metrics[result.metrics["epoch"] == 0].merge(
+    result.models[["model_id", "method", "ingredients"]], on="model_id"
+  )
   ingredients = at0[at0["method"] == "ingredient"]
   summary = at0[["method", "ingredients", "validation_acc", "test_acc", "test_loss"]].copy()
   summary["mean_ingredient_test_acc"] = float(ingredients["test_acc"].mean())
@@ -283,11 +370,18 @@ def merge_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, workdir:
   zoo_lib.write_table_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
   zoo_lib.write_table_atomic(clusters, os.path.join(workdir, CLUSTERS_FILE))
   if curves:
-    zoo_lib.write_table_atomic(pd.concat(curves, ignore_index=True), os.path.join(workdir, BARRIER_FILE))
+    zoo_lib.write_table_atomic(
+      pd.concat(curves, ignore_index=True), os.path.join(workdir, BARRIER_FILE)
+    )
     plots.merge_barriers(pd.concat(curves, ignore_index=True), os.path.join(workdir, PLOT_FILE))
-  zoo_lib.write_json_atomic({"barriers": barriers, "clusters": {int(c): ids[cluster == c].tolist()
-                                                                for c in np.unique(cluster)},
-                             "reference_model": int(ids[ref])}, os.path.join(workdir, SUMMARY_JSON))
+  zoo_lib.write_json_atomic(
+    {
+      "barriers": barriers,
+      "clusters": {int(c): ids[cluster == c].tolist() for c in np.unique(cluster)},
+      "reference_model": int(ids[ref]),
+    },
+    os.path.join(workdir, SUMMARY_JSON),
+  )
   return summary
 
 
@@ -297,7 +391,9 @@ if __name__ == "__main__":
 
   from zoo_jax import cli
 
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/merge.py or alike.", lock_config=True)
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "configs/merge.py or alike.", lock_config=True
+  )
   _ZOO = flags.DEFINE_string("zoo", None, "The zoo whose models are merged.")
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where the merged zoo and the tables go.")
   flags.mark_flags_as_required(["config", "zoo", "workdir"])

@@ -8,6 +8,7 @@ import pandas as pd
 def test_accuracy(predictions: pd.DataFrame, path: str, title: str) -> None:
   """Predicted vs true test accuracy, one panel per test set, one colour per predictor (zoo_jax.encode)."""
   from matplotlib.figure import Figure
+
   if "test_acc_pred" not in predictions:
     return
   sets = list(dict.fromkeys(predictions["test_set"]))
@@ -18,7 +19,13 @@ def test_accuracy(predictions: pd.DataFrame, path: str, title: str) -> None:
     for predictor, rows in part.groupby("predictor", sort=False):
       ax.scatter(rows["test_acc_true"], rows["test_acc_pred"], s=6, alpha=0.5, label=predictor)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="true test accuracy", ylabel="predicted test accuracy", title=test_set, xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+      xlabel="true test accuracy",
+      ylabel="predicted test accuracy",
+      title=test_set,
+      xlim=(0, 1),
+      ylim=(0, 1),
+    )
     ax.legend(loc="upper left", fontsize=8)
   fig.suptitle(title)
   fig.tight_layout()
@@ -28,6 +35,7 @@ def test_accuracy(predictions: pd.DataFrame, path: str, title: str) -> None:
 def sampling_summary(summary: pd.DataFrame, path: str) -> None:
   """Mean test accuracy per method against fine-tuning epochs, band: std over seeds (zoo_jax.sample)."""
   from matplotlib.figure import Figure
+
   settings = list(dict.fromkeys(summary["setting"]))
   fig = Figure(figsize=(5.5 * len(settings), 4))
   axes = fig.subplots(1, len(settings), squeeze=False)
@@ -47,12 +55,21 @@ def sampling_summary(summary: pd.DataFrame, path: str) -> None:
 def merge_barriers(curves: pd.DataFrame, path: str) -> None:
   """Test loss along each pair's line, naive (dashed) and aligned (solid)."""
   from matplotlib.figure import Figure
+
   fig = Figure(figsize=(5, 3.5))
   ax = fig.subplots()
   for (b, alignment), curve in curves.groupby(["model_b", "alignment"], sort=False):
-    ax.plot(curve["alpha"], curve["test_loss"], "-" if alignment == "aligned" else "--",
-            label=f"{int(curve['model_a'].iloc[0])}-{b} {alignment}")
-  ax.set(xlabel="alpha (0: reference model, 1: the other)", ylabel="test loss", title="Linear interpolation")
+    ax.plot(
+      curve["alpha"],
+      curve["test_loss"],
+      "-" if alignment == "aligned" else "--",
+      label=f"{int(curve['model_a'].iloc[0])}-{b} {alignment}",
+    )
+  ax.set(
+    xlabel="alpha (0: reference model, 1: the other)",
+    ylabel="test loss",
+    title="Linear interpolation",
+  )
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -61,13 +78,22 @@ def merge_barriers(curves: pd.DataFrame, path: str) -> None:
 def selection_ranking(ranking: pd.DataFrame, summary: dict, path: str) -> None:
   """Each method's score against the fine-tuned accuracy, Kendall tau in the title."""
   from matplotlib.figure import Figure
+
   methods = list(summary["methods"])
   fig = Figure(figsize=(3.2 * len(methods), 3.2))
   axes = fig.subplots(1, len(methods), squeeze=False)[0]
   for ax, method in zip(axes, methods):
-    ax.scatter(ranking[method], ranking["finetuned_acc"], s=10, c=pd.factorize(ranking["activation"])[0], cmap="tab10")
+    ax.scatter(
+      ranking[method],
+      ranking["finetuned_acc"],
+      s=10,
+      c=pd.factorize(ranking["activation"])[0],
+      cmap="tab10",
+    )
     m = summary["methods"][method]
-    ratio = "free" if m["ratio_to_brute_force"] is None else f"{m['ratio_to_brute_force']:.0f}x cheaper"
+    ratio = (
+      "free" if m["ratio_to_brute_force"] is None else f"{m['ratio_to_brute_force']:.0f}x cheaper"
+    )
     ax.set_xlabel(method)
     ax.set_title(f"tau {m['kendall_tau']:.2f}, {ratio}", fontsize=9)
   axes[0].set_ylabel(f"fine-tuned test acc on {summary['target']}")

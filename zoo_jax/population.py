@@ -43,9 +43,13 @@ class Augment(NamedTuple):
   (before normalisation, so padding and rotation fill with pixel value 0, as torchvision's
   transforms placed before ToTensor / Normalize do). The default does nothing."""
 
-  crop_padding: int = 0  # RandomCrop(size, padding=p): zero-pad p on each side, crop back at a random offset
+  crop_padding: int = (
+    0  # RandomCrop(size, padding=p): zero-pad p on each side, crop back at a random offset
+  )
   horizontal_flip: bool = False  # RandomHorizontalFlip(): mirrored with probability 1/2
-  rotation: float = 0.0  # RandomRotation(r): an angle uniform in [-r, r] degrees, nearest pixel, fill 0
+  rotation: float = (
+    0.0  # RandomRotation(r): an angle uniform in [-r, r] degrees, nearest pixel, fill 0
+  )
 
   @property
   def active(self) -> bool:
@@ -54,7 +58,9 @@ class Augment(NamedTuple):
 
 # torch.optim.lr_scheduler.OneCycleLR's defaults (the Model Zoos' ResNet-18 zoos pass only max_lr,
 # epochs and steps_per_epoch).
-ONECYCLE = dict(pct_start=0.3, div_factor=25.0, final_div_factor=1e4, base_momentum=0.85, max_momentum=0.95)
+ONECYCLE = dict(
+  pct_start=0.3, div_factor=25.0, final_div_factor=1e4, base_momentum=0.85, max_momentum=0.95
+)
 
 
 def onecycle(step: jax.Array, total_steps: int) -> tuple[jax.Array, jax.Array]:
@@ -76,8 +82,11 @@ def onecycle(step: jax.Array, total_steps: int) -> tuple[jax.Array, jax.Array]:
   pct = jnp.clip(pct, 0.0, 1.0)
   anneal = lambda start, end: end + (start - end) / 2.0 * (jnp.cos(jnp.pi * pct) + 1.0)
   lr = jnp.where(in_first, anneal(initial, 1.0), anneal(1.0, final))
-  momentum = jnp.where(in_first, anneal(o["max_momentum"], o["base_momentum"]),
-                       anneal(o["base_momentum"], o["max_momentum"]))
+  momentum = jnp.where(
+    in_first,
+    anneal(o["max_momentum"], o["base_momentum"]),
+    anneal(o["base_momentum"], o["max_momentum"]),
+  )
   return lr, momentum
 
 
@@ -118,7 +127,9 @@ class EpochMetrics(NamedTuple):
   accuracy: jax.Array  # [P]
 
 
-def make_model(cohort: Cohort, num_classes: int = 10, init: str = "uniform", conv_impl: str = "xla") -> nn.Module:
+def make_model(
+  cohort: Cohort, num_classes: int = 10, init: str = "uniform", conv_impl: str = "xla"
+) -> nn.Module:
   """The Flax module of a cohort (the single definition of its function).
 
   conv_impl: how its convolutions and max-pools are computed, "xla" or "patches" (models.fast_conv);
@@ -126,11 +137,19 @@ def make_model(cohort: Cohort, num_classes: int = 10, init: str = "uniform", con
   """
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"Unknown conv_impl {conv_impl!r}; allowed values: {list(CONV_IMPLS)}.")
-  return models.get_model(cohort.arch, activation=cohort.activation, init=init,
-                          use_dropout=cohort.use_dropout, num_classes=num_classes, conv_impl=conv_impl)
+  return models.get_model(
+    cohort.arch,
+    activation=cohort.activation,
+    init=init,
+    use_dropout=cohort.use_dropout,
+    num_classes=num_classes,
+    conv_impl=conv_impl,
+  )
 
 
-def make_optimizer(name: str, schedule: Schedule = Schedule()) -> Callable[..., optax.GradientTransformation]:
+def make_optimizer(
+  name: str, schedule: Schedule = Schedule()
+) -> Callable[..., optax.GradientTransformation]:
   """Optimizer factory `(learning_rate, weight_decay) -> tx` with injectable hyperparameters.
 
   Weight decay is L2 added to the gradient before the update, as PyTorch's
@@ -141,17 +160,25 @@ def make_optimizer(name: str, schedule: Schedule = Schedule()) -> Callable[..., 
   if name not in OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {name!r}; allowed values: {list(OPTIMIZERS)}.")
   if schedule.name not in LR_SCHEDULES:
-    raise ValueError(f"Unknown learning-rate schedule {schedule.name!r}; allowed values: {list(LR_SCHEDULES)}.")
+    raise ValueError(
+      f"Unknown learning-rate schedule {schedule.name!r}; allowed values: {list(LR_SCHEDULES)}."
+    )
 
   def tx(learning_rate, weight_decay):
     if schedule.name == "constant":
-      base = (optax.adam(learning_rate) if name == "adam"
-              else optax.sgd(learning_rate, momentum=SGD_MOMENTUM))
+      base = (
+        optax.adam(learning_rate)
+        if name == "adam"
+        else optax.sgd(learning_rate, momentum=SGD_MOMENTUM)
+      )
     else:
       lr = lambda count: learning_rate * onecycle(count, schedule.total_steps)[0]
       momentum = lambda count: onecycle(count, schedule.total_steps)[1]
-      base = (optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=momentum) if name == "adam"
-              else optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum))
+      base = (
+        optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=momentum)
+        if name == "adam"
+        else optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum)
+      )
     return optax.chain(optax.add_decayed_weights(weight_decay), base)
 
   return optax.inject_hyperparams(tx)
@@ -175,28 +202,43 @@ def augment_images(key: jax.Array, images: jax.Array, augment: Augment) -> jax.A
     if augment.horizontal_flip:
       image = jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
     if augment.rotation:
-      angle = jnp.deg2rad(jax.random.uniform(angle_key, (), minval=-augment.rotation, maxval=augment.rotation))
+      angle = jnp.deg2rad(
+        jax.random.uniform(angle_key, (), minval=-augment.rotation, maxval=augment.rotation)
+      )
       cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-      y, x_ = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - cy, jnp.arange(w, dtype=jnp.float32) - cx,
-                           indexing="ij")
+      y, x_ = jnp.meshgrid(
+        jnp.arange(h, dtype=jnp.float32) - cy, jnp.arange(w, dtype=jnp.float32) - cx, indexing="ij"
+      )
       # Each output pixel takes the nearest source pixel of the inverse rotation; outside: 0.
       sy = jnp.round(jnp.cos(angle) * y - jnp.sin(angle) * x_ + cy).astype(jnp.int32)
       sx = jnp.round(jnp.sin(angle) * y + jnp.cos(angle) * x_ + cx).astype(jnp.int32)
       inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
-      image = jnp.where(inside[..., None], image[jnp.clip(sy, 0, h - 1), jnp.clip(sx, 0, w - 1)], 0.0)
+      image = jnp.where(
+        inside[..., None], image[jnp.clip(sy, 0, h - 1), jnp.clip(sx, 0, w - 1)], 0.0
+      )
     return image
 
   return jax.vmap(one)(jax.random.split(key, x.shape[0]), x)
 
 
-def init_params(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
-                input_shape: tuple[int, int, int], num_classes: int = 10) -> Any:
+def init_params(
+  cohort: Cohort,
+  seeds: np.ndarray,
+  inits: np.ndarray,
+  input_shape: tuple[int, int, int],
+  num_classes: int = 10,
+) -> Any:
   """Initial weights [P, ...] of P models, model i from (seeds[i], inits[i]) alone."""
   return init_variables(cohort, seeds, inits, input_shape, num_classes)[0]
 
 
-def init_variables(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
-                   input_shape: tuple[int, int, int], num_classes: int = 10) -> tuple[Any, Any]:
+def init_variables(
+  cohort: Cohort,
+  seeds: np.ndarray,
+  inits: np.ndarray,
+  input_shape: tuple[int, int, int],
+  num_classes: int = 10,
+) -> tuple[Any, Any]:
   """(params, model_state) [P, ...] of P models: the weights, and the mutable collections
   ({"batch_stats": ...} for BatchNorm models; None when the model has none)."""
   seeds, inits = np.asarray(seeds), np.asarray(inits)
@@ -205,7 +247,9 @@ def init_variables(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
   groups = []
   for init in dict.fromkeys(inits.tolist()):  # one vmapped init per method, in first-seen order
     model = make_model(cohort, num_classes, init)
-    init_one = lambda seed: model.init(jax.random.fold_in(jax.random.key(seed), _INIT_STREAM), dummy)
+    init_one = lambda seed: model.init(
+      jax.random.fold_in(jax.random.key(seed), _INIT_STREAM), dummy
+    )
     index = np.flatnonzero(inits == init)
     groups.append((index, jax.jit(jax.vmap(init_one))(jnp.asarray(seeds[index], jnp.int32))))
   order = np.argsort(np.concatenate([index for index, _ in groups]), kind="stable")
@@ -214,10 +258,18 @@ def init_variables(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray,
   return params, (dict(variables) or None)
 
 
-def create_population(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray, learning_rate: np.ndarray,
-                      weight_decay: np.ndarray, dropout_rate: np.ndarray,
-                      input_shape: tuple[int, int, int], num_classes: int = 10,
-                      params: Any = None, schedule: Schedule = Schedule()) -> PopulationState:
+def create_population(
+  cohort: Cohort,
+  seeds: np.ndarray,
+  inits: np.ndarray,
+  learning_rate: np.ndarray,
+  weight_decay: np.ndarray,
+  dropout_rate: np.ndarray,
+  input_shape: tuple[int, int, int],
+  num_classes: int = 10,
+  params: Any = None,
+  schedule: Schedule = Schedule(),
+) -> PopulationState:
   """Creates the training state of P models of one cohort.
 
   Args:
@@ -236,11 +288,19 @@ def create_population(cohort: Cohort, seeds: np.ndarray, inits: np.ndarray, lear
   if params is None:
     params = initial_params
   make_tx = make_optimizer(cohort.optimizer, schedule)
-  opt_state = jax.jit(jax.vmap(lambda p, lr, wd: make_tx(learning_rate=lr, weight_decay=wd).init(p)))(
-      params, hparams[0], hparams[1])
+  opt_state = jax.jit(
+    jax.vmap(lambda p, lr, wd: make_tx(learning_rate=lr, weight_decay=wd).init(p))
+  )(params, hparams[0], hparams[1])
   seeds = jnp.asarray(seeds, jnp.int32)
-  return PopulationState(params=params, opt_state=opt_state, seed=seeds, dropout_rate=hparams[2],
-                         diverged=jnp.zeros((p,), bool), epoch=jnp.zeros((p,), jnp.int32), model_state=model_state)
+  return PopulationState(
+    params=params,
+    opt_state=opt_state,
+    seed=seeds,
+    dropout_rate=hparams[2],
+    diverged=jnp.zeros((p,), bool),
+    epoch=jnp.zeros((p,), jnp.int32),
+    model_state=model_state,
+  )
 
 
 def normalize(images: jax.Array, mean, std) -> jax.Array:
@@ -258,10 +318,19 @@ def _tree_all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, std,
-                     num_classes: int = 10, models_per_vmap: int = 0, conv_impl: str = "xla",
-                     schedule: Schedule = Schedule(), augment: Augment = Augment(),
-                     ) -> Callable[[PopulationState, jax.Array, jax.Array], tuple[PopulationState, EpochMetrics]]:
+def make_train_epoch(
+  cohort: Cohort,
+  *,
+  batch_size: int,
+  num_train: int,
+  mean,
+  std,
+  num_classes: int = 10,
+  models_per_vmap: int = 0,
+  conv_impl: str = "xla",
+  schedule: Schedule = Schedule(),
+  augment: Augment = Augment(),
+) -> Callable[[PopulationState, jax.Array, jax.Array], tuple[PopulationState, EpochMetrics]]:
   """Builds the jitted `train_epoch(state, images, labels) -> (state, metrics)`.
 
   `images` uint8 [N, H, W, C] and `labels` int32 [N] are the whole training set, on the
@@ -278,34 +347,51 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
   augment: train-time augmentation; model i's draws come from its seed and the epoch (a stream
     of their own), so they do not depend on its position in the cohort.
   """
-  model, make_tx = make_model(cohort, num_classes, conv_impl=conv_impl), make_optimizer(cohort.optimizer, schedule)
+  model, make_tx = (
+    make_model(cohort, num_classes, conv_impl=conv_impl),
+    make_optimizer(cohort.optimizer, schedule),
+  )
   tx = make_tx(learning_rate=0.0, weight_decay=0.0)  # the real values live in each opt_state
   steps = num_train // batch_size
   if steps < 1:
-    raise ValueError(f"batch_size={batch_size} is larger than the training set ({num_train} images).")
+    raise ValueError(
+      f"batch_size={batch_size} is larger than the training set ({num_train} images)."
+    )
 
-  def model_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, model_state, images, labels):
+  def model_epoch(
+    params, opt_state, seed, dropout_rate, diverged, epoch, model_state, images, labels
+  ):
     epoch_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _TRAIN_STREAM), epoch)
     perm_key, dropout_key = jax.random.split(epoch_key)
-    augment_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _AUGMENT_STREAM), epoch)
-    order = jax.random.permutation(perm_key, num_train)[: steps * batch_size].reshape(steps, batch_size)
+    augment_key = jax.random.fold_in(
+      jax.random.fold_in(jax.random.key(seed), _AUGMENT_STREAM), epoch
+    )
+    order = jax.random.permutation(perm_key, num_train)[: steps * batch_size].reshape(
+      steps, batch_size
+    )
 
     def loss_fn(p, model_state, x, y, key):
       key = key if cohort.use_dropout else None
       if model_state is None:
         logits = model.apply({"params": p}, x, dropout_rate, key)
       else:  # BatchNorm: batch statistics, and the running ones updated
-        logits, model_state = model.apply({"params": p, **model_state}, x, dropout_rate, key, train=True,
-                                          mutable=list(model_state))
+        logits, model_state = model.apply(
+          {"params": p, **model_state}, x, dropout_rate, key, train=True, mutable=list(model_state)
+        )
       return cross_entropy(logits, y), (jnp.mean(jnp.argmax(logits, -1) == y), model_state)
 
     def step(carry, inputs):
       params, opt_state, model_state, diverged = carry
       idx, i = inputs
-      x = augment_images(jax.random.fold_in(augment_key, i), images[idx], augment) if augment.active else images[idx]
+      x = (
+        augment_images(jax.random.fold_in(augment_key, i), images[idx], augment)
+        if augment.active
+        else images[idx]
+      )
       x, y = normalize(x, mean, std), labels[idx]
       (loss, (acc, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          params, model_state, x, y, jax.random.fold_in(dropout_key, i))
+        params, model_state, x, y, jax.random.fold_in(dropout_key, i)
+      )
       updates, new_opt_state = tx.update(grads, opt_state, params)
       new_params = optax.apply_updates(params, updates)
       # A model whose loss or weights go non-finite is frozen at its last finite state.
@@ -317,31 +403,57 @@ def make_train_epoch(cohort: Cohort, *, batch_size: int, num_train: int, mean, s
       return (params, opt_state, model_state, diverged), (loss, acc)
 
     (params, opt_state, model_state, diverged), (losses, accs) = jax.lax.scan(
-        step, (params, opt_state, model_state, diverged), (order, jnp.arange(steps)))
+      step, (params, opt_state, model_state, diverged), (order, jnp.arange(steps))
+    )
     return params, opt_state, model_state, diverged, jnp.mean(losses), jnp.mean(accs)
 
-  def population_epoch(params, opt_state, seed, dropout_rate, diverged, epoch, model_state, images, labels):
+  def population_epoch(
+    params, opt_state, seed, dropout_rate, diverged, epoch, model_state, images, labels
+  ):
     per_model = (params, opt_state, seed, dropout_rate, diverged, epoch, model_state)
     if models_per_vmap <= 0:
       return jax.vmap(model_epoch, in_axes=(0,) * 7 + (None, None))(*per_model, images, labels)
-    return jax.lax.map(lambda m: model_epoch(*m, images, labels), per_model, batch_size=models_per_vmap)
+    return jax.lax.map(
+      lambda m: model_epoch(*m, images, labels), per_model, batch_size=models_per_vmap
+    )
 
   @jax.jit
   def train_epoch(state: PopulationState, images: jax.Array, labels: jax.Array):
     params, opt_state, model_state, diverged, loss, acc = population_epoch(
-        state.params, state.opt_state, state.seed, state.dropout_rate, state.diverged, state.epoch,
-        state.model_state, images, labels)
+      state.params,
+      state.opt_state,
+      state.seed,
+      state.dropout_rate,
+      state.diverged,
+      state.epoch,
+      state.model_state,
+      images,
+      labels,
+    )
     loss = jnp.where(diverged, jnp.nan, loss)
     acc = jnp.where(diverged, jnp.nan, acc)
-    state = state.replace(params=params, opt_state=opt_state, diverged=diverged, epoch=state.epoch + 1,
-                          model_state=model_state)
+    state = state.replace(
+      params=params,
+      opt_state=opt_state,
+      diverged=diverged,
+      epoch=state.epoch + 1,
+      model_state=model_state,
+    )
     return state, EpochMetrics(loss, acc)
 
   return train_epoch
 
 
-def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: int = 10,
-                  models_per_vmap: int = 0, conv_impl: str = "xla") -> Callable[..., Any]:
+def make_evaluate(
+  cohort: Cohort,
+  *,
+  batch_size: int,
+  mean,
+  std,
+  num_classes: int = 10,
+  models_per_vmap: int = 0,
+  conv_impl: str = "xla",
+) -> Callable[..., Any]:
   """Builds the jitted `evaluate(params [P, ...], images [N, ...], labels [N], model_state=None) -> metrics [P]`.
 
   Every model sees the whole set in eval mode (no dropout; BatchNorm with the running statistics
@@ -362,19 +474,30 @@ def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: in
     pad = count * batch_size - n
     images = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
     valid = (jnp.arange(count * batch_size) < n).reshape(count, batch_size)
-    return (images.reshape((count, batch_size) + images.shape[1:]),
-            jnp.pad(labels, (0, pad)).reshape(count, batch_size), valid)
+    return (
+      images.reshape((count, batch_size) + images.shape[1:]),
+      jnp.pad(labels, (0, pad)).reshape(count, batch_size),
+      valid,
+    )
 
   def model_sums(p, model_state, sets):
     """{name: (summed NLL, correct count)} of one model over every set's batches."""
+
     def batch_sums(totals, batch):
       x, y, v = batch
       logits = model.apply({"params": p, **(model_state or {})}, normalize(x, mean, std))
       nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
-      return (totals[0] + jnp.sum(nll * v), totals[1] + jnp.sum((jnp.argmax(logits, -1) == y) * v)), None
+      return (
+        totals[0] + jnp.sum(nll * v),
+        totals[1] + jnp.sum((jnp.argmax(logits, -1) == y) * v),
+      ), None
 
-    zero = jnp.zeros_like(jax.tree.leaves(p)[0], jnp.float32, shape=())  # varies over models like p (shard_map)
-    return {name: jax.lax.scan(batch_sums, (zero, zero), batched)[0] for name, batched in sets.items()}
+    zero = jnp.zeros_like(
+      jax.tree.leaves(p)[0], jnp.float32, shape=()
+    )  # varies over models like p (shard_map)
+    return {
+      name: jax.lax.scan(batch_sums, (zero, zero), batched)[0] for name, batched in sets.items()
+    }
 
   @jax.jit
   def evaluate(params, images, labels, model_state=None):
@@ -384,10 +507,14 @@ def make_evaluate(cohort: Cohort, *, batch_size: int, mean, std, num_classes: in
     if models_per_vmap <= 0:
       sums = jax.vmap(model_sums, in_axes=(0, 0, None))(params, model_state, sets)
     else:
-      sums = jax.lax.map(lambda m: model_sums(*m, sets), (params, model_state), batch_size=models_per_vmap)
+      sums = jax.lax.map(
+        lambda m: model_sums(*m, sets), (params, model_state), batch_size=models_per_vmap
+      )
     # An empty set scans no batch: 0 / 0 = NaN.
-    out = {name: EpochMetrics(loss / labels[name].shape[0], correct / labels[name].shape[0])
-           for name, (loss, correct) in sums.items()}
+    out = {
+      name: EpochMetrics(loss / labels[name].shape[0], correct / labels[name].shape[0])
+      for name, (loss, correct) in sums.items()
+    }
     return out if named else out[None]
 
   return evaluate

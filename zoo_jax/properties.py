@@ -32,15 +32,15 @@ class Property(NamedTuple):
 
 
 PROPERTIES = {
-    "test_acc": Property("regression", "test_acc"),
-    "gen_gap": Property("regression", "gen_gap"),
-    "epoch": Property("regression", "epoch"),
-    "learning_rate": Property("regression", "learning_rate", log10=True),
-    "weight_decay": Property("regression", "weight_decay", log10=True),
-    "dropout": Property("regression", "dropout"),
-    "activation": Property("classification", "activation"),
-    "init": Property("classification", "init"),
-    "optimizer": Property("classification", "optimizer"),
+  "test_acc": Property("regression", "test_acc"),
+  "gen_gap": Property("regression", "gen_gap"),
+  "epoch": Property("regression", "epoch"),
+  "learning_rate": Property("regression", "learning_rate", log10=True),
+  "weight_decay": Property("regression", "weight_decay", log10=True),
+  "dropout": Property("regression", "dropout"),
+  "activation": Property("classification", "activation"),
+  "init": Property("classification", "init"),
+  "optimizer": Property("classification", "optimizer"),
 }
 REGRESSION_METRICS = ("r2", "kendall_tau")
 CLASSIFICATION_METRICS = ("accuracy",)
@@ -49,7 +49,9 @@ CLASSIFICATION_METRICS = ("accuracy",)
 def check_properties(names: Sequence[str], field: str = "properties") -> None:
   unknown = [n for n in names if n not in PROPERTIES]
   if unknown or not names:
-    raise ValueError(f"config.{field} {list(names)!r}: unknown or empty; allowed values: {list(PROPERTIES)}.")
+    raise ValueError(
+      f"config.{field} {list(names)!r}: unknown or empty; allowed values: {list(PROPERTIES)}."
+    )
 
 
 # ---------------------------------------------------------------------------- states and splits
@@ -64,7 +66,9 @@ def state_table(zoo: zoo_lib.Zoo, epochs: Sequence[int] | None = None) -> pd.Dat
   epochs = zoo.epochs if epochs is None else [e for e in epochs if e in zoo.epochs]
   if not epochs:
     raise ValueError(f"No stored epoch of {zoo.workdir} is selected (stored: {zoo.epochs}).")
-  metrics = zoo.metrics[zoo.metrics["epoch"].isin(epochs) & (zoo.metrics["status"] == zoo_lib.STATUS_OK)]
+  metrics = zoo.metrics[
+    zoo.metrics["epoch"].isin(epochs) & (zoo.metrics["status"] == zoo_lib.STATUS_OK)
+  ]
   table = metrics.merge(zoo.models, on="model_id", how="left", validate="many_to_one")
   table.insert(0, "zoo", os.path.basename(os.path.normpath(zoo.workdir)))
   return table.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
@@ -77,7 +81,9 @@ def split_by_model(table: pd.DataFrame, test_fraction: float, seed: int) -> np.n
   keys = table["zoo"].astype(str) + "/" + table["model_id"].astype(str)
   models = np.unique(keys.to_numpy())
   if len(models) < 2:
-    raise ValueError(f"Splitting by model needs at least 2 models, the selection has {len(models)}.")
+    raise ValueError(
+      f"Splitting by model needs at least 2 models, the selection has {len(models)}."
+    )
   shuffled = np.random.default_rng(seed).permutation(models)
   num_test = min(max(1, round(test_fraction * len(models))), len(models) - 1)
   return keys.isin(set(shuffled[:num_test])).to_numpy()
@@ -143,16 +149,19 @@ class Targets:
   def decode(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
     """Multi-task outputs [N, num_outputs] -> {property: predictions in the property's units}."""
     outputs = np.asarray(outputs)
-    predictions = {n: outputs[:, j] * self.std[n] + self.mean[n] for j, n in enumerate(self.regression)}
+    predictions = {
+      n: outputs[:, j] * self.std[n] + self.mean[n] for j, n in enumerate(self.regression)
+    }
     start = len(self.regression)
     for n, k in zip(self.classification, self.num_classes):
-      predictions[n] = self.classes[n][np.argmax(outputs[:, start:start + k], axis=1)]
+      predictions[n] = self.classes[n][np.argmax(outputs[:, start : start + k], axis=1)]
       start += k
     return predictions
 
 
-def multitask_loss(outputs: jax.Array, reg: jax.Array, cls: jax.Array,
-                   num_classes: tuple[int, ...]) -> jax.Array:
+def multitask_loss(
+  outputs: jax.Array, reg: jax.Array, cls: jax.Array, num_classes: tuple[int, ...]
+) -> jax.Array:
   """Mean squared error on the standardised regression outputs + cross-entropy per categorical property."""
   num_reg = reg.shape[-1]
   chex.assert_shape(outputs, (reg.shape[0], num_reg + sum(num_classes)))
@@ -160,7 +169,9 @@ def multitask_loss(outputs: jax.Array, reg: jax.Array, cls: jax.Array,
   start = num_reg
   for j, k in enumerate(num_classes):
     labels = cls[:, j]
-    ce = optax.softmax_cross_entropy_with_integer_labels(outputs[:, start:start + k], jnp.maximum(labels, 0))
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+      outputs[:, start : start + k], jnp.maximum(labels, 0)
+    )
     loss = loss + jnp.sum(jnp.where(labels >= 0, ce, 0.0)) / jnp.maximum(jnp.sum(labels >= 0), 1)
     start += k
   return loss
@@ -187,14 +198,17 @@ def score(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
     raise ValueError(f"{name}: {len(y_true)} targets but {len(y_pred)} predictions.")
   if PROPERTIES[name].kind == "regression":
     return {"r2": r2(y_true, y_pred), "kendall_tau": kendall_tau(y_true, y_pred)}
-  return {"accuracy": float(np.mean(np.asarray(y_true).astype(str) == np.asarray(y_pred).astype(str)))}
+  return {
+    "accuracy": float(np.mean(np.asarray(y_true).astype(str) == np.asarray(y_pred).astype(str)))
+  }
 
 
 # ---------------------------------------------------------------------------- probes
 
 
-def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                alpha: float = 0.3) -> np.ndarray:
+def ridge_probe(
+  x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alpha: float = 0.3
+) -> np.ndarray:
   """Closed-form ridge regression with an unpenalised bias on standardised features.
 
   y_train [N] or [N, K] (one-hot for a linear classifier); returns predictions for x_test.
@@ -211,8 +225,9 @@ def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
   return b @ w + y_mean
 
 
-def fit_probe(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-              seed: int = 0) -> np.ndarray:
+def fit_probe(
+  kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0
+) -> np.ndarray:
   """Per-property probes on fixed features: "ridge" (closed form; one-hot for categories) or
   "gbt" (sklearn's histogram gradient-boosted trees, the StatNN predictor)."""
   categorical = y_train.dtype.kind in "OUS"
@@ -224,7 +239,10 @@ def fit_probe(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
     return classes[np.argmax(ridge_probe(x_train, onehot, x_test), axis=1)]
   if kind == "gbt":
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    model = (HistGradientBoostingClassifier if categorical else HistGradientBoostingRegressor)(random_state=seed)
+
+    model = (HistGradientBoostingClassifier if categorical else HistGradientBoostingRegressor)(
+      random_state=seed
+    )
     return model.fit(x_train, y_train).predict(x_test)
   raise ValueError(f"Unknown probe {kind!r}; allowed values: ['ridge', 'gbt'].")
 
@@ -245,8 +263,12 @@ class MLP(nn.Module):
     return nn.Dense(self.num_outputs)(x)
 
 
-def make_supervised_step(apply_fn: Callable[..., jax.Array], tx: optax.GradientTransformation,
-                         num_classes: tuple[int, ...], invariance_weight: float = 0.0):
+def make_supervised_step(
+  apply_fn: Callable[..., jax.Array],
+  tx: optax.GradientTransformation,
+  num_classes: tuple[int, ...],
+  invariance_weight: float = 0.0,
+):
   """Jitted multi-task step on batches (inputs, reg, cls[, permuted inputs]).
 
   With `invariance_weight` > 0 the batch carries a hidden-unit-permuted copy of each
@@ -277,14 +299,29 @@ def make_supervised_step(apply_fn: Callable[..., jax.Array], tx: optax.GradientT
 def make_predict(apply_fn: Callable[..., jax.Array], batch_size: int = 256):
   """`predict(params, inputs [N, ...]) -> outputs [N, K]` in fixed-size jitted batches (any N)."""
   jitted = jax.jit(lambda p, x: apply_fn(p, x, train=False))
-  return lambda params, inputs: training.map_batches(lambda x: jitted(params, x), inputs, batch_size)
+  return lambda params, inputs: training.map_batches(
+    lambda x: jitted(params, x), inputs, batch_size
+  )
 
 
-def train_predictor(module: nn.Module, inputs: Any, reg: np.ndarray, cls: np.ndarray,
-                    num_classes: tuple[int, ...], *, key: jax.Array, num_epochs: int, batch_size: int,
-                    learning_rate: float, weight_decay: float = 0.0, invariance_weight: float = 0.0,
-                    permuted: Callable[[jax.Array], Any] | None = None, checkpoint_dir: str | None = None,
-                    progress: bool = True, desc: str = "predictor") -> tuple[Any, list[dict]]:
+def train_predictor(
+  module: nn.Module,
+  inputs: Any,
+  reg: np.ndarray,
+  cls: np.ndarray,
+  num_classes: tuple[int, ...],
+  *,
+  key: jax.Array,
+  num_epochs: int,
+  batch_size: int,
+  learning_rate: float,
+  weight_decay: float = 0.0,
+  invariance_weight: float = 0.0,
+  permuted: Callable[[jax.Array], Any] | None = None,
+  checkpoint_dir: str | None = None,
+  progress: bool = True,
+  desc: str = "predictor",
+) -> tuple[Any, list[dict]]:
   """Trains `module` (inputs -> multi-task outputs) with AdamW; returns (params, history).
 
   `permuted(key) -> inputs` rebuilds permuted copies of all inputs each epoch (logit invariance).
@@ -300,7 +337,17 @@ def train_predictor(module: nn.Module, inputs: Any, reg: np.ndarray, cls: np.nda
     if permuted is None:
       raise ValueError("invariance_weight > 0 needs `permuted`, the permuted copies of the inputs.")
     epoch_data = lambda k: (inputs, reg, cls, permuted(k))
-  params, _, history = training.fit(step, params, tx.init(params), data, key=fit_key, num_epochs=num_epochs,
-                                    batch_size=batch_size, epoch_data=epoch_data,
-                                    checkpoint_dir=checkpoint_dir, progress=progress, desc=desc)
+  params, _, history = training.fit(
+    step,
+    params,
+    tx.init(params),
+    data,
+    key=fit_key,
+    num_epochs=num_epochs,
+    batch_size=batch_size,
+    epoch_data=epoch_data,
+    checkpoint_dir=checkpoint_dir,
+    progress=progress,
+    desc=desc,
+  )
   return params, history

@@ -29,6 +29,7 @@ if __name__ == "__main__":
   # The workdir's writer lock before the slow imports below (jax, orbax: seconds), so a second
   # run into a busy workdir is refused at once.
   from zoo_jax import cli as _cli
+
   _cli.lock_workdir_early()
 
 
@@ -43,15 +44,36 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, grid, lock, models, plots, population, sampling, train, train_config, weights, zoo as zoo_lib
+from zoo_jax import (
+  data,
+  grid,
+  lock,
+  models,
+  plots,
+  population,
+  sampling,
+  train,
+  train_config,
+  weights,
+  zoo as zoo_lib,
+)
 from zoo_jax.encoders import ENCODER_DIR, hyperrep
 from zoo_jax.states import ZooStates, load_states
 
 FIT_ON = ("training", "all")  # config.fit_on: the states the samplers are fitted on (fitted_mask)
-SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = "summary.csv", "accuracy.png", "samples.npz", "transfer"
+SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = (
+  "summary.csv",
+  "accuracy.png",
+  "samples.npz",
+  "transfer",
+)
 RECONSTRUCTION_FILE, RECONSTRUCTION_DIR = "reconstruction.csv", "reconstruction"
-MIN_RETENTION = 0.8  # mean acc_decoded / acc_original under which the decoder is called unfit to sample
-COPY_NOVELTY = 0.3  # median novelty under which a sampler's draws are called near-copies of zoo models
+MIN_RETENTION = (
+  0.8  # mean acc_decoded / acc_original under which the decoder is called unfit to sample
+)
+COPY_NOVELTY = (
+  0.3  # median novelty under which a sampler's draws are called near-copies of zoo models
+)
 BASELINES = ("B_T", "B_F")
 _SETTING = ("activation", "init", "optimizer", "learning_rate", "weight_decay", "dropout")
 
@@ -71,11 +93,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.fit_on is {config.fit_on!r}; allowed values: {list(FIT_ON)}.")
   for field in _SETTING:
     if field not in config.finetune:
-      raise ValueError(f"config.finetune.{field} is missing; it sets how every model is fine-tuned "
-                       "(None: the selected zoo models' own value).")
+      raise ValueError(
+        f"config.finetune.{field} is missing; it sets how every model is fine-tuned "
+        "(None: the selected zoo models' own value)."
+      )
   if config.transfer.dataset is not None and config.transfer.dataset not in data.DATASETS:
-    raise ValueError(f"config.transfer.dataset {config.transfer.dataset!r} is unknown; allowed values: "
-                     f"None or {sorted(data.DATASETS)}.")
+    raise ValueError(
+      f"config.transfer.dataset {config.transfer.dataset!r} is unknown; allowed values: "
+      f"None or {sorted(data.DATASETS)}."
+    )
 
 
 def _source(encoder_dir: str, config: ml_collections.ConfigDict):
@@ -93,18 +119,26 @@ def _source(encoder_dir: str, config: ml_collections.ConfigDict):
   keep = np.ones(len(states.table), bool)
   for field, value in config.select.items():
     if field not in states.table.columns:
-      raise ValueError(f"config.select.{field}: not a models-table column; columns: {list(zoo.models.columns)}.")
+      raise ValueError(
+        f"config.select.{field}: not a models-table column; columns: {list(zoo.models.columns)}."
+      )
     keep &= (states.table[field] == value).to_numpy()
   if keep.sum() < 2:
-    raise ValueError(f"config.select {dict(config.select)} keeps {keep.sum()} states of {zoo_dir} at epochs "
-                     f"{epochs}; samplers need at least 2.")
+    raise ValueError(
+      f"config.select {dict(config.select)} keeps {keep.sum()} states of {zoo_dir} at epochs "
+      f"{epochs}; samplers need at least 2."
+    )
   activations = set(states.table.loc[keep, "activation"])
   if config.finetune.activation is not None and activations != {config.finetune.activation}:
-    raise ValueError(f"The selected zoo models use activations {sorted(activations)}, but "
-                     f"config.finetune.activation is {config.finetune.activation!r}; select models of that "
-                     "activation (config.select.activation), since weights only work with their own.")
+    raise ValueError(
+      f"The selected zoo models use activations {sorted(activations)}, but "
+      f"config.finetune.activation is {config.finetune.activation!r}; select models of that "
+      "activation (config.select.activation), since weights only work with their own."
+    )
   if states.spec != spec:
-    raise ValueError(f"The zoo {zoo_dir} has another architecture than the autoencoder was trained on.")
+    raise ValueError(
+      f"The zoo {zoo_dir} has another architecture than the autoencoder was trained on."
+    )
   return (model, params, spec), zoo, states.rows(keep), info.get("held_out_models", [])
 
 
@@ -117,8 +151,10 @@ def finetune_setting(config: ml_collections.ConfigDict, source: ZooStates) -> di
     if value is None:
       values = source.table[field].unique()
       if len(values) != 1:
-        raise ValueError(f"config.finetune.{field} is None (the zoo's own value), but the selected models use "
-                         f"{sorted(values.tolist())}; set it, or select models of one value (config.select).")
+        raise ValueError(
+          f"config.finetune.{field} is None (the zoo's own value), but the selected models use "
+          f"{sorted(values.tolist())}; set it, or select models of one value (config.select)."
+        )
       value = values[0].item() if hasattr(values[0], "item") else values[0]
     setting[field] = value
   return setting
@@ -129,19 +165,29 @@ def held_out_mask(source: ZooStates, held_out: list[str]) -> np.ndarray:
   return source.keys().isin(set(held_out)).to_numpy()
 
 
-def fitted_mask(config: ml_collections.ConfigDict, source: ZooStates, held_out: list[str]) -> np.ndarray:
+def fitted_mask(
+  config: ml_collections.ConfigDict, source: ZooStates, held_out: list[str]
+) -> np.ndarray:
   """bool [states]: the states the samplers are fitted on (config.fit_on). "training": the
   autoencoder's training models, as the reference fits its samplers on the AE's training set (a
   held-out model decodes worse, and reconstruction.csv checks those); "all": every selected state.
   With no held-out model among the selected states, both are every state."""
   train = ~held_out_mask(source, held_out)
-  if config.get("fit_on", FIT_ON[0]) == "all" or train.sum() < 2:  # a config from before the field: "training"
+  if (
+    config.get("fit_on", FIT_ON[0]) == "all" or train.sum() < 2
+  ):  # a config from before the field: "training"
     return np.ones(len(source.table), bool)
   return train
 
 
-def check_reconstruction(config: ml_collections.ConfigDict, ae: tuple, zoo: zoo_lib.Zoo,
-                         source: ZooStates, held_out: list[str], workdir: str) -> pd.DataFrame:
+def check_reconstruction(
+  config: ml_collections.ConfigDict,
+  ae: tuple,
+  zoo: zoo_lib.Zoo,
+  source: ZooStates,
+  held_out: list[str],
+  workdir: str,
+) -> pd.DataFrame:
   """Decodes the held-out source states and evaluates them beside their originals.
 
   The held-out models are those the autoencoder's split kept out of its training (`held_out`,
@@ -157,21 +203,38 @@ def check_reconstruction(config: ml_collections.ConfigDict, ae: tuple, zoo: zoo_
     mask = np.ones(len(source.table), bool)
   rows = source.table[mask].reset_index(drop=True)
   flat = jnp.asarray(source.flat[mask])
-  decoded = hyperrep.make_decode(model, spec)(ae_params, hyperrep.make_embed(model, spec)(ae_params, flat))
+  decoded = hyperrep.make_decode(model, spec)(
+    ae_params, hyperrep.make_embed(model, spec)(ae_params, flat)
+  )
   originals = weights.unflatten(flat, spec)
   columns = ["seed", "arch", *_SETTING]
-  table = grid.index_models(pd.concat([rows[columns].assign(version="original"),
-                                       rows[columns].assign(version="decoded")], ignore_index=True))
-  both = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), originals, decoded)
+  table = grid.index_models(
+    pd.concat(
+      [rows[columns].assign(version="original"), rows[columns].assign(version="decoded")],
+      ignore_index=True,
+    )
+  )
+  both = jax.tree.map(
+    lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), originals, decoded
+  )
   run = stored_finetune_config(zoo, num_epochs=0, progress_bar=config.progress_bar)
-  result = train.train_and_evaluate(run, os.path.join(workdir, RECONSTRUCTION_DIR), models_table=table,
-                                    initial_params=lambda r: jax.tree.map(lambda x: x[r["model_id"].to_numpy()],
-                                                                          both))
+  result = train.train_and_evaluate(
+    run,
+    os.path.join(workdir, RECONSTRUCTION_DIR),
+    models_table=table,
+    initial_params=lambda r: jax.tree.map(lambda x: x[r["model_id"].to_numpy()], both),
+  )
   acc = result.metrics.set_index("model_id")["test_acc"]
   n = len(rows)
-  return pd.DataFrame({"model_id": rows["model_id"], "epoch": rows["epoch"], "held_out": is_held_out,
-                       "acc_original": acc.loc[np.arange(n)].to_numpy(),
-                       "acc_decoded": acc.loc[np.arange(n, 2 * n)].to_numpy()})
+  return pd.DataFrame(
+    {
+      "model_id": rows["model_id"],
+      "epoch": rows["epoch"],
+      "held_out": is_held_out,
+      "acc_original": acc.loc[np.arange(n)].to_numpy(),
+      "acc_decoded": acc.loc[np.arange(n, 2 * n)].to_numpy(),
+    }
+  )
 
 
 def retention(reconstruction: pd.DataFrame) -> float:
@@ -183,14 +246,20 @@ def report_reconstruction(reconstruction: pd.DataFrame, path: str) -> float:
   """Writes reconstruction.csv, prints the mean retention, warns below MIN_RETENTION; returns it."""
   zoo_lib.write_table_atomic(reconstruction, path)
   kept = retention(reconstruction)
-  which = "held-out" if reconstruction["held_out"].all() else "training (no held-out model selected)"
-  print(f"reconstruction: {len(reconstruction)} {which} zoo states decode to a mean test accuracy of "
-        f"{reconstruction['acc_decoded'].mean():.3f} against {reconstruction['acc_original'].mean():.3f} "
-        f"(retention {kept:.2f}); {path}")
+  which = (
+    "held-out" if reconstruction["held_out"].all() else "training (no held-out model selected)"
+  )
+  print(
+    f"reconstruction: {len(reconstruction)} {which} zoo states decode to a mean test accuracy of "
+    f"{reconstruction['acc_decoded'].mean():.3f} against {reconstruction['acc_original'].mean():.3f} "
+    f"(retention {kept:.2f}); {path}"
+  )
   if kept < MIN_RETENTION:
-    warnings.warn(f"The autoencoder keeps only {kept:.0%} of the zoo models' accuracy (< {MIN_RETENTION:.0%}): "
-                  "samples cannot beat their decoder. Train it longer, or on one setting's late epochs "
-                  "(configs/hyperrep_generative.py), before reading the sampling results.")
+    warnings.warn(
+      f"The autoencoder keeps only {kept:.0%} of the zoo models' accuracy (< {MIN_RETENTION:.0%}): "
+      "samples cannot beat their decoder. Train it longer, or on one setting's late epochs "
+      "(configs/hyperrep_generative.py), before reading the sampling results."
+    )
   return kept
 
 
@@ -198,20 +267,35 @@ def report_novelty(table: pd.DataFrame) -> None:
   """Prints each method's median novelty (weights.novelty of the starting weights against the
   states the samplers were fitted on), and a note when a sampler only copies them."""
   median = table.groupby("method", sort=False)["novelty"].median()
-  print("novelty (distance of the starting weights to the nearest fitted zoo state, in units of the zoo's own "
-        "nearest-neighbour distance; median): " + ", ".join(f"{m} {v:.2f}" for m, v in median.items()))
+  print(
+    "novelty (distance of the starting weights to the nearest fitted zoo state, in units of the zoo's own "
+    "nearest-neighbour distance; median): " + ", ".join(f"{m} {v:.2f}" for m, v in median.items())
+  )
   copies = [m for m, v in median.items() if m not in BASELINES and v < COPY_NOVELTY]
   if copies:
-    print(f"note: {', '.join(copies)} start below {COPY_NOVELTY} of the zoo's spacing from a model the samplers "
-          "saw: near-copies of zoo models, not new ones.")
+    print(
+      f"note: {', '.join(copies)} start below {COPY_NOVELTY} of the zoo's spacing from a model the samplers "
+      "saw: near-copies of zoo models, not new ones."
+    )
 
 
-def _rows(method: str, num: int, seed: int, setting: dict, arch: str, first_seed: int) -> pd.DataFrame:
-  return pd.DataFrame({"method": method, "sample_seed": seed, "seed": first_seed + np.arange(num), "arch": arch,
-                       **{k: [setting[k]] * num for k in _SETTING}})
+def _rows(
+  method: str, num: int, seed: int, setting: dict, arch: str, first_seed: int
+) -> pd.DataFrame:
+  return pd.DataFrame(
+    {
+      "method": method,
+      "sample_seed": seed,
+      "seed": first_seed + np.arange(num),
+      "arch": arch,
+      **{k: [setting[k]] * num for k in _SETTING},
+    }
+  )
 
 
-def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, workdir: str) -> pd.DataFrame:
+def sample_and_evaluate(
+  config: ml_collections.ConfigDict, encoder_dir: str, workdir: str
+) -> pd.DataFrame:
   """Draws the samples, fine-tunes them with the baselines in one zoo run, writes the summary."""
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
@@ -219,10 +303,14 @@ def sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wor
     return _sample_and_evaluate(config, encoder_dir, workdir)
 
 
-def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, workdir: str) -> pd.DataFrame:
+def _sample_and_evaluate(
+  config: ml_collections.ConfigDict, encoder_dir: str, workdir: str
+) -> pd.DataFrame:
   (model, ae_params, spec), zoo, source, held_out = _source(encoder_dir, config)
   setting = finetune_setting(config, source)
-  reconstruction = check_reconstruction(config, (model, ae_params, spec), zoo, source, held_out, workdir)
+  reconstruction = check_reconstruction(
+    config, (model, ae_params, spec), zoo, source, held_out, workdir
+  )
   report_reconstruction(reconstruction, os.path.join(workdir, RECONSTRUCTION_FILE))
   embed = hyperrep.make_embed(model, spec)
   decode = hyperrep.make_decode(model, spec)
@@ -236,60 +324,96 @@ def _sample_and_evaluate(config: ml_collections.ConfigDict, encoder_dir: str, wo
   key = jax.random.key(config.seed)
   for seed in range(config.num_seeds):
     for i, name in enumerate(config.samplers):
-      drawn = sampling.draw(name, jax.random.fold_in(jax.random.fold_in(key, seed), i), z, scores, num,
-                            config.sampler)
+      drawn = sampling.draw(
+        name, jax.random.fold_in(jax.random.fold_in(key, seed), i), z, scores, num, config.sampler
+      )
       draws[f"{name}/seed_{seed}"] = np.asarray(drawn)
       params.append(jax.tree.map(np.asarray, decode(ae_params, jnp.asarray(drawn))))
-      tables.append(_rows(name, num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 1000 * i))
+      tables.append(
+        _rows(name, num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 1000 * i)
+      )
     if "B_T" in config.baselines:  # random init: params None marks "the engine's own init"
-      tables.append(_rows("B_T", num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 900))
+      tables.append(
+        _rows("B_T", num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 900)
+      )
       params.append(None)
   if "B_F" in config.baselines:  # the best source models at their newest selected epoch
     newest = source.table["epoch"].to_numpy() == source.table["epoch"].max()
     accuracy = source.table["test_acc"].to_numpy()  # every selected model, held-out ones too
-    best = np.argsort(-np.where(newest, accuracy, -np.inf), kind="stable")[:min(num, int(newest.sum()))]
-    tables.append(_rows("B_F", len(best), 0, setting, arch, first_seed=1 + 900_000).assign(
-        source_model=source.table["model_id"].to_numpy()[best]))
+    best = np.argsort(-np.where(newest, accuracy, -np.inf), kind="stable")[
+      : min(num, int(newest.sum()))
+    ]
+    tables.append(
+      _rows("B_F", len(best), 0, setting, arch, first_seed=1 + 900_000).assign(
+        source_model=source.table["model_id"].to_numpy()[best]
+      )
+    )
     params.append(jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(source.flat[best]), spec)))
 
   table = grid.index_models(pd.concat(tables, ignore_index=True))
   starts = _stack_params(table, [len(t) for t in tables], params, zoo)
   # How far each starting model lies from the models the samplers saw (0: a copy of one of them).
-  table["novelty"] = weights.novelty(np.asarray(weights.flatten(starts, spec)[0]), source.flat[fitted],
-                                     source.keys()[fitted].to_numpy(), spec)
+  table["novelty"] = weights.novelty(
+    np.asarray(weights.flatten(starts, spec)[0]),
+    source.flat[fitted],
+    source.keys()[fitted].to_numpy(),
+    spec,
+  )
   report_novelty(table)
   # The zoo's embeddings and scores the samplers saw, their states ("zoo/model_id"), and every
   # draw ("<sampler>/seed_<s>").
-  np.savez(os.path.join(workdir, SAMPLES_FILE), embeddings=z, scores=scores,
-           states=source.keys()[fitted].to_numpy(str), **draws)
+  np.savez(
+    os.path.join(workdir, SAMPLES_FILE),
+    embeddings=z,
+    scores=scores,
+    states=source.keys()[fitted].to_numpy(str),
+    **draws,
+  )
   rows_of = lambda t: jax.tree.map(lambda x: x[t["model_id"].to_numpy()], starts)
-  results = {"in_distribution": train.train_and_evaluate(
-      _finetune_config(zoo, config, None), workdir, models_table=table,
-      initial_params=lambda rows: rows_of(rows))}
-  if config.transfer.dataset is not None:  # samples and B_T only: B_F's source models saw the zoo's data
+  results = {
+    "in_distribution": train.train_and_evaluate(
+      _finetune_config(zoo, config, None),
+      workdir,
+      models_table=table,
+      initial_params=lambda rows: rows_of(rows),
+    )
+  }
+  if (
+    config.transfer.dataset is not None
+  ):  # samples and B_T only: B_F's source models saw the zoo's data
     kept = table[table["method"] != "B_F"].drop(columns=["source_model"], errors="ignore")
     source_ids = kept["model_id"].to_numpy()
     kept = grid.index_models(kept)
     results["transfer"] = train.train_and_evaluate(
-        _finetune_config(zoo, config, config.transfer.dataset), os.path.join(workdir, TRANSFER_DIR),
-        models_table=kept, initial_params=lambda rows: jax.tree.map(
-            lambda x: x[source_ids[rows["model_id"].to_numpy()]], starts))
+      _finetune_config(zoo, config, config.transfer.dataset),
+      os.path.join(workdir, TRANSFER_DIR),
+      models_table=kept,
+      initial_params=lambda rows: jax.tree.map(
+        lambda x: x[source_ids[rows["model_id"].to_numpy()]], starts
+      ),
+    )
   summary = summarize(results, zoo, source, config)
   zoo_lib.write_table_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
   plots.sampling_summary(summary, os.path.join(workdir, PLOT_FILE))
   return summary
 
 
-def _stack_params(table: pd.DataFrame, sizes: list[int], blocks: list[Any], zoo: zoo_lib.Zoo) -> Any:
+def _stack_params(
+  table: pd.DataFrame, sizes: list[int], blocks: list[Any], zoo: zoo_lib.Zoo
+) -> Any:
   """Starting weights of every row of `table` [M, ...], block by block (sizes[i] rows each):
   decoded samples and source models as given; None (B_T) gets the engine's own init, drawn
   from each model's seed and init method as a zoo run would."""
   filled, row = [], 0
   for size, block in zip(sizes, blocks):
     if block is None:
-      rows = table.iloc[row:row + size]
-      block = population.init_params(grid.cohort_of(rows.iloc[0]), rows["seed"].to_numpy(),
-                                     rows["init"].to_numpy(), _input_shape(zoo))
+      rows = table.iloc[row : row + size]
+      block = population.init_params(
+        grid.cohort_of(rows.iloc[0]),
+        rows["seed"].to_numpy(),
+        rows["init"].to_numpy(),
+        _input_shape(zoo),
+      )
     filled.append(jax.tree.map(np.asarray, block))
     row += size
   return jax.tree.map(lambda *xs: np.concatenate(xs), *filled)
@@ -298,11 +422,15 @@ def _stack_params(table: pd.DataFrame, sizes: list[int], blocks: list[Any], zoo:
 def _input_shape(zoo: zoo_lib.Zoo) -> tuple[int, int, int]:
   """(H, W, C) of the images the zoo's models read."""
   ds = zoo.config["dataset"]
-  info = data.resolve(ds["name"], ds.get("preprocess"), models.image_size(zoo.config["model"]["arch"]))
+  info = data.resolve(
+    ds["name"], ds.get("preprocess"), models.image_size(zoo.config["model"]["arch"])
+  )
   return (info.image_size, info.image_size, info.channels)
 
 
-def stored_finetune_config(zoo: zoo_lib.Zoo, num_epochs: int, progress_bar: bool) -> ml_collections.ConfigDict:
+def stored_finetune_config(
+  zoo: zoo_lib.Zoo, num_epochs: int, progress_bar: bool
+) -> ml_collections.ConfigDict:
   """The zoo's own training config (data, batch size, engine settings), run for `num_epochs`."""
   run = train_config.stored_config(zoo.workdir)
   run.num_epochs = num_epochs
@@ -311,8 +439,9 @@ def stored_finetune_config(zoo: zoo_lib.Zoo, num_epochs: int, progress_bar: bool
   return run
 
 
-def _finetune_config(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict,
-                     dataset: str | None) -> ml_collections.ConfigDict:
+def _finetune_config(
+  zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict, dataset: str | None
+) -> ml_collections.ConfigDict:
   """The zoo's own training config (data, batch size), run for `finetune_epochs` epochs."""
   run = stored_finetune_config(zoo, config.finetune_epochs, config.progress_bar)
   if dataset is not None:
@@ -322,28 +451,52 @@ def _finetune_config(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict,
   return run
 
 
-def summarize(results: dict[str, zoo_lib.Zoo], zoo: zoo_lib.Zoo, source: ZooStates,
-              config: ml_collections.ConfigDict) -> pd.DataFrame:
+def summarize(
+  results: dict[str, zoo_lib.Zoo],
+  zoo: zoo_lib.Zoo,
+  source: ZooStates,
+  config: ml_collections.ConfigDict,
+) -> pd.DataFrame:
   """Test accuracy per (setting, method, epoch): mean over each seed's models, then mean and std over seeds."""
   frames = []
   for setting, result in results.items():
-    metrics = result.metrics.merge(result.models[["model_id", "method", "sample_seed", "novelty"]], on="model_id")
+    metrics = result.metrics.merge(
+      result.models[["model_id", "method", "sample_seed", "novelty"]], on="model_id"
+    )
     frames.append(metrics.assign(setting=setting))
   # The zoo's own models at the matching epoch of their original training (no run).
   ids = np.unique(source.table["model_id"])
-  own = zoo.metrics[zoo.metrics["model_id"].isin(ids) & (zoo.metrics["epoch"] <= config.finetune_epochs)]
+  own = zoo.metrics[
+    zoo.metrics["model_id"].isin(ids) & (zoo.metrics["epoch"] <= config.finetune_epochs)
+  ]
   frames.append(own.assign(method="zoo", sample_seed=0, setting="in_distribution"))
   table = pd.concat(frames, ignore_index=True)
-  per_seed = table.groupby(["setting", "method", "sample_seed", "epoch"], sort=False)["test_acc"].agg(
-      ["mean", "max", "count"]).reset_index()
-  summary = per_seed.groupby(["setting", "method", "epoch"], sort=False).agg(
-      test_acc=("mean", "mean"), std_over_seeds=("mean", "std"), best=("max", "max"),
-      models=("count", "sum"), seeds=("mean", "count")).reset_index()
+  per_seed = (
+    table.groupby(["setting", "method", "sample_seed", "epoch"], sort=False)["test_acc"]
+    .agg(["mean", "max", "count"])
+    .reset_index()
+  )
+  summary = (
+    per_seed.groupby(["setting", "method", "epoch"], sort=False)
+    .agg(
+      test_acc=("mean", "mean"),
+      std_over_seeds=("mean", "std"),
+      best=("max", "max"),
+      models=("count", "sum"),
+      seeds=("mean", "count"),
+    )
+    .reset_index()
+  )
   # The starting weights' median novelty, on the rows of epoch 0 (the zoo's own models: none).
-  novelty = table[table["epoch"] == 0].groupby(["setting", "method"], sort=False)["novelty"].median()
+  novelty = (
+    table[table["epoch"] == 0].groupby(["setting", "method"], sort=False)["novelty"].median()
+  )
   at_start = summary["epoch"] == 0
-  summary["novelty"] = np.where(at_start, [novelty.get((s, m), np.nan) for s, m in
-                                           zip(summary["setting"], summary["method"])], np.nan)
+  summary["novelty"] = np.where(
+    at_start,
+    [novelty.get((s, m), np.nan) for s, m in zip(summary["setting"], summary["method"])],
+    np.nan,
+  )
   return summary
 
 
@@ -353,8 +506,12 @@ if __name__ == "__main__":
 
   from zoo_jax import cli
 
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "Sampling config file.", lock_config=True)
-  _ENCODER = flags.DEFINE_string("encoder", None, "Workdir of a zoo_jax.encode run with configs/hyperrep.py.")
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Sampling config file.", lock_config=True
+  )
+  _ENCODER = flags.DEFINE_string(
+    "encoder", None, "Workdir of a zoo_jax.encode run with configs/hyperrep.py."
+  )
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where the sampled zoo and the summary go.")
   flags.mark_flags_as_required(["config", "encoder", "workdir"])
 

@@ -32,26 +32,35 @@ UMAP_NEIGHBORS, UMAP_MIN_DIST = 15, 0.01
 
 # ----------------------------------------------------------------------------- validation
 
+
 def _check_embeddings(embeddings, name: str = "embeddings") -> np.ndarray:
   embeddings = np.asarray(embeddings)
   if embeddings.ndim != 2 or embeddings.shape[0] < 1 or embeddings.shape[1] < 1:
     raise ValueError(f"{name} must be a non-empty matrix [N, D], got shape {embeddings.shape}.")
   if not np.all(np.isfinite(embeddings)):
-    raise ValueError(f"{name} has {int(np.sum(~np.isfinite(embeddings)))} non-finite entries; "
-                     "drop the diverged models first.")
+    raise ValueError(
+      f"{name} has {int(np.sum(~np.isfinite(embeddings)))} non-finite entries; "
+      "drop the diverged models first."
+    )
   return embeddings
 
 
 def _check_scores(scores, num_models: int) -> np.ndarray:
   scores = np.asarray(scores)
   if scores.ndim != 1 or scores.shape[0] != num_models:
-    raise ValueError(f"scores must have shape [N] = [{num_models}] (one per embedding row), "
-                     f"got shape {scores.shape}.")
+    raise ValueError(
+      f"scores must have shape [N] = [{num_models}] (one per embedding row), "
+      f"got shape {scores.shape}."
+    )
   return scores
 
 
 def _check_num_samples(num_samples) -> int:
-  if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+  if (
+    isinstance(num_samples, bool)
+    or not isinstance(num_samples, (int, np.integer))
+    or num_samples < 1
+  ):
     raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}.")
   return int(num_samples)
 
@@ -69,6 +78,7 @@ def _check_bandwidth(bandwidth, name: str = "bandwidth") -> float:
 
 
 # ----------------------------------------------------------------------------- KDE
+
 
 def select_top(embeddings, scores, fraction: float = DEFAULT_TOP_FRACTION) -> np.ndarray:
   """The embeddings of the best ceil(fraction * N) models by score (e.g. test accuracy).
@@ -89,7 +99,9 @@ def select_top(embeddings, scores, fraction: float = DEFAULT_TOP_FRACTION) -> np
 
 
 @functools.partial(jax.jit, static_argnames="num_samples")
-def _kde(key: jax.Array, embeddings: jax.Array, num_samples: int, bandwidth: jax.Array) -> jax.Array:
+def _kde(
+  key: jax.Array, embeddings: jax.Array, num_samples: int, bandwidth: jax.Array
+) -> jax.Array:
   index_key, noise_key = jax.random.split(key)
   num_models, dim = embeddings.shape
   # Each dimension picks its own data point: the dimensions are independent KDEs.
@@ -98,8 +110,9 @@ def _kde(key: jax.Array, embeddings: jax.Array, num_samples: int, bandwidth: jax
   return picked + bandwidth * jax.random.normal(noise_key, (num_samples, dim), embeddings.dtype)
 
 
-def kde_sample(key: jax.Array, embeddings, num_samples: int,
-               bandwidth: float = DEFAULT_BANDWIDTH) -> jax.Array:
+def kde_sample(
+  key: jax.Array, embeddings, num_samples: int, bandwidth: float = DEFAULT_BANDWIDTH
+) -> jax.Array:
   """Samples of a per-dimension Gaussian KDE fitted to the embeddings.
 
   Each latent dimension is its own 1-D KDE (as in the 2022 paper): per sample and per
@@ -115,15 +128,18 @@ def kde_sample(key: jax.Array, embeddings, num_samples: int,
 
 
 @functools.partial(jax.jit, static_argnames="num_samples")
-def _kde_reference(key: jax.Array, embeddings: jax.Array, num_samples: int, bandwidth: jax.Array) -> jax.Array:
+def _kde_reference(
+  key: jax.Array, embeddings: jax.Array, num_samples: int, bandwidth: jax.Array
+) -> jax.Array:
   index_key, noise_key = jax.random.split(key)
   rows = jax.random.randint(index_key, (num_samples,), 0, embeddings.shape[0])
   shift = bandwidth * jax.random.normal(noise_key, (num_samples, 1), embeddings.dtype)
   return embeddings[rows] + shift
 
 
-def kde_reference_sample(key: jax.Array, embeddings, num_samples: int,
-                         bandwidth: float = DEFAULT_BANDWIDTH) -> jax.Array:
+def kde_reference_sample(
+  key: jax.Array, embeddings, num_samples: int, bandwidth: float = DEFAULT_BANDWIDTH
+) -> jax.Array:
   """The KDE sampler as the reference code runs it: a whole embedding plus a shared shift.
 
   The generative hyper-representation code fits sklearn's KernelDensity to each latent
@@ -149,6 +165,7 @@ def _checked_kde(kde, key, embeddings, num_samples, bandwidth) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- uniform
+
 
 @functools.partial(jax.jit, static_argnames="num_samples")
 def _uniform_in_box(key: jax.Array, low: jax.Array, high: jax.Array, num_samples: int) -> jax.Array:
@@ -177,6 +194,7 @@ def uniform_reference_sample(key: jax.Array, dim: int, num_samples: int) -> jax.
 
 # ----------------------------------------------------------------------------- neighbourhood
 
+
 class Neighbourhood(NamedTuple):
   """A linear map to a low-dimensional space and a box of good models in it.
 
@@ -199,8 +217,9 @@ def neighbourhood_inverse(fitted: Neighbourhood, coords: jax.Array) -> jax.Array
   return coords @ fitted.components + fitted.mean
 
 
-def fit_neighbourhood(embeddings, scores, *, dims: int = 3,
-                      top_fraction: float = DEFAULT_TOP_FRACTION) -> Neighbourhood:
+def fit_neighbourhood(
+  embeddings, scores, *, dims: int = 3, top_fraction: float = DEFAULT_TOP_FRACTION
+) -> Neighbourhood:
   """Fits the map on all embeddings and the box around the top models in it.
 
   The 2022 paper used a 3-D UMAP (n_neighbors 15, min_dist 0.01) and its approximate
@@ -224,8 +243,12 @@ def fit_neighbourhood(embeddings, scores, *, dims: int = 3,
   pca = PCA(n_components=int(dims), svd_solver="full").fit(embeddings.astype(np.float64))
   coords = pca.transform(top.astype(np.float64))
   as_f32 = lambda x: jnp.asarray(x, jnp.float32)
-  return Neighbourhood(mean=as_f32(pca.mean_), components=as_f32(pca.components_),
-                       low=as_f32(coords.min(axis=0)), high=as_f32(coords.max(axis=0)))
+  return Neighbourhood(
+    mean=as_f32(pca.mean_),
+    components=as_f32(pca.components_),
+    low=as_f32(coords.min(axis=0)),
+    high=as_f32(coords.max(axis=0)),
+  )
 
 
 @functools.partial(jax.jit, static_argnames="num_samples")
@@ -239,9 +262,17 @@ def neighbourhood_sample(key: jax.Array, fitted: Neighbourhood, num_samples: int
   return _neighbourhood(key, fitted, _check_num_samples(num_samples))
 
 
-def umap_neighbourhood_sample(key: jax.Array, embeddings, scores, num_samples: int, *,
-                              top_fraction: float = DEFAULT_TOP_FRACTION, dims: int = 3,
-                              n_neighbors: int = UMAP_NEIGHBORS, min_dist: float = UMAP_MIN_DIST) -> jax.Array:
+def umap_neighbourhood_sample(
+  key: jax.Array,
+  embeddings,
+  scores,
+  num_samples: int,
+  *,
+  top_fraction: float = DEFAULT_TOP_FRACTION,
+  dims: int = 3,
+  n_neighbors: int = UMAP_NEIGHBORS,
+  min_dist: float = UMAP_MIN_DIST,
+) -> jax.Array:
   """The reference neighbourhood sampler: UMAP of the top models, uniform in its box, inverted.
 
   UMAP (umap-learn; n_neighbors 15, min_dist 0.01, 3-D as published) is fitted on the top
@@ -254,20 +285,32 @@ def umap_neighbourhood_sample(key: jax.Array, embeddings, scores, num_samples: i
   """
   import umap  # imported here: only this sampler needs it, and it is slow to import
 
-  top = select_top(embeddings, scores, _check_fraction(top_fraction, "top_fraction")).astype(np.float64)
+  top = select_top(embeddings, scores, _check_fraction(top_fraction, "top_fraction")).astype(
+    np.float64
+  )
   num_samples = _check_num_samples(num_samples)
   if top.shape[0] < dims + 2:
-    raise ValueError(f"The UMAP neighbourhood needs at least {dims + 2} top embeddings, got {top.shape[0]}; "
-                     "raise top_fraction or give more models.")
+    raise ValueError(
+      f"The UMAP neighbourhood needs at least {dims + 2} top embeddings, got {top.shape[0]}; "
+      "raise top_fraction or give more models."
+    )
   seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-  fitted = umap.UMAP(n_neighbors=min(int(n_neighbors), top.shape[0] - 1), min_dist=float(min_dist),
-                     n_components=int(dims), random_state=seed, init="random").fit(top)
+  fitted = umap.UMAP(
+    n_neighbors=min(int(n_neighbors), top.shape[0] - 1),
+    min_dist=float(min_dist),
+    n_components=int(dims),
+    random_state=seed,
+    init="random",
+  ).fit(top)
   coords = fitted.embedding_
-  draws = np.random.default_rng(seed).uniform(coords.min(axis=0), coords.max(axis=0), (num_samples, int(dims)))
+  draws = np.random.default_rng(seed).uniform(
+    coords.min(axis=0), coords.max(axis=0), (num_samples, int(dims))
+  )
   return jnp.asarray(fitted.inverse_transform(draws), jnp.float32)
 
 
 # ----------------------------------------------------------------------------- GAN
+
 
 class GANConfig(NamedTuple):
   """A GAN over embeddings: generator and discriminator are MLPs of the same width."""
@@ -281,10 +324,11 @@ class GANConfig(NamedTuple):
 
 
 GAN_SIZES = {
-    # Fits a 2-D Gaussian mixture in ~1000 steps (a few seconds on CPU); see the tests.
-    "small": GANConfig(noise_dim=8, hidden=64, num_layers=2, steps=1000, batch_size=256,
-                       learning_rate=2e-3),
-    "default": GANConfig(),
+  # Fits a 2-D Gaussian mixture in ~1000 steps (a few seconds on CPU); see the tests.
+  "small": GANConfig(
+    noise_dim=8, hidden=64, num_layers=2, steps=1000, batch_size=256, learning_rate=2e-3
+  ),
+  "default": GANConfig(),
 }
 
 
@@ -294,16 +338,24 @@ def make_gan_config(size: str = "default", **overrides) -> GANConfig:
     raise ValueError(f"GAN size {size!r} is unknown; allowed values: {list(GAN_SIZES)}.")
   unknown = set(overrides) - set(GANConfig._fields)
   if unknown:
-    raise ValueError(f"Unknown GAN config fields {sorted(unknown)}; allowed: {list(GANConfig._fields)}.")
+    raise ValueError(
+      f"Unknown GAN config fields {sorted(unknown)}; allowed: {list(GANConfig._fields)}."
+    )
   config = GAN_SIZES[size]._replace(**overrides)
   for field in ("noise_dim", "hidden", "num_layers", "batch_size"):
     value = getattr(config, field)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"GAN config {field} must be an integer >= 1, got {value!r}.")
-  if isinstance(config.steps, bool) or not isinstance(config.steps, (int, np.integer)) or config.steps < 0:
+  if (
+    isinstance(config.steps, bool)
+    or not isinstance(config.steps, (int, np.integer))
+    or config.steps < 0
+  ):
     raise ValueError(f"GAN config steps must be an integer >= 0, got {config.steps!r}.")
   if not isinstance(config.learning_rate, (int, float, np.number)) or not config.learning_rate > 0:
-    raise ValueError(f"GAN config learning_rate must be a number > 0, got {config.learning_rate!r}.")
+    raise ValueError(
+      f"GAN config learning_rate must be a number > 0, got {config.learning_rate!r}."
+    )
   return config
 
 
@@ -359,8 +411,10 @@ def _make_gan_step(config: GANConfig, dim: int):
   def disc_loss(disc_params, real, fake):
     real_logits = disc.apply(disc_params, real)
     fake_logits = disc.apply(disc_params, fake)
-    return (optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits)).mean()
-            + optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits)).mean())
+    return (
+      optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits)).mean()
+      + optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits)).mean()
+    )
 
   def gen_loss(gen_params, disc_params, noise):
     logits = disc.apply(disc_params, gen.apply(gen_params, noise))
@@ -377,7 +431,8 @@ def _make_gan_step(config: GANConfig, dim: int):
     d_updates, disc_opt = optimizer.update(d_grads, state.disc_opt, state.disc)
     disc_params = optax.apply_updates(state.disc, d_updates)
     g_loss, g_grads = jax.value_and_grad(gen_loss)(
-        state.gen, disc_params, jax.random.normal(gen_noise_key, noise_shape))
+      state.gen, disc_params, jax.random.normal(gen_noise_key, noise_shape)
+    )
     g_updates, gen_opt = optimizer.update(g_grads, state.gen_opt, state.gen)
     new = _GANTrainState(optax.apply_updates(state.gen, g_updates), disc_params, gen_opt, disc_opt)
     return new, {"disc_loss": d_loss, "gen_loss": g_loss}
@@ -387,13 +442,16 @@ def _make_gan_step(config: GANConfig, dim: int):
     gen_key, disc_key = jax.random.split(key)
     gen_params = gen.init(gen_key, jnp.zeros((1, config.noise_dim)))
     disc_params = disc.init(disc_key, jnp.zeros((1, dim)))
-    return _GANTrainState(gen_params, disc_params, optimizer.init(gen_params), optimizer.init(disc_params))
+    return _GANTrainState(
+      gen_params, disc_params, optimizer.init(gen_params), optimizer.init(disc_params)
+    )
 
   return init, step
 
 
-def train_gan(key: jax.Array, embeddings, *, size: str = "default", progress_bar: bool = False,
-              **overrides) -> tuple[GANGenerator, dict[str, np.ndarray]]:
+def train_gan(
+  key: jax.Array, embeddings, *, size: str = "default", progress_bar: bool = False, **overrides
+) -> tuple[GANGenerator, dict[str, np.ndarray]]:
   """Trains a GAN on the embeddings (standardised per dimension inside).
 
   Args:
@@ -416,16 +474,24 @@ def train_gan(key: jax.Array, embeddings, *, size: str = "default", progress_bar
   steps = range(config.steps)
   if progress_bar:
     from tqdm.auto import tqdm
+
     steps = tqdm(steps, unit="step", desc="GAN")
   history = []
   for i in steps:
     state, metrics = step(state, data, jax.random.fold_in(train_key, i))
     history.append(metrics)
-  info = {name: np.asarray([float(m[name]) for m in history], np.float32)
-          for name in ("disc_loss", "gen_loss")}
-  generator = GANGenerator(params=state.gen, mean=jnp.asarray(mean), std=jnp.asarray(std),
-                           noise_dim=config.noise_dim, hidden=config.hidden,
-                           num_layers=config.num_layers)
+  info = {
+    name: np.asarray([float(m[name]) for m in history], np.float32)
+    for name in ("disc_loss", "gen_loss")
+  }
+  generator = GANGenerator(
+    params=state.gen,
+    mean=jnp.asarray(mean),
+    std=jnp.asarray(std),
+    noise_dim=config.noise_dim,
+    hidden=config.hidden,
+    num_layers=config.num_layers,
+  )
   return generator, info
 
 
@@ -445,26 +511,42 @@ def gan_sample(key: jax.Array, generator: GANGenerator, num_samples: int) -> jax
 # ----------------------------------------------------------------------------- registry
 
 # Fields `draw` reads from its config, with their defaults.
-DRAW_DEFAULTS = {"bandwidth": DEFAULT_BANDWIDTH, "top_fraction": DEFAULT_TOP_FRACTION, "dims": 3,
-                 "gan_size": "default", "gan": {}, "umap_neighbors": UMAP_NEIGHBORS,
-                 "umap_min_dist": UMAP_MIN_DIST}
+DRAW_DEFAULTS = {
+  "bandwidth": DEFAULT_BANDWIDTH,
+  "top_fraction": DEFAULT_TOP_FRACTION,
+  "dims": 3,
+  "gan_size": "default",
+  "gan": {},
+  "umap_neighbors": UMAP_NEIGHBORS,
+  "umap_min_dist": UMAP_MIN_DIST,
+}
 
 # name -> draw(key, embeddings [N, D], scores [N], num_samples, config) -> [S, D]. A sampler is one
 # function here and its name; config is DRAW_DEFAULTS completed by the caller's fields.
 _REGISTRY = {
-    "kde": lambda key, z, scores, n, c: kde_sample(key, z, n, c["bandwidth"]),
-    "kde30": lambda key, z, scores, n, c: kde_sample(key, select_top(z, scores, c["top_fraction"]), n,
-                                                     c["bandwidth"]),
-    "kde30_reference": lambda key, z, scores, n, c: kde_reference_sample(
-        key, select_top(z, scores, c["top_fraction"]), n, c["bandwidth"]),
-    "neighbourhood": lambda key, z, scores, n, c: neighbourhood_sample(
-        key, fit_neighbourhood(z, scores, dims=c["dims"], top_fraction=c["top_fraction"]), n),
-    "neighbourhood_umap": lambda key, z, scores, n, c: umap_neighbourhood_sample(
-        key, z, scores, n, top_fraction=c["top_fraction"], dims=c["dims"], n_neighbors=c["umap_neighbors"],
-        min_dist=c["umap_min_dist"]),
-    "gan": lambda key, z, scores, n, c: _draw_gan(key, z, n, c),
-    "uniform": lambda key, z, scores, n, c: uniform_sample(key, z, n),
-    "uniform_reference": lambda key, z, scores, n, c: uniform_reference_sample(key, z.shape[1], n),
+  "kde": lambda key, z, scores, n, c: kde_sample(key, z, n, c["bandwidth"]),
+  "kde30": lambda key, z, scores, n, c: kde_sample(
+    key, select_top(z, scores, c["top_fraction"]), n, c["bandwidth"]
+  ),
+  "kde30_reference": lambda key, z, scores, n, c: kde_reference_sample(
+    key, select_top(z, scores, c["top_fraction"]), n, c["bandwidth"]
+  ),
+  "neighbourhood": lambda key, z, scores, n, c: neighbourhood_sample(
+    key, fit_neighbourhood(z, scores, dims=c["dims"], top_fraction=c["top_fraction"]), n
+  ),
+  "neighbourhood_umap": lambda key, z, scores, n, c: umap_neighbourhood_sample(
+    key,
+    z,
+    scores,
+    n,
+    top_fraction=c["top_fraction"],
+    dims=c["dims"],
+    n_neighbors=c["umap_neighbors"],
+    min_dist=c["umap_min_dist"],
+  ),
+  "gan": lambda key, z, scores, n, c: _draw_gan(key, z, n, c),
+  "uniform": lambda key, z, scores, n, c: uniform_sample(key, z, n),
+  "uniform_reference": lambda key, z, scores, n, c: uniform_reference_sample(key, z.shape[1], n),
 }
 
 
@@ -476,13 +558,16 @@ def _sampler_files() -> None:
   import importlib
   import pkgutil
   from zoo_jax import samplers
+
   for info in pkgutil.iter_modules(samplers.__path__):
     if info.name.startswith("_"):
       continue
     module = importlib.import_module(f"{samplers.__name__}.{info.name}")
     clash = set(module.DEFAULTS) & set(DRAW_DEFAULTS)
     if info.name in _REGISTRY or clash:
-      raise ValueError(f"zoo_jax/samplers/{info.name}.py: the name or config fields {sorted(clash)} are taken.")
+      raise ValueError(
+        f"zoo_jax/samplers/{info.name}.py: the name or config fields {sorted(clash)} are taken."
+      )
     _REGISTRY[info.name] = module.draw
     DRAW_DEFAULTS.update(module.DEFAULTS)
 
@@ -497,8 +582,14 @@ def _draw_gan(key, embeddings, num_samples, config):
   return gan_sample(sample_key, generator, num_samples)
 
 
-def draw(name: str, key: jax.Array, embeddings, scores, num_samples: int,
-         config: Mapping[str, Any] | None = None) -> jax.Array:
+def draw(
+  name: str,
+  key: jax.Array,
+  embeddings,
+  scores,
+  num_samples: int,
+  config: Mapping[str, Any] | None = None,
+) -> jax.Array:
   """Draws [S, D] embeddings with the named sampler (one of SAMPLERS).
 
   Args:
@@ -517,7 +608,9 @@ def draw(name: str, key: jax.Array, embeddings, scores, num_samples: int,
   config = dict(config or {})
   unknown = set(config) - set(DRAW_DEFAULTS)
   if unknown:
-    raise ValueError(f"Unknown sampler config fields {sorted(unknown)}; allowed: {list(DRAW_DEFAULTS)}.")
+    raise ValueError(
+      f"Unknown sampler config fields {sorted(unknown)}; allowed: {list(DRAW_DEFAULTS)}."
+    )
   config = {**DRAW_DEFAULTS, **config}
   embeddings = _check_embeddings(embeddings)
   scores = _check_scores(scores, embeddings.shape[0])

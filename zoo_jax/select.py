@@ -32,11 +32,26 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, features, finetune as finetune_lib, grid, plots, properties, transfer, weights, zoo as zoo_lib
+from zoo_jax import (
+  data,
+  features,
+  finetune as finetune_lib,
+  grid,
+  plots,
+  properties,
+  transfer,
+  weights,
+  zoo as zoo_lib,
+)
 
 FEATURE_METHODS = tuple(transfer.SCORES)
 METHODS = FEATURE_METHODS + ("zero_shot", "source_acc", "learned")
-RANKING_FILE, SUMMARY_FILE, ENSEMBLES_FILE, PLOT_FILE = "ranking.csv", "summary.json", "ensembles.csv", "ranking.png"
+RANKING_FILE, SUMMARY_FILE, ENSEMBLES_FILE, PLOT_FILE = (
+  "ranking.csv",
+  "summary.json",
+  "ensembles.csv",
+  "ranking.png",
+)
 FINETUNE_DIR, TASKS_DIR = "finetune", "tasks"
 BRUTE_FORCE = "brute_force"
 
@@ -51,12 +66,18 @@ def validate_config(config: ml_collections.ConfigDict, target: str, num_classes:
     finetune_lib.check_dataset(name, "config.learned.train_tasks entry", num_classes)
   if "learned" in config.methods:
     if target in config.learned.train_tasks:
-      raise ValueError(f"config.learned.train_tasks contains the target {target!r}; the learned ranker must "
-                       "not see the target's fine-tuning results.")
+      raise ValueError(
+        f"config.learned.train_tasks contains the target {target!r}; the learned ranker must "
+        "not see the target's fine-tuning results."
+      )
     if not config.learned.train_tasks:
-      raise ValueError("config.learned.train_tasks is empty; the learned method needs at least one task.")
+      raise ValueError(
+        "config.learned.train_tasks is empty; the learned method needs at least one task."
+      )
   if config.learned.predictor not in ("ridge", "gbt"):
-    raise ValueError(f"config.learned.predictor {config.learned.predictor!r}; allowed values: ['ridge', 'gbt'].")
+    raise ValueError(
+      f"config.learned.predictor {config.learned.predictor!r}; allowed values: ['ridge', 'gbt']."
+    )
   for field, low in (("probe_size", 2), ("finetune.num_epochs", 1)):
     value = config[field] if "." not in field else config.finetune.num_epochs
     if not isinstance(value, int) or value < low:
@@ -76,24 +97,31 @@ def _probe_images(dataset: str, size: int, seed: int) -> data.Dataset:
   return dataclasses.replace(train, images=train.images[keep], labels=train.labels[keep])
 
 
-def population_outputs(zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int, dataset: data.Dataset
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def population_outputs(
+  zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int, dataset: data.Dataset
+) -> tuple[np.ndarray, np.ndarray]:
   """(penultimate features [M, N, D], logits [M, N, K]) of the zoo's models on a dataset, cohort by cohort."""
   rows = zoo.models.set_index("model_id").loc[model_ids].reset_index()
   feats, logits = [None] * len(rows), [None] * len(rows)
   conv_impl = zoo.config.get("conv_impl", "xla")
   for _, cohort_rows in rows.groupby("cohort", sort=True):
     cohort = grid.cohort_of(cohort_rows.iloc[0])
-    outputs = features.make_outputs(cohort, mean=dataset.mean, std=dataset.std, num_classes=dataset.num_classes,
-                                    conv_impl=conv_impl)
+    outputs = features.make_outputs(
+      cohort,
+      mean=dataset.mean,
+      std=dataset.std,
+      num_classes=dataset.num_classes,
+      conv_impl=conv_impl,
+    )
     f, z = outputs(zoo.params(cohort_rows["model_id"].to_numpy(), epoch), dataset.images)
     for i, position in enumerate(cohort_rows.index):
       feats[position], logits[position] = f[i], z[i]
   return np.stack(feats), np.stack(logits)
 
 
-def task_scores(zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int, dataset: str, probe_size: int,
-                seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
+def task_scores(
+  zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int, dataset: str, probe_size: int, seed: int
+) -> tuple[pd.DataFrame, dict[str, float]]:
   """Every feature score and zero_shot of each model for `dataset`, and the seconds each took
   (the forward pass counted in every method)."""
   start = time.time()
@@ -108,29 +136,56 @@ def task_scores(zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int, dataset: st
     seconds[name] = forward + time.time() - start
   table["zero_shot"] = np.mean(np.argmax(logits, -1) == probe.labels[None], axis=1)
   seconds["zero_shot"] = forward
-  seconds["all"] = sum(seconds.values()) - (len(seconds) - 1) * forward  # one forward pass, every score
+  seconds["all"] = (
+    sum(seconds.values()) - (len(seconds) - 1) * forward
+  )  # one forward pass, every score
   return table, seconds
 
 
 # ---------------------------------------------------------------------------- brute force
 
 
-def brute_force(config: ml_collections.ConfigDict, zoo: zoo_lib.Zoo, model_ids: np.ndarray, dataset: str,
-                workdir: str) -> tuple[pd.DataFrame, float, zoo_lib.Zoo]:
+def brute_force(
+  config: ml_collections.ConfigDict,
+  zoo: zoo_lib.Zoo,
+  model_ids: np.ndarray,
+  dataset: str,
+  workdir: str,
+) -> tuple[pd.DataFrame, float, zoo_lib.Zoo]:
   """Fine-tunes the models on `dataset` in one run; (model_id, finetuned_acc, finetuned_val_acc), seconds, zoo."""
   ft = config.finetune
-  table = finetune_lib.source_table(zoo, model_ids, optimizer=ft.optimizer, learning_rate=ft.learning_rate,
-                                    weight_decay=ft.weight_decay, dropout=ft.dropout)
+  table = finetune_lib.source_table(
+    zoo,
+    model_ids,
+    optimizer=ft.optimizer,
+    learning_rate=ft.learning_rate,
+    weight_decay=ft.weight_decay,
+    dropout=ft.dropout,
+  )
   start = time.time()
-  tuned = finetune_lib.finetune(zoo.workdir, workdir, table, dataset=dataset, num_epochs=ft.num_epochs,
-                                epoch=config.epoch, train_size=ft.train_size, eval_size=ft.eval_size,
-                                progress_bar=config.progress_bar)
+  tuned = finetune_lib.finetune(
+    zoo.workdir,
+    workdir,
+    table,
+    dataset=dataset,
+    num_epochs=ft.num_epochs,
+    epoch=config.epoch,
+    train_size=ft.train_size,
+    eval_size=ft.eval_size,
+    progress_bar=config.progress_bar,
+  )
   seconds = time.time() - start
   last = tuned.metrics[tuned.metrics["epoch"] == tuned.epochs[-1]].merge(
-      tuned.models[["model_id", "source_model"]], on="model_id")
-  result = pd.DataFrame({"model_id": last["source_model"].to_numpy(), "finetuned_acc": last["test_acc"].to_numpy(),
-                         "finetuned_val_acc": last["validation_acc"].to_numpy(),
-                         "finetuned_id": last["model_id"].to_numpy()})
+    tuned.models[["model_id", "source_model"]], on="model_id"
+  )
+  result = pd.DataFrame(
+    {
+      "model_id": last["source_model"].to_numpy(),
+      "finetuned_acc": last["test_acc"].to_numpy(),
+      "finetuned_val_acc": last["validation_acc"].to_numpy(),
+      "finetuned_id": last["model_id"].to_numpy(),
+    }
+  )
   return result, seconds, tuned
 
 
@@ -142,9 +197,14 @@ def _statnn(zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int) -> np.ndarray:
   return np.asarray(weights.statnn_features(jax.tree.map(np.asarray, params)), np.float64)
 
 
-def learned_scores(config: ml_collections.ConfigDict, zoo: zoo_lib.Zoo, model_ids: np.ndarray,
-                   target_scores: pd.DataFrame, target_seconds: float, workdir: str
-                   ) -> tuple[np.ndarray, float, float]:
+def learned_scores(
+  config: ml_collections.ConfigDict,
+  zoo: zoo_lib.Zoo,
+  model_ids: np.ndarray,
+  target_scores: pd.DataFrame,
+  target_seconds: float,
+  workdir: str,
+) -> tuple[np.ndarray, float, float]:
   """(predicted fine-tuned accuracy rank [M], seconds on the target, seconds of training on the other tasks).
 
   Inputs per (model, task): the model's StatNN embedding and its model-task scores on the task;
@@ -166,16 +226,22 @@ def learned_scores(config: ml_collections.ConfigDict, zoo: zoo_lib.Zoo, model_id
   train_seconds = time.time() - start
   start = time.time()
   x_target = np.concatenate([embedding, target_scores[task_cols].to_numpy()], axis=1)
-  predicted = properties.fit_probe(config.learned.predictor, np.concatenate(xs), np.concatenate(ys), x_target,
-                                   seed=config.seed)
+  predicted = properties.fit_probe(
+    config.learned.predictor, np.concatenate(xs), np.concatenate(ys), x_target, seed=config.seed
+  )
   return predicted, target_seconds + embed_seconds + time.time() - start, train_seconds
 
 
 # ---------------------------------------------------------------------------- ensembles
 
 
-def ensembles(config: ml_collections.ConfigDict, ranking: pd.DataFrame, tuned: zoo_lib.Zoo, target: str,
-              methods: list[str]) -> pd.DataFrame:
+def ensembles(
+  config: ml_collections.ConfigDict,
+  ranking: pd.DataFrame,
+  tuned: zoo_lib.Zoo,
+  target: str,
+  methods: list[str],
+) -> pd.DataFrame:
   """Top-K fine-tuned models by each method, logits averaged, on the target's test split; with the
   best single model (by test and by validation accuracy) and K random models (mean of draws)."""
   test = data.load(target, "test", source=data.DATASETS[target].sources[0])
@@ -184,9 +250,14 @@ def ensembles(config: ml_collections.ConfigDict, ranking: pd.DataFrame, tuned: z
   _, logits = population_outputs(tuned, ids, -1, test)  # [M, N, K]
   correct = lambda members: float(np.mean(np.argmax(logits[members].mean(0), -1) == test.labels))
   single = np.array([correct([i]) for i in range(len(ids))])
-  out = [{"method": "best_single_by_test", "k": 1, "test_acc": single.max()},
-         {"method": "best_single_by_validation", "k": 1,
-          "test_acc": single[np.argmax(rows["finetuned_val_acc"].to_numpy())]}]
+  out = [
+    {"method": "best_single_by_test", "k": 1, "test_acc": single.max()},
+    {
+      "method": "best_single_by_validation",
+      "k": 1,
+      "test_acc": single[np.argmax(rows["finetuned_val_acc"].to_numpy())],
+    },
+  ]
   rng = np.random.default_rng(config.seed)
   for k in config.ensemble.sizes:
     k = min(k, len(ids))
@@ -194,22 +265,30 @@ def ensembles(config: ml_collections.ConfigDict, ranking: pd.DataFrame, tuned: z
       column = "finetuned_val_acc" if method == BRUTE_FORCE else method
       top = np.argsort(-rows[column].to_numpy(), kind="stable")[:k]
       out.append({"method": method, "k": k, "test_acc": correct(top)})
-    draws = [correct(rng.choice(len(ids), k, replace=False)) for _ in range(config.ensemble.random_draws)]
-    out.append({"method": "random", "k": k, "test_acc": float(np.mean(draws)), "std": float(np.std(draws))})
+    draws = [
+      correct(rng.choice(len(ids), k, replace=False)) for _ in range(config.ensemble.random_draws)
+    ]
+    out.append(
+      {"method": "random", "k": k, "test_acc": float(np.mean(draws)), "std": float(np.std(draws))}
+    )
   return pd.DataFrame(out)
 
 
 # ---------------------------------------------------------------------------- driver
 
 
-def select_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, target: str, workdir: str) -> dict:
+def select_and_evaluate(
+  config: ml_collections.ConfigDict, zoo_dir: str, target: str, workdir: str
+) -> dict:
   """Scores the zoo's models for `target` by every method, fine-tunes them, writes OUT; returns the summary."""
   zoo = zoo_lib.Zoo(zoo_dir)
   validate_config(config, target, data.DATASETS[zoo.config["dataset"]["name"]].num_classes)
   os.makedirs(workdir, exist_ok=True)
   ids = zoo.select(status=zoo_lib.STATUS_OK, epoch=config.epoch)
   if len(ids) < 2:
-    raise ValueError(f"Zoo {zoo_dir} has {len(ids)} usable models at epoch {config.epoch}; ranking needs 2.")
+    raise ValueError(
+      f"Zoo {zoo_dir} has {len(ids)} usable models at epoch {config.epoch}; ranking needs 2."
+    )
   ranking, seconds = task_scores(zoo, ids, config.epoch, target, config.probe_size, config.seed)
   epoch = zoo.epochs[config.epoch] if config.epoch < 0 else config.epoch
   at = zoo.metrics[zoo.metrics["epoch"] == epoch].set_index("model_id").loc[ids]
@@ -219,30 +298,51 @@ def select_and_evaluate(config: ml_collections.ConfigDict, zoo_dir: str, target:
   train_seconds = None
   if "learned" in config.methods:
     ranking["learned"], seconds["learned"], train_seconds = learned_scores(
-        config, zoo, ids, ranking, seconds["all"], workdir)
+      config, zoo, ids, ranking, seconds["all"], workdir
+    )
     methods.append("learned")
   subset = ids
   if config.finetune.num_models is not None and config.finetune.num_models < len(ids):
-    subset = np.sort(np.random.default_rng(config.seed).choice(ids, config.finetune.num_models, replace=False))
-  tuned, bf_seconds, tuned_zoo = brute_force(config, zoo, subset, target, os.path.join(workdir, FINETUNE_DIR))
-  hparams = zoo.models.set_index("model_id").loc[ids, list(grid.GRID_FIELDS) + ["seed"]].reset_index()
-  ranking = hparams.merge(ranking[["model_id"] + methods], on="model_id").merge(tuned, on="model_id", how="left")
+    subset = np.sort(
+      np.random.default_rng(config.seed).choice(ids, config.finetune.num_models, replace=False)
+    )
+  tuned, bf_seconds, tuned_zoo = brute_force(
+    config, zoo, subset, target, os.path.join(workdir, FINETUNE_DIR)
+  )
+  hparams = (
+    zoo.models.set_index("model_id").loc[ids, list(grid.GRID_FIELDS) + ["seed"]].reset_index()
+  )
+  ranking = hparams.merge(ranking[["model_id"] + methods], on="model_id").merge(
+    tuned, on="model_id", how="left"
+  )
   zoo_lib.write_table_atomic(ranking, os.path.join(workdir, RANKING_FILE))
 
   scored = ranking.dropna(subset=["finetuned_acc"])
-  summary = {"zoo": os.path.abspath(zoo_dir), "target": target, "models": int(len(ids)),
-             "finetuned_models": int(len(scored)), "epoch": int(epoch),
-             BRUTE_FORCE: {"seconds": bf_seconds, "num_epochs": config.finetune.num_epochs,
-                           "best_finetuned_acc": float(scored["finetuned_acc"].max()),
-                           "mean_finetuned_acc": float(scored["finetuned_acc"].mean())},
-             "methods": {}}
+  summary = {
+    "zoo": os.path.abspath(zoo_dir),
+    "target": target,
+    "models": int(len(ids)),
+    "finetuned_models": int(len(scored)),
+    "epoch": int(epoch),
+    BRUTE_FORCE: {
+      "seconds": bf_seconds,
+      "num_epochs": config.finetune.num_epochs,
+      "best_finetuned_acc": float(scored["finetuned_acc"].max()),
+      "mean_finetuned_acc": float(scored["finetuned_acc"].mean()),
+    },
+    "methods": {},
+  }
   for method in methods:
     entry = transfer.ranking_metrics(scored[method].to_numpy(), scored["finetuned_acc"].to_numpy())
     # source_acc reads the zoo's own metrics: no compute, no ratio (None).
-    entry.update(seconds=seconds[method],
-                 ratio_to_brute_force=bf_seconds / seconds[method] if seconds[method] > 0 else None)
+    entry.update(
+      seconds=seconds[method],
+      ratio_to_brute_force=bf_seconds / seconds[method] if seconds[method] > 0 else None,
+    )
     if method == "learned":
-      entry.update(train_tasks=list(config.learned.train_tasks), amortized_train_seconds=train_seconds)
+      entry.update(
+        train_tasks=list(config.learned.train_tasks), amortized_train_seconds=train_seconds
+      )
     summary["methods"][method] = entry
   cheap = [m for m in methods if (summary["methods"][m]["ratio_to_brute_force"] or np.inf) >= 10]
   if cheap:
@@ -264,7 +364,9 @@ if __name__ == "__main__":
 
   from zoo_jax import cli
 
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/select.py or alike.", lock_config=True)
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "configs/select.py or alike.", lock_config=True
+  )
   _ZOO = flags.DEFINE_string("zoo", None, "The zoo whose models are ranked.")
   _TARGET = flags.DEFINE_string("target", None, "Target dataset, a key of zoo_jax.data.DATASETS.")
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where ranking.csv, summary.json, ... go.")

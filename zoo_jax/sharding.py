@@ -23,8 +23,10 @@ NUM_PROCESSES_ENV, PROCESS_ID_ENV = "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
 # Patience of the coordination service, in seconds (jax.distributed.initialize's arguments): on
 # a machine whose cores are shared, a starved process can miss heartbeats (jax's default: 100 s)
 # or reach the coordinator late (300 s), and the service then aborts every process.
-TIMEOUT_ENVS = {"ZOO_JAX_HEARTBEAT_TIMEOUT_SECONDS": "heartbeat_timeout_seconds",
-                "ZOO_JAX_INITIALIZATION_TIMEOUT_SECONDS": "initialization_timeout"}
+TIMEOUT_ENVS = {
+  "ZOO_JAX_HEARTBEAT_TIMEOUT_SECONDS": "heartbeat_timeout_seconds",
+  "ZOO_JAX_INITIALIZATION_TIMEOUT_SECONDS": "initialization_timeout",
+}
 
 
 def initialize() -> None:
@@ -44,16 +46,19 @@ def initialize() -> None:
     value = os.environ.get(name)
     if value is not None:
       if not value.strip().isdigit() or (name in TIMEOUT_ENVS and int(value) < 1):
-        raise ValueError(f"Environment variable {name} must be a{' positive' if name in TIMEOUT_ENVS else ' non-negative'}"
-                         f" integer, got {value!r}.")
+        raise ValueError(
+          f"Environment variable {name} must be a{' positive' if name in TIMEOUT_ENVS else ' non-negative'}"
+          f" integer, got {value!r}."
+        )
       explicit[key] = int(value)
   try:
     jax.distributed.initialize(**explicit)
   except ValueError as error:  # no cluster detected and nothing explicit
     raise ValueError(
-        f"config.distributed=True but no multi-process setting was found ({error}). Launch under SLURM "
-        f"(srun), mpirun or on a TPU pod slice, or set JAX_COORDINATOR_ADDRESS=host:port, "
-        f"{NUM_PROCESSES_ENV} and {PROCESS_ID_ENV} in every process.") from error
+      f"config.distributed=True but no multi-process setting was found ({error}). Launch under SLURM "
+      f"(srun), mpirun or on a TPU pod slice, or set JAX_COORDINATOR_ADDRESS=host:port, "
+      f"{NUM_PROCESSES_ENV} and {PROCESS_ID_ENV} in every process."
+    ) from error
 
 
 def is_primary() -> bool:
@@ -92,18 +97,22 @@ def shard_models(tree, mesh: Mesh):
   axis of `mesh`; the result is the global [P, ...] array."""
   sharding = NamedSharding(mesh, PartitionSpec(MODEL_AXIS))
   local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
   def place(x):
     x = np.asarray(x)
     return jax.make_array_from_process_local_data(
-        sharding, x, (x.shape[0] * mesh.devices.size // local,) + x.shape[1:])
+      sharding, x, (x.shape[0] * mesh.devices.size // local,) + x.shape[1:]
+    )
+
   return jax.tree.map(place, tree)
 
 
 def replicate(tree, mesh: Mesh):
   """Places every leaf whole on every device (the datasets); every process passes the same data."""
   sharding = NamedSharding(mesh, PartitionSpec())
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x)),
-                      tree)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x)), tree
+  )
 
 
 def to_host(tree):
@@ -126,6 +135,8 @@ def per_device(fn, mesh: Mesh):
 
   def run(tree, images, labels, *more_models):  # e.g. evaluate's model_state
     specs = (models, whole, whole) + (models,) * len(more_models)
-    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=models)(tree, images, labels, *more_models)
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=models)(
+      tree, images, labels, *more_models
+    )
 
   return jax.jit(run)

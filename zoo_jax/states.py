@@ -22,23 +22,35 @@ class ZooStates:
 
   name: str
   table: pd.DataFrame
-  flat: np.ndarray  # [N, n] float32, in weights.flatten order (or a streaming.StreamedFlat read on demand)
+  flat: (
+    np.ndarray
+  )  # [N, n] float32, in weights.flatten order (or a streaming.StreamedFlat read on demand)
   spec: weights.WeightSpec
   hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
   def keys(self) -> pd.Series:
-    """"zoo/model_id" of each state: how an encoder records the models it held out."""
+    """ "zoo/model_id" of each state: how an encoder records the models it held out."""
     return self.table["zoo"].astype(str) + "/" + self.table["model_id"].astype(str)
 
   def rows(self, keep: np.ndarray) -> "ZooStates":
-    flat = self.flat.rows(keep) if isinstance(self.flat, streaming.StreamedFlat) else self.flat[keep]
-    return ZooStates(self.name, self.table[keep].reset_index(drop=True), flat, self.spec, self.hygiene)
+    flat = (
+      self.flat.rows(keep) if isinstance(self.flat, streaming.StreamedFlat) else self.flat[keep]
+    )
+    return ZooStates(
+      self.name, self.table[keep].reset_index(drop=True), flat, self.spec, self.hygiene
+    )
 
 
-def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
-                max_ratio: float | None = weights.hygiene.DEFAULT_MAX_RATIO,
-                max_abs: float | None = None, stream: bool = False, buffer_mb: float = 64.0) -> ZooStates:
+def load_states(
+  workdir: str,
+  epochs: Sequence[int] | None = None,
+  *,
+  max_ratio: float | None = weights.hygiene.DEFAULT_MAX_RATIO,
+  max_abs: float | None = None,
+  stream: bool = False,
+  buffer_mb: float = 64.0,
+) -> ZooStates:
   """Reads every usable (model, epoch) state of a zoo: the property table and flat weights.
 
   Usable: status "ok" (properties.state_table) and passing `weights.filter_states` (finite, no
@@ -53,7 +65,9 @@ def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
     spec = flat.spec
   else:
     flats, spec = [], None
-    for epoch, rows in table.groupby("epoch", sort=True):  # the table is sorted by (epoch, model_id)
+    for epoch, rows in table.groupby(
+      "epoch", sort=True
+    ):  # the table is sorted by (epoch, model_id)
       vector, spec = weights.flatten(zoo.params(rows["model_id"].to_numpy(), epoch))
       flats.append(np.asarray(vector, np.float32))
     zoo.close()
@@ -69,7 +83,13 @@ def load_states(workdir: str, epochs: Sequence[int] | None = None, *,
 def pool(zoos: Sequence[ZooStates]) -> ZooStates:
   """Several zoos of one architecture as one set of states (name "a+b")."""
   if len({z.spec for z in zoos}) > 1:
-    raise ValueError("config.split.train_zoos pools zoos of different architectures; only method 'sne' "
-                     "reads mixed architectures, and it takes them as separate --zoo test sets.")
-  return ZooStates("+".join(z.name for z in zoos), pd.concat([z.table for z in zoos], ignore_index=True),
-                   np.concatenate([z.flat for z in zoos]), zoos[0].spec)
+    raise ValueError(
+      "config.split.train_zoos pools zoos of different architectures; only method 'sne' "
+      "reads mixed architectures, and it takes them as separate --zoo test sets."
+    )
+  return ZooStates(
+    "+".join(z.name for z in zoos),
+    pd.concat([z.table for z in zoos], ignore_index=True),
+    np.concatenate([z.flat for z in zoos]),
+    zoos[0].spec,
+  )

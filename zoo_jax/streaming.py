@@ -40,7 +40,11 @@ BLOCK_ROWS = 64
 # glibc's mallopt parameters, and the values of MALLOC_TRIM_THRESHOLD_=131072
 # MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2 (bytes, bytes, arenas).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-_BOUNDED_MALLOC = ((_M_TRIM_THRESHOLD, 128 * 1024), (_M_MMAP_THRESHOLD, 128 * 1024), (_M_ARENA_MAX, 2))
+_BOUNDED_MALLOC = (
+  (_M_TRIM_THRESHOLD, 128 * 1024),
+  (_M_MMAP_THRESHOLD, 128 * 1024),
+  (_M_ARENA_MAX, 2),
+)
 
 
 def bound_malloc() -> bool:
@@ -64,7 +68,9 @@ def bound_malloc() -> bool:
   return all(mallopt(param, value) == 1 for param, value in _BOUNDED_MALLOC)
 
 
-def block_order(key: jax.Array, blocks: list[np.ndarray], buffer_rows: int) -> list[tuple[list[int], np.ndarray]]:
+def block_order(
+  key: jax.Array, blocks: list[np.ndarray], buffer_rows: int
+) -> list[tuple[list[int], np.ndarray]]:
   """One epoch's schedule: [(block ids read into the buffer, buffer positions in draw order)].
 
   blocks: table rows of each block (the rows a block read puts into the buffer, in that order).
@@ -103,8 +109,14 @@ class StreamedFlat:
       least one state); it bounds the memory of training on the zoo.
   """
 
-  def __init__(self, zoo: zoo_lib.Zoo, table: pd.DataFrame, buffer_mb: float = 64.0, *,
-               _shared: dict | None = None):
+  def __init__(
+    self,
+    zoo: zoo_lib.Zoo,
+    table: pd.DataFrame,
+    buffer_mb: float = 64.0,
+    *,
+    _shared: dict | None = None,
+  ):
     if not buffer_mb > 0:
       raise ValueError(f"buffer_mb must be > 0, got {buffer_mb!r}.")
     if not len(table):
@@ -116,8 +128,13 @@ class StreamedFlat:
     self.cohort_index = rows["cohort_index"].to_numpy(np.int64)
     if _shared is None:  # handles, context and layout are shared by every view on the same zoo
       # No chunk cache and one I/O thread each: memory stays that of the rows being read.
-      context = ts.Context({"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1},
-                            "file_io_concurrency": {"limit": 1}})
+      context = ts.Context(
+        {
+          "cache_pool": {"total_bytes_limit": 0},
+          "data_copy_concurrency": {"limit": 1},
+          "file_io_concurrency": {"limit": 1},
+        }
+      )
       first = table.iloc[0]
       spec = weights.flatten(zoo.params([int(first["model_id"])], int(first["epoch"])))[1]
       _shared = {"handles": {}, "context": context, "spec": spec}
@@ -132,8 +149,12 @@ class StreamedFlat:
 
   def rows(self, keep: np.ndarray) -> "StreamedFlat":
     """The states where `keep` (a boolean mask [N] or indices) holds, still read on demand."""
-    return StreamedFlat(self.zoo, self._table.iloc[np.arange(len(self))[keep]].reset_index(drop=True),
-                        self.buffer_mb, _shared=self._shared)
+    return StreamedFlat(
+      self.zoo,
+      self._table.iloc[np.arange(len(self))[keep]].reset_index(drop=True),
+      self.buffer_mb,
+      _shared=self._shared,
+    )
 
   # -------------------------------------------------------------- reading
 
@@ -141,10 +162,14 @@ class StreamedFlat:
     """The TensorStore handle of every parameter of (epoch, cohort), with its place in the flat vector."""
     handles = self._shared["handles"]
     if (epoch, cohort) not in handles:
-      opened = zoo_lib.open_cohorts(self.zoo._manager, epoch, [cohort], context=self._shared["context"])
+      opened = zoo_lib.open_cohorts(
+        self.zoo._manager, epoch, [cohort], context=self._shared["context"]
+      )
       if opened is None:
-        raise ValueError(f"Zoo {self.zoo.workdir!r} was written in an older checkpoint layout; streaming needs "
-                         "TensorStore (OCDBT) steps. Rewrite it with `python -m zoo_jax.zoo slice`.")
+        raise ValueError(
+          f"Zoo {self.zoo.workdir!r} was written in an older checkpoint layout; streaming needs "
+          "TensorStore (OCDBT) steps. Rewrite it with `python -m zoo_jax.zoo slice`."
+        )
       tree, _ = weight_spec.unwrap(opened[cohort])
       leaves = []
       for layer in self.spec.layers:
@@ -168,7 +193,7 @@ class StreamedFlat:
     futures = [handle[lo:hi].read() for handle, _ in leaves]
     for future, (_, p) in zip(futures, leaves):
       block = future.result().reshape(hi - lo, p.size)
-      out[:, p.offset:p.offset + p.size] = block if contiguous else block[index - lo]
+      out[:, p.offset : p.offset + p.size] = block if contiguous else block[index - lo]
 
   def _groups(self, rows: np.ndarray):
     """(epoch, cohort, positions in `rows`, cohort rows) with cohort rows sorted, per (epoch, cohort)."""
@@ -176,7 +201,12 @@ class StreamedFlat:
     for k in np.unique(key):
       at = np.flatnonzero(key == k)
       at = at[np.argsort(self.cohort_index[rows[at]], kind="stable")]
-      yield int(self.epoch[rows[at[0]]]), int(self.cohort[rows[at[0]]]), at, self.cohort_index[rows[at]]
+      yield (
+        int(self.epoch[rows[at[0]]]),
+        int(self.cohort[rows[at[0]]]),
+        at,
+        self.cohort_index[rows[at]],
+      )
 
   def read(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The states at table rows `rows` as float32 [len(rows), n], written into `out` if given."""
@@ -184,7 +214,7 @@ class StreamedFlat:
     out = np.empty((len(rows), self.spec.size), np.float32) if out is None else out
     for epoch, cohort, at, index in self._groups(rows):
       if np.all(np.diff(at) == 1):  # one run of `out`: written in place
-        self._read_into(out[at[0]:at[-1] + 1], epoch, cohort, index)
+        self._read_into(out[at[0] : at[-1] + 1], epoch, cohort, index)
       else:
         part = np.empty((len(at), self.spec.size), np.float32)
         self._read_into(part, epoch, cohort, index)
@@ -204,7 +234,7 @@ class StreamedFlat:
     size = max(1, min(BLOCK_ROWS, self.buffer_rows))
     out = []
     for _, _, at, _ in self._groups(np.arange(len(self))):
-      out.extend(at[i:i + size] for i in range(0, len(at), size))
+      out.extend(at[i : i + size] for i in range(0, len(at), size))
     return out
 
   def shuffled_batches(self, key: jax.Array, batch_size: int) -> Iterator[np.ndarray]:
@@ -214,12 +244,14 @@ class StreamedFlat:
     """
     blocks = self.blocks()
     buffer = np.empty((min(self.buffer_rows, len(self)), self.spec.size), np.float32)
-    carry = np.empty((0, self.spec.size), np.float32)  # the rows of a batch begun in the last window
+    carry = np.empty(
+      (0, self.spec.size), np.float32
+    )  # the rows of a batch begun in the last window
     for window, positions in block_order(key, blocks, self.buffer_rows):
       start = 0
       for b in window:  # blocks in read order; each block's rows are consecutive in the buffer
         rows = blocks[b]
-        self.read(rows, out=buffer[start:start + len(rows)])
+        self.read(rows, out=buffer[start : start + len(rows)])
         start += len(rows)
       i = 0
       if len(carry):
@@ -230,7 +262,7 @@ class StreamedFlat:
           yield carry
           carry = np.empty((0, self.spec.size), np.float32)
       while i + batch_size <= len(positions):
-        yield buffer[positions[i:i + batch_size]]
+        yield buffer[positions[i : i + batch_size]]
         i += batch_size
       if i < len(positions):
         carry = np.concatenate([carry, buffer[positions[i:]]])
@@ -238,11 +270,17 @@ class StreamedFlat:
   def epoch_order(self, key: jax.Array) -> np.ndarray:
     """The table rows in the order `shuffled_batches(key, ...)` draws them: a permutation of N."""
     blocks = self.blocks()
-    return np.concatenate([np.concatenate([blocks[b] for b in window])[positions]
-                           for window, positions in block_order(key, blocks, self.buffer_rows)])
+    return np.concatenate(
+      [
+        np.concatenate([blocks[b] for b in window])[positions]
+        for window, positions in block_order(key, blocks, self.buffer_rows)
+      ]
+    )
 
 
-def layer_variances(flat: Any, spec: weights.WeightSpec, block_bytes: int = flat_lib.BLOCK_BYTES) -> np.ndarray:
+def layer_variances(
+  flat: Any, spec: weights.WeightSpec, block_bytes: int = flat_lib.BLOCK_BYTES
+) -> np.ndarray:
   """Each layer's weight variance over the states of `flat` [N, n] (array or StreamedFlat): [L].
 
   What `weights.layer_variances` (and `token_layer_variances` on the tokens) computes for the
@@ -254,10 +292,10 @@ def layer_variances(flat: Any, spec: weights.WeightSpec, block_bytes: int = flat
     if not len(x):
       continue  # an empty zoo: 0 / 0, NaN
     for l, layer in enumerate(spec.layers):
-      part = x[:, layer.offset:layer.offset + layer.size].astype(np.float64)
+      part = x[:, layer.offset : layer.offset + layer.size].astype(np.float64)
       n, mu = part.size, part.mean()
       delta, total = mu - mean[l], count[l] + n
-      m2[l] += np.square(part - mu).sum() + delta ** 2 * count[l] * n / total
+      m2[l] += np.square(part - mu).sum() + delta**2 * count[l] * n / total
       mean[l] += delta * n / total
       count[l] = total
   return (m2 / count).astype(np.float32)

@@ -13,8 +13,12 @@ if __name__ == "__main__":
   # run into a busy workdir is refused at once. Not in a multi-process run: there only process 0
   # holds it, and which one that is is known once jax.distributed has started (train_and_evaluate).
   import sys as _sys
-  if not any(arg.lower() in ("--config.distributed=true", "--config.distributed=1") for arg in _sys.argv):
+
+  if not any(
+    arg.lower() in ("--config.distributed=true", "--config.distributed=1") for arg in _sys.argv
+  ):
     from zoo_jax import cli as _cli
+
     _cli.lock_workdir_early()
 
 import contextlib
@@ -34,14 +38,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from zoo_jax import data, errors, grid, lock, models, population, sharding, train_config, zoo
+
 # The config's fields, their checks and the migration of stored configs (their home: train_config).
 from zoo_jax.train_config import stored_config, validate_config  # noqa: F401
+
 
 def _create_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as error:
-    raise OSError(f"Cannot create workdir {workdir!r}: {error.strerror}. Choose a writable --workdir.") from error
+    raise OSError(
+      f"Cannot create workdir {workdir!r}: {error.strerror}. Choose a writable --workdir."
+    ) from error
   if not os.access(workdir, os.W_OK):
     raise PermissionError(f"Workdir {workdir!r} is not writable. Choose a writable --workdir.")
 
@@ -58,9 +66,11 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
   except errors.DamagedZoo as error:
     old = zoo.stored_metadata(workdir).get("config")
     if old is None and not config.overwrite:
-      raise errors.DamagedZoo(f"{error} It records the config this zoo was trained with, and checkpoints/ keeps "
-                              "no copy (older zoo_jax): restore it, or pass --config.overwrite=True to delete "
-                              "this zoo and start over.") from None
+      raise errors.DamagedZoo(
+        f"{error} It records the config this zoo was trained with, and checkpoints/ keeps "
+        "no copy (older zoo_jax): restore it, or pass --config.overwrite=True to delete "
+        "this zoo and start over."
+      ) from None
     if old is not None:
       zoo.write_json_atomic(old, path)
       print(f"Rewrote {path} from the copy kept in checkpoints/ ({error})")
@@ -72,11 +82,14 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
   new = json.loads(config.to_json())
   # A one-cycle schedule spans num_epochs: more epochs would be another schedule, another zoo.
   fixed = {"num_epochs"} if new.get("lr_schedule", "constant") != "constant" else set()
-  changed = sorted(k for k in _diff(old, new) if k.split(".")[0] not in train_config.RESUMABLE_CHANGES - fixed)
+  changed = sorted(
+    k for k in _diff(old, new) if k.split(".")[0] not in train_config.RESUMABLE_CHANGES - fixed
+  )
   if changed and not config.overwrite:
     raise ValueError(
-        f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "
-        "Use another --workdir, or pass --config.overwrite=True to delete that zoo and start over.")
+      f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "
+      "Use another --workdir, or pass --config.overwrite=True to delete that zoo and start over."
+    )
   if changed:
     warnings.warn(f"Overwriting the zoo in {workdir} (fields {changed} changed).")
     zoo.clear(workdir)
@@ -92,15 +105,19 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 def _subset(dataset: data.Dataset, size: int, seed: int, field: str = "train_size") -> data.Dataset:
   """A seeded random subset of `size` images (kept in dataset order), for small zoos and tests."""
   if size > len(dataset):
-    raise ValueError(f"config.dataset.{field}={size} exceeds the {len(dataset)} {dataset.split} images of "
-                     f"{dataset.name!r}.")
+    raise ValueError(
+      f"config.dataset.{field}={size} exceeds the {len(dataset)} {dataset.split} images of "
+      f"{dataset.name!r}."
+    )
   index = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:size])
   return dataclasses.replace(dataset, images=dataset.images[index], labels=dataset.labels[index])
 
 
 def _cohort_arrays(rows: pd.DataFrame, index: np.ndarray) -> dict[str, np.ndarray]:
-  return {name: rows[name].to_numpy()[index] for name in
-          ("seed", "init", "learning_rate", "weight_decay", "dropout")}
+  return {
+    name: rows[name].to_numpy()[index]
+    for name in ("seed", "init", "learning_rate", "weight_decay", "dropout")
+  }
 
 
 def _table_problem(path: str, columns, expected: pd.DataFrame, differs: str) -> str | None:
@@ -116,7 +133,9 @@ def _repair_models(workdir: str, models_table: pd.DataFrame) -> bool:
   """Writes models.csv if it is missing or differs from this run's table (exact: the config
   that made the zoo, checked by _prepare_workdir, gives the same table); True if it did."""
   path = os.path.join(workdir, zoo.MODELS_FILE)
-  problem = _table_problem(path, zoo.MODELS_TABLE_COLUMNS, models_table, "it differed from the models of this config")
+  problem = _table_problem(
+    path, zoo.MODELS_TABLE_COLUMNS, models_table, "it differed from the models of this config"
+  )
   if problem is None:
     return False
   if os.path.exists(path) or zoo.committed_epochs(workdir):
@@ -132,10 +151,14 @@ def _repair_metrics(workdir: str, epochs: list[int], models_table: pd.DataFrame)
     try:
       derived = [zoo.epoch_rows(models_table, e, zoo.restore_metrics(manager, e)) for e in epochs]
     except ValueError as error:
-      raise errors.DamagedZoo(f"{error} Delete that step folder and run this command again: it trains the newest "
-                              "epoch again from state/; an older one needs the zoo trained again.") from None
+      raise errors.DamagedZoo(
+        f"{error} Delete that step folder and run this command again: it trains the newest "
+        "epoch again from state/; an older one needs the zoo trained again."
+      ) from None
   table = pd.concat(derived, ignore_index=True)
-  problem = _table_problem(path, zoo.METRICS_TABLE_COLUMNS, table, "it disagreed with the checkpoints")
+  problem = _table_problem(
+    path, zoo.METRICS_TABLE_COLUMNS, table, "it disagreed with the checkpoints"
+  )
   if problem is None:
     return False
   zoo.write_table_atomic(table, path)
@@ -143,9 +166,13 @@ def _repair_metrics(workdir: str, epochs: list[int], models_table: pd.DataFrame)
   return True
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       models_table: pd.DataFrame | None = None,
-                       initial_params: Callable[[pd.DataFrame], Any] | None = None) -> zoo.Zoo:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  models_table: pd.DataFrame | None = None,
+  initial_params: Callable[[pd.DataFrame], Any] | None = None,
+) -> zoo.Zoo:
   """Trains (or resumes, or finds complete) the zoo that `config` describes, in `workdir`.
 
   By default the models are `config.population`'s grid, each starting from its own init.
@@ -174,7 +201,9 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
   rebuilt = False
   if primary:
     rebuilt = _prepare_workdir(config, workdir)
-    if zoo.committed_epochs(workdir):  # an existing zoo: its tables are checked against checkpoints/ first
+    if zoo.committed_epochs(
+      workdir
+    ):  # an existing zoo: its tables are checked against checkpoints/ first
       rebuilt |= _repair_models(workdir, models_table)
   sharding.barrier("zoo_jax:workdir_checked")
   epochs = zoo.committed_epochs(workdir)
@@ -182,23 +211,34 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
   if epochs and set(range(config.num_epochs + 1)) <= set(epochs):
     if primary:
       rebuilt |= _repair_metrics(workdir, epochs, models_table)
-      print(f"Zoo in {workdir} is complete ({config.num_epochs} epochs); "
-            + ("its tables were rebuilt from the checkpoints." if rebuilt else "nothing to do."))
+      print(
+        f"Zoo in {workdir} is complete ({config.num_epochs} epochs); "
+        + ("its tables were rebuilt from the checkpoints." if rebuilt else "nothing to do.")
+      )
     sharding.barrier("zoo_jax:zoo_complete")
     return zoo.Zoo(workdir)
 
   ds = config.dataset
-  splits = {split: data.load_as_zoo(ds, split, models.image_size(config.model.arch)) for split in data.SPLITS}
+  splits = {
+    split: data.load_as_zoo(ds, split, models.image_size(config.model.arch))
+    for split in data.SPLITS
+  }
   if ds.train_size is not None:
     splits["train"] = _subset(splits["train"], ds.train_size, ds.split_seed)
-  if ds.get("eval_size") is not None:  # a smaller validation and test set: cheaper evaluation of big zoos
+  if (
+    ds.get("eval_size") is not None
+  ):  # a smaller validation and test set: cheaper evaluation of big zoos
     for split in ("validation", "test"):
-      splits[split] = _subset(splits[split], min(ds.eval_size, len(splits[split])), ds.split_seed, "eval_size")
+      splits[split] = _subset(
+        splits[split], min(ds.eval_size, len(splits[split])), ds.split_seed, "eval_size"
+      )
   train = splits["train"]
   # What the train_* metrics are computed on: the training set, or a fixed seeded subset of it.
   evaluated = dict(splits)
   if ds.get("train_eval_size") is not None:
-    evaluated["train"] = _subset(train, min(ds.train_eval_size, len(train)), ds.split_seed, "train_eval_size")
+    evaluated["train"] = _subset(
+      train, min(ds.train_eval_size, len(train)), ds.split_seed, "train_eval_size"
+    )
   if primary and not os.path.exists(os.path.join(workdir, zoo.CONFIG_FILE)):
     zoo.write_json_atomic(json.loads(config.to_json()), os.path.join(workdir, zoo.CONFIG_FILE))
   if primary and not epochs:  # a new zoo (or one stopped before its first epoch)
@@ -207,15 +247,24 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
 
   mesh = sharding.population_mesh(jax.devices() if config.shard else jax.devices()[:1])
   num_devices = mesh.devices.size
-  on_mesh = {split: sharding.replicate((jnp.asarray(s.images), jnp.asarray(s.labels)), mesh)
-             for split, s in evaluated.items()}
-  on_mesh["train_all"] = on_mesh["train"] if evaluated["train"] is train else sharding.replicate(
-      (jnp.asarray(train.images), jnp.asarray(train.labels)), mesh)
+  on_mesh = {
+    split: sharding.replicate((jnp.asarray(s.images), jnp.asarray(s.labels)), mesh)
+    for split, s in evaluated.items()
+  }
+  on_mesh["train_all"] = (
+    on_mesh["train"]
+    if evaluated["train"] is train
+    else sharding.replicate((jnp.asarray(train.images), jnp.asarray(train.labels)), mesh)
+  )
   cohorts = grid.cohorts(models_table)
-  schedule = population.Schedule(config.lr_schedule, config.num_epochs * (len(train) // config.batch_size))
+  schedule = population.Schedule(
+    config.lr_schedule, config.num_epochs * (len(train) // config.batch_size)
+  )
   augment = population.Augment(**ds.augment.to_dict())
   states, train_fns, eval_fns = {}, {}, {}
-  eval_chunk = config.models_per_vmap if config.eval_models_per_vmap is None else config.eval_models_per_vmap
+  eval_chunk = (
+    config.models_per_vmap if config.eval_models_per_vmap is None else config.eval_models_per_vmap
+  )
   for c, (cohort, rows) in enumerate(cohorts):
     padded = sharding.padded_index(len(rows), num_devices)
     index = padded[sharding.local_rows(len(padded), mesh)]  # this process builds only its rows
@@ -223,17 +272,49 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
     params = None
     if initial_params is not None:
       params = jax.tree.map(lambda x: jnp.asarray(x)[index], initial_params(rows))
-    states[c] = sharding.shard_models(population.create_population(
-        cohort, arrays["seed"], arrays["init"], arrays["learning_rate"], arrays["weight_decay"],
-        arrays["dropout"], train.image_shape, train.num_classes, params=params, schedule=schedule), mesh)
+    states[c] = sharding.shard_models(
+      population.create_population(
+        cohort,
+        arrays["seed"],
+        arrays["init"],
+        arrays["learning_rate"],
+        arrays["weight_decay"],
+        arrays["dropout"],
+        train.image_shape,
+        train.num_classes,
+        params=params,
+        schedule=schedule,
+      ),
+      mesh,
+    )
     # Each device runs its own rows of the cohort (one device: the functions themselves).
-    train_fns[c] = sharding.per_device(population.make_train_epoch(
-        cohort, batch_size=config.batch_size, num_train=len(train), mean=train.mean, std=train.std,
-        num_classes=train.num_classes, models_per_vmap=config.models_per_vmap, conv_impl=config.conv_impl,
-        schedule=schedule, augment=augment), mesh)
-    eval_fns[c] = sharding.per_device(population.make_evaluate(
-        cohort, batch_size=config.eval_batch_size, mean=train.mean, std=train.std, num_classes=train.num_classes,
-        models_per_vmap=eval_chunk, conv_impl=config.conv_impl), mesh)
+    train_fns[c] = sharding.per_device(
+      population.make_train_epoch(
+        cohort,
+        batch_size=config.batch_size,
+        num_train=len(train),
+        mean=train.mean,
+        std=train.std,
+        num_classes=train.num_classes,
+        models_per_vmap=config.models_per_vmap,
+        conv_impl=config.conv_impl,
+        schedule=schedule,
+        augment=augment,
+      ),
+      mesh,
+    )
+    eval_fns[c] = sharding.per_device(
+      population.make_evaluate(
+        cohort,
+        batch_size=config.eval_batch_size,
+        mean=train.mean,
+        std=train.std,
+        num_classes=train.num_classes,
+        models_per_vmap=eval_chunk,
+        conv_impl=config.conv_impl,
+      ),
+      mesh,
+    )
 
   def evaluate(c, state):
     # The train split is evaluated too (eval mode, whole set) rather than averaged over the
@@ -264,13 +345,21 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
     if primary:
       print(f"Resuming the zoo in {workdir} after epoch {start}.")
   if primary:
-    profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+    profile(
+      "tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE)
+    )
   profile.report("setup (data, init, epoch 0 or restore, first compiles)")
 
   steps_per_epoch = len(train) // config.batch_size
   started = time.time()
-  bar = tqdm(total=config.num_epochs * len(models_table), initial=start * len(models_table), unit="model-epoch",
-             desc="zoo", disable=not (config.progress_bar and primary), dynamic_ncols=True)
+  bar = tqdm(
+    total=config.num_epochs * len(models_table),
+    initial=start * len(models_table),
+    unit="model-epoch",
+    desc="zoo",
+    disable=not (config.progress_bar and primary),
+    dynamic_ncols=True,
+  )
   for epoch in range(start + 1, config.num_epochs + 1):
     epoch_start, metrics = time.time(), {}
     for c in states:
@@ -280,13 +369,21 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
     profile("checkpoint", _commit, writer, epoch, states, metrics)
     history.append(zoo.metrics_rows(models_table, epoch, metrics, _diverged(states)))
     if primary:  # after the step is committed (ZooWriter.save waits for every process's shards)
-      profile("tables", zoo.write_table_atomic, pd.concat(history), os.path.join(workdir, zoo.METRICS_FILE))
+      profile(
+        "tables",
+        zoo.write_table_atomic,
+        pd.concat(history),
+        os.path.join(workdir, zoo.METRICS_FILE),
+      )
     profile.report(f"epoch {epoch}")
     last = history[-1]
-    bar.set_postfix(epoch=epoch, test_acc_mean=f"{last['test_acc'].mean():.3f}",
-                    test_acc_best=f"{last['test_acc'].max():.3f}",
-                    model_steps_s=f"{len(models_table) * steps_per_epoch / (time.time() - epoch_start):.0f}",
-                    diverged=int((last["status"] == zoo.STATUS_DIVERGED).sum()))
+    bar.set_postfix(
+      epoch=epoch,
+      test_acc_mean=f"{last['test_acc'].mean():.3f}",
+      test_acc_best=f"{last['test_acc'].max():.3f}",
+      model_steps_s=f"{len(models_table) * steps_per_epoch / (time.time() - epoch_start):.0f}",
+      diverged=int((last["status"] == zoo.STATUS_DIVERGED).sum()),
+    )
   bar.close()
   writer.close()
   sharding.barrier("zoo_jax:zoo_written")  # no process returns before process 0's last table
@@ -320,7 +417,9 @@ class _Profile:
     now = time.perf_counter()
     total, seconds = now - self.started, self.seconds
     phases = "  ".join(f"{k} {v:.2f}" for k, v in seconds.items())
-    tqdm.write(f"profile {what}: total {total:.2f} s | {phases} | other {total - sum(seconds.values()):.2f}")
+    tqdm.write(
+      f"profile {what}: total {total:.2f} s | {phases} | other {total - sum(seconds.values()):.2f}"
+    )
     self.seconds, self.started = {}, now
 
 
@@ -329,9 +428,16 @@ def _diverged(states) -> dict[int, np.ndarray]:
 
 
 def _commit(writer: zoo.ZooWriter, epoch: int, states: dict, metrics: dict) -> None:
-  per_cohort_metrics = {c: {**m, "diverged": sharding.to_host(states[c].diverged)} for c, m in metrics.items()}
-  writer.save(epoch, {c: s.params for c, s in states.items()}, per_cohort_metrics,
-              {str(c): s for c, s in states.items()}, {c: s.model_state for c, s in states.items()})
+  per_cohort_metrics = {
+    c: {**m, "diverged": sharding.to_host(states[c].diverged)} for c, m in metrics.items()
+  }
+  writer.save(
+    epoch,
+    {c: s.params for c, s in states.items()},
+    per_cohort_metrics,
+    {str(c): s for c, s in states.items()},
+    {c: s.model_state for c, s in states.items()},
+  )
 
 
 def summary(metrics: pd.DataFrame, workdir: str, seconds: float) -> str:
@@ -340,12 +446,14 @@ def summary(metrics: pd.DataFrame, workdir: str, seconds: float) -> str:
   acc = last["test_acc"].dropna()
   q = acc.quantile([0.0, 0.25, 0.5, 0.75, 1.0]) if len(acc) else pd.Series([np.nan] * 5)
   lines = [
-      f"models            {len(last)}",
-      f"epochs            {int(metrics['epoch'].max())}",
-      f"diverged          {int((last['status'] == zoo.STATUS_DIVERGED).sum())}",
-      "test accuracy     min {:.3f}  q25 {:.3f}  median {:.3f}  q75 {:.3f}  max {:.3f}".format(*q.to_numpy()),
-      f"wall time         {seconds:.1f} s (this run)",
-      f"zoo               {os.path.abspath(workdir)}  (zoo_jax.zoo.Zoo(path) reads it)",
+    f"models            {len(last)}",
+    f"epochs            {int(metrics['epoch'].max())}",
+    f"diverged          {int((last['status'] == zoo.STATUS_DIVERGED).sum())}",
+    "test accuracy     min {:.3f}  q25 {:.3f}  median {:.3f}  q75 {:.3f}  max {:.3f}".format(
+      *q.to_numpy()
+    ),
+    f"wall time         {seconds:.1f} s (this run)",
+    f"zoo               {os.path.abspath(workdir)}  (zoo_jax.zoo.Zoo(path) reads it)",
   ]
   return "\n".join(lines)
 
@@ -362,7 +470,9 @@ def cpu_xla_flags(config: ml_collections.ConfigDict, cores: int) -> list[str]:
   """
   if not config.shard or cores < 2:
     return []
-  sizes = [len(rows) for _, rows in grid.cohorts(grid.models_table(config.population, config.model.arch))]
+  sizes = [
+    len(rows) for _, rows in grid.cohorts(grid.models_table(config.population, config.model.arch))
+  ]
   devices = max(d for d in range(1, cores + 1) if all(size % d == 0 for size in sizes))
   if devices < 2:
     return []
@@ -375,7 +485,9 @@ if __name__ == "__main__":
 
   from zoo_jax import cli
 
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a configs/*.py file.", lock_config=True
+  )
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where the zoo is written (and resumed from).")
   flags.mark_flags_as_required(["config", "workdir"])
 
@@ -385,7 +497,9 @@ if __name__ == "__main__":
     if "XLA_FLAGS" not in os.environ:
       try:
         validate_config(_CONFIG.value)
-        os.environ["XLA_FLAGS"] = " ".join(cpu_xla_flags(_CONFIG.value, len(os.sched_getaffinity(0))))
+        os.environ["XLA_FLAGS"] = " ".join(
+          cpu_xla_flags(_CONFIG.value, len(os.sched_getaffinity(0)))
+        )
       except ValueError:
         pass  # train_and_evaluate reports it
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)

@@ -32,12 +32,19 @@ def logme_evidence(f: np.ndarray, t: np.ndarray, alpha: float, beta: float) -> f
   a = alpha * np.eye(d) + beta * f.T @ f
   m = beta * np.linalg.solve(a, f.T @ t)
   residual = np.sum((t - f @ m) ** 2)
-  return float(d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.linalg.slogdet(a)[1]
-               - beta / 2 * residual - alpha / 2 * m @ m - n / 2 * np.log(2 * np.pi))
+  return float(
+    d / 2 * np.log(alpha)
+    + n / 2 * np.log(beta)
+    - 0.5 * np.linalg.slogdet(a)[1]
+    - beta / 2 * residual
+    - alpha / 2 * m @ m
+    - n / 2 * np.log(2 * np.pi)
+  )
 
 
-def logme_fixed_point(f: np.ndarray, t: np.ndarray, max_iter: int = 100, tol: float = 1e-6
-                      ) -> tuple[float, float, float]:
+def logme_fixed_point(
+  f: np.ndarray, t: np.ndarray, max_iter: int = 100, tol: float = 1e-6
+) -> tuple[float, float, float]:
   """(evidence / N, alpha, beta) for one target column t [N] by MacKay's fixed-point updates
   (You et al. 2021, Algorithm 1), in the eigenbasis of f'f so each step is O(D)."""
   n, d = f.shape
@@ -56,15 +63,23 @@ def logme_fixed_point(f: np.ndarray, t: np.ndarray, max_iter: int = 100, tol: fl
     if done:
       break
   m = v @ (beta * proj / (alpha + beta * s))
-  evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * s))
-              - beta / 2 * np.sum((t - f @ m) ** 2) - alpha / 2 * m @ m - n / 2 * np.log(2 * np.pi))
+  evidence = (
+    d / 2 * np.log(alpha)
+    + n / 2 * np.log(beta)
+    - 0.5 * np.sum(np.log(alpha + beta * s))
+    - beta / 2 * np.sum((t - f @ m) ** 2)
+    - alpha / 2 * m @ m
+    - n / 2 * np.log(2 * np.pi)
+  )
   return float(evidence / n), float(alpha), float(beta)
 
 
 def logme(features: np.ndarray, labels: np.ndarray) -> float:
   """LogME of features [N, D] for class labels [N]: mean over classes of the one-vs-rest evidence / N."""
   f, y = _as_inputs(features, labels)
-  return float(np.mean([logme_fixed_point(f, (y == c).astype(np.float64))[0] for c in np.unique(y)]))
+  return float(
+    np.mean([logme_fixed_point(f, (y == c).astype(np.float64))[0] for c in np.unique(y)])
+  )
 
 
 def hscore(features: np.ndarray, labels: np.ndarray) -> float:
@@ -83,7 +98,7 @@ def ncc(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
   """Nearest-class-mean accuracy: class means and a per-feature scale from a seeded half, scored on the other."""
   f, y = _as_inputs(features, labels)
   order = np.random.default_rng(seed).permutation(len(y))
-  fit, held = order[: len(y) // 2], order[len(y) // 2:]
+  fit, held = order[: len(y) // 2], order[len(y) // 2 :]
   mu, sd = f[fit].mean(0), f[fit].std(0) + 1e-8
   z = (f - mu) / sd
   classes = np.unique(y[fit])
@@ -92,10 +107,16 @@ def ncc(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
   return float(np.mean(classes[np.argmin(dist, 1)] == y[held]))
 
 
-SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"logme": logme, "hscore": hscore, "ncc": ncc}
+SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+  "logme": logme,
+  "hscore": hscore,
+  "ncc": ncc,
+}
 
 
-def ranking_metrics(scores: np.ndarray, truth: np.ndarray, top: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+def ranking_metrics(
+  scores: np.ndarray, truth: np.ndarray, top: tuple[int, ...] = (1, 5)
+) -> dict[str, float]:
   """How well `scores` rank models whose true value (e.g. fine-tuned accuracy) is `truth`.
 
   kendall_tau and weighted_tau (scipy; weighted tau stresses the top of the ranking), and
@@ -104,11 +125,17 @@ def ranking_metrics(scores: np.ndarray, truth: np.ndarray, top: tuple[int, ...] 
   """
   scores, truth = np.asarray(scores, np.float64), np.asarray(truth, np.float64)
   if scores.shape != truth.shape or scores.ndim != 1:
-    raise ValueError(f"scores and truth must be [M] vectors of one length, got {scores.shape}, {truth.shape}.")
+    raise ValueError(
+      f"scores and truth must be [M] vectors of one length, got {scores.shape}, {truth.shape}."
+    )
   scores = np.where(np.isfinite(scores), scores, -np.inf)
-  finite = np.where(np.isfinite(scores), scores, np.min(scores[np.isfinite(scores)], initial=0.0) - 1.0)
-  out = {"kendall_tau": float(scipy.stats.kendalltau(finite, truth).statistic),
-         "weighted_tau": float(scipy.stats.weightedtau(finite, truth).statistic)}
+  finite = np.where(
+    np.isfinite(scores), scores, np.min(scores[np.isfinite(scores)], initial=0.0) - 1.0
+  )
+  out = {
+    "kendall_tau": float(scipy.stats.kendalltau(finite, truth).statistic),
+    "weighted_tau": float(scipy.stats.weightedtau(finite, truth).statistic),
+  }
   order = np.argsort(-finite, kind="stable")
   for k in top:
     out[f"top{k}_regret"] = float(truth.max() - truth[order[:k]].max())

@@ -42,7 +42,14 @@ from zoo_jax import errors, lock
 
 CONFIG_FILE, MODELS_FILE, METRICS_FILE = "config.json", "models.csv", "metrics.csv"
 CHECKPOINTS_DIR, STATE_DIR = "checkpoints", "state"
-METRIC_COLUMNS = ("train_loss", "train_acc", "validation_loss", "validation_acc", "test_loss", "test_acc")
+METRIC_COLUMNS = (
+  "train_loss",
+  "train_acc",
+  "validation_loss",
+  "validation_acc",
+  "test_loss",
+  "test_acc",
+)
 STATUS_OK, STATUS_DIVERGED = "ok", "diverged"
 STATUS_MISSING = "missing"  # imported zoos: the source has no weights for that (model, epoch)
 STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_MISSING)
@@ -70,8 +77,10 @@ def _write_atomic(path: str, write: Any, suffix: str) -> None:
     if os.path.exists(tmp):
       os.remove(tmp)
     then = "Free some space, then run" if error.errno == errno.ENOSPC else "Run"
-    raise errors.UsageError(f"Cannot write {path}: {error.strerror or error}. The file is as it was and the "
-                            f"committed epochs are kept; {then} the same command again.") from error
+    raise errors.UsageError(
+      f"Cannot write {path}: {error.strerror or error}. The file is as it was and the "
+      f"committed epochs are kept; {then} the same command again."
+    ) from error
 
 
 def write_table_atomic(table: pd.DataFrame, path: str) -> None:
@@ -82,8 +91,14 @@ def write_json_atomic(obj: Any, path: str) -> None:
   _write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), ".json")
 
 
-def claim_workdir(workdir: str, record: dict, tables: dict[str, pd.DataFrame] | None = None, *,
-                  holds: str = "another zoo", flag: str = "--workdir") -> bool:
+def claim_workdir(
+  workdir: str,
+  record: dict,
+  tables: dict[str, pd.DataFrame] | None = None,
+  *,
+  holds: str = "another zoo",
+  flag: str = "--workdir",
+) -> bool:
   """Makes `workdir` hold `record` (its config.json) and `tables` ({file name: table}), or checks it does.
 
   The one guard of the commands that write a workdir from a record (encode, sparsify, slice,
@@ -100,8 +115,11 @@ def claim_workdir(workdir: str, record: dict, tables: dict[str, pd.DataFrame] | 
   if os.path.exists(config_path):
     if read_json(config_path) != json.loads(json.dumps(record)):
       problem = f"already holds {holds}"
-  elif any(os.path.exists(os.path.join(workdir, name)) for name in (CHECKPOINTS_DIR, MODELS_FILE)
-           if name not in tables):
+  elif any(
+    os.path.exists(os.path.join(workdir, name))
+    for name in (CHECKPOINTS_DIR, MODELS_FILE)
+    if name not in tables
+  ):
     problem = "holds a zoo"
   for name, table in tables.items():
     path = os.path.join(workdir, name)
@@ -123,11 +141,14 @@ def _this_process_only() -> ocp.options.MultiprocessingOptions:
   """Orbax options under which this process reads (and writes) alone, with no barrier."""
   if jax.process_count() == 1:
     return ocp.options.MultiprocessingOptions()
-  return ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
+  return ocp.options.MultiprocessingOptions(
+    primary_host=jax.process_index(), active_processes={jax.process_index()}
+  )
 
 
-def _open_manager(directory: str, metadata: dict | None = None, collective: bool = False,
-                  **options) -> ocp.CheckpointManager:
+def _open_manager(
+  directory: str, metadata: dict | None = None, collective: bool = False, **options
+) -> ocp.CheckpointManager:
   """`metadata` (JSON) is kept once, when the folder is created: the zoo's config and models table.
 
   In a multi-process run only a `collective` manager (ZooWriter's: every process saves its
@@ -136,8 +157,12 @@ def _open_manager(directory: str, metadata: dict | None = None, collective: bool
   """
   if not collective:
     options["multiprocessing_options"] = _this_process_only()
-  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**options), metadata=metadata,
-                               item_handlers=ocp.StandardCheckpointHandler())
+  return ocp.CheckpointManager(
+    directory,
+    options=ocp.CheckpointManagerOptions(**options),
+    metadata=metadata,
+    item_handlers=ocp.StandardCheckpointHandler(),
+  )
 
 
 def store_metadata(config: dict, models: pd.DataFrame) -> dict:
@@ -192,7 +217,9 @@ def read_table(path: str, columns: Sequence[str]) -> pd.DataFrame:
   except FileNotFoundError:
     raise errors.DamagedZoo(f"{path} is missing.") from None
   except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-    raise errors.DamagedZoo(f"{path} is unreadable ({type(error).__name__}: {' '.join(str(error).split())[:120]}).") from None
+    raise errors.DamagedZoo(
+      f"{path} is unreadable ({type(error).__name__}: {' '.join(str(error).split())[:120]})."
+    ) from None
   missing = [c for c in columns if c not in table.columns]
   if missing:
     raise errors.DamagedZoo(f"{path} lacks the columns {missing} (truncated or overwritten).")
@@ -210,15 +237,19 @@ def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
     target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), manager.item_metadata(step))
     return manager.restore(step, args=ocp.args.StandardRestore(target))
   except Exception as error:  # orbax/tensorstore raise many types for damaged files
-    raise ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
-                     f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
-                     "that step folder and re-run training to rewrite it.") from error
+    raise ValueError(
+      f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+      f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
+      "that step folder and re-run training to rewrite it."
+    ) from error
 
 
 def _unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> ValueError:
-  return ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
-                    f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
-                    "that step folder and re-run training to rewrite it.")
+  return ValueError(
+    f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+    f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
+    "that step folder and re-run training to rewrite it."
+  )
 
 
 def item_metadata(manager: ocp.CheckpointManager, step: int) -> Any:
@@ -229,8 +260,13 @@ def item_metadata(manager: ocp.CheckpointManager, step: int) -> Any:
     raise _unreadable(manager, step, error) from error
 
 
-def open_cohorts(manager: ocp.CheckpointManager, step: int, cohorts: Sequence[int], part: str = "params",
-                 context: ts.Context | None = None) -> dict[int, Any] | None:
+def open_cohorts(
+  manager: ocp.CheckpointManager,
+  step: int,
+  cohorts: Sequence[int],
+  part: str = "params",
+  context: ts.Context | None = None,
+) -> dict[int, Any] | None:
   """The `part` ("params" or "metrics") leaves of `cohorts` at `step`, opened as TensorStore arrays
   (nothing read yet); None for a step in an older, non-OCDBT layout."""
   step_dir = os.path.join(os.path.abspath(str(manager.directory)), str(step), "default")
@@ -241,24 +277,39 @@ def open_cohorts(manager: ocp.CheckpointManager, step: int, cohorts: Sequence[in
   metadata = item_metadata(manager, step)
   context = context or ts.Context()
   driver = "zarr3" if stored.get("use_zarr3") else "zarr"
+
   def open_leaf(path):
     name = ".".join(str(getattr(k, "key", k)) for k in path)
-    spec = {"driver": driver, "kvstore": {"driver": "ocdbt", "base": f"file://{step_dir}/", "path": name}}
+    spec = {
+      "driver": driver,
+      "kvstore": {"driver": "ocdbt", "base": f"file://{step_dir}/", "path": name},
+    }
     return ts.open(spec, read=True, open=True, context=context)
-  futures = {c: jax.tree_util.tree_map_with_path(lambda p, _: open_leaf((str(c), part) + p), metadata[str(c)][part])
-             for c in cohorts}
+
+  futures = {
+    c: jax.tree_util.tree_map_with_path(
+      lambda p, _: open_leaf((str(c), part) + p), metadata[str(c)][part]
+    )
+    for c in cohorts
+  }
   return {c: jax.tree.map(lambda f: f.result(), tree) for c, tree in futures.items()}
 
 
 def read_rows(opened: dict[int, Any], rows: dict[int, np.ndarray | None]) -> dict[int, Any]:
   """Reads `rows` (None: all) of every opened leaf; only the chunks holding them are read."""
-  futures = {c: jax.tree.map(lambda t: (t if r is None else t[np.asarray(r, np.int64)]).read(), opened[c])
-             for c, r in rows.items()}
+  futures = {
+    c: jax.tree.map(lambda t: (t if r is None else t[np.asarray(r, np.int64)]).read(), opened[c])
+    for c, r in rows.items()
+  }
   return {c: jax.tree.map(lambda f: np.asarray(f.result()), tree) for c, tree in futures.items()}
 
 
-def read_cohorts(manager: ocp.CheckpointManager, step: int, rows: dict[int, np.ndarray | None],
-                 part: str = "params") -> dict[int, Any]:
+def read_cohorts(
+  manager: ocp.CheckpointManager,
+  step: int,
+  rows: dict[int, np.ndarray | None],
+  part: str = "params",
+) -> dict[int, Any]:
   """The `part` ("params" or "metrics") of the given cohorts at `step`, only `rows` of each leaf.
 
   rows: cohort -> indices into its model axis (None: all rows). Returns cohort -> pytree of
@@ -269,12 +320,17 @@ def read_cohorts(manager: ocp.CheckpointManager, step: int, rows: dict[int, np.n
     opened = open_cohorts(manager, step, list(rows), part)
     if opened is None:  # an older layout: read the step whole
       tree = restore_numpy(manager, step)
-      return {c: jax.tree.map(lambda x: x if r is None else x[r], tree[str(c)][part]) for c, r in rows.items()}
+      return {
+        c: jax.tree.map(lambda x: x if r is None else x[r], tree[str(c)][part])
+        for c, r in rows.items()
+      }
     return read_rows(opened, rows)
   except Exception as error:  # orbax/tensorstore raise many types for damaged files
-    raise ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
-                     f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
-                     "that step folder and re-run training to rewrite it.") from error
+    raise ValueError(
+      f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+      f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
+      "that step folder and re-run training to rewrite it."
+    ) from error
 
 
 METRICS_TABLE_COLUMNS = ("model_id", "epoch", *METRIC_COLUMNS, "gen_gap", "status")
@@ -291,7 +347,9 @@ def epoch_rows(models: pd.DataFrame, epoch: int, stored: dict) -> pd.DataFrame:
     missing = np.zeros(len(models), bool)
     for c, m in metrics.items():
       ids = models[models["cohort"] == c].sort_values("cohort_index")["model_id"].to_numpy()
-      missing[ids] = np.asarray(m["missing"])[models.set_index("model_id").loc[ids, "cohort_index"].to_numpy()]
+      missing[ids] = np.asarray(m["missing"])[
+        models.set_index("model_id").loc[ids, "cohort_index"].to_numpy()
+      ]
     rows.loc[missing[rows["model_id"].to_numpy()], "status"] = STATUS_MISSING
   return rows
 
@@ -299,22 +357,33 @@ def epoch_rows(models: pd.DataFrame, epoch: int, stored: dict) -> pd.DataFrame:
 def restore_metrics(manager: ocp.CheckpointManager, step: int) -> dict:
   """The per-cohort metrics of a step ({cohort: {name: [P]}}), without reading its weights."""
   try:
-    target = {c: {"metrics": jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree["metrics"])}
-              for c, tree in manager.item_metadata(step).items()}
+    target = {
+      c: {"metrics": jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree["metrics"])}
+      for c, tree in manager.item_metadata(step).items()
+    }
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     alone = _this_process_only()  # process 0 checks tables alone in a multi-process run
-    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone),
-                          multiprocessing_options=alone) as checkpointer:  # a partial restore: the metrics only
-      tree = checkpointer.restore(os.path.join(manager.directory, str(step), "default"), args=ocp.args.PyTreeRestore(
-          item=target, restore_args=restore_args, partial_restore=True))
+    with ocp.Checkpointer(
+      ocp.PyTreeCheckpointHandler(multiprocessing_options=alone), multiprocessing_options=alone
+    ) as checkpointer:  # a partial restore: the metrics only
+      tree = checkpointer.restore(
+        os.path.join(manager.directory, str(step), "default"),
+        args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True),
+      )
   except Exception as error:  # orbax/tensorstore raise many types for damaged files
-    raise ValueError(f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
-                     f"{type(error).__name__}: {str(error)[:200]}).") from error
+    raise ValueError(
+      f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
+      f"{type(error).__name__}: {str(error)[:200]})."
+    ) from error
   return {c: dict(v["metrics"]) for c, v in tree.items()}
 
 
-def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, np.ndarray]],
-                 diverged: dict[int, np.ndarray]) -> pd.DataFrame:
+def metrics_rows(
+  models: pd.DataFrame,
+  epoch: int,
+  metrics: dict[int, dict[str, np.ndarray]],
+  diverged: dict[int, np.ndarray],
+) -> pd.DataFrame:
   """The metrics table rows of one epoch, from per-cohort [P] arrays (padding dropped)."""
   frames = []
   for cohort, rows in models.groupby("cohort", sort=True):
@@ -323,7 +392,9 @@ def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, 
     for name in METRIC_COLUMNS:
       frame[name] = np.asarray(metrics[cohort][name], np.float64)[index]
     frame["gen_gap"] = frame["train_acc"] - frame["test_acc"]
-    for name in sorted(set(metrics[cohort]) - set(METRIC_COLUMNS) - {"diverged", "missing"}):  # a twin's sparsity
+    for name in sorted(
+      set(metrics[cohort]) - set(METRIC_COLUMNS) - {"diverged", "missing"}
+    ):  # a twin's sparsity
       frame[name] = np.asarray(metrics[cohort][name], np.float64)[index]
     frame["status"] = np.where(np.asarray(diverged[cohort])[index], STATUS_DIVERGED, STATUS_OK)
     frames.append(frame)
@@ -333,7 +404,6 @@ def metrics_rows(models: pd.DataFrame, epoch: int, metrics: dict[int, dict[str, 
 class _SmallChunksAreIntended(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     return "target_byte_size too small" not in record.getMessage()
-
 
 
 class ZooWriter:
@@ -350,11 +420,15 @@ class ZooWriter:
     absl_logger = logging.getLogger("absl")
     if not any(isinstance(f, _SmallChunksAreIntended) for f in absl_logger.filters):
       absl_logger.addFilter(_SmallChunksAreIntended())  # CHUNK_BYTES is small on purpose
-    self._checkpoints = _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), metadata, True, create=True,
-                                      max_to_keep=None)
+    self._checkpoints = _open_manager(
+      os.path.join(workdir, CHECKPOINTS_DIR), metadata, True, create=True, max_to_keep=None
+    )
     # Two states kept, so a corrupted newest one still leaves an epoch to resume from.
-    self._state = (_open_manager(os.path.join(workdir, STATE_DIR), collective=True, create=True, max_to_keep=2)
-                   if training_state else None)
+    self._state = (
+      _open_manager(os.path.join(workdir, STATE_DIR), collective=True, create=True, max_to_keep=2)
+      if training_state
+      else None
+    )
 
   def restore_state(self, abstract_state: Any) -> tuple[int, Any] | None:
     """(epoch, state) of the newest intact training state, or None for a new run.
@@ -364,16 +438,20 @@ class ZooWriter:
     """
     for step in sorted(self._state.all_steps(), reverse=True):
       if step not in self._checkpoints.all_steps():
-        warnings.warn(f"{CHECKPOINTS_DIR}/{step} is missing; discarding state/{step} and training epoch {step} "
-                      "again from the previous epoch's state to rewrite it.")
+        warnings.warn(
+          f"{CHECKPOINTS_DIR}/{step} is missing; discarding state/{step} and training epoch {step} "
+          "again from the previous epoch's state to rewrite it."
+        )
         self._state.delete(step)
         continue
       try:
         state = self._state.restore(step, args=ocp.args.StandardRestore(abstract_state))
       except Exception as error:  # orbax/tensorstore raise many types for damaged files
-        warnings.warn(f"Training state of epoch {step} in {os.path.join(self.workdir, STATE_DIR)} is "
-                      f"unreadable ({type(error).__name__}: {str(error)[:200]}); falling back to the "
-                      "previous complete epoch.")
+        warnings.warn(
+          f"Training state of epoch {step} in {os.path.join(self.workdir, STATE_DIR)} is "
+          f"unreadable ({type(error).__name__}: {str(error)[:200]}); falling back to the "
+          "previous complete epoch."
+        )
         self._state.delete(step)
         continue
       self._drop_after(step)
@@ -393,30 +471,46 @@ class ZooWriter:
     """The per-cohort metrics stored in the checkpoint of `epoch`."""
     if epoch not in self._checkpoints.all_steps():
       raise errors.DamagedZoo(
-          f"{os.path.join(self.workdir, CHECKPOINTS_DIR, str(epoch))} is missing while later epochs are "
-          "committed: the weights of a middle epoch cannot be rebuilt without training the zoo again. Move "
-          "this workdir away and run the command again (or restore that folder).")
+        f"{os.path.join(self.workdir, CHECKPOINTS_DIR, str(epoch))} is missing while later epochs are "
+        "committed: the weights of a middle epoch cannot be rebuilt without training the zoo again. Move "
+        "this workdir away and run the command again (or restore that folder)."
+      )
     return {int(c): v for c, v in restore_metrics(self._checkpoints, epoch).items()}
 
   def steps(self) -> list[int]:
     """The committed weight steps (epochs)."""
     return sorted(self._checkpoints.all_steps())
 
-  def save_weights(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict],
-                   model_state: dict[int, Any] | None = None) -> None:
+  def save_weights(
+    self,
+    epoch: int,
+    params: dict[int, Any],
+    metrics: dict[int, dict],
+    model_state: dict[int, Any] | None = None,
+  ) -> None:
     """Commits the weights and metrics of every cohort at `epoch` (a weights-only step).
 
     model_state: per cohort, the model's mutable collections ({"batch_stats": [P, ...]}) or None,
       stored beside "params" (params-only zoos are written exactly as before).
     """
-    tree = {str(c): {"params": params[c], "metrics": metrics[c], **((model_state or {}).get(c) or {})}
-            for c in params}
-    chunked = jax.tree.map(lambda _: ocp.SaveArgs(chunk_byte_size=CHUNK_BYTES, shard_axes=(0,)), tree)
+    tree = {
+      str(c): {"params": params[c], "metrics": metrics[c], **((model_state or {}).get(c) or {})}
+      for c in params
+    }
+    chunked = jax.tree.map(
+      lambda _: ocp.SaveArgs(chunk_byte_size=CHUNK_BYTES, shard_axes=(0,)), tree
+    )
     self._checkpoints.save(epoch, args=ocp.args.StandardSave(tree, save_args=chunked))
     self._checkpoints.wait_until_finished()
 
-  def save(self, epoch: int, params: dict[int, Any], metrics: dict[int, dict], state: Any,
-           model_state: dict[int, Any] | None = None) -> None:
+  def save(
+    self,
+    epoch: int,
+    params: dict[int, Any],
+    metrics: dict[int, dict],
+    state: Any,
+    model_state: dict[int, Any] | None = None,
+  ) -> None:
     """Commits epoch `epoch`'s weights and metrics of every cohort, then starts saving its training state.
 
     The state is written in the background while the next epoch trains (it matters only for
@@ -438,8 +532,10 @@ def _checked_models(table: pd.DataFrame, path: str, stored: dict) -> pd.DataFram
   if "models_csv" in stored:
     expected = as_stored(pd.read_csv(io.StringIO(stored["models_csv"])))
     if not table.equals(expected):
-      raise errors.DamagedZoo(f"{path} differs from the models table kept in checkpoints/ ({len(table)} rows "
-                              f"against {len(expected)}; truncated or edited).")
+      raise errors.DamagedZoo(
+        f"{path} differs from the models table kept in checkpoints/ ({len(table)} rows "
+        f"against {len(expected)}; truncated or edited)."
+      )
   elif not np.array_equal(table["model_id"].to_numpy(), np.arange(len(table))):
     raise errors.DamagedZoo(f"{path} is damaged: its model_id column is not 0..{len(table) - 1}.")
   return table
@@ -459,8 +555,10 @@ class Zoo:
   def __init__(self, workdir: str):
     checkpoints = os.path.join(workdir, CHECKPOINTS_DIR)
     if not os.path.exists(os.path.join(workdir, MODELS_FILE)) and not os.path.isdir(checkpoints):
-      raise FileNotFoundError(f"{workdir!r} is not a zoo: {MODELS_FILE} is missing. "
-                              "Create one with: python -m zoo_jax.train --config=... --workdir=DIR")
+      raise FileNotFoundError(
+        f"{workdir!r} is not a zoo: {MODELS_FILE} is missing. "
+        "Create one with: python -m zoo_jax.train --config=... --workdir=DIR"
+      )
     self.workdir = workdir
     # Not read_only (that mode cannot restore without handlers); this object never saves or deletes.
     self._manager = _open_manager(checkpoints, create=False)
@@ -468,8 +566,10 @@ class Zoo:
     stored = _stored(self._manager)
     self.config = self._read_or_stored(CONFIG_FILE, read_json, stored.get("config"))
     self.models = self._read_or_stored(
-        MODELS_FILE, lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, stored),
-        as_stored(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored else None)
+      MODELS_FILE,
+      lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, stored),
+      as_stored(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored else None,
+    )
     self.epochs = sorted(self._manager.all_steps())
     self.metrics = self._metrics(writing)
 
@@ -479,10 +579,14 @@ class Zoo:
       return read(path)
     except errors.DamagedZoo as error:
       if stored is None:
-        raise errors.DamagedZoo(f"{error} checkpoints/ keeps no copy (zoo written by an older zoo_jax): run the "
-                                "command that wrote this zoo again (it rewrites the file), or restore it.") from None
-      warnings.warn(f"{error} Using the copy kept in checkpoints/ (exact); `python -m zoo_jax.zoo check "
-                    f"{self.workdir} --repair` rewrites the file.")
+        raise errors.DamagedZoo(
+          f"{error} checkpoints/ keeps no copy (zoo written by an older zoo_jax): run the "
+          "command that wrote this zoo again (it rewrites the file), or restore it."
+        ) from None
+      warnings.warn(
+        f"{error} Using the copy kept in checkpoints/ (exact); `python -m zoo_jax.zoo check "
+        f"{self.workdir} --repair` rewrites the file."
+      )
       return stored
 
   def _metrics(self, writing: bool) -> pd.DataFrame:
@@ -499,17 +603,24 @@ class Zoo:
       table, problem = pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS)), str(error)
     ahead = sorted(set(table["epoch"].dropna()) - set(self.epochs))
     directory = str(self._manager.directory)
-    pending = {int(n.split(".")[0]) for n in (os.listdir(directory) if os.path.isdir(directory) else [])
-               if ".orbax-checkpoint-tmp" in n and n.split(".")[0].isdigit()}  # steps being written
+    pending = {
+      int(n.split(".")[0])
+      for n in (os.listdir(directory) if os.path.isdir(directory) else [])
+      if ".orbax-checkpoint-tmp" in n and n.split(".")[0].isdigit()
+    }  # steps being written
     gone = [int(e) for e in ahead if not writing and e not in pending]
     if gone:
       raise errors.DamagedZoo(
-          f"{path} has rows of epochs {gone} whose weights are missing ({os.path.join(self._manager.directory, str(gone[0]))}"
-          f"). Run the train command of this zoo again (it trains them again), or `python -m zoo_jax.zoo check "
-          f"{self.workdir} --repair` (drops those rows).")
+        f"{path} has rows of epochs {gone} whose weights are missing ({os.path.join(self._manager.directory, str(gone[0]))}"
+        f"). Run the train command of this zoo again (it trains them again), or `python -m zoo_jax.zoo check "
+        f"{self.workdir} --repair` (drops those rows)."
+      )
     table = table[table["epoch"].isin(self.epochs)]
-    whole = table.groupby("epoch")["model_id"].agg(
-        lambda m: len(m) == len(ids) and set(m) == ids) if len(table) else pd.Series(dtype=bool)
+    whole = (
+      table.groupby("epoch")["model_id"].agg(lambda m: len(m) == len(ids) and set(m) == ids)
+      if len(table)
+      else pd.Series(dtype=bool)
+    )
     valid = table["status"].isin(STATUSES).groupby(table["epoch"]).all() if len(table) else whole
     lacking = [e for e in self.epochs if not (whole.get(e, False) and valid.get(e, False))]
     if not lacking:
@@ -517,9 +628,13 @@ class Zoo:
     if not (writing and lacking == self.epochs[-1:]) and not problem:
       problem = f"{path} lacks the rows of epochs {lacking} (truncated, or its writer stopped before writing them)."
     if problem:
-      warnings.warn(f"{problem} Derived the rows of epochs {lacking} from the checkpoints (exact); "
-                    f"`python -m zoo_jax.zoo check {self.workdir} --repair` rewrites the file.")
-    derived = [as_stored(epoch_rows(self.models, e, restore_metrics(self._manager, e))) for e in lacking]
+      warnings.warn(
+        f"{problem} Derived the rows of epochs {lacking} from the checkpoints (exact); "
+        f"`python -m zoo_jax.zoo check {self.workdir} --repair` rewrites the file."
+      )
+    derived = [
+      as_stored(epoch_rows(self.models, e, restore_metrics(self._manager, e))) for e in lacking
+    ]
     kept = table[~table["epoch"].isin(lacking)]
     table = pd.concat([kept, *derived] if len(kept) else derived)
     return table.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
@@ -532,7 +647,9 @@ class Zoo:
       raise ValueError(f"Zoo {self.workdir!r} has no committed epoch yet.")
     resolved = self.epochs[epoch] if epoch < 0 and -len(self.epochs) <= epoch else epoch
     if resolved not in self.epochs:
-      raise ValueError(f"Epoch {epoch} is not in zoo {self.workdir!r}; available epochs: {self.epochs}.")
+      raise ValueError(
+        f"Epoch {epoch} is not in zoo {self.workdir!r}; available epochs: {self.epochs}."
+      )
     return resolved
 
   def _model_ids(self, model_ids: Sequence[int] | None) -> np.ndarray:
@@ -541,8 +658,10 @@ class Zoo:
     ids = np.atleast_1d(np.asarray(model_ids, dtype=np.int64))
     unknown = np.setdiff1d(ids, self.models["model_id"].to_numpy())
     if unknown.size:
-      raise ValueError(f"Unknown model ids {unknown[:10].tolist()} in zoo {self.workdir!r} "
-                       f"(ids are 0..{len(self.models) - 1}).")
+      raise ValueError(
+        f"Unknown model ids {unknown[:10].tolist()} in zoo {self.workdir!r} "
+        f"(ids are 0..{len(self.models) - 1})."
+      )
     return ids
 
   def params(self, model_ids: Sequence[int] | None = None, epoch: int = -1) -> Any:
@@ -552,8 +671,12 @@ class Zoo:
     """
     return self.variables(model_ids, epoch, collections=("params",))["params"]
 
-  def variables(self, model_ids: Sequence[int] | None = None, epoch: int = -1,
-                collections: Sequence[str] | None = None) -> dict[str, Any]:
+  def variables(
+    self,
+    model_ids: Sequence[int] | None = None,
+    epoch: int = -1,
+    collections: Sequence[str] | None = None,
+  ) -> dict[str, Any]:
     """The Flax variables of the selected models at `epoch`: {"params": ...} plus the stored mutable
     collections (e.g. {"batch_stats": ...}, BatchNorm's running statistics), leaves [models, ...].
 
@@ -563,15 +686,21 @@ class Zoo:
     rows = self.models.set_index("model_id").loc[ids]
     metadata = item_metadata(self._manager, step)
     cohorts = sorted({int(c) for c in rows["cohort"]})
-    shapes = {str(jax.tree.structure(metadata[str(c)]["params"])) +
-              str([x.shape[1:] for x in jax.tree.leaves(metadata[str(c)]["params"])])
-              for c in cohorts}
+    shapes = {
+      str(jax.tree.structure(metadata[str(c)]["params"]))
+      + str([x.shape[1:] for x in jax.tree.leaves(metadata[str(c)]["params"])])
+      for c in cohorts
+    }
     if len(shapes) > 1:
-      raise ValueError("The selected models have different architectures; select models of one "
-                       "architecture (e.g. zoo.select(arch=...)).")
+      raise ValueError(
+        "The selected models have different architectures; select models of one "
+        "architecture (e.g. zoo.select(arch=...))."
+      )
     if collections is None:
-      collections = sorted({k for c in cohorts for k in metadata[str(c)] if k != "metrics"},
-                           key=lambda k: k != "params")
+      collections = sorted(
+        {k for c in cohorts for k in metadata[str(c)] if k != "metrics"},
+        key=lambda k: k != "params",
+      )
     return {name: self._gather(step, rows, name) for name in collections}
 
   def _gather(self, step: int, rows: pd.DataFrame, collection: str) -> Any:
@@ -581,8 +710,12 @@ class Zoo:
     per_cohort = read_cohorts(self._manager, step, wanted, collection)
     order = sorted(wanted)
     offset = dict(zip(order, np.cumsum([0] + [len(wanted[c]) for c in order])))
-    position = np.array([offset[c] + np.searchsorted(wanted[c], i) for c, i in zip(cohort, index)], np.int64)
-    return jax.tree.map(lambda *leaves: np.concatenate(leaves)[position], *[per_cohort[c] for c in order])
+    position = np.array(
+      [offset[c] + np.searchsorted(wanted[c], i) for c, i in zip(cohort, index)], np.int64
+    )
+    return jax.tree.map(
+      lambda *leaves: np.concatenate(leaves)[position], *[per_cohort[c] for c in order]
+    )
 
   def flat(self, model_ids: Sequence[int] | None = None, epoch: int = -1) -> np.ndarray:
     """Weights of the selected models as a [models, n_params] array (leaves in pytree order)."""
@@ -590,8 +723,9 @@ class Zoo:
     leaves = jax.tree.leaves(params)
     return np.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
 
-  def select(self, status: str | None = None, min_test_acc: float | None = None, epoch: int = -1,
-             **hparams) -> np.ndarray:
+  def select(
+    self, status: str | None = None, min_test_acc: float | None = None, epoch: int = -1, **hparams
+  ) -> np.ndarray:
     """Model ids matching hyperparameter values (a value or a list), a status and an accuracy floor.
 
     Status and accuracy refer to `epoch` (default: the newest committed one).
@@ -626,7 +760,9 @@ def parse_epochs(text: str | None) -> list[int] | None:
   try:
     return [int(e) for e in text.split(",")]
   except ValueError:
-    raise ValueError(f"--epochs must be a comma-separated list of integers (e.g. 0,5,-1), got {text!r}.") from None
+    raise ValueError(
+      f"--epochs must be a comma-separated list of integers (e.g. 0,5,-1), got {text!r}."
+    ) from None
 
 
 def parse_select(text: str | None) -> dict[str, Any]:
@@ -640,10 +776,13 @@ def parse_select(text: str | None) -> dict[str, Any]:
   for part in text.split(","):
     name, sep, value = part.partition("=")
     if not sep or not name.strip() or not value:
-      raise ValueError(f"--select takes FIELD=VALUE[|VALUE...] pairs separated by commas, got {part!r} in {text!r}.")
+      raise ValueError(
+        f"--select takes FIELD=VALUE[|VALUE...] pairs separated by commas, got {part!r} in {text!r}."
+      )
     values = [_number_or_text(v) for v in value.split("|")]
-    selection[name.strip()] = values if len(values) > 1 or name.strip() not in ("status", "min_test_acc") \
-        else values[0]
+    selection[name.strip()] = (
+      values if len(values) > 1 or name.strip() not in ("status", "min_test_acc") else values[0]
+    )
   return selection
 
 
@@ -664,8 +803,9 @@ def _selection(source: "Zoo", model_ids: Sequence[int] | None, epochs: Sequence[
   return ids, chosen
 
 
-def slice_zoo(src: str, dst: str, model_ids: Sequence[int] | None = None,
-              epochs: Sequence[int] | None = None) -> "Zoo":
+def slice_zoo(
+  src: str, dst: str, model_ids: Sequence[int] | None = None, epochs: Sequence[int] | None = None
+) -> "Zoo":
   """Writes the selected models at the selected epochs of zoo `src` as a new zoo `dst`.
 
   Same on-disk format (ZooWriter, weights-only: no state/), read by `Zoo`. Models get new ids
@@ -678,16 +818,24 @@ def slice_zoo(src: str, dst: str, model_ids: Sequence[int] | None = None,
   table = source.models.set_index("model_id").loc[ids].reset_index()
   source_cohort, source_index = table["cohort"].to_numpy(), table["cohort_index"].to_numpy()
   cohort = pd.Series(pd.factorize(source_cohort, sort=True)[0])
-  table = table.drop(columns=["model_id", "cohort", "cohort_index", "source_model_id"], errors="ignore")
+  table = table.drop(
+    columns=["model_id", "cohort", "cohort_index", "source_model_id"], errors="ignore"
+  )
   table.insert(0, "cohort_index", cohort.groupby(cohort).cumcount().to_numpy())
   table.insert(0, "cohort", cohort.to_numpy())
   table.insert(0, "source_model_id", ids)
   table.insert(0, "model_id", np.arange(len(ids)))
-  record = {"sliced_from": os.path.abspath(src), "source_model_ids": ids.tolist(), "epochs": chosen,
-            "source_config": source.config}
+  record = {
+    "sliced_from": os.path.abspath(src),
+    "source_model_ids": ids.tolist(),
+    "epochs": chosen,
+    "source_config": source.config,
+  }
   rows = {int(c): np.sort(source_index[source_cohort == c]) for c in np.unique(source_cohort)}
   new_cohort = {int(c): int(n) for c, n in zip(source_cohort, cohort)}
-  metrics = source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)].copy()
+  metrics = source.metrics[
+    source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)
+  ].copy()
   metrics["model_id"] = np.searchsorted(ids, metrics["model_id"].to_numpy())
   metrics = metrics.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
   os.makedirs(dst, exist_ok=True)
@@ -701,11 +849,16 @@ def slice_zoo(src: str, dst: str, model_ids: Sequence[int] | None = None,
         if epoch not in writer.steps():
           params = read_cohorts(source._manager, epoch, rows)
           stored = read_cohorts(source._manager, epoch, rows, "metrics")
-          writer.save_weights(epoch, {new_cohort[c]: params[c] for c in rows},
-                              {new_cohort[c]: stored[c] for c in rows},
-                              {new_cohort[c]: state for c, state in _collections(source, epoch, rows).items()})
+          writer.save_weights(
+            epoch,
+            {new_cohort[c]: params[c] for c in rows},
+            {new_cohort[c]: stored[c] for c in rows},
+            {new_cohort[c]: state for c, state in _collections(source, epoch, rows).items()},
+          )
         committed = writer.steps()
-        write_table_atomic(metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE))
+        write_table_atomic(
+          metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE)
+        )
     finally:
       writer.close()
       source.close()
@@ -726,8 +879,9 @@ def _collections(source: "Zoo", epoch: int, rows: dict[int, np.ndarray]) -> dict
 EXPORT_FORMAT = "zoo_jax.export/1"
 
 
-def export(src: str, dst: str, model_ids: Sequence[int] | None = None,
-           epochs: Sequence[int] | None = None) -> list[str]:
+def export(
+  src: str, dst: str, model_ids: Sequence[int] | None = None, epochs: Sequence[int] | None = None
+) -> list[str]:
   """Writes zoo `src` in framework-neutral files that need neither JAX nor Orbax; returns their paths.
 
       DST/config.json                   the source zoo's config, the format and the selection
@@ -741,15 +895,27 @@ def export(src: str, dst: str, model_ids: Sequence[int] | None = None,
   One file per epoch: a reader fetches the epochs it needs. Re-running skips written epochs.
   """
   from safetensors.numpy import save_file
+
   source = Zoo(src)
   ids, chosen = _selection(source, model_ids, epochs)
-  claim_workdir(dst, {"format": EXPORT_FORMAT, "exported_from": os.path.abspath(src),
-                      "model_ids": ids.tolist(), "epochs": chosen, "source_config": source.config},
-                holds="another zoo or another selection", flag="--dst")
+  claim_workdir(
+    dst,
+    {
+      "format": EXPORT_FORMAT,
+      "exported_from": os.path.abspath(src),
+      "model_ids": ids.tolist(),
+      "epochs": chosen,
+      "source_config": source.config,
+    },
+    holds="another zoo or another selection",
+    flag="--dst",
+  )
   table = source.models.set_index("model_id").loc[ids].reset_index()
   write_table_atomic(table, os.path.join(dst, MODELS_FILE))
-  write_table_atomic(source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)],
-                     os.path.join(dst, METRICS_FILE))
+  write_table_atomic(
+    source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)],
+    os.path.join(dst, METRICS_FILE),
+  )
   rows = {int(c): np.sort(g["cohort_index"].to_numpy()) for c, g in table.groupby("cohort")}
   paths = []
   try:
@@ -776,6 +942,7 @@ def export(src: str, dst: str, model_ids: Sequence[int] | None = None,
 @dataclasses.dataclass
 class Report:
   """What `check` found: one line per part of the zoo, the problems left, the files rewritten."""
+
   workdir: str
   lines: list[str] = dataclasses.field(default_factory=list)
   problems: list[str] = dataclasses.field(default_factory=list)
@@ -810,27 +977,35 @@ def _check(workdir: str, repair: bool) -> Report:
   report = Report(workdir)
   holder = lock.holder(workdir)
   if holder and not repair:
-    report.lines.append(f"writer        pid {holder.get('pid')} on {holder.get('host')!r} is writing this zoo "
-                        "now; newer epochs may be in flight")
+    report.lines.append(
+      f"writer        pid {holder.get('pid')} on {holder.get('host')!r} is writing this zoo "
+      "now; newer epochs may be in flight"
+    )
   with _open_manager(os.path.join(workdir, CHECKPOINTS_DIR), create=False) as manager:
     stored = _stored(manager)
     if not stored:
-      report.lines.append("metadata      checkpoints/ keeps no config or models table (older zoo_jax): "
-                          "config.json and models.csv are checked for shape only")
+      report.lines.append(
+        "metadata      checkpoints/ keeps no config or models table (older zoo_jax): "
+        "config.json and models.csv are checked for shape only"
+      )
 
     def kept(name: str, read: Any, expected: Any, write: Any, describe: str) -> Any:
       path = os.path.join(workdir, name)
       try:
         value = read(path)
-        if expected is None or (value.equals(expected) if hasattr(value, "equals") else value == expected):
+        if expected is None or (
+          value.equals(expected) if hasattr(value, "equals") else value == expected
+        ):
           report.lines.append(f"{name:<13} {describe.format(value=value)}: ok")
           return value
         problem = f"{path} differs from the copy kept in checkpoints/."
       except errors.DamagedZoo as error:
         problem = str(error)
       if expected is None:
-        report.problems.append(f"{problem} It cannot be rebuilt from checkpoints/ (older zoo): restore it, or run "
-                               "the command that wrote the zoo again.")
+        report.problems.append(
+          f"{problem} It cannot be rebuilt from checkpoints/ (older zoo): restore it, or run "
+          "the command that wrote the zoo again."
+        )
         return None
       if repair:
         write(expected, path)
@@ -839,11 +1014,19 @@ def _check(workdir: str, repair: bool) -> Report:
         report.problems.append(f"{problem} --repair rewrites it from checkpoints/ (exact).")
       return expected
 
-    config = kept(CONFIG_FILE, read_json, stored.get("config"), write_json_atomic, "resolved config")
-    expected_models = (as_stored(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored
-                       else None)
-    models = kept(MODELS_FILE, lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, {}),
-                  expected_models, write_table_atomic, "{value.shape[0]} models")
+    config = kept(
+      CONFIG_FILE, read_json, stored.get("config"), write_json_atomic, "resolved config"
+    )
+    expected_models = (
+      as_stored(pd.read_csv(io.StringIO(stored["models_csv"]))) if "models_csv" in stored else None
+    )
+    models = kept(
+      MODELS_FILE,
+      lambda p: _checked_models(read_table(p, MODELS_TABLE_COLUMNS), p, {}),
+      expected_models,
+      write_table_atomic,
+      "{value.shape[0]} models",
+    )
     if models is None:
       return report
 
@@ -855,9 +1038,11 @@ def _check(workdir: str, repair: bool) -> Report:
         tree = restore_numpy(manager, epoch)
       except ValueError as error:
         unreadable.append(epoch)
-        report.problems.append(f"{step} is unreadable ({str(error.__cause__ or error)[:160]}). Delete that folder "
-                               "and run the train command again: it trains the newest epoch again from "
-                               "state/; an older one needs the zoo trained again.")
+        report.problems.append(
+          f"{step} is unreadable ({str(error.__cause__ or error)[:160]}). Delete that folder "
+          "and run the train command again: it trains the newest epoch again from "
+          "state/; an older one needs the zoo trained again."
+        )
         continue
       rows = epoch_rows(models, epoch, {c: v["metrics"] for c, v in tree.items()})
       status = rows.set_index("model_id")["status"]
@@ -869,48 +1054,82 @@ def _check(workdir: str, repair: bool) -> Report:
         leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
         index = group["cohort_index"].to_numpy()
         if any(len(x) <= index.max() for x in leaves):
-          report.problems.append(f"{step} holds fewer models of cohort {cohort} than {MODELS_FILE} lists.")
+          report.problems.append(
+            f"{step} holds fewer models of cohort {cohort} than {MODELS_FILE} lists."
+          )
           continue
-        finite = np.all([np.isfinite(x[index].reshape(len(index), -1)).all(axis=1) for x in leaves], axis=0)
-        bad = group["model_id"].to_numpy()[~finite & (status.loc[group["model_id"]] == STATUS_OK).to_numpy()]
+        finite = np.all(
+          [np.isfinite(x[index].reshape(len(index), -1)).all(axis=1) for x in leaves], axis=0
+        )
+        bad = group["model_id"].to_numpy()[
+          ~finite & (status.loc[group["model_id"]] == STATUS_OK).to_numpy()
+        ]
         if bad.size:
-          report.problems.append(f"{step} has non-finite weights for models {bad[:10].tolist()} whose status is ok.")
+          report.problems.append(
+            f"{step} has non-finite weights for models {bad[:10].tolist()} whose status is ok."
+          )
       derived.append(rows)
     gaps = [] if not epochs else sorted(set(range(epochs[0], epochs[-1] + 1)) - set(epochs))
     if gaps and "population" in (config or {}):  # a trained zoo has every epoch
-      report.problems.append(f"{os.path.join(workdir, CHECKPOINTS_DIR)} lacks the steps of epochs {gaps}; middle "
-                             "epochs cannot be rebuilt without training the zoo again.")
-    span = f"epochs {epochs[0]}..{epochs[-1]} ({len(epochs)} steps)" if epochs else "no committed epoch"
-    report.lines.append(f"{CHECKPOINTS_DIR + '/':<13} {span}; {len(epochs) - len(unreadable)} open, finite where "
-                        "the status is ok")
-    if isinstance((config or {}).get("num_epochs"), int) and epochs and epochs[-1] < config["num_epochs"]:
-      report.lines.append(f"{'':<13} unfinished: config.num_epochs is {config['num_epochs']}; the train command "
-                          "continues it")
+      report.problems.append(
+        f"{os.path.join(workdir, CHECKPOINTS_DIR)} lacks the steps of epochs {gaps}; middle "
+        "epochs cannot be rebuilt without training the zoo again."
+      )
+    span = (
+      f"epochs {epochs[0]}..{epochs[-1]} ({len(epochs)} steps)" if epochs else "no committed epoch"
+    )
+    report.lines.append(
+      f"{CHECKPOINTS_DIR + '/':<13} {span}; {len(epochs) - len(unreadable)} open, finite where "
+      "the status is ok"
+    )
+    if (
+      isinstance((config or {}).get("num_epochs"), int)
+      and epochs
+      and epochs[-1] < config["num_epochs"]
+    ):
+      report.lines.append(
+        f"{'':<13} unfinished: config.num_epochs is {config['num_epochs']}; the train command "
+        "continues it"
+      )
 
     path = os.path.join(workdir, METRICS_FILE)
-    expected = (as_stored(pd.concat(derived, ignore_index=True)[list(METRICS_TABLE_COLUMNS)]) if derived
-                else pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS)))
+    expected = (
+      as_stored(pd.concat(derived, ignore_index=True)[list(METRICS_TABLE_COLUMNS)])
+      if derived
+      else pd.DataFrame(columns=list(METRICS_TABLE_COLUMNS))
+    )
     try:
       table = read_table(path, METRICS_TABLE_COLUMNS)[list(METRICS_TABLE_COLUMNS)]
       if unreadable:
         table = table[~table["epoch"].isin(unreadable)].reset_index(drop=True)
-      problem = None if table.equals(expected) else f"{path} disagrees with the checkpoints: {_difference(table, expected)}."
+      problem = (
+        None
+        if table.equals(expected)
+        else f"{path} disagrees with the checkpoints: {_difference(table, expected)}."
+      )
     except errors.DamagedZoo as error:
       problem = str(error)
     if problem is None:
-      report.lines.append(f"{METRICS_FILE:<13} {len(expected)} rows, equal to the metrics in the checkpoints: ok")
+      report.lines.append(
+        f"{METRICS_FILE:<13} {len(expected)} rows, equal to the metrics in the checkpoints: ok"
+      )
     elif repair and not unreadable:
       write_table_atomic(expected, path)
       report.repaired.append(f"{path} rewritten from the checkpoints ({problem})")
     else:
-      why = "--repair rewrites it from the checkpoints (exact)." if not unreadable else (
-          "it is rebuilt once every step is readable.")
+      why = (
+        "--repair rewrites it from the checkpoints (exact)."
+        if not unreadable
+        else ("it is rebuilt once every step is readable.")
+      )
       report.problems.append(f"{problem} {why}")
 
     state_dir = os.path.join(workdir, STATE_DIR)
     if os.path.isdir(state_dir):
       with _open_manager(state_dir, create=False) as state:
-        report.lines.append(f"{STATE_DIR + '/':<13} training state of epochs {sorted(state.all_steps())}")
+        report.lines.append(
+          f"{STATE_DIR + '/':<13} training state of epochs {sorted(state.all_steps())}"
+        )
   return report
 
 
@@ -919,7 +1138,9 @@ def _difference(table: pd.DataFrame, expected: pd.DataFrame) -> str:
   have, want = set(table["epoch"]), set(expected["epoch"])
   if have != want:
     parts = [f"epochs {sorted(want - have)} lack rows"] if want - have else []
-    parts += [f"epochs {sorted(have - want)} have rows but no checkpoint step"] if have - want else []
+    parts += (
+      [f"epochs {sorted(have - want)} have rows but no checkpoint step"] if have - want else []
+    )
     return ", ".join(parts)
   if len(table) != len(expected):
     return f"{len(table)} rows, the checkpoints give {len(expected)}"
@@ -928,8 +1149,10 @@ def _difference(table: pd.DataFrame, expected: pd.DataFrame) -> str:
     same = (a == b) | (pd.isna(a) & pd.isna(b))
     if not same.all():
       i = int(np.argmin(same))
-      return (f"{column} of model {expected['model_id'].iloc[i]} at epoch {expected['epoch'].iloc[i]} is "
-              f"{a[i]!r}, the checkpoint says {b[i]!r}")
+      return (
+        f"{column} of model {expected['model_id'].iloc[i]} at epoch {expected['epoch'].iloc[i]} is "
+        f"{a[i]!r}, the checkpoint says {b[i]!r}"
+      )
   return "dtypes differ"
 
 
@@ -945,8 +1168,11 @@ def clear(workdir: str) -> None:
 
 def _check_command(args: list[str]) -> int:
   from absl import flags
+
   if len(args) != 1:
-    raise errors.UsageError(f"usage: python -m zoo_jax.zoo check DIR [--repair]; got arguments {args}.")
+    raise errors.UsageError(
+      f"usage: python -m zoo_jax.zoo check DIR [--repair]; got arguments {args}."
+    )
   report = check(args[0], repair=flags.FLAGS.repair)
   print(report)
   return 0 if report.ok else 1
@@ -956,9 +1182,12 @@ def _copy_args(name: str, args: list[str]) -> tuple:
   """(src, dst, model ids or None, epochs or None) of `slice` / `export` from their flags."""
   import contextlib
   from absl import flags
+
   if args:
-    raise errors.UsageError(f"usage: python -m zoo_jax.zoo {name} --src=ZOO --dst=OUT [--epochs=...] "
-                            f"[--select=...]; got arguments {args}.")
+    raise errors.UsageError(
+      f"usage: python -m zoo_jax.zoo {name} --src=ZOO --dst=OUT [--epochs=...] "
+      f"[--select=...]; got arguments {args}."
+    )
   for flag in ("src", "dst"):
     if not flags.FLAGS[flag].value:
       raise errors.UsageError(f"--{flag} is required for `{name}`.")
@@ -991,13 +1220,26 @@ if __name__ == "__main__":
   from zoo_jax import cli
   from zoo_jax import zoo as _zoo  # the importable module, not this __main__ copy
 
-  flags.DEFINE_bool("repair", False, "check: rewrite what can be rebuilt exactly from checkpoints/.")
+  flags.DEFINE_bool(
+    "repair", False, "check: rewrite what can be rebuilt exactly from checkpoints/."
+  )
   flags.DEFINE_string("src", None, "slice, export: the zoo to read.")
-  flags.DEFINE_string("dst", None, "slice, export: where the new zoo or the exported files go (empty, or the "
-                      "same slice or export to resume).")
-  flags.DEFINE_string("epochs", None, "slice, export: comma-separated epochs, negative from the newest (e.g. "
-                      "0,5,-1); default: all.")
-  flags.DEFINE_string("select", None, "slice, export: models, as FIELD=VALUE[|VALUE] pairs separated by commas, "
-                      "as Zoo.select takes them (activation=tanh,status=ok,min_test_acc=0.5,model_id=0|3); "
-                      "default: all.")
+  flags.DEFINE_string(
+    "dst",
+    None,
+    "slice, export: where the new zoo or the exported files go (empty, or the "
+    "same slice or export to resume).",
+  )
+  flags.DEFINE_string(
+    "epochs",
+    None,
+    "slice, export: comma-separated epochs, negative from the newest (e.g. 0,5,-1); default: all.",
+  )
+  flags.DEFINE_string(
+    "select",
+    None,
+    "slice, export: models, as FIELD=VALUE[|VALUE] pairs separated by commas, "
+    "as Zoo.select takes them (activation=tanh,status=ok,min_test_acc=0.5,model_id=0|3); "
+    "default: all.",
+  )
   cli.run_subcommands(_zoo.COMMANDS, "python -m zoo_jax.zoo")

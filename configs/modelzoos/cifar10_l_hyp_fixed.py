@@ -1,6 +1,6 @@
 """Model Zoos: CIFAR-10 CNN-l hyperparameter zoo, fixed seeds (the CNN-s grid, 1,280 models).
 
-  python -m zoo_jax.train --config=configs/modelzoos/cifar10_l_hyp_fixed.py --workdir=/tmp/zoo_cifar10_l_hyp_fixed
+python -m zoo_jax.train --config=configs/modelzoos/cifar10_l_hyp_fixed.py --workdir=/tmp/zoo_cifar10_l_hyp_fixed
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
 """Model Zoos: CIFAR-10 CNN-s hyperparameter zoo, random seeds.
 
-  python -m zoo_jax.train --config=configs/modelzoos/cifar10_s_hyp_random.py --workdir=/tmp/zoo_cifar10_s_hyp_random
+python -m zoo_jax.train --config=configs/modelzoos/cifar10_s_hyp_random.py --workdir=/tmp/zoo_cifar10_s_hyp_random
 """
 
 import ml_collections

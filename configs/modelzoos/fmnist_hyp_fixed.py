@@ -1,6 +1,6 @@
 """Model Zoos: Fashion-MNIST CNN-s hyperparameter zoo, fixed seeds (the MNIST grid, 2,560 models).
 
-  python -m zoo_jax.train --config=configs/modelzoos/fmnist_hyp_fixed.py --workdir=/tmp/zoo_fmnist_hyp_fixed
+python -m zoo_jax.train --config=configs/modelzoos/fmnist_hyp_fixed.py --workdir=/tmp/zoo_fmnist_hyp_fixed
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
 """Model Zoos: Fashion-MNIST CNN-s hyperparameter zoo, random seeds.
 
-  python -m zoo_jax.train --config=configs/modelzoos/fmnist_hyp_random.py --workdir=/tmp/zoo_fmnist_hyp_random
+python -m zoo_jax.train --config=configs/modelzoos/fmnist_hyp_random.py --workdir=/tmp/zoo_fmnist_hyp_random
 """
 
 import ml_collections

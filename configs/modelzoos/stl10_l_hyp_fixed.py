@@ -1,6 +1,6 @@
 """Model Zoos: STL-10 CNN-l hyperparameter zoo, fixed seeds (the CNN-s grid, 2,560 models, 32x32).
 
-  python -m zoo_jax.train --config=configs/modelzoos/stl10_l_hyp_fixed.py --workdir=/tmp/zoo_stl10_l_hyp_fixed
+python -m zoo_jax.train --config=configs/modelzoos/stl10_l_hyp_fixed.py --workdir=/tmp/zoo_stl10_l_hyp_fixed
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
 """Model Zoos: STL-10 CNN-l seed zoo (tune_zoo_stl_uniform_large): the CNN-s seed setting, resized to 32x32.
 
-  python -m zoo_jax.train --config=configs/modelzoos/stl10_l_seed.py --workdir=/tmp/zoo_stl10_l_seed
+python -m zoo_jax.train --config=configs/modelzoos/stl10_l_seed.py --workdir=/tmp/zoo_stl10_l_seed
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
 """Model Zoos: SVHN CNN-s hyperparameter zoo, random seeds (the fixed-seed grid and data).
 
-  python -m zoo_jax.train --config=configs/modelzoos/svhn_hyp_random.py --workdir=/tmp/zoo_svhn_hyp_random
+python -m zoo_jax.train --config=configs/modelzoos/svhn_hyp_random.py --workdir=/tmp/zoo_svhn_hyp_random
 """
 
 import ml_collections

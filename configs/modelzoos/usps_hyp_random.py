@@ -1,6 +1,6 @@
 """Model Zoos: USPS CNN-s hyperparameter zoo, random seeds.
 
-  python -m zoo_jax.train --config.dataset.data_dir=DIR --config=configs/modelzoos/usps_hyp_random.py --workdir=/tmp/zoo_usps_hyp_random
+python -m zoo_jax.train --config.dataset.data_dir=DIR --config=configs/modelzoos/usps_hyp_random.py --workdir=/tmp/zoo_usps_hyp_random
 """
 
 import ml_collections

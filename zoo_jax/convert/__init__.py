@@ -26,9 +26,17 @@ def convert(source_format: str, src: str, workdir: str, *, progress_bar: bool = 
   another zoo. Returns the converted zoo.
   """
   if source_format not in SOURCE_FORMATS:
-    raise ValueError(f"Unknown source format {source_format!r}; allowed values: {sorted(SOURCE_FORMATS)}.")
+    raise ValueError(
+      f"Unknown source format {source_format!r}; allowed values: {sorted(SOURCE_FORMATS)}."
+    )
   source = SOURCE_FORMATS[source_format](src)
   return writer.write(source, source_format, src, workdir, progress_bar=progress_bar)
 
 
-__all__ = ["SOURCE_FORMATS", "convert", "from_torch_state_dict", "to_torch_state_dict", "torch_model"]
+__all__ = [
+  "SOURCE_FORMATS",
+  "convert",
+  "from_torch_state_dict",
+  "to_torch_state_dict",
+  "torch_model",
+]

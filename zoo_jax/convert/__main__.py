@@ -18,14 +18,16 @@ def summary(converted: zoo.Zoo, seconds: float) -> str:
   counts = last["status"].value_counts()
   acc = last["test_acc"].dropna()
   q = acc.quantile([0.0, 0.5, 1.0]).to_numpy() if len(acc) else np.full(3, np.nan)
-  return "\n".join([
+  return "\n".join(
+    [
       f"models            {len(converted.models)} in {converted.models['cohort'].nunique()} cohort(s)",
       f"epochs            {converted.epochs}",
       f"last epoch        " + ", ".join(f"{k} {v}" for k, v in counts.items()),
       f"test accuracy     min {q[0]:.3f}  median {q[1]:.3f}  max {q[2]:.3f}",
       f"wall time         {seconds:.1f} s (this run)",
       f"zoo               {converted.workdir}  (zoo_jax.zoo.Zoo(path) reads it)",
-  ])
+    ]
+  )
 
 
 if __name__ == "__main__":
@@ -33,9 +35,13 @@ if __name__ == "__main__":
 
   from zoo_jax import cli
 
-  _FROM = flags.DEFINE_enum("from", None, sorted(convert.SOURCE_FORMATS), "Layout of the published zoo.")
+  _FROM = flags.DEFINE_enum(
+    "from", None, sorted(convert.SOURCE_FORMATS), "Layout of the published zoo."
+  )
   _SRC = flags.DEFINE_string("src", None, "Folder of the published zoo.")
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Where the zoo_jax zoo is written (and resumed from).")
+  _WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Where the zoo_jax zoo is written (and resumed from)."
+  )
   flags.mark_flags_as_required(["from", "src", "workdir"])
 
   def main(argv):

@@ -53,15 +53,29 @@ import pandas as pd
 from zoo_jax.convert import writer
 
 ARCH = "cnn_zoo"
-WEIGHTS_FILE, LAYOUT_FILE, METRICS_FILES = "weights.npy", "layout.csv", ("metrics.csv.gz", "metrics.csv")
+WEIGHTS_FILE, LAYOUT_FILE, METRICS_FILES = (
+  "weights.npy",
+  "layout.csv",
+  ("metrics.csv.gz", "metrics.csv"),
+)
 # Keras activation names with the same function in zoo_jax.models.ACTIVATIONS. (Keras'
 # leaky_relu slope differs between versions, so it is not mapped.)
 ACTIVATION_NAMES = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "gelu": "gelu"}
-_HPARAM_COLUMNS = {"seed": "config.random_seed", "activation": "config.activation", "dropout": "config.dropout",
-                   "init": "config.w_init", "optimizer": "config.optimizer",
-                   "learning_rate": "config.learning_rate", "weight_decay": "config.l2reg"}
-_METRIC_COLUMNS = {"train_loss": "train_loss", "train_acc": "train_accuracy", "test_loss": "test_loss",
-                   "test_acc": "test_accuracy"}
+_HPARAM_COLUMNS = {
+  "seed": "config.random_seed",
+  "activation": "config.activation",
+  "dropout": "config.dropout",
+  "init": "config.w_init",
+  "optimizer": "config.optimizer",
+  "learning_rate": "config.learning_rate",
+  "weight_decay": "config.l2reg",
+}
+_METRIC_COLUMNS = {
+  "train_loss": "train_loss",
+  "train_acc": "train_accuracy",
+  "test_loss": "test_loss",
+  "test_acc": "test_accuracy",
+}
 _LAYER_NAMES = ("conv_0", "conv_1", "conv_2", "dense_0")
 _VARNAME = re.compile(r"^(?P<layer>.*)/(?P<kind>kernel|bias)(:\d+)?$")
 
@@ -69,26 +83,34 @@ _VARNAME = re.compile(r"^(?P<layer>.*)/(?P<kind>kernel|bias)(:\d+)?$")
 def scan(src: str) -> writer.Source:
   """Scans a published Small CNN Zoo folder: layout, metrics, and the weights matrix (memory-mapped)."""
   if not os.path.isdir(src):
-    raise FileNotFoundError(f"{src!r} is not a folder; expected {WEIGHTS_FILE}, {LAYOUT_FILE} and "
-                            f"{' or '.join(METRICS_FILES)} in it.")
+    raise FileNotFoundError(
+      f"{src!r} is not a folder; expected {WEIGHTS_FILE}, {LAYOUT_FILE} and "
+      f"{' or '.join(METRICS_FILES)} in it."
+    )
   weights = _load_weights(os.path.join(src, WEIGHTS_FILE))
   layout_path = os.path.join(src, LAYOUT_FILE)
   layers = _read_layout(layout_path, weights.shape[1])
   metrics_path = _metrics_path(src)
   table = _read_table(metrics_path)
   if len(table) != weights.shape[0]:
-    raise ValueError(f"{metrics_path} has {len(table)} rows but {os.path.join(src, WEIGHTS_FILE)} has "
-                     f"{weights.shape[0]}; expected one metrics row per weights row (a file may be truncated).")
+    raise ValueError(
+      f"{metrics_path} has {len(table)} rows but {os.path.join(src, WEIGHTS_FILE)} has "
+      f"{weights.shape[0]}; expected one metrics row per weights row (a file may be truncated)."
+    )
   channels = layers["conv_0"]["kernel"][2][2]
   shapes = writer.variable_shapes(ARCH, channels)
-  declared = {name: {kind: np.empty(shape, np.float32) for kind, (_, _, shape) in layer.items()}
-              for name, layer in layers.items()}
+  declared = {
+    name: {kind: np.empty(shape, np.float32) for kind, (_, _, shape) in layer.items()}
+    for name, layer in layers.items()
+  }
   writer.check_shapes(declared, shapes["params"], layout_path)
 
   model, epoch, sources = _identify(table, metrics_path)
   models = _models_table(table, model, sources, metrics_path)
-  structure = [(ARCH, channels, row.activation, row.optimizer, bool(row.dropout > 0))
-               for row in models.itertuples()]
+  structure = [
+    (ARCH, channels, row.activation, row.optimizer, bool(row.dropout > 0))
+    for row in models.itertuples()
+  ]
   metrics = pd.DataFrame({"model": model, "epoch": epoch})
   for ours, theirs in _METRIC_COLUMNS.items():
     metrics[ours] = pd.to_numeric(table[theirs], errors="coerce") if theirs in table else np.nan
@@ -100,28 +122,47 @@ def scan(src: str) -> writer.Source:
 
   def read_epoch(e: int) -> list[Any]:
     at = rows_at.get(e, {})
-    return [None if m not in at else {"params": _row_params(weights, at[m], layers)} for m in range(len(models))]
+    return [
+      None if m not in at else {"params": _row_params(weights, at[m], layers)}
+      for m in range(len(models))
+    ]
 
-  return writer.Source(models=models, structure=structure, shapes={key: shapes for key in structure},
-                       epochs=sorted(int(e) for e in rows_at), metrics=metrics, read_epoch=read_epoch)
+  return writer.Source(
+    models=models,
+    structure=structure,
+    shapes={key: shapes for key in structure},
+    epochs=sorted(int(e) for e in rows_at),
+    metrics=metrics,
+    read_epoch=read_epoch,
+  )
 
 
 def _load_weights(path: str) -> np.ndarray:
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing; expected the Small CNN Zoo weights matrix [N, n_params].")
+    raise FileNotFoundError(
+      f"{path} is missing; expected the Small CNN Zoo weights matrix [N, n_params]."
+    )
   try:
     weights = np.load(path, mmap_mode="r")
   except (OSError, ValueError, EOFError) as error:
-    raise ValueError(f"{path}: cannot be read as a .npy matrix ({error}); the file may be truncated.") from error
+    raise ValueError(
+      f"{path}: cannot be read as a .npy matrix ({error}); the file may be truncated."
+    ) from error
   if weights.ndim != 2 or not np.issubdtype(weights.dtype, np.floating):
-    raise ValueError(f"{path}: expected a float matrix [N, n_params], got {weights.dtype} {weights.shape}.")
+    raise ValueError(
+      f"{path}: expected a float matrix [N, n_params], got {weights.dtype} {weights.shape}."
+    )
   return weights
 
 
 def _metrics_path(src: str) -> str:
-  found = [os.path.join(src, name) for name in METRICS_FILES if os.path.exists(os.path.join(src, name))]
+  found = [
+    os.path.join(src, name) for name in METRICS_FILES if os.path.exists(os.path.join(src, name))
+  ]
   if len(found) != 1:
-    raise ValueError(f"{src!r} must hold exactly one of {list(METRICS_FILES)}; found {found or 'none'}.")
+    raise ValueError(
+      f"{src!r} must hold exactly one of {list(METRICS_FILES)}; found {found or 'none'}."
+    )
   return found[0]
 
 
@@ -129,19 +170,25 @@ def _read_table(path: str) -> pd.DataFrame:
   try:
     return pd.read_csv(path)
   except (OSError, EOFError, ValueError, zlib.error) as error:
-    raise ValueError(f"{path}: cannot be read as a CSV table ({type(error).__name__}: {error}); "
-                     "the file may be truncated.") from error
+    raise ValueError(
+      f"{path}: cannot be read as a CSV table ({type(error).__name__}: {error}); "
+      "the file may be truncated."
+    ) from error
 
 
 def _read_layout(path: str, num_params: int) -> dict[str, dict[str, tuple[int, int, tuple]]]:
   """{our layer: {"kernel"|"bias": (start, end, shape)}} from layout.csv, validated."""
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing; expected the layout of the weights matrix's columns.")
+    raise FileNotFoundError(
+      f"{path} is missing; expected the layout of the weights matrix's columns."
+    )
   layout = _read_table(path)
   needed = {"varname", "start_idx", "end_idx", "shape"}
   if not needed <= set(layout.columns):
-    raise ValueError(f"{path}: columns {sorted(needed - set(layout.columns))} are missing; expected "
-                     f"{sorted(needed)}.")
+    raise ValueError(
+      f"{path}: columns {sorted(needed - set(layout.columns))} are missing; expected "
+      f"{sorted(needed)}."
+    )
   variables, layer_order = {}, []
   for row in layout.sort_values("start_idx", kind="stable").itertuples():
     match = _VARNAME.match(str(row.varname))
@@ -150,18 +197,26 @@ def _read_layout(path: str, num_params: int) -> dict[str, dict[str, tuple[int, i
     shape = tuple(int(d) for d in re.findall(r"\d+", str(row.shape)))
     start, end = int(row.start_idx), int(row.end_idx)
     if end - start != int(np.prod(shape)):
-      raise ValueError(f"{path}: {row.varname} spans columns {start}:{end} ({end - start}) but its shape "
-                       f"{shape} has {int(np.prod(shape))} values.")
+      raise ValueError(
+        f"{path}: {row.varname} spans columns {start}:{end} ({end - start}) but its shape "
+        f"{shape} has {int(np.prod(shape))} values."
+      )
     if match["layer"] not in layer_order:
       layer_order.append(match["layer"])
     variables.setdefault(match["layer"], {})[match["kind"]] = (start, end, shape)
   spans = sorted((s, e) for layer in variables.values() for s, e, _ in layer.values())
   if [s for s, _ in spans] != [0] + [e for _, e in spans[:-1]] or spans[-1][1] != num_params:
-    raise ValueError(f"{path}: the variables' column ranges {spans} do not tile the {num_params} columns "
-                     "of weights.npy exactly.")
-  if len(layer_order) != len(_LAYER_NAMES) or any(set(v) != {"kernel", "bias"} for v in variables.values()):
-    raise ValueError(f"{path}: expected {len(_LAYER_NAMES)} layers (3 conv, 1 dense) with a kernel and a bias "
-                     f"each; got {[(layer, sorted(variables[layer])) for layer in layer_order]}.")
+    raise ValueError(
+      f"{path}: the variables' column ranges {spans} do not tile the {num_params} columns "
+      "of weights.npy exactly."
+    )
+  if len(layer_order) != len(_LAYER_NAMES) or any(
+    set(v) != {"kernel", "bias"} for v in variables.values()
+  ):
+    raise ValueError(
+      f"{path}: expected {len(_LAYER_NAMES)} layers (3 conv, 1 dense) with a kernel and a bias "
+      f"each; got {[(layer, sorted(variables[layer])) for layer in layer_order]}."
+    )
   return {ours: variables[theirs] for ours, theirs in zip(_LAYER_NAMES, layer_order)}
 
 
@@ -179,13 +234,17 @@ def _identify(table: pd.DataFrame, path: str) -> tuple[np.ndarray, np.ndarray, l
     values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
-      raise ValueError(f"{path}: column {column!r} must hold integer epochs; got {table[column][bad].tolist()[:5]}.")
+      raise ValueError(
+        f"{path}: column {column!r} must hold integer epochs; got {table[column][bad].tolist()[:5]}."
+      )
     epoch = values.astype(np.int64)
   duplicated = pd.DataFrame({"model": codes, "epoch": epoch}).duplicated(keep=False).to_numpy()
   if duplicated.any():
     first = np.flatnonzero(duplicated)[0]
     rows = np.flatnonzero((codes == codes[first]) & (epoch == epoch[first])).tolist()
-    raise ValueError(f"{path}: model {sources[codes[first]]!r} has several rows at epoch {epoch[first]} (rows {rows}).")
+    raise ValueError(
+      f"{path}: model {sources[codes[first]]!r} has several rows at epoch {epoch[first]} (rows {rows})."
+    )
   return np.asarray(codes), epoch, sources
 
 
@@ -194,22 +253,30 @@ WEIGHT_DECAY_SEMANTICS = "keras_l2_kernels"
 PREPROCESS = {"grayscale": "mean", "channels": 1, "mean": [0.5], "std": [0.5]}
 
 
-def _models_table(table: pd.DataFrame, model: np.ndarray, sources: list[str], path: str) -> pd.DataFrame:
+def _models_table(
+  table: pd.DataFrame, model: np.ndarray, sources: list[str], path: str
+) -> pd.DataFrame:
   config = [c for c in table.columns if c.startswith("config.")]
   if config:
     varying = table[config].groupby(model).nunique(dropna=False).max()
     if (varying > 1).any():
-      raise ValueError(f"{path}: rows of one model disagree on {varying[varying > 1].index.tolist()}; "
-                       "expected the same hyperparameters at every epoch of a model.")
+      raise ValueError(
+        f"{path}: rows of one model disagree on {varying[varying > 1].index.tolist()}; "
+        "expected the same hyperparameters at every epoch of a model."
+      )
   first_row = pd.Series(np.arange(len(table))).groupby(model).first()
   first = table.iloc[first_row.loc[np.arange(len(sources))].to_numpy()].reset_index(drop=True)
   if _HPARAM_COLUMNS["activation"] not in table:
-    raise ValueError(f"{path}: column {_HPARAM_COLUMNS['activation']!r} is missing; it is required to rebuild "
-                     "the models.")
+    raise ValueError(
+      f"{path}: column {_HPARAM_COLUMNS['activation']!r} is missing; it is required to rebuild "
+      "the models."
+    )
   bad = sorted(set(first[_HPARAM_COLUMNS["activation"]].astype(str)) - set(ACTIVATION_NAMES))
   if bad:
-    raise ValueError(f"{path}: {_HPARAM_COLUMNS['activation']} values {bad} have no zoo_jax activation; "
-                     f"supported: {sorted(ACTIVATION_NAMES)}.")
+    raise ValueError(
+      f"{path}: {_HPARAM_COLUMNS['activation']} values {bad} have no zoo_jax activation; "
+      f"supported: {sorted(ACTIVATION_NAMES)}."
+    )
   models = pd.DataFrame(index=range(len(sources)))
   for ours in writer.HPARAM_COLUMNS:
     theirs = _HPARAM_COLUMNS.get(ours)
@@ -217,7 +284,7 @@ def _models_table(table: pd.DataFrame, model: np.ndarray, sources: list[str], pa
       models[ours] = ARCH
     elif theirs in table:
       values = first[theirs].to_numpy()
-      models[ours] = ([ACTIVATION_NAMES[str(v)] for v in values] if ours == "activation" else values)
+      models[ours] = [ACTIVATION_NAMES[str(v)] for v in values] if ours == "activation" else values
     else:
       models[ours] = np.nan
   for ours in ("seed", "dropout", "learning_rate", "weight_decay"):
@@ -239,5 +306,7 @@ def _models_table(table: pd.DataFrame, model: np.ndarray, sources: list[str], pa
 def _row_params(weights: np.ndarray, row: int, layers: dict) -> dict:
   """One weights row -> zoo_jax params (a copy: weights.npy stays memory-mapped)."""
   flat = np.asarray(weights[row], np.float32)
-  return {name: {kind: flat[start:end].reshape(shape) for kind, (start, end, shape) in layer.items()}
-          for name, layer in layers.items()}
+  return {
+    name: {kind: flat[start:end].reshape(shape) for kind, (start, end, shape) in layer.items()}
+    for name, layer in layers.items()
+  }

@@ -71,27 +71,49 @@ from zoo_jax import models as zoo_models
 from zoo_jax import zoo
 from zoo_jax.convert import torch_export, writer
 
-ARCH_TYPES = {"CNN": "cnn_s", "CNN3": "cnn_l", "Resnet18": "resnet18", "CNN_ARD": "cnn_s", "CNN3_ARD": "cnn_l"}
+ARCH_TYPES = {
+  "CNN": "cnn_s",
+  "CNN3": "cnn_l",
+  "Resnet18": "resnet18",
+  "CNN_ARD": "cnn_s",
+  "CNN3_ARD": "cnn_l",
+}
 TWIN_TYPES = ("CNN_ARD", "CNN3_ARD")  # sparsified twins: a log_sigma2 collection beside params
-ACTIVATION_NAMES = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "gelu": "gelu",
-                    "leakyrelu": "leaky_relu", "leaky_relu": "leaky_relu"}
-_HPARAM_KEYS = {"seed": "seed", "dropout": "model::dropout", "init": "model::init_type",
-                "optimizer": "optim::optimizer", "learning_rate": "optim::lr", "weight_decay": "optim::wd"}
+ACTIVATION_NAMES = {
+  "tanh": "tanh",
+  "relu": "relu",
+  "sigmoid": "sigmoid",
+  "gelu": "gelu",
+  "leakyrelu": "leaky_relu",
+  "leaky_relu": "leaky_relu",
+}
+_HPARAM_KEYS = {
+  "seed": "seed",
+  "dropout": "model::dropout",
+  "init": "model::init_type",
+  "optimizer": "optim::optimizer",
+  "learning_rate": "optim::lr",
+  "weight_decay": "optim::wd",
+}
 _NUMERIC = {"seed", "dropout", "learning_rate", "weight_decay"}
-EXTRA_METRIC_KEYS = {"sparsity": ("sparsity_ratio", "sparsity")}  # a twin's fraction of dropped weights
+EXTRA_METRIC_KEYS = {
+  "sparsity": ("sparsity_ratio", "sparsity")
+}  # a twin's fraction of dropped weights
 METRIC_KEYS = {
-    "train_loss": ("train_loss", "loss_train"),
-    "train_acc": ("train_acc", "acc_train", "train_accuracy"),
-    "validation_loss": ("val_loss", "loss_val", "validation_loss"),
-    "validation_acc": ("val_acc", "acc_val", "validation_acc", "val_accuracy"),
-    "test_loss": ("test_loss", "loss_test"),
-    "test_acc": ("test_acc", "acc_test", "test_accuracy"),
+  "train_loss": ("train_loss", "loss_train"),
+  "train_acc": ("train_acc", "acc_train", "train_accuracy"),
+  "validation_loss": ("val_loss", "loss_val", "validation_loss"),
+  "validation_acc": ("val_acc", "acc_val", "validation_acc", "val_accuracy"),
+  "test_loss": ("test_loss", "loss_test"),
+  "test_acc": ("test_acc", "acc_test", "test_accuracy"),
 }
 NOT_COMPUTED = -999  # a "not computed" marker in some Model Zoos scripts; read as NaN
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 _CHECKPOINT_FILE = re.compile(r"^model_epoch_(\d+)\.ptf$")
-_LAYOUT = ("expected a Model Zoos layout: SRC/<trial>/result.json (and/or params.json) and "
-           "SRC/<trial>/checkpoint_<epoch>/checkpoints (see zoo_jax/convert/modelzoos.py)")
+_LAYOUT = (
+  "expected a Model Zoos layout: SRC/<trial>/result.json (and/or params.json) and "
+  "SRC/<trial>/checkpoint_<epoch>/checkpoints (see zoo_jax/convert/modelzoos.py)"
+)
 
 
 def scan(src: str) -> writer.Source:
@@ -108,12 +130,20 @@ def scan(src: str) -> writer.Source:
     for epoch, values in _read_results(trial).items():
       metrics.append({"model": position, "epoch": epoch, **values})
   table = pd.DataFrame(rows)
-  shapes = {key: writer.variable_shapes(key.arch, key.channels, num_classes=key.num_classes,
-                                        collections=("log_sigma2",) if key.twin else ())
-            for key in dict.fromkeys(structure)}
+  shapes = {
+    key: writer.variable_shapes(
+      key.arch,
+      key.channels,
+      num_classes=key.num_classes,
+      collections=("log_sigma2",) if key.twin else (),
+    )
+    for key in dict.fromkeys(structure)
+  }
   epochs = sorted({epoch for files in checkpoints for epoch in files})
   extra = [name for name in EXTRA_METRIC_KEYS if any(name in m for m in metrics)]
-  metrics_table = pd.DataFrame(metrics, columns=["model", "epoch", *zoo.METRIC_COLUMNS, *extra, "loss_diverged"])
+  metrics_table = pd.DataFrame(
+    metrics, columns=["model", "epoch", *zoo.METRIC_COLUMNS, *extra, "loss_diverged"]
+  )
 
   def read_epoch(epoch: int) -> list[Any]:
     out = []
@@ -122,8 +152,14 @@ def scan(src: str) -> writer.Source:
       out.append(None if path is None else _read_checkpoint(path, key, shapes[key]))
     return out
 
-  return writer.Source(models=table, structure=structure, shapes=shapes, epochs=epochs,
-                       metrics=metrics_table, read_epoch=read_epoch)
+  return writer.Source(
+    models=table,
+    structure=structure,
+    shapes=shapes,
+    epochs=epochs,
+    metrics=metrics_table,
+    read_epoch=read_epoch,
+  )
 
 
 class Structure(NamedTuple):
@@ -153,9 +189,13 @@ def _trial_folders(src: str) -> list[str]:
     if _is_trial(path):
       trials.append(path)
     elif any(_CHECKPOINT_DIR.match(n) or _CHECKPOINT_FILE.match(n) for n in os.listdir(path)):
-      raise ValueError(f"{path!r} holds checkpoints but neither a params.json nor a result.json; {_LAYOUT}.")
+      raise ValueError(
+        f"{path!r} holds checkpoints but neither a params.json nor a result.json; {_LAYOUT}."
+      )
   if not trials:
-    raise ValueError(f"{src!r} has no trial folders (sub-folders with a params.json or result.json); {_LAYOUT}.")
+    raise ValueError(
+      f"{src!r} has no trial folders (sub-folders with a params.json or result.json); {_LAYOUT}."
+    )
   return trials
 
 
@@ -177,36 +217,48 @@ def _trial_config(trial: str) -> tuple[str, Any]:
   for number, record in _result_lines(path):
     if isinstance(record.get("config"), dict):
       return f"{path}, line {number} ('config')", record["config"]
-  raise ValueError(f"{path}: no line has a 'config' object and there is no params.json; one of the two "
-                   "is needed to rebuild the model.")
+  raise ValueError(
+    f"{path}: no line has a 'config' object and there is no params.json; one of the two "
+    "is needed to rebuild the model."
+  )
 
 
 def _read_params(trial: str) -> tuple[dict, Structure]:
   """(models-table row, structure) from a trial's config."""
   path, config = _trial_config(trial)
   if not isinstance(config, dict):
-    raise ValueError(f"{path}: expected one JSON object (the trial config), got {type(config).__name__}.")
+    raise ValueError(
+      f"{path}: expected one JSON object (the trial config), got {type(config).__name__}."
+    )
   for key in ("model::type", "model::channels_in", "model::nlin"):
     if key not in config:
       raise ValueError(f"{path}: the key {key!r} is missing; it is required to rebuild the model.")
   model_type = config["model::type"]
   if model_type not in ARCH_TYPES:
-    raise ValueError(f"{path}: model::type {model_type!r} is not supported; supported: "
-                     f"{ARCH_TYPES} (Model Zoos class -> zoo_jax architecture).")
+    raise ValueError(
+      f"{path}: model::type {model_type!r} is not supported; supported: "
+      f"{ARCH_TYPES} (Model Zoos class -> zoo_jax architecture)."
+    )
   arch = ARCH_TYPES[model_type]
   nlin = str(config["model::nlin"]).lower()
   if nlin not in ACTIVATION_NAMES:
-    raise ValueError(f"{path}: model::nlin {config['model::nlin']!r} has no zoo_jax activation; "
-                     f"supported: {sorted(ACTIVATION_NAMES)}.")
+    raise ValueError(
+      f"{path}: model::nlin {config['model::nlin']!r} has no zoo_jax activation; "
+      f"supported: {sorted(ACTIVATION_NAMES)}."
+    )
   if arch == "resnet18" and nlin != "relu":
-    warnings.warn(f"{path}: model::nlin {config['model::nlin']!r} is ignored: the Model Zoos' ResNet18 is a "
-                  "ReLU network whatever nlin says.")
+    warnings.warn(
+      f"{path}: model::nlin {config['model::nlin']!r} is ignored: the Model Zoos' ResNet18 is a "
+      "ReLU network whatever nlin says."
+    )
     nlin = "relu"
   channels = _integer(config, "model::channels_in", path)
   num_classes = 10
   if arch == "resnet18":
     if "model::o_dim" not in config:
-      raise ValueError(f"{path}: the key 'model::o_dim' is missing; a Resnet18 needs its number of classes.")
+      raise ValueError(
+        f"{path}: the key 'model::o_dim' is missing; a Resnet18 needs its number of classes."
+      )
     num_classes = _integer(config, "model::o_dim", path)
   row = {"seed": math.nan, "arch": arch, "activation": ACTIVATION_NAMES[nlin]}
   for column, key in _HPARAM_KEYS.items():
@@ -230,8 +282,9 @@ def _read_params(trial: str) -> tuple[dict, Structure]:
     row["source_trial"] = "" if source is None else os.path.basename(os.path.normpath(str(source)))
     epoch = config.get("training::sample_epoch")
     row["source_epoch"] = math.nan if epoch is None else float(epoch)
-  return row, Structure(arch, channels, row["activation"], row["optimizer"], bool(row["dropout"] > 0),
-                        num_classes, twin)
+  return row, Structure(
+    arch, channels, row["activation"], row["optimizer"], bool(row["dropout"] > 0), num_classes, twin
+  )
 
 
 def _integer(config: dict, key: str, path: str) -> int:
@@ -252,11 +305,15 @@ def _checkpoint_files(trial: str) -> dict[int, str]:
     if os.path.isdir(path):
       path = os.path.join(path, "checkpoints")
       if not os.path.isfile(path):
-        raise ValueError(f"{os.path.dirname(path)} has no 'checkpoints' file; expected the torch.save'd "
-                         "state_dict there (Ray Tune checkpoint of the Model Zoos trainable).")
+        raise ValueError(
+          f"{os.path.dirname(path)} has no 'checkpoints' file; expected the torch.save'd "
+          "state_dict there (Ray Tune checkpoint of the Model Zoos trainable)."
+        )
     epoch = int(match.group(1))
     if epoch in files:
-      raise ValueError(f"{trial}: two checkpoints for epoch {epoch}: {files[epoch]} and {path}; keep one.")
+      raise ValueError(
+        f"{trial}: two checkpoints for epoch {epoch}: {files[epoch]} and {path}; keep one."
+      )
     files[epoch] = path
   return files
 
@@ -271,8 +328,10 @@ def _read_results(trial: str) -> dict[int, dict]:
   for number, record in _result_lines(path):
     epoch = record.get("training_iteration", record.get("epoch"))
     if epoch is None:
-      raise ValueError(f"{path}, line {number}: no 'training_iteration' or 'epoch' key; "
-                       "cannot tell which epoch the metrics belong to.")
+      raise ValueError(
+        f"{path}, line {number}: no 'training_iteration' or 'epoch' key; "
+        "cannot tell which epoch the metrics belong to."
+      )
     results[int(epoch)] = _metrics(record)
   return results
 
@@ -286,10 +345,14 @@ def _result_lines(path: str):
       try:
         record = json.loads(line)
       except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {number}: not valid JSON ({error}); expected one JSON object per line "
-                         "(the file may be truncated).") from error
+        raise ValueError(
+          f"{path}, line {number}: not valid JSON ({error}); expected one JSON object per line "
+          "(the file may be truncated)."
+        ) from error
       if not isinstance(record, dict):
-        raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}.")
+        raise ValueError(
+          f"{path}, line {number}: expected a JSON object, got {type(record).__name__}."
+        )
       yield number, record
 
 
@@ -314,17 +377,24 @@ def _load_state_dict(path: str) -> Any:
   try:
     import torch
   except ImportError as error:
-    raise ImportError("Reading Model Zoos checkpoints needs PyTorch: pip install torch (the CPU build is "
-                      "enough).") from error
+    raise ImportError(
+      "Reading Model Zoos checkpoints needs PyTorch: pip install torch (the CPU build is enough)."
+    ) from error
   try:
     loaded = torch.load(path, map_location="cpu", weights_only=True)
-  except Exception as error:  # torch raises many types (zip, pickle, EOF) for damaged files; re-raised here
-    raise ValueError(f"{path}: cannot be read as a torch.save'd state_dict ({type(error).__name__}: "
-                     f"{str(error)[:200]}); the file may be truncated.") from error
+  except (
+    Exception
+  ) as error:  # torch raises many types (zip, pickle, EOF) for damaged files; re-raised here
+    raise ValueError(
+      f"{path}: cannot be read as a torch.save'd state_dict ({type(error).__name__}: "
+      f"{str(error)[:200]}); the file may be truncated."
+    ) from error
   if isinstance(loaded, dict) and "state_dict" in loaded:
     loaded = loaded["state_dict"]
   if not isinstance(loaded, dict):
-    raise ValueError(f"{path}: holds a {type(loaded).__name__}; expected a state_dict (dict of tensors).")
+    raise ValueError(
+      f"{path}: holds a {type(loaded).__name__}; expected a state_dict (dict of tensors)."
+    )
   return loaded
 
 
@@ -335,14 +405,20 @@ def _read_checkpoint(path: str, key: Structure, shapes: dict) -> dict:
   published = f"{published}_ARD" if key.twin else published
   is_twin = any(str(k).endswith("log_sigma2") for k in state_dict)
   if is_twin != key.twin:
-    raise ValueError(f"{path}: " + ("holds log_sigma2 variances (a CNN_ARD twin)" if is_twin else
-                                    "has no log_sigma2 variances") +
-                     f", but the trial's model::type is {published!r}.")
+    raise ValueError(
+      f"{path}: "
+      + (
+        "holds log_sigma2 variances (a CNN_ARD twin)" if is_twin else "has no log_sigma2 variances"
+      )
+      + f", but the trial's model::type is {published!r}."
+    )
   try:
     variables = torch_export.from_torch_state_dict(state_dict, key.arch, channels_in=key.channels)
   except ValueError as error:
-    raise ValueError(f"{path}: {str(error).rstrip('.')} (the trial declares model::type "
-                     f"{published!r}, model::channels_in {key.channels}).") from error
+    raise ValueError(
+      f"{path}: {str(error).rstrip('.')} (the trial declares model::type "
+      f"{published!r}, model::channels_in {key.channels})."
+    ) from error
   if "params" not in variables:
     variables = {"params": variables}
   writer.check_shapes(variables, shapes, path)

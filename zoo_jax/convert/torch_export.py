@@ -29,27 +29,64 @@ import numpy as np
 # Layer sequences of the published classes. ("conv", out, kernel), ("linear", out), or the name
 # of a parameter-free layer; "dropout?" exists only when the dropout rate is > 0.
 _LAYERS = {
-    "cnn_s": [("conv", 8, 5), "pool", "act", "dropout?", ("conv", 6, 5), "pool", "act", "dropout?",
-              ("conv", 4, 2), "act", "flatten", ("linear", 20), "act", "dropout?", ("linear", 10)],
-    "cnn_l": [("conv", 16, 3), "pool", "act", "dropout", ("conv", 32, 3), "pool", "act", "dropout",
-              ("conv", 15, 3), "pool", "act", "dropout", "flatten", ("linear", 20), "act", "dropout",
-              ("linear", 10)],
+  "cnn_s": [
+    ("conv", 8, 5),
+    "pool",
+    "act",
+    "dropout?",
+    ("conv", 6, 5),
+    "pool",
+    "act",
+    "dropout?",
+    ("conv", 4, 2),
+    "act",
+    "flatten",
+    ("linear", 20),
+    "act",
+    "dropout?",
+    ("linear", 10),
+  ],
+  "cnn_l": [
+    ("conv", 16, 3),
+    "pool",
+    "act",
+    "dropout",
+    ("conv", 32, 3),
+    "pool",
+    "act",
+    "dropout",
+    ("conv", 15, 3),
+    "pool",
+    "act",
+    "dropout",
+    "flatten",
+    ("linear", 20),
+    "act",
+    "dropout",
+    ("linear", 10),
+  ],
 }
 # The name of the class in the Model Zoos' code, for messages.
 PUBLISHED_CLASS = {"cnn_s": "CNN", "cnn_l": "CNN3"}
 # The input (H, W) of each architecture, which fixes the first dense layer's input (H, W, C).
 _INPUT_SIZE = {"cnn_s": 28, "cnn_l": 32}
-_STATE_KEY = re.compile(r"^(?P<prefix>.*?)(?P<index>\d+)\.(?P<kind>weight|bias|log_sigma2|log_sigma2_bias)$")
+_STATE_KEY = re.compile(
+  r"^(?P<prefix>.*?)(?P<index>\d+)\.(?P<kind>weight|bias|log_sigma2|log_sigma2_bias)$"
+)
 
 
 RESNET = "resnet18"
-ARD_BIAS_INIT = -10.0  # LinearARD's unused log_sigma2_bias, written with the ard_init value on export
+ARD_BIAS_INIT = (
+  -10.0
+)  # LinearARD's unused log_sigma2_bias, written with the ard_init value on export
 
 
 def _check_arch(arch: str) -> None:
   if arch not in _LAYERS and arch != RESNET:
-    raise ValueError(f"Unknown architecture {arch!r} for PyTorch conversion; allowed values: "
-                     f"{sorted([*_LAYERS, RESNET])}.")
+    raise ValueError(
+      f"Unknown architecture {arch!r} for PyTorch conversion; allowed values: "
+      f"{sorted([*_LAYERS, RESNET])}."
+    )
 
 
 def _layers(arch: str, dropout: float) -> list:
@@ -64,7 +101,9 @@ def _weighted_indices(arch: str, dropout: float) -> tuple[list[int], list[int]]:
   """Positions of the conv layers and of the linear layers in the published module list."""
   layers = _layers(arch, dropout)
   conv = [i for i, layer in enumerate(layers) if isinstance(layer, tuple) and layer[0] == "conv"]
-  linear = [i for i, layer in enumerate(layers) if isinstance(layer, tuple) and layer[0] == "linear"]
+  linear = [
+    i for i, layer in enumerate(layers) if isinstance(layer, tuple) and layer[0] == "linear"
+  ]
   return conv, linear
 
 
@@ -85,7 +124,9 @@ def _unwrap(params: Mapping[str, Any]) -> Mapping[str, Any]:
   return params["params"] if set(params) == {"params"} else params
 
 
-def to_torch_state_dict(params: Mapping[str, Any], arch: str, dropout: float = 0.0) -> "collections.OrderedDict":
+def to_torch_state_dict(
+  params: Mapping[str, Any], arch: str, dropout: float = 0.0
+) -> "collections.OrderedDict":
   """zoo_jax params of one model -> the state_dict of the published PyTorch module.
 
   Args:
@@ -100,15 +141,25 @@ def to_torch_state_dict(params: Mapping[str, Any], arch: str, dropout: float = 0
 
   _check_arch(arch)
   if arch == RESNET:
-    return collections.OrderedDict((k, torch.tensor(v)) for k, v in _resnet_to_torch(params).items())
+    return collections.OrderedDict(
+      (k, torch.tensor(v)) for k, v in _resnet_to_torch(params).items()
+    )
   log_sigma2 = params.get("log_sigma2") if "params" in params else None
   arrays = _torch_layers(params["params"] if "params" in params else params, arch)
   conv_at, linear_at = _weighted_indices(arch, dropout)
   if log_sigma2 is not None:  # a sparsified twin: the Model Zoos' CNN_ARD layout
-    sigmas = _torch_layers({name: {"kernel": layer["kernel"],
-                                   "bias": layer.get("bias", np.full(np.shape(layer["kernel"])[-1:],
-                                                                     ARD_BIAS_INIT, np.float32))}
-                            for name, layer in log_sigma2.items()}, arch)
+    sigmas = _torch_layers(
+      {
+        name: {
+          "kernel": layer["kernel"],
+          "bias": layer.get(
+            "bias", np.full(np.shape(layer["kernel"])[-1:], ARD_BIAS_INIT, np.float32)
+          ),
+        }
+        for name, layer in log_sigma2.items()
+      },
+      arch,
+    )
   state = collections.OrderedDict()
   for i, (index, (weight, bias)) in enumerate(zip(conv_at + linear_at, arrays)):
     state[f"module_list.{index}.weight"] = torch.tensor(weight)
@@ -141,7 +192,9 @@ def _torch_layers(params: Mapping[str, Any], arch: str) -> list[tuple[np.ndarray
   return out
 
 
-def from_torch_state_dict(state_dict: Mapping[str, Any], arch: str, channels_in: int | None = None) -> dict:
+def from_torch_state_dict(
+  state_dict: Mapping[str, Any], arch: str, channels_in: int | None = None
+) -> dict:
   """A state_dict of a published CNN-s / CNN-l module -> zoo_jax params of one model.
 
   Conv and linear layers are found by their module index (`module_list.<i>.weight`, or
@@ -156,52 +209,77 @@ def from_torch_state_dict(state_dict: Mapping[str, Any], arch: str, channels_in:
   _check_arch(arch)
   if arch == RESNET:
     return _resnet_from_torch(state_dict, channels_in)
-  if any(key.endswith("log_sigma2") for key in state_dict):  # a sparsified twin (CNN_ARD / CNN_ARD3)
-    plain = {k: v for k, v in state_dict.items() if not k.endswith(("log_sigma2", "log_sigma2_bias"))}
+  if any(
+    key.endswith("log_sigma2") for key in state_dict
+  ):  # a sparsified twin (CNN_ARD / CNN_ARD3)
+    plain = {
+      k: v for k, v in state_dict.items() if not k.endswith(("log_sigma2", "log_sigma2_bias"))
+    }
     params = from_torch_state_dict(plain, arch, channels_in)
-    sigmas = {k.replace("log_sigma2_bias", "bias").replace("log_sigma2", "weight"): v
-              for k, v in state_dict.items() if k.endswith(("log_sigma2", "log_sigma2_bias"))}
+    sigmas = {
+      k.replace("log_sigma2_bias", "bias").replace("log_sigma2", "weight"): v
+      for k, v in state_dict.items()
+      if k.endswith(("log_sigma2", "log_sigma2_bias"))
+    }
     if set(sigmas) != set(plain):
-      raise ValueError(f"A CNN_ARD state_dict needs log_sigma2 and log_sigma2_bias beside every weight and "
-                       f"bias; missing for {sorted(set(plain) - set(sigmas))[:4]}.")
+      raise ValueError(
+        f"A CNN_ARD state_dict needs log_sigma2 and log_sigma2_bias beside every weight and "
+        f"bias; missing for {sorted(set(plain) - set(sigmas))[:4]}."
+      )
     log_sigma2 = from_torch_state_dict(sigmas, arch, channels_in)
     # Only the convolutions' biases are variational in the Model Zoos code (LinearARD ignores its log_sigma2_bias).
-    log_sigma2 = {name: layer if name.startswith("conv") else {"kernel": layer["kernel"]}
-                  for name, layer in log_sigma2.items()}
+    log_sigma2 = {
+      name: layer if name.startswith("conv") else {"kernel": layer["kernel"]}
+      for name, layer in log_sigma2.items()
+    }
     return {"params": params, "log_sigma2": log_sigma2}
   layers: dict[int, dict[str, np.ndarray]] = {}
   for key, value in state_dict.items():
     match = _STATE_KEY.match(key)
     if match is None:
-      raise ValueError(f"Unexpected state_dict key {key!r}; expected 'module_list.<i>.weight' / '.bias'.")
+      raise ValueError(
+        f"Unexpected state_dict key {key!r}; expected 'module_list.<i>.weight' / '.bias'."
+      )
     layers.setdefault(int(match["index"]), {})[match["kind"]] = (key, np.asarray(value, np.float32))
   ordered = [layers[i] for i in sorted(layers)]
   convs = [layer for layer in ordered if layer.get("weight", ("", np.zeros(0)))[1].ndim == 4]
   linears = [layer for layer in ordered if layer.get("weight", ("", np.zeros(0)))[1].ndim == 2]
   if len(convs) != 3 or len(linears) != 2 or len(ordered) != 5:
     raise ValueError(
-        f"Expected the {PUBLISHED_CLASS[arch]} ({arch}) layers: 3 conv (4-d weight) and 2 linear (2-d weight), "
-        f"each with weight and bias; got {[(k, tuple(a.shape)) for layer in ordered for k, a in layer.values()]}.")
+      f"Expected the {PUBLISHED_CLASS[arch]} ({arch}) layers: 3 conv (4-d weight) and 2 linear (2-d weight), "
+      f"each with weight and bias; got {[(k, tuple(a.shape)) for layer in ordered for k, a in layer.values()]}."
+    )
   for layer in ordered:
     if set(layer) != {"weight", "bias"}:
-      raise ValueError(f"Layer with keys {[k for k, _ in layer.values()]} lacks a weight or a bias.")
+      raise ValueError(
+        f"Layer with keys {[k for k, _ in layer.values()]} lacks a weight or a bias."
+      )
   channels = convs[0]["weight"][1].shape[1] if channels_in is None else int(channels_in)
   expected = _torch_shapes(arch, channels)
   for layer, shapes in zip(convs + linears, expected):
     for kind, shape in zip(("weight", "bias"), shapes):
       key, array = layer[kind]
       if array.shape != shape:
-        raise ValueError(f"{key} has shape {tuple(array.shape)}; {PUBLISHED_CLASS[arch]} ({arch}) with "
-                         f"{channels} input channel(s) expects {shape}.")
+        raise ValueError(
+          f"{key} has shape {tuple(array.shape)}; {PUBLISHED_CLASS[arch]} ({arch}) with "
+          f"{channels} input channel(s) expects {shape}."
+        )
   params = {}
   for i, layer in enumerate(convs):
-    params[f"conv_{i}"] = {"kernel": layer["weight"][1].transpose(2, 3, 1, 0), "bias": layer["bias"][1]}
+    params[f"conv_{i}"] = {
+      "kernel": layer["weight"][1].transpose(2, 3, 1, 0),
+      "bias": layer["bias"][1],
+    }
   h, w, c = _flat_shape(arch)
   weight = linears[0]["weight"][1]
-  params["dense_0"] = {"kernel": weight.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1),
-                       "bias": linears[0]["bias"][1]}
+  params["dense_0"] = {
+    "kernel": weight.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1),
+    "bias": linears[0]["bias"][1],
+  }
   params["dense_1"] = {"kernel": linears[1]["weight"][1].T, "bias": linears[1]["bias"][1]}
-  return {name: {k: np.ascontiguousarray(v) for k, v in layer.items()} for name, layer in params.items()}
+  return {
+    name: {k: np.ascontiguousarray(v) for k, v in layer.items()} for name, layer in params.items()
+  }
 
 
 def _torch_shapes(arch: str, channels: int) -> list[tuple[tuple, tuple]]:
@@ -220,7 +298,9 @@ def _torch_shapes(arch: str, channels: int) -> list[tuple[tuple, tuple]]:
   return shapes
 
 
-def torch_model(arch: str, activation: str, channels_in: int, dropout: float = 0.0, num_classes: int = 10):
+def torch_model(
+  arch: str, activation: str, channels_in: int, dropout: float = 0.0, num_classes: int = 10
+):
   """The published PyTorch module of `arch` (the Model Zoos' `CNN` or `CNN3`), layer for layer.
 
   Same `module_list` layout, so its state_dict keys are those of the published checkpoints.
@@ -232,8 +312,13 @@ def torch_model(arch: str, activation: str, channels_in: int, dropout: float = 0
 
   if arch == RESNET:
     return _torch_resnet18(channels_in, num_classes)
-  activations = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
-                 "leaky_relu": nn.LeakyReLU}
+  activations = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+  }
   if activation not in activations:
     raise ValueError(f"Unknown activation {activation!r}; allowed values: {sorted(activations)}.")
 
@@ -275,7 +360,9 @@ def _resnet_layers() -> list[tuple[tuple[str, ...], str, str]]:
     for block in range(2):
       ours, theirs = f"layer{stage}_{block}", f"layer{stage}.{block}"
       for name in ("conv1", "bn1", "conv2", "bn2"):
-        layers.append(((ours, name), f"{theirs}.{name}", name[:-1] if name.startswith("bn") else "conv"))
+        layers.append(
+          ((ours, name), f"{theirs}.{name}", name[:-1] if name.startswith("bn") else "conv")
+        )
       if stage > 1 and block == 0:
         layers.append(((ours, "downsample_conv"), f"{theirs}.downsample.0", "conv"))
         layers.append(((ours, "downsample_bn"), f"{theirs}.downsample.1", "bn"))
@@ -293,8 +380,10 @@ def _get(tree: Mapping[str, Any], path: tuple[str, ...], what: str) -> Mapping[s
 
 def _resnet_to_torch(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
   if "params" not in variables or "batch_stats" not in variables:
-    raise ValueError("resnet18 export needs the variables {'params', 'batch_stats'} (BatchNorm running "
-                     f"statistics included); got {sorted(variables)}.")
+    raise ValueError(
+      "resnet18 export needs the variables {'params', 'batch_stats'} (BatchNorm running "
+      f"statistics included); got {sorted(variables)}."
+    )
   params, stats = variables["params"], variables["batch_stats"]
   state = {}
   for path, key, kind in _resnet_layers():
@@ -319,19 +408,29 @@ def _resnet_from_torch(state_dict: Mapping[str, Any], channels_in: int | None) -
   """A torchvision-layout ResNet-18 state_dict (optionally under a 'model.' prefix) -> {'params', 'batch_stats'}."""
   arrays = {}
   for key, value in state_dict.items():
-    arrays[key[len("model."):] if key.startswith("model.") else key] = value
-  expected = {f"{key}.{field}" for _, key, kind in _resnet_layers()
-              for field in {"conv": ("weight",), "linear": ("weight", "bias"),
-                            "bn": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}[kind]}
+    arrays[key[len("model.") :] if key.startswith("model.") else key] = value
+  expected = {
+    f"{key}.{field}"
+    for _, key, kind in _resnet_layers()
+    for field in {
+      "conv": ("weight",),
+      "linear": ("weight", "bias"),
+      "bn": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
+    }[kind]
+  }
   missing, unexpected = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
   if missing or unexpected:
-    raise ValueError(f"Not a ResNet-18 state_dict (def_net.py's ResNet18): missing keys {missing[:5]}, "
-                     f"unexpected keys {unexpected[:5]}.")
+    raise ValueError(
+      f"Not a ResNet-18 state_dict (def_net.py's ResNet18): missing keys {missing[:5]}, "
+      f"unexpected keys {unexpected[:5]}."
+    )
   take = lambda key: np.asarray(arrays[key], np.float32)
   conv1 = take("conv1.weight")
   if conv1.shape[1:] != (channels_in or conv1.shape[1], 3, 3) or conv1.shape[0] != 64:
-    raise ValueError(f"conv1.weight has shape {tuple(conv1.shape)}; ResNet-18 expects "
-                     f"(64, {channels_in or 'C'}, 3, 3).")
+    raise ValueError(
+      f"conv1.weight has shape {tuple(conv1.shape)}; ResNet-18 expects "
+      f"(64, {channels_in or 'C'}, 3, 3)."
+    )
   params, stats = {}, {}
   for path, key, kind in _resnet_layers():
     where = params
@@ -347,8 +446,9 @@ def _resnet_from_torch(state_dict: Mapping[str, Any], channels_in: int | None) -
       for name in path[:-1]:
         running = running.setdefault(name, {})
       running[path[-1]] = {"mean": take(f"{key}.running_mean"), "var": take(f"{key}.running_var")}
-  contiguous = lambda tree: {k: contiguous(v) if isinstance(v, dict) else np.ascontiguousarray(v)
-                             for k, v in tree.items()}
+  contiguous = lambda tree: {
+    k: contiguous(v) if isinstance(v, dict) else np.ascontiguousarray(v) for k, v in tree.items()
+  }
   return {"params": contiguous(params), "batch_stats": contiguous(stats)}
 
 
@@ -367,7 +467,9 @@ def _torch_resnet18(channels_in: int, num_classes: int):
       self.bn2 = nn.BatchNorm2d(planes)
       self.downsample = None
       if stride != 1 or inplanes != planes:
-        self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        self.downsample = nn.Sequential(
+          nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+        )
 
     def forward(self, x):
       identity = x if self.downsample is None else self.downsample(x)

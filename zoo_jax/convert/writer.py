@@ -38,7 +38,16 @@ from zoo_jax import sparsify, zoo
 
 STATUS_MISSING = zoo.STATUS_MISSING
 # The hyperparameter columns of a trained zoo's models.csv (see zoo_jax.grid), in its order.
-HPARAM_COLUMNS = ("seed", "arch", "activation", "dropout", "init", "optimizer", "learning_rate", "weight_decay")
+HPARAM_COLUMNS = (
+  "seed",
+  "arch",
+  "activation",
+  "dropout",
+  "init",
+  "optimizer",
+  "learning_rate",
+  "weight_decay",
+)
 _FLAGS = ("diverged", "missing")
 
 
@@ -69,17 +78,28 @@ class Source:
   read_epoch: Callable[[int], list[Any]]
 
 
-def variable_shapes(arch: str, channels: int, size: int | None = None, num_classes: int = 10,
-                    collections: Sequence[str] = ()) -> dict:
+def variable_shapes(
+  arch: str,
+  channels: int,
+  size: int | None = None,
+  num_classes: int = 10,
+  collections: Sequence[str] = (),
+) -> dict:
   """The variables of one `arch` model on `channels`-channel inputs, as ShapeDtypeStruct pytrees:
   {"params", the model's own collections ("batch_stats" of ResNet-18)}, plus "log_sigma2" (a
   sparsified twin, zoo_jax.sparsify's layout) when asked for in `collections`."""
   size = size or (zoo_models.INPUT_SIZES.get(arch) or (28, 28))[0]
-  model = zoo_models.get_model(arch, activation="relu" if arch == "resnet18" else "tanh",
-                               init="kaiming_uniform", num_classes=num_classes)
+  model = zoo_models.get_model(
+    arch,
+    activation="relu" if arch == "resnet18" else "tanh",
+    init="kaiming_uniform",
+    num_classes=num_classes,
+  )
   shapes = dict(jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, channels))))
   if "log_sigma2" in collections:
-    shapes["log_sigma2"] = jax.eval_shape(lambda p: sparsify.init_log_sigma2(p, 0.0), shapes["params"])
+    shapes["log_sigma2"] = jax.eval_shape(
+      lambda p: sparsify.init_log_sigma2(p, 0.0), shapes["params"]
+    )
   return shapes
 
 
@@ -91,11 +111,17 @@ def param_shapes(arch: str, channels: int, size: int | None = None) -> Any:
 def check_shapes(params: Any, expected: Any, where: str) -> None:
   """Raises a ValueError naming `where`, the layer and both shapes when `params` does not fit."""
   if jax.tree.structure(params) != jax.tree.structure(expected):
-    raise ValueError(f"{where}: layers {_layer_names(params)} do not match the expected {_layer_names(expected)}.")
-  for (path, got), want in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(expected)):
+    raise ValueError(
+      f"{where}: layers {_layer_names(params)} do not match the expected {_layer_names(expected)}."
+    )
+  for (path, got), want in zip(
+    jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(expected)
+  ):
     if tuple(np.shape(got)) != tuple(want.shape):
-      raise ValueError(f"{where}: {jax.tree_util.keystr(path)} has shape {tuple(np.shape(got))}, "
-                       f"expected {tuple(want.shape)}.")
+      raise ValueError(
+        f"{where}: {jax.tree_util.keystr(path)} has shape {tuple(np.shape(got))}, "
+        f"expected {tuple(want.shape)}."
+      )
 
 
 def _layer_names(tree) -> list[str]:
@@ -115,19 +141,29 @@ def models_table(source: Source) -> pd.DataFrame:
 
 def _prepare_workdir(workdir: str, source_format: str, src: str, table: pd.DataFrame) -> dict:
   """Checks that the zoo in the workdir, if any, was converted from this source; returns its config."""
-  config_path, models_path = os.path.join(workdir, zoo.CONFIG_FILE), os.path.join(workdir, zoo.MODELS_FILE)
-  config = {"source_format": source_format, "src": os.path.abspath(src), "converted_by": "zoo_jax.convert"}
+  config_path, models_path = (
+    os.path.join(workdir, zoo.CONFIG_FILE),
+    os.path.join(workdir, zoo.MODELS_FILE),
+  )
+  config = {
+    "source_format": source_format,
+    "src": os.path.abspath(src),
+    "converted_by": "zoo_jax.convert",
+  }
   if os.path.exists(config_path):
     old = zoo.read_json(config_path)
     if old.get("source_format") != source_format:
-      raise ValueError(f"Workdir {workdir!r} holds a zoo not converted from {source_format!r} "
-                       f"(its config.json: {old}). Use another --workdir.")
+      raise ValueError(
+        f"Workdir {workdir!r} holds a zoo not converted from {source_format!r} "
+        f"(its config.json: {old}). Use another --workdir."
+      )
   if os.path.exists(models_path):
     old_table = pd.read_csv(models_path)
     if not old_table.equals(zoo.as_stored(table)):
       raise ValueError(
-          f"Workdir {workdir!r} holds a conversion of another zoo: its {zoo.MODELS_FILE} ({len(old_table)} models) "
-          f"differs from the models found in {src!r} ({len(table)}). Use another --workdir, or delete that one.")
+        f"Workdir {workdir!r} holds a conversion of another zoo: its {zoo.MODELS_FILE} ({len(old_table)} models) "
+        f"differs from the models found in {src!r} ({len(table)}). Use another --workdir, or delete that one."
+      )
     return zoo.stored_metadata(workdir).get("config", config)
   zoo.write_json_atomic(config, config_path)
   zoo.write_table_atomic(table, models_path)
@@ -136,11 +172,17 @@ def _prepare_workdir(workdir: str, source_format: str, src: str, table: pd.DataF
 
 def _metric_names(source: Source) -> list[str]:
   """zoo.METRIC_COLUMNS, then the source's extra metrics (a twin's sparsity)."""
-  extra = [c for c in source.metrics.columns if c not in ("model", "epoch", "loss_diverged", *zoo.METRIC_COLUMNS)]
+  extra = [
+    c
+    for c in source.metrics.columns
+    if c not in ("model", "epoch", "loss_diverged", *zoo.METRIC_COLUMNS)
+  ]
   return [*zoo.METRIC_COLUMNS, *extra]
 
 
-def _epoch_step(source: Source, table: pd.DataFrame, epoch: int, weights: list[Any]) -> tuple[dict, dict, dict]:
+def _epoch_step(
+  source: Source, table: pd.DataFrame, epoch: int, weights: list[Any]
+) -> tuple[dict, dict, dict]:
   """(params, metrics, other collections) of one epoch's step, per cohort: stacked [P, ...]
   variables (NaN where a model has none), and [P] metrics with the diverged and missing flags."""
   published = source.metrics[source.metrics["epoch"] == epoch].set_index("model")
@@ -151,12 +193,18 @@ def _epoch_step(source: Source, table: pd.DataFrame, epoch: int, weights: list[A
     shapes = source.shapes[source.structure[ids[0]]]
     missing = np.array([weights[i] is None for i in ids])
     nan = jax.tree.map(lambda s: np.full(s.shape, np.nan, np.float32), shapes)
-    variables = jax.tree.map(lambda *leaves: np.stack([np.asarray(x, np.float32) for x in leaves]),
-                             *[nan if weights[i] is None else weights[i] for i in ids])
+    variables = jax.tree.map(
+      lambda *leaves: np.stack([np.asarray(x, np.float32) for x in leaves]),
+      *[nan if weights[i] is None else weights[i] for i in ids],
+    )
     at = published.reindex(ids)
     cohort_metrics = {name: at[name].to_numpy(np.float64) for name in _metric_names(source)}
-    finite = np.all(np.stack([np.isfinite(x.reshape(len(ids), -1)).all(axis=1)
-                              for x in jax.tree.leaves(variables)]), axis=0)
+    finite = np.all(
+      np.stack(
+        [np.isfinite(x.reshape(len(ids), -1)).all(axis=1) for x in jax.tree.leaves(variables)]
+      ),
+      axis=0,
+    )
     loss_diverged = at["loss_diverged"].fillna(False).to_numpy(bool)
     cohort_metrics["diverged"] = ~missing & (~finite | loss_diverged)
     cohort_metrics["missing"] = missing
@@ -166,7 +214,9 @@ def _epoch_step(source: Source, table: pd.DataFrame, epoch: int, weights: list[A
   return params, metrics, state
 
 
-def write(source: Source, source_format: str, src: str, workdir: str, progress_bar: bool = False) -> zoo.Zoo:
+def write(
+  source: Source, source_format: str, src: str, workdir: str, progress_bar: bool = False
+) -> zoo.Zoo:
   """Converts `source` into `workdir`, continuing after the last committed epoch of an earlier run."""
   if not len(source.models):
     raise ValueError(f"No models found in {src!r}.")
@@ -176,16 +226,30 @@ def write(source: Source, source_format: str, src: str, workdir: str, progress_b
     return _write(source, source_format, src, workdir, table, progress_bar)
 
 
-def _write(source: Source, source_format: str, src: str, workdir: str, table: pd.DataFrame,
-           progress_bar: bool) -> zoo.Zoo:
+def _write(
+  source: Source,
+  source_format: str,
+  src: str,
+  workdir: str,
+  table: pd.DataFrame,
+  progress_bar: bool,
+) -> zoo.Zoo:
   config = _prepare_workdir(workdir, source_format, src, table)
   writer = zoo.ZooWriter(workdir, zoo.store_metadata(config, table), training_state=False)
   try:
     committed = set(writer.steps())
-    history = {epoch: zoo.epoch_rows(table, epoch, writer.epoch_metrics(epoch)) for epoch in committed}
+    history = {
+      epoch: zoo.epoch_rows(table, epoch, writer.epoch_metrics(epoch)) for epoch in committed
+    }
     todo = [epoch for epoch in source.epochs if epoch not in committed]
-    bar = tqdm(total=len(source.epochs), initial=len(source.epochs) - len(todo), unit="epoch",
-               desc="convert", disable=not progress_bar, dynamic_ncols=True)
+    bar = tqdm(
+      total=len(source.epochs),
+      initial=len(source.epochs) - len(todo),
+      unit="epoch",
+      desc="convert",
+      disable=not progress_bar,
+      dynamic_ncols=True,
+    )
     _write_metrics(history, workdir)
     for epoch in todo:
       params, metrics, state = _epoch_step(source, table, epoch, source.read_epoch(epoch))

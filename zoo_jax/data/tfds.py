@@ -14,8 +14,9 @@ import os
 import numpy as np
 
 
-def load(name: str, split: str, data_dir: str | None, *,
-         download: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load(
+  name: str, split: str, data_dir: str | None, *, download: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """Official `split` ("train" or "test") of tfds dataset `name` as (uint8 [N,H,W,C], int labels [N]).
 
   Args:
@@ -28,26 +29,34 @@ def load(name: str, split: str, data_dir: str | None, *,
   tfds = _import_tfds()
   if download is None:
     download = data_dir is None
-  where = f"data_dir={data_dir!r}" if data_dir else f"the default data_dir {tfds.core.constants.DATA_DIR!r}"
+  where = (
+    f"data_dir={data_dir!r}"
+    if data_dir
+    else f"the default data_dir {tfds.core.constants.DATA_DIR!r}"
+  )
   # tfds.load(..., download=download) in its three steps, to tell 'not prepared' from 'download failed'.
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.DatasetNotFoundError:
     # tfds' own message lists every dataset it knows (over a thousand lines).
-    raise ValueError(f"tensorflow-datasets {tfds.__version__} has no dataset {name!r} (source='tfds').") from None
+    raise ValueError(
+      f"tensorflow-datasets {tfds.__version__} has no dataset {name!r} (source='tfds')."
+    ) from None
   if download:
     try:
       builder.download_and_prepare()
     except (OSError, tfds.download.DownloadError) as e:
       raise FileNotFoundError(
-          f"Dataset {name!r} (source='tfds') is not prepared in {where} and downloading it failed: {e}. "
-          "Run with network access, or point data_dir at a folder where it is prepared.") from e
+        f"Dataset {name!r} (source='tfds') is not prepared in {where} and downloading it failed: {e}. "
+        "Run with network access, or point data_dir at a folder where it is prepared."
+      ) from e
   elif not builder.is_prepared():
     raise FileNotFoundError(
-        f"Dataset {name!r} (source='tfds') is not prepared in {where}, and an explicit data_dir is never "
-        "downloaded into. Prepare it once with network access (import tensorflow_datasets as tfds; "
-        f"tfds.builder({name!r}, data_dir={data_dir!r}).download_and_prepare()), or pass data_dir=None "
-        "to download into tfds' default folder ($TFDS_DATA_DIR or ~/tensorflow_datasets).")
+      f"Dataset {name!r} (source='tfds') is not prepared in {where}, and an explicit data_dir is never "
+      "downloaded into. Prepare it once with network access (import tensorflow_datasets as tfds; "
+      f"tfds.builder({name!r}, data_dir={data_dir!r}).download_and_prepare()), or pass data_dir=None "
+      "to download into tfds' default folder ($TFDS_DATA_DIR or ~/tensorflow_datasets)."
+    )
   dataset = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
   images, labels = tfds.as_numpy(dataset)
   return images, labels
@@ -60,8 +69,10 @@ def _import_tfds():
     import tensorflow_datasets as tfds  # first: it imports without TensorFlow, which takes seconds
     import tensorflow as tf
   except ImportError as e:
-    raise ImportError(f"source='tfds' needs tensorflow-datasets and tensorflow ({e}). "
-                      "Install them with: pip install 'zoo_jax[tfds]'") from e
+    raise ImportError(
+      f"source='tfds' needs tensorflow-datasets and tensorflow ({e}). "
+      "Install them with: pip install 'zoo_jax[tfds]'"
+    ) from e
   try:
     # A GPU build of TF would otherwise claim GPU memory that JAX preallocates for itself.
     tf.config.set_visible_devices([], "GPU")

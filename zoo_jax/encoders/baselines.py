@@ -41,8 +41,7 @@ def fit_standardizer(flat: jax.Array, min_std: float = 1e-6) -> Standardizer:
   """Mean and std of each entry over the models of flat [B, n]; std floored at min_std
   (entries that are constant across the zoo, e.g. untrained biases at 0.01)."""
   chex.assert_rank(flat, 2)
-  return Standardizer(mean=jnp.mean(flat, axis=0),
-                      std=jnp.maximum(jnp.std(flat, axis=0), min_std))
+  return Standardizer(mean=jnp.mean(flat, axis=0), std=jnp.maximum(jnp.std(flat, axis=0), min_std))
 
 
 def standardize(flat: jax.Array, standardizer: Standardizer) -> jax.Array:
@@ -101,10 +100,12 @@ class DeepSets(nn.Module):
     mask = tokens.mask.astype(bool)
     present = jnp.any(mask, axis=-1)  # [B, T]: padding tokens have no real entry
     # The mask is an input too: a padded entry and a zero weight look alike otherwise.
-    x = jnp.concatenate([jnp.where(mask, tokens.values, 0.0), mask.astype(tokens.values.dtype)],
-                        axis=-1)
+    x = jnp.concatenate(
+      [jnp.where(mask, tokens.values, 0.0), mask.astype(tokens.values.dtype)], axis=-1
+    )
     h = nn.Dense(self.phi_features[0])(x) + nn.Embed(self.max_layers, self.phi_features[0])(
-        tokens.layer)
+      tokens.layer
+    )
     h = nn.gelu(h)
     for features in self.phi_features[1:]:
       h = nn.gelu(nn.Dense(features)(h))
@@ -123,23 +124,27 @@ def _pad_tokens_to(tokens: weights.Tokens, num_tokens: int, dim: int) -> weights
   """Pads [B, T, d] tokens with zero entries to width dim and padding tokens to num_tokens."""
   t, d = tokens.values.shape[-2:]
   if num_tokens < t or dim < d:
-    raise ValueError(f"Cannot pad tokens [T={t}, d={d}] to num_tokens={num_tokens}, dim={dim}; "
-                     f"pass at least the largest architecture's sizes.")
+    raise ValueError(
+      f"Cannot pad tokens [T={t}, d={d}] to num_tokens={num_tokens}, dim={dim}; "
+      f"pass at least the largest architecture's sizes."
+    )
   rows, cols = (0, num_tokens - t), (0, dim - d)
-  return weights.Tokens(values=jnp.pad(tokens.values, ((0, 0), rows, cols)),
-                        mask=jnp.pad(tokens.mask, ((0, 0), rows, cols)),
-                        layer=jnp.pad(tokens.layer, ((0, 0), rows)),
-                        position=jnp.pad(tokens.position, ((0, 0), rows)))
+  return weights.Tokens(
+    values=jnp.pad(tokens.values, ((0, 0), rows, cols)),
+    mask=jnp.pad(tokens.mask, ((0, 0), rows, cols)),
+    layer=jnp.pad(tokens.layer, ((0, 0), rows)),
+    position=jnp.pad(tokens.position, ((0, 0), rows)),
+  )
 
 
-def pad_tokens(tokens_list: Sequence[weights.Tokens], num_tokens: int | None = None,
-               dim: int | None = None) -> weights.Tokens:
+def pad_tokens(
+  tokens_list: Sequence[weights.Tokens], num_tokens: int | None = None, dim: int | None = None
+) -> weights.Tokens:
   """Concatenates tokens ([T_i, d_i] or [B_i, T_i, d_i]) of possibly different architectures.
 
   Returns Tokens [sum B_i, T, d]; T and d default to the largest T_i and d_i.
   """
-  batched = [jax.tree.map(lambda x: x[None], t) if t.values.ndim == 2 else t
-             for t in tokens_list]
+  batched = [jax.tree.map(lambda x: x[None], t) if t.values.ndim == 2 else t for t in tokens_list]
   for t in batched:
     chex.assert_rank(t.values, 3)
   num_tokens = max(t.values.shape[1] for t in batched) if num_tokens is None else num_tokens
@@ -148,8 +153,9 @@ def pad_tokens(tokens_list: Sequence[weights.Tokens], num_tokens: int | None = N
   return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *padded)
 
 
-def make_tokenizer(spec: WeightSpec, dim: int | None = None,
-                   num_tokens: int | None = None) -> Callable[[jax.Array], weights.Tokens]:
+def make_tokenizer(
+  spec: WeightSpec, dim: int | None = None, num_tokens: int | None = None
+) -> Callable[[jax.Array], weights.Tokens]:
   """A jitted `flat [B, n] -> Tokens [B, num_tokens, dim]` for one architecture.
 
   dim defaults to `weights.token_dim(spec)`, num_tokens to the architecture's unit count;
@@ -159,8 +165,9 @@ def make_tokenizer(spec: WeightSpec, dim: int | None = None,
   units = int(weights.token_layout(spec, dim).index.shape[0])
   num_tokens = units if num_tokens is None else num_tokens
   if num_tokens < units:
-    raise ValueError(f"num_tokens={num_tokens} is fewer than the {units} units of this "
-                     f"architecture.")
+    raise ValueError(
+      f"num_tokens={num_tokens} is fewer than the {units} units of this architecture."
+    )
 
   @jax.jit
   def tokenizer(flat: jax.Array) -> weights.Tokens:

@@ -59,8 +59,9 @@ class _Block(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     d_model = x.shape[-1]
     y = nn.LayerNorm()(x)
-    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=d_model,
-                                        dropout_rate=self.dropout_rate)(y, deterministic=not train)
+    y = nn.MultiHeadDotProductAttention(
+      num_heads=self.num_heads, qkv_features=d_model, dropout_rate=self.dropout_rate
+    )(y, deterministic=not train)
     x = x + nn.Dropout(self.dropout_rate)(y, deterministic=not train)
     y = nn.LayerNorm()(x)
     y = nn.Dense(self.mlp_dim)(y)
@@ -124,7 +125,9 @@ class HyperRep(nn.Module):
   # (a hyperparameter zoo mixing U(0, 1) and Kaiming inits); the loss then weighs each model's
   # layers by their own variance (`make_train_step`).
   model_scaling: bool = False
-  layer_sizes: tuple[int, ...] = ()  # real entries per layer (units x (fan_in + bias)); per-layer models
+  layer_sizes: tuple[
+    int, ...
+  ] = ()  # real entries per layer (units x (fan_in + bias)); per-layer models
 
   @property
   def embedding_dim(self) -> int:
@@ -135,21 +138,30 @@ class HyperRep(nn.Module):
     mlp_dim = self.mlp_dim or 4 * self.d_model
     stack = functools.partial(_Stack, self.num_blocks, self.num_heads, mlp_dim, self.dropout_rate)
     if self.layer_units:
-      if sum(self.layer_units) != self.num_tokens or len(self.layer_widths) != len(self.layer_units):
-        raise ValueError(f"layer_units {self.layer_units} must sum to num_tokens={self.num_tokens}, with one "
-                         f"layer_widths entry per layer (got {self.layer_widths}).")
+      if sum(self.layer_units) != self.num_tokens or len(self.layer_widths) != len(
+        self.layer_units
+      ):
+        raise ValueError(
+          f"layer_units {self.layer_units} must sum to num_tokens={self.num_tokens}, with one "
+          f"layer_widths entry per layer (got {self.layer_widths})."
+        )
       self.token_embed = [nn.Dense(self.d_model) for _ in self.layer_units]
     elif self.model_scaling:
-      raise ValueError("model_scaling needs the per-layer fields (make_model(..., per_layer=True)).")
+      raise ValueError(
+        "model_scaling needs the per-layer fields (make_model(..., per_layer=True))."
+      )
     else:
       self.token_embed = nn.Dense(self.d_model)
     self.enc_layer_embed = nn.Embed(self.num_layers, self.d_model)
     self.enc_position_embed = nn.Embed(self.max_units, self.d_model)
     if self.bottleneck not in BOTTLENECKS:
-      raise ValueError(f"bottleneck {self.bottleneck!r} is unknown; allowed values: {list(BOTTLENECKS)}.")
+      raise ValueError(
+        f"bottleneck {self.bottleneck!r} is unknown; allowed values: {list(BOTTLENECKS)}."
+      )
     if self.bottleneck == "token":
-      self.compression_token = self.param("compression_token", nn.initializers.normal(0.02),
-                                          (1, 1, self.d_model))
+      self.compression_token = self.param(
+        "compression_token", nn.initializers.normal(0.02), (1, 1, self.d_model)
+      )
     self.encoder = stack()
     self.to_latent = nn.Dense(self.latent_dim)
     self.from_latent = nn.Dense(self.num_tokens * self.d_model)
@@ -159,13 +171,16 @@ class HyperRep(nn.Module):
     # Zero-initialised output: the first reconstruction is 0, so training starts from a
     # normalised error near 1 instead of the random projection's much larger one.
     if self.layer_units:
-      self.to_tokens = [nn.Dense(width, kernel_init=nn.initializers.zeros) for width in self.layer_widths]
+      self.to_tokens = [
+        nn.Dense(width, kernel_init=nn.initializers.zeros) for width in self.layer_widths
+      ]
     else:
       self.to_tokens = nn.Dense(self.token_dim, kernel_init=nn.initializers.zeros)
     self.projection = [nn.Dense(self.d_model), nn.Dense(self.projection_dim)]
 
-  def encode(self, values: jax.Array, layer: jax.Array, position: jax.Array,
-             train: bool = False) -> jax.Array:
+  def encode(
+    self, values: jax.Array, layer: jax.Array, position: jax.Array, train: bool = False
+  ) -> jax.Array:
     """Token values [B, T, d], layer and position ids [B, T] (or [T]) -> z [B, embedding_dim]."""
     chex.assert_shape(values, (None, self.num_tokens, self.token_dim))
     if self.model_scaling:  # each model at its own per-layer scale (layer_scale is then moot)
@@ -177,25 +192,34 @@ class HyperRep(nn.Module):
     if self.bottleneck == "flatten":
       z = self.to_latent(self.encoder(x, train).reshape(x.shape[0], -1))
     else:
-      token = jnp.broadcast_to(self.compression_token, (x.shape[0], 1, self.d_model)).astype(x.dtype)
+      token = jnp.broadcast_to(self.compression_token, (x.shape[0], 1, self.d_model)).astype(
+        x.dtype
+      )
       z = self.to_latent(self.encoder(jnp.concatenate([token, x], axis=1), train)[:, 0])
     return jnp.concatenate([z, jnp.log(scale)], axis=-1) if self.model_scaling else z
 
-  def decode(self, z: jax.Array, layer: jax.Array, position: jax.Array,
-             train: bool = False) -> jax.Array:
+  def decode(
+    self, z: jax.Array, layer: jax.Array, position: jax.Array, train: bool = False
+  ) -> jax.Array:
     """z [B, embedding_dim], layer and position ids [B, T] (or [T]) -> token values [B, T, d]."""
     chex.assert_shape(z, (None, self.embedding_dim))
-    z, log_scale = z[:, :self.latent_dim], z[:, self.latent_dim:]
+    z, log_scale = z[:, : self.latent_dim], z[:, self.latent_dim :]
     x = self.from_latent(z).reshape(z.shape[0], self.num_tokens, self.d_model)
     x = x + self.dec_layer_embed(layer) + self.dec_position_embed(position)
     values = self._token_values(self.decoder(x, train))
-    return values * (weights.per_token(jnp.exp(log_scale), layer) if self.model_scaling else self._scale(layer))
+    return values * (
+      weights.per_token(jnp.exp(log_scale), layer) if self.model_scaling else self._scale(layer)
+    )
 
   def model_scale(self, values: jax.Array) -> jax.Array:
     """Each model's per-layer RMS over the real entries of token values [B, T, d]: [B, L]."""
     if len(self.layer_sizes) != len(self.layer_units):
-      raise ValueError(f"layer_sizes {self.layer_sizes} needs one entry per layer ({len(self.layer_units)}).")
-    squares = jnp.stack([jnp.sum(values[:, a:b] ** 2, axis=(1, 2)) for a, b, _ in self._slices()], axis=-1)
+      raise ValueError(
+        f"layer_sizes {self.layer_sizes} needs one entry per layer ({len(self.layer_units)})."
+      )
+    squares = jnp.stack(
+      [jnp.sum(values[:, a:b] ** 2, axis=(1, 2)) for a, b, _ in self._slices()], axis=-1
+    )
     return jnp.sqrt(jnp.maximum(squares / jnp.asarray(self.layer_sizes, values.dtype), 1e-12))
 
   def _scale(self, layer: jax.Array) -> jax.Array | float:
@@ -203,7 +227,9 @@ class HyperRep(nn.Module):
     if not self.layer_scale:
       return 1.0
     if len(self.layer_scale) != self.num_layers:
-      raise ValueError(f"layer_scale has {len(self.layer_scale)} entries; the model has {self.num_layers} layers.")
+      raise ValueError(
+        f"layer_scale has {len(self.layer_scale)} entries; the model has {self.num_layers} layers."
+      )
     return weights.per_token(jnp.asarray(self.layer_scale, jnp.float32), layer)
 
   def _slices(self):
@@ -213,31 +239,40 @@ class HyperRep(nn.Module):
   def _embed_tokens(self, values: jax.Array) -> jax.Array:
     if not self.layer_units:
       return self.token_embed(values)
-    return jnp.concatenate([embed(values[:, a:b, :w]) for embed, (a, b, w) in
-                            zip(self.token_embed, self._slices())], axis=1)
+    return jnp.concatenate(
+      [embed(values[:, a:b, :w]) for embed, (a, b, w) in zip(self.token_embed, self._slices())],
+      axis=1,
+    )
 
   def _token_values(self, x: jax.Array) -> jax.Array:
     if not self.layer_units:
       return self.to_tokens(x)
     pad = lambda y, w: jnp.pad(y, ((0, 0), (0, 0), (0, self.token_dim - w)))
-    return jnp.concatenate([pad(head(x[:, a:b]), w) for head, (a, b, w) in zip(self.to_tokens, self._slices())],
-                           axis=1)
+    return jnp.concatenate(
+      [pad(head(x[:, a:b]), w) for head, (a, b, w) in zip(self.to_tokens, self._slices())], axis=1
+    )
 
   def project(self, z: jax.Array) -> jax.Array:
     """The contrastive projection head: z [B, latent_dim] -> [B, projection_dim]."""
     hidden, out = self.projection
     return out(nn.gelu(hidden(z)))
 
-  def __call__(self, values: jax.Array, layer: jax.Array, position: jax.Array,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+    self, values: jax.Array, layer: jax.Array, position: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     """(z [B, latent_dim], reconstruction [B, T, d]); touches every submodule, so init covers all."""
     z = self.encode(values, layer, position, train)
     self.project(z)
     return z, self.decode(z, layer, position, train)
 
 
-def make_model(spec: WeightSpec, token_dim: int | None = None, per_layer: bool = False,
-               layer_variance: Any = None, **fields: Any) -> HyperRep:
+def make_model(
+  spec: WeightSpec,
+  token_dim: int | None = None,
+  per_layer: bool = False,
+  layer_variance: Any = None,
+  **fields: Any,
+) -> HyperRep:
   """A HyperRep sized for the zoo of `spec` (token width `token_dim`, or the natural one; a
   narrower width splits long units into several tokens, `weights.tokens.pieces`).
 
@@ -251,29 +286,47 @@ def make_model(spec: WeightSpec, token_dim: int | None = None, per_layer: bool =
   if layer_variance is not None:
     fields = dict(fields, layer_scale=tuple(float(v) ** 0.5 for v in np.asarray(layer_variance)))
   if per_layer:  # a layer's tokens (units x pieces) and their real width (at most the token width)
-    fields = dict(fields, layer_units=tuple(int(n) for n in np.bincount(layout.layer, minlength=len(spec.layers))),
-                  layer_widths=tuple(min(layer.fan_in + (layer.param("bias") is not None), dim)
-                                     for layer in spec.layers),
-                  layer_sizes=tuple(layer.units * (layer.fan_in + (layer.param("bias") is not None))
-                                    for layer in spec.layers))
-  return HyperRep(token_dim=dim, num_tokens=num_tokens, num_layers=len(spec.layers),
-                  max_units=int(layout.position.max()) + 1, **fields)
+    fields = dict(
+      fields,
+      layer_units=tuple(int(n) for n in np.bincount(layout.layer, minlength=len(spec.layers))),
+      layer_widths=tuple(
+        min(layer.fan_in + (layer.param("bias") is not None), dim) for layer in spec.layers
+      ),
+      layer_sizes=tuple(
+        layer.units * (layer.fan_in + (layer.param("bias") is not None)) for layer in spec.layers
+      ),
+    )
+  return HyperRep(
+    token_dim=dim,
+    num_tokens=num_tokens,
+    num_layers=len(spec.layers),
+    max_units=int(layout.position.max()) + 1,
+    **fields,
+  )
 
 
 SCHEDULES = ("constant", "cosine")
 TARGETS = ("clean", "view")
 
 
-def make_optimizer(learning_rate: float = LEARNING_RATE, *, schedule: str = "constant", total_steps: int = 1,
-                   warmup_steps: int = 0) -> optax.GradientTransformation:
+def make_optimizer(
+  learning_rate: float = LEARNING_RATE,
+  *,
+  schedule: str = "constant",
+  total_steps: int = 1,
+  warmup_steps: int = 0,
+) -> optax.GradientTransformation:
   """Adam with the published learning rate; "cosine" warms up linearly for `warmup_steps`, then
   decays to zero at `total_steps` (a step budget instead of the reference's ReduceLROnPlateau)."""
   if schedule not in SCHEDULES:
     raise ValueError(f"schedule {schedule!r} is unknown; allowed values: {list(SCHEDULES)}.")
   if schedule == "constant":
     return optax.adam(learning_rate)
-  return optax.adam(optax.warmup_cosine_decay_schedule(
-      0.0, learning_rate, max(warmup_steps, 1), max(total_steps, warmup_steps + 1)))
+  return optax.adam(
+    optax.warmup_cosine_decay_schedule(
+      0.0, learning_rate, max(warmup_steps, 1), max(total_steps, warmup_steps + 1)
+    )
+  )
 
 
 def init(key: jax.Array, model: HyperRep) -> Any:
@@ -286,8 +339,14 @@ def init(key: jax.Array, model: HyperRep) -> Any:
 REDUCTIONS = ("layer_mean", "global_mean")
 
 
-def reconstruction_loss(recon: jax.Array, target: jax.Array, mask: jax.Array, layer: jax.Array,
-                        layer_variance: jax.Array, reduction: str = "layer_mean") -> jax.Array:
+def reconstruction_loss(
+  recon: jax.Array,
+  target: jax.Array,
+  mask: jax.Array,
+  layer: jax.Array,
+  layer_variance: jax.Array,
+  reduction: str = "layer_mean",
+) -> jax.Array:
   """Layer-wise normalised MSE (Schürholt et al., 2022), so every layer's scale counts alike.
 
   Each real entry's squared error is divided by its layer's weight variance across the zoo.
@@ -340,9 +399,17 @@ def nt_xent(a: jax.Array, b: jax.Array, temperature: float = TEMPERATURE) -> jax
   return -jnp.mean(jnp.take_along_axis(log_p, partner[:, None], axis=-1))
 
 
-def augment(key: jax.Array, flat: jax.Array, spec: WeightSpec, token_dim: int | None = None, *,
-            noise: float = NOISE, erase_p: float = ERASE_P,
-            permute: bool = True, target: str = "clean") -> tuple[Tokens, Tokens]:
+def augment(
+  key: jax.Array,
+  flat: jax.Array,
+  spec: WeightSpec,
+  token_dim: int | None = None,
+  *,
+  noise: float = NOISE,
+  erase_p: float = ERASE_P,
+  permute: bool = True,
+  target: str = "clean",
+) -> tuple[Tokens, Tokens]:
   """One augmented view of each model, and the target its reconstruction should match.
 
   A random hidden-unit permutation (function preserving) per model, tokenised to width
@@ -371,11 +438,21 @@ def augment(key: jax.Array, flat: jax.Array, spec: WeightSpec, token_dim: int | 
   return view, (noisy if target == "view" else clean)
 
 
-def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: WeightSpec,
-                    token_dim: int | None = None, layer_variance: jax.Array,
-                    gamma: float = GAMMA, temperature: float = TEMPERATURE,
-                    noise: float = NOISE, erase_p: float = ERASE_P,
-                    permute: bool = True, reduction: str = "layer_mean", target: str = "clean") -> TrainStep:
+def make_train_step(
+  model: HyperRep,
+  tx: optax.GradientTransformation,
+  *,
+  spec: WeightSpec,
+  token_dim: int | None = None,
+  layer_variance: jax.Array,
+  gamma: float = GAMMA,
+  temperature: float = TEMPERATURE,
+  noise: float = NOISE,
+  erase_p: float = ERASE_P,
+  permute: bool = True,
+  reduction: str = "layer_mean",
+  target: str = "clean",
+) -> TrainStep:
   """Builds the jitted `step(params, opt_state, flat_batch [B, n], key)`.
 
   Two augmented views of each model; loss = gamma * NT-Xent(projections of the two views'
@@ -390,27 +467,62 @@ def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: 
 
   def loss_fn(params, views: Tokens, targets: Tokens, dropout_key):
     enc_key, dec_key = jax.random.split(dropout_key)
-    z = model.apply(params, views.values, views.layer, views.position, True,
-                    method=HyperRep.encode, rngs={"dropout": enc_key})
-    recon = model.apply(params, z, targets.layer, targets.position, True,
-                        method=HyperRep.decode, rngs={"dropout": dec_key})
+    z = model.apply(
+      params,
+      views.values,
+      views.layer,
+      views.position,
+      True,
+      method=HyperRep.encode,
+      rngs={"dropout": enc_key},
+    )
+    recon = model.apply(
+      params,
+      z,
+      targets.layer,
+      targets.position,
+      True,
+      method=HyperRep.decode,
+      rngs={"dropout": dec_key},
+    )
     projected = model.apply(params, z, method=HyperRep.project)
     a, b = jnp.split(projected, 2)
     contrastive = nt_xent(a, b, temperature)
     # With model_scaling every model's layers count by their own variance, not the zoo's.
-    variance = (model.apply(params, targets.values, method=HyperRep.model_scale) ** 2 if model.model_scaling
-                else layer_variance)
-    reconstruction = reconstruction_loss(recon, targets.values, targets.mask, targets.layer, variance, reduction)
+    variance = (
+      model.apply(params, targets.values, method=HyperRep.model_scale) ** 2
+      if model.model_scaling
+      else layer_variance
+    )
+    reconstruction = reconstruction_loss(
+      recon, targets.values, targets.mask, targets.layer, variance, reduction
+    )
     loss = gamma * contrastive + (1 - gamma) * reconstruction
     return loss, {"loss": loss, "reconstruction": reconstruction, "contrastive": contrastive}
 
   @jax.jit
   def step(params, opt_state, flat_batch: jax.Array, key: jax.Array):
     key_1, key_2, dropout_key = jax.random.split(key, 3)
-    view_1, target_1 = augment(key_1, flat_batch, spec, token_dim, noise=noise, erase_p=erase_p,
-                               permute=permute, target=target)
-    view_2, target_2 = augment(key_2, flat_batch, spec, token_dim, noise=noise, erase_p=erase_p,
-                               permute=permute, target=target)
+    view_1, target_1 = augment(
+      key_1,
+      flat_batch,
+      spec,
+      token_dim,
+      noise=noise,
+      erase_p=erase_p,
+      permute=permute,
+      target=target,
+    )
+    view_2, target_2 = augment(
+      key_2,
+      flat_batch,
+      spec,
+      token_dim,
+      noise=noise,
+      erase_p=erase_p,
+      permute=permute,
+      target=target,
+    )
     views = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), view_1, view_2)
     targets = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), target_1, target_2)
     grads, metrics = jax.grad(loss_fn, has_aux=True)(params, views, targets, dropout_key)
@@ -420,8 +532,9 @@ def make_train_step(model: HyperRep, tx: optax.GradientTransformation, *, spec: 
   return step
 
 
-def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
-               batch_size: int = 256) -> Callable[[Any, jax.Array], jax.Array]:
+def make_embed(
+  model: HyperRep, spec: WeightSpec, token_dim: int | None = None, batch_size: int = 256
+) -> Callable[[Any, jax.Array], jax.Array]:
   """Builds `embed(params, flat [N, n]) -> z [N, embedding_dim]`: clean tokens, eval mode.
 
   One jitted call per `batch_size` models (`training.map_batches`), so any N shares one
@@ -432,8 +545,7 @@ def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
   @jax.jit
   def embed_batch(params, flat: jax.Array) -> jax.Array:
     tokens, _ = weights.tokenize(weights.unflatten(flat, spec), spec, dim=token_dim)
-    return model.apply(params, tokens.values, tokens.layer, tokens.position,
-                       method=HyperRep.encode)
+    return model.apply(params, tokens.values, tokens.layer, tokens.position, method=HyperRep.encode)
 
   def embed(params, flat: jax.Array) -> jax.Array:
     chex.assert_shape(flat, (None, spec.size))
@@ -444,8 +556,9 @@ def make_embed(model: HyperRep, spec: WeightSpec, token_dim: int | None = None,
   return embed
 
 
-def make_decode(model: HyperRep, spec: WeightSpec,
-                token_dim: int | None = None) -> Callable[[Any, jax.Array], Any]:
+def make_decode(
+  model: HyperRep, spec: WeightSpec, token_dim: int | None = None
+) -> Callable[[Any, jax.Array], Any]:
   """Builds the jitted `decode(params, z [N, embedding_dim])` -> params pytree with leading [N]."""
   layout = weights.token_layout(spec, model.token_dim if token_dim is None else token_dim)
   layer, position = jnp.asarray(layout.layer), jnp.asarray(layout.position)
@@ -468,26 +581,37 @@ def save(directory: str, model: HyperRep, params: Any, spec: WeightSpec, **info:
   """Writes a trained autoencoder: encoder.json (module fields, weight spec, `info` such as
   layer variances and the loss history) and the Orbax params; `load` reads it back."""
   os.makedirs(directory, exist_ok=True)
-  fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in ("parent", "name")}
+  fields = {
+    f.name: getattr(model, f.name)
+    for f in dataclasses.fields(model)
+    if f.name not in ("parent", "name")
+  }
   info = jax.tree.map(lambda x: np.asarray(x).tolist() if hasattr(x, "shape") else x, info)
   with ocp.StandardCheckpointer() as checkpointer:
     path = os.path.join(os.path.abspath(directory), _PARAMS_DIR)
     checkpointer.save(path, params, force=True)
     checkpointer.wait_until_finished()
-  zoo_lib.write_json_atomic({"model": fields, "spec": spec.to_dict(), "info": info},
-                        os.path.join(directory, _INFO_FILE))
+  zoo_lib.write_json_atomic(
+    {"model": fields, "spec": spec.to_dict(), "info": info}, os.path.join(directory, _INFO_FILE)
+  )
 
 
 def load(directory: str) -> tuple[HyperRep, Any, WeightSpec, dict[str, Any]]:
   """(model, params, spec, info) of an autoencoder written by `save`."""
   path = os.path.join(directory, _INFO_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{directory!r} holds no trained autoencoder ({_INFO_FILE} is missing); train one "
-                            "with: python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=DIR --workdir=OUT")
+    raise FileNotFoundError(
+      f"{directory!r} holds no trained autoencoder ({_INFO_FILE} is missing); train one "
+      "with: python -m zoo_jax.encode --config=configs/hyperrep.py --zoo=DIR --workdir=OUT"
+    )
   with open(path) as f:
     record = json.load(f)
-  model = HyperRep(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["model"].items()})
-  abstract = jax.tree.map(lambda x: np.empty(x.shape, x.dtype), jax.eval_shape(lambda: init(jax.random.key(0), model)))
+  model = HyperRep(
+    **{k: tuple(v) if isinstance(v, list) else v for k, v in record["model"].items()}
+  )
+  abstract = jax.tree.map(
+    lambda x: np.empty(x.shape, x.dtype), jax.eval_shape(lambda: init(jax.random.key(0), model))
+  )
   with ocp.StandardCheckpointer() as checkpointer:
     params = checkpointer.restore(os.path.join(os.path.abspath(directory), _PARAMS_DIR), abstract)
   return model, params, WeightSpec.from_dict(record["spec"]), record["info"]

@@ -57,27 +57,35 @@ def _to_set_batch(chunks: weights.Chunks | SetBatch) -> SetBatch:
   chex.assert_rank(chunks.values, {2, 3})
   if chunks.values.ndim == 2:
     chunks = jax.tree.map(lambda x: x[None], chunks)
-  return SetBatch(values=chunks.values, mask=chunks.mask.astype(bool),
-                  layer=chunks.layer.astype(jnp.int32),
-                  chunk_mask=jnp.ones(chunks.layer.shape, bool),
-                  position=chunks.position.astype(jnp.int32))
+  return SetBatch(
+    values=chunks.values,
+    mask=chunks.mask.astype(bool),
+    layer=chunks.layer.astype(jnp.int32),
+    chunk_mask=jnp.ones(chunks.layer.shape, bool),
+    position=chunks.position.astype(jnp.int32),
+  )
 
 
 def _pad_to(batch: SetBatch, num_chunks: int) -> SetBatch:
   """Appends padding chunks (all entries and the chunk masked, layer 0) up to num_chunks."""
   pad = num_chunks - batch.values.shape[1]
   if pad < 0:
-    raise ValueError(f"num_chunks={num_chunks} is fewer than the {batch.values.shape[1]} chunks "
-                     f"of the model; pass num_chunks >= the largest architecture's chunk count.")
-  return SetBatch(values=jnp.pad(batch.values, ((0, 0), (0, pad), (0, 0))),
-                  mask=jnp.pad(batch.mask, ((0, 0), (0, pad), (0, 0))),
-                  layer=jnp.pad(batch.layer, ((0, 0), (0, pad))),
-                  chunk_mask=jnp.pad(batch.chunk_mask, ((0, 0), (0, pad))),
-                  position=jnp.pad(batch.position, ((0, 0), (0, pad))))
+    raise ValueError(
+      f"num_chunks={num_chunks} is fewer than the {batch.values.shape[1]} chunks "
+      f"of the model; pass num_chunks >= the largest architecture's chunk count."
+    )
+  return SetBatch(
+    values=jnp.pad(batch.values, ((0, 0), (0, pad), (0, 0))),
+    mask=jnp.pad(batch.mask, ((0, 0), (0, pad), (0, 0))),
+    layer=jnp.pad(batch.layer, ((0, 0), (0, pad))),
+    chunk_mask=jnp.pad(batch.chunk_mask, ((0, 0), (0, pad))),
+    position=jnp.pad(batch.position, ((0, 0), (0, pad))),
+  )
 
 
-def pad_chunks(chunks_list: Sequence[weights.Chunks | SetBatch],
-               num_chunks: int | None = None) -> SetBatch:
+def pad_chunks(
+  chunks_list: Sequence[weights.Chunks | SetBatch], num_chunks: int | None = None
+) -> SetBatch:
   """Concatenates chunked models of possibly different architectures into one SetBatch.
 
   Args:
@@ -109,11 +117,17 @@ def layer_scales(flat: jax.Array, spec: WeightSpec) -> jax.Array:
   own) enter the element MLP at unit scale.
   """
   flat = jnp.asarray(flat)
-  return jnp.stack([jnp.maximum(jnp.std(flat[:, l.offset:l.offset + l.size]), 1e-4) for l in spec.layers])
+  return jnp.stack(
+    [jnp.maximum(jnp.std(flat[:, l.offset : l.offset + l.size]), 1e-4) for l in spec.layers]
+  )
 
 
-def make_chunker(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 num_chunks: int | None = None, scale: jax.Array | None = None) -> Callable[[jax.Array], SetBatch]:
+def make_chunker(
+  spec: WeightSpec,
+  chunk_size: int = DEFAULT_CHUNK_SIZE,
+  num_chunks: int | None = None,
+  scale: jax.Array | None = None,
+) -> Callable[[jax.Array], SetBatch]:
   """A jitted `flat [B, n] -> SetBatch [B, num_chunks, chunk_size]` for one architecture.
 
   `num_chunks` (None: this architecture's own count) should be the largest count over
@@ -122,9 +136,11 @@ def make_chunker(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE,
   """
   num_chunks = num_chunks_of(spec, chunk_size) if num_chunks is None else num_chunks
   if num_chunks < num_chunks_of(spec, chunk_size):
-    raise ValueError(f"num_chunks={num_chunks} is fewer than the "
-                     f"{num_chunks_of(spec, chunk_size)} chunks of this architecture at "
-                     f"chunk_size={chunk_size}.")
+    raise ValueError(
+      f"num_chunks={num_chunks} is fewer than the "
+      f"{num_chunks_of(spec, chunk_size)} chunks of this architecture at "
+      f"chunk_size={chunk_size}."
+    )
 
   divisor = None if scale is None else jnp.asarray(scale, jnp.float32)
   if divisor is not None:
@@ -141,9 +157,12 @@ def make_chunker(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE,
   return chunker
 
 
-def make_permuted_chunker(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                          num_chunks: int | None = None, scale: jax.Array | None = None
-                          ) -> Callable[[jax.Array, jax.Array], SetBatch]:
+def make_permuted_chunker(
+  spec: WeightSpec,
+  chunk_size: int = DEFAULT_CHUNK_SIZE,
+  num_chunks: int | None = None,
+  scale: jax.Array | None = None,
+) -> Callable[[jax.Array, jax.Array], SetBatch]:
   """A jitted `(key, flat [B, n]) -> SetBatch` of randomly hidden-unit-permuted copies.
 
   Each model gets its own permutation (`weights.random_permutation`); the copies compute
@@ -183,7 +202,8 @@ class SetBlock(nn.Module):
     d = x.shape[-1]
     h = nn.LayerNorm()(x)
     h = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dropout_rate=self.dropout_rate)(
-        h, h, mask=nn.make_attention_mask(mask, mask), deterministic=not train)
+      h, h, mask=nn.make_attention_mask(mask, mask), deterministic=not train
+    )
     x = x + nn.Dropout(self.dropout_rate)(h, deterministic=not train)
     h = nn.Dense(self.mlp_ratio * d)(nn.LayerNorm()(x))
     h = nn.Dense(d)(nn.gelu(h))
@@ -205,7 +225,8 @@ class SetPool(nn.Module):
     query = self.param("query", nn.initializers.normal(0.02), (1, d))
     query = jnp.broadcast_to(query, x.shape[:-2] + (1, d))
     out = nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(
-        query, nn.LayerNorm()(x), mask=mask[..., None, None, :])
+      query, nn.LayerNorm()(x), mask=mask[..., None, None, :]
+    )
     # An all-masked set would attend uniformly to its padding; make it 0 as the mean does.
     return jnp.where(jnp.any(mask, axis=-1, keepdims=True), out[..., 0, :], 0.0)
 
@@ -259,16 +280,18 @@ class SNE(nn.Module):
       self.element_position = nn.Embed(self.chunk_size, e)
     if self.chunk_positions:
       self.chunk_position = nn.Embed(self.max_chunks_per_layer, e)
-    self.chunk_blocks = [SetBlock(self.num_heads, dropout_rate=self.dropout_rate)
-                         for _ in range(self.num_chunk_blocks)]
+    self.chunk_blocks = [
+      SetBlock(self.num_heads, dropout_rate=self.dropout_rate) for _ in range(self.num_chunk_blocks)
+    ]
     self.chunk_pool = SetPool(self.pooling, self.num_heads)
     self.chunk_out = nn.Dense(self.d_model)
     # The layer positional encoding: layer vectors are otherwise an unordered set.
     self.layer_position = nn.Embed(self.max_layers, self.d_model)
     if self.model_scaling:
       self.layer_scale_in = nn.Dense(self.d_model)
-    self.layer_blocks = [SetBlock(self.num_heads, dropout_rate=self.dropout_rate)
-                         for _ in range(self.num_layer_blocks)]
+    self.layer_blocks = [
+      SetBlock(self.num_heads, dropout_rate=self.dropout_rate) for _ in range(self.num_layer_blocks)
+    ]
     self.network_pool = SetPool(self.pooling, self.num_heads)
     self.head_norm = nn.LayerNorm()
     self.head_hidden = [nn.Dense(f) for f in self.head_features]
@@ -284,7 +307,7 @@ class SNE(nn.Module):
     member = jax.nn.one_hot(batch.layer, self.max_layers, dtype=values.dtype)
     member = member * chunk_mask[..., None].astype(values.dtype)
     if self.model_scaling:  # each model's per-layer RMS over its real weights [B, L]
-      squares = jnp.einsum("bcl,bc->bl", member, jnp.sum(values ** 2, axis=-1))
+      squares = jnp.einsum("bcl,bc->bl", member, jnp.sum(values**2, axis=-1))
       sizes = jnp.einsum("bcl,bc->bl", member, jnp.sum(mask, axis=-1).astype(values.dtype))
       log_rms = 0.5 * jnp.log(jnp.maximum(squares / jnp.maximum(sizes, 1.0), 1e-12))
       values = values * jnp.exp(-jnp.take_along_axis(log_rms, batch.layer, axis=1))[..., None]
@@ -293,9 +316,16 @@ class SNE(nn.Module):
     x = x + self.element_layer(batch.layer)[:, :, None, :]
     if self.element_positions:
       x = x + self.element_position(jnp.arange(self.chunk_size))[None, None]
-    if self.chunk_positions:  # on the elements, before the nonlinear chunk stage (a sum after it would
+    if (
+      self.chunk_positions
+    ):  # on the elements, before the nonlinear chunk stage (a sum after it would
       # average out of the layer mean)
-      x = x + self.chunk_position(jnp.minimum(batch.position, self.max_chunks_per_layer - 1))[:, :, None, :]
+      x = (
+        x
+        + self.chunk_position(jnp.minimum(batch.position, self.max_chunks_per_layer - 1))[
+          :, :, None, :
+        ]
+      )
     for block in self.chunk_blocks:
       x = block(x, mask, train)
     chunk = self.chunk_out(self.chunk_pool(x, mask))  # [B, C, d_model]
@@ -322,8 +352,12 @@ class SNE(nn.Module):
     return self.head_out(h)
 
 
-def logit_invariance_loss(apply_fn: Callable[[Any, SetBatch], jax.Array], params: Any,
-                          batch: SetBatch, permuted_batch: SetBatch) -> jax.Array:
+def logit_invariance_loss(
+  apply_fn: Callable[[Any, SetBatch], jax.Array],
+  params: Any,
+  batch: SetBatch,
+  permuted_batch: SetBatch,
+) -> jax.Array:
   """Mean squared change of the predictions under a weight-space symmetry: a scalar.
 
   `apply_fn(params, batch) -> [B, ...]`; `permuted_batch` holds function-preserving copies

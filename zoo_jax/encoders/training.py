@@ -21,10 +21,21 @@ CHECKPOINT_EVERY_S = 60.0  # fit's default interval between saves
 Step = Callable[[Any, Any, Any, jax.Array], tuple[Any, Any, dict[str, jax.Array]]]
 
 
-def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, num_epochs: int,
-        batch_size: int, epoch_data: Callable[[jax.Array], Any] | None = None,
-        checkpoint_dir: str | None = None, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
-        progress: bool = True, desc: str = "train") -> tuple[Any, Any, list[dict[str, float]]]:
+def fit(
+  step: Step,
+  params: Any,
+  opt_state: Any,
+  data: Any,
+  *,
+  key: jax.Array,
+  num_epochs: int,
+  batch_size: int,
+  epoch_data: Callable[[jax.Array], Any] | None = None,
+  checkpoint_dir: str | None = None,
+  checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+  progress: bool = True,
+  desc: str = "train",
+) -> tuple[Any, Any, list[dict[str, float]]]:
   """Trains for `num_epochs` epochs; returns (params, opt_state, per-epoch mean metrics).
 
   Args:
@@ -52,42 +63,64 @@ def fit(step: Step, params: Any, opt_state: Any, data: Any, *, key: jax.Array, n
   first_epoch = 0
   manager = None
   if checkpoint_dir is not None:
-    manager = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(
-        max_to_keep=2, create=True))
+    manager = ocp.CheckpointManager(
+      checkpoint_dir, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+    )
     latest = manager.latest_step()
     if latest is not None:
-      restored = manager.restore(latest, args=ocp.args.Composite(
+      restored = manager.restore(
+        latest,
+        args=ocp.args.Composite(
           state=ocp.args.StandardRestore({"params": params, "opt_state": opt_state}),
-          history=ocp.args.JsonRestore()))
+          history=ocp.args.JsonRestore(),
+        ),
+      )
       params, opt_state = restored.state["params"], restored.state["opt_state"]
       history = list(restored.history)
       first_epoch = latest + 1
   last_save = time.monotonic()
-  bar = tqdm(range(first_epoch, num_epochs), desc=desc, disable=not progress, leave=False,
-             initial=first_epoch, total=num_epochs)
+  bar = tqdm(
+    range(first_epoch, num_epochs),
+    desc=desc,
+    disable=not progress,
+    leave=False,
+    initial=first_epoch,
+    total=num_epochs,
+  )
   for epoch in bar:
     epoch_key = jax.random.fold_in(key, epoch)
     shuffle_key, data_key, step_key = jax.random.split(epoch_key, 3)
     epoch_arrays = data if epoch_data is None else epoch_data(data_key)
     sums: dict[str, float] = {}
-    in_flight = None  # the previous step's metrics: at most two steps (and their batches) are queued
+    in_flight = (
+      None  # the previous step's metrics: at most two steps (and their batches) are queued
+    )
     for i, batch in zip(range(steps_per_epoch), _batches(epoch_arrays, shuffle_key, batch_size)):
       params, opt_state, metrics = step(params, opt_state, batch, jax.random.fold_in(step_key, i))
-      jax.block_until_ready(in_flight)  # async dispatch would otherwise hold every batch read so far
+      jax.block_until_ready(
+        in_flight
+      )  # async dispatch would otherwise hold every batch read so far
       in_flight = metrics
       for name, value in metrics.items():
         sums[name] = sums.get(name, 0.0) + value
     means = {name: float(value) / steps_per_epoch for name, value in sums.items()}
     if not all(np.isfinite(v) for v in means.values()):
-      raise FloatingPointError(f"{desc}: non-finite training metrics at epoch {epoch}: {means}. "
-                               "Lower the learning rate.")
+      raise FloatingPointError(
+        f"{desc}: non-finite training metrics at epoch {epoch}: {means}. Lower the learning rate."
+      )
     history.append({"epoch": epoch, **means})
     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
-    if manager is not None and (epoch == num_epochs - 1 or time.monotonic() - last_save >= checkpoint_every_s):
+    if manager is not None and (
+      epoch == num_epochs - 1 or time.monotonic() - last_save >= checkpoint_every_s
+    ):
       last_save = time.monotonic()
-      manager.save(epoch, args=ocp.args.Composite(
+      manager.save(
+        epoch,
+        args=ocp.args.Composite(
           state=ocp.args.StandardSave({"params": params, "opt_state": opt_state}),
-          history=ocp.args.JsonSave(history)))
+          history=ocp.args.JsonSave(history),
+        ),
+      )
       manager.wait_until_finished()
   if manager is not None:
     manager.close()
@@ -102,7 +135,7 @@ def _batches(data: Any, key: jax.Array, batch_size: int) -> Iterator[Any]:
     return
   order = np.asarray(jax.random.permutation(key, jax.tree.leaves(data)[0].shape[0]))
   for i in range(len(order) // batch_size):
-    index = order[i * batch_size:(i + 1) * batch_size]
+    index = order[i * batch_size : (i + 1) * batch_size]
     yield jax.tree.map(lambda x: x[index], data)
 
 

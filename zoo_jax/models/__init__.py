@@ -40,14 +40,26 @@ def image_size(arch: str) -> int | None:
   return size[0] if size else None
 
 
-def get_model(arch: str, *, activation: str = "tanh", init: str = "uniform",
-              use_dropout: bool = False, num_classes: int = 10, **kwargs):
+def get_model(
+  arch: str,
+  *,
+  activation: str = "tanh",
+  init: str = "uniform",
+  use_dropout: bool = False,
+  num_classes: int = 10,
+  **kwargs,
+):
   """Builds the named architecture; unknown names or choices raise a ValueError naming them."""
   _check("model.arch", arch, ARCHITECTURES)
   _check("activation", activation, ACTIVATIONS)
   _check("init", init, INITS)
-  return ARCHITECTURES[arch](num_classes=num_classes, activation=activation, init_method=init,
-                             use_dropout=use_dropout, **kwargs)
+  return ARCHITECTURES[arch](
+    num_classes=num_classes,
+    activation=activation,
+    init_method=init,
+    use_dropout=use_dropout,
+    **kwargs,
+  )
 
 
 def _check(field, value, allowed):
@@ -55,5 +67,16 @@ def _check(field, value, allowed):
     raise ValueError(f"Unknown {field} {value!r}; allowed values: {sorted(allowed)}.")
 
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "INPUT_SIZES", "CNNLarge", "CNNSmall", "MLP", "ResNet18",
-           "dropout", "get_model", "image_size"]
+__all__ = [
+  "ACTIVATIONS",
+  "ARCHITECTURES",
+  "INITS",
+  "INPUT_SIZES",
+  "CNNLarge",
+  "CNNSmall",
+  "MLP",
+  "ResNet18",
+  "dropout",
+  "get_model",
+  "image_size",
+]

@@ -16,14 +16,15 @@ import numpy as np
 from zoo_jax.models.fast_conv import CONV_IMPLS, max_pool_2x2
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "tanh": jnp.tanh,
-    "relu": nn.relu,
-    "sigmoid": nn.sigmoid,
-    # PyTorch's nn.GELU is the exact (erf) form.
-    "gelu": lambda x: nn.gelu(x, approximate=False),
-    # PyTorch's default negative slope is 0.01, as is jax's.
-    "leaky_relu": nn.leaky_relu,
+  "tanh": jnp.tanh,
+  "relu": nn.relu,
+  "sigmoid": nn.sigmoid,
+  # PyTorch's nn.GELU is the exact (erf) form.
+  "gelu": lambda x: nn.gelu(x, approximate=False),
+  # PyTorch's default negative slope is 0.01, as is jax's.
+  "leaky_relu": nn.leaky_relu,
 }
+
 
 def _fans(shape) -> tuple[int, int]:
   receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
@@ -36,14 +37,19 @@ def _flat_init(draw: Callable[[jax.Array, int, tuple], jax.Array]) -> nn.initial
   Threefry draws over multi-axis shapes compile several times slower on CPU than flat
   ones (seconds per conv kernel), so every initializer here draws flat.
   """
+
   def init(key, shape, dtype=jnp.float32):
     return draw(key, int(np.prod(shape)), shape).astype(dtype).reshape(shape)
+
   return init
 
 
 def _uniform(bound_fn):
-  return _flat_init(lambda key, n, shape: jax.random.uniform(key, (n,), minval=-bound_fn(shape),
-                                                             maxval=bound_fn(shape)))
+  return _flat_init(
+    lambda key, n, shape: jax.random.uniform(
+      key, (n,), minval=-bound_fn(shape), maxval=bound_fn(shape)
+    )
+  )
 
 
 def _normal(std_fn):
@@ -54,12 +60,12 @@ def _normal(std_fn):
 # kaiming_* (PyTorch's defaults: gain sqrt(2), fan_in) and xavier_* (fan_avg) use untruncated
 # normals, as PyTorch does.
 INITS: dict[str, nn.initializers.Initializer] = {
-    "uniform": _flat_init(lambda key, n, shape: jax.random.uniform(key, (n,))),
-    "normal": _normal(lambda shape: 1.0),
-    "kaiming_uniform": _uniform(lambda shape: np.sqrt(6.0 / _fans(shape)[0])),
-    "kaiming_normal": _normal(lambda shape: np.sqrt(2.0 / _fans(shape)[0])),
-    "xavier_uniform": _uniform(lambda shape: np.sqrt(6.0 / sum(_fans(shape)))),
-    "xavier_normal": _normal(lambda shape: np.sqrt(2.0 / sum(_fans(shape)))),
+  "uniform": _flat_init(lambda key, n, shape: jax.random.uniform(key, (n,))),
+  "normal": _normal(lambda shape: 1.0),
+  "kaiming_uniform": _uniform(lambda shape: np.sqrt(6.0 / _fans(shape)[0])),
+  "kaiming_normal": _normal(lambda shape: np.sqrt(2.0 / _fans(shape)[0])),
+  "xavier_uniform": _uniform(lambda shape: np.sqrt(6.0 / sum(_fans(shape)))),
+  "xavier_normal": _normal(lambda shape: np.sqrt(2.0 / sum(_fans(shape)))),
 }
 
 # Every bias starts at 0.01, as in the Model Zoos code.
@@ -97,9 +103,16 @@ class _ZooNet(nn.Module):
     return x
 
   def _conv(self, features, size, name, stride=1):
-    return nn.Conv(features, (size, size), strides=(stride, stride), padding="VALID",
-                   kernel_init=INITS[self.init_method], bias_init=BIAS_INIT,
-                   conv_general_dilated=CONV_IMPLS[self.conv_impl], name=name)
+    return nn.Conv(
+      features,
+      (size, size),
+      strides=(stride, stride),
+      padding="VALID",
+      kernel_init=INITS[self.init_method],
+      bias_init=BIAS_INIT,
+      conv_general_dilated=CONV_IMPLS[self.conv_impl],
+      name=name,
+    )
 
   def _dense(self, features, name):
     return nn.Dense(features, kernel_init=INITS[self.init_method], bias_init=BIAS_INIT, name=name)
@@ -118,9 +131,15 @@ class CNNSmall(_ZooNet):
   """
 
   @nn.compact
-  def __call__(self, x, dropout_rate=0.0, dropout_key=None, train: bool = False):  # train: no mutable state
-    x = self._act(_pool(self._conv(8, 5, "conv_0")(x), self.conv_impl), dropout_rate, dropout_key, 0)
-    x = self._act(_pool(self._conv(6, 5, "conv_1")(x), self.conv_impl), dropout_rate, dropout_key, 1)
+  def __call__(
+    self, x, dropout_rate=0.0, dropout_key=None, train: bool = False
+  ):  # train: no mutable state
+    x = self._act(
+      _pool(self._conv(8, 5, "conv_0")(x), self.conv_impl), dropout_rate, dropout_key, 0
+    )
+    x = self._act(
+      _pool(self._conv(6, 5, "conv_1")(x), self.conv_impl), dropout_rate, dropout_key, 1
+    )
     x = self._act(self._conv(4, 2, "conv_2")(x), dropout_rate, dropout_key, 2)
     x = x.reshape(x.shape[:-3] + (-1,))  # (H, W, C) flatten order; PyTorch's is (C, H, W)
     x = self._act(self._dense(20, "dense_0")(x), dropout_rate, dropout_key, 3)
@@ -131,9 +150,13 @@ class CNNLarge(_ZooNet):
   """CNN-l: 32x32x3 -> (conv16, conv32, conv15; 3x3, pool, act each) -> 60 -> 20 -> 10. 10,853 parameters."""
 
   @nn.compact
-  def __call__(self, x, dropout_rate=0.0, dropout_key=None, train: bool = False):  # train: no mutable state
+  def __call__(
+    self, x, dropout_rate=0.0, dropout_key=None, train: bool = False
+  ):  # train: no mutable state
     for i, features in enumerate((16, 32, 15)):
-      x = self._act(_pool(self._conv(features, 3, f"conv_{i}")(x), self.conv_impl), dropout_rate, dropout_key, i)
+      x = self._act(
+        _pool(self._conv(features, 3, f"conv_{i}")(x), self.conv_impl), dropout_rate, dropout_key, i
+      )
     x = x.reshape(x.shape[:-3] + (-1,))
     x = self._act(self._dense(20, "dense_0")(x), dropout_rate, dropout_key, 3)
     return self._dense(self.num_classes, "dense_1")(x)
@@ -145,7 +168,9 @@ class MLP(_ZooNet):
   hidden: Sequence[int] = (32, 16)
 
   @nn.compact
-  def __call__(self, x, dropout_rate=0.0, dropout_key=None, train: bool = False):  # train: no mutable state
+  def __call__(
+    self, x, dropout_rate=0.0, dropout_key=None, train: bool = False
+  ):  # train: no mutable state
     x = x.reshape(x.shape[:-3] + (-1,))
     for i, features in enumerate(self.hidden):
       x = self._act(self._dense(features, f"dense_{i}")(x), dropout_rate, dropout_key, i)

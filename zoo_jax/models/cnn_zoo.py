@@ -28,7 +28,9 @@ class CNNZoo(_ZooNet):
   """
 
   @nn.compact
-  def __call__(self, x, dropout_rate=0.0, dropout_key=None, train: bool = False):  # train: no mutable state
+  def __call__(
+    self, x, dropout_rate=0.0, dropout_key=None, train: bool = False
+  ):  # train: no mutable state
     for i in range(NUM_LAYERS):
       x = self._conv(NUM_UNITS, KERNEL_SIZE, f"conv_{i}", stride=STRIDE)(x)
       x = self._act(x, dropout_rate, dropout_key, i)

@@ -24,18 +24,33 @@ from jax import lax
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _patches(x: jax.Array, window: Sequence[int], strides: Sequence[int], out_hw: Sequence[int]) -> jax.Array:
+def _patches(
+  x: jax.Array, window: Sequence[int], strides: Sequence[int], out_hw: Sequence[int]
+) -> jax.Array:
   """[N, H, W, C] (already padded) -> [N, H', W', kh*kw*C], in the (kh, kw, C) order of an HWIO kernel."""
   (kh, kw), (sh, sw), (oh, ow) = window, strides, out_hw
   n, _, _, c = x.shape
-  cols = [lax.slice(x, (0, i, j, 0), (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, c), (1, sh, sw, 1))
-          for i in range(kh) for j in range(kw)]
+  cols = [
+    lax.slice(x, (0, i, j, 0), (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, c), (1, sh, sw, 1))
+    for i in range(kh)
+    for j in range(kw)
+  ]
   return jnp.stack(cols, axis=-2).reshape(n, oh, ow, kh * kw * c)
 
 
-def patches_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding,
-                 lhs_dilation=None, rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
-                 batch_group_count: int = 1, precision=None, preferred_element_type=None) -> jax.Array:
+def patches_conv(
+  lhs: jax.Array,
+  rhs: jax.Array,
+  window_strides: Sequence[int],
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count: int = 1,
+  batch_group_count: int = 1,
+  precision=None,
+  preferred_element_type=None,
+) -> jax.Array:
   """`lax.conv_general_dilated` for 2-D NHWC x HWIO convolutions, as slices + one matmul.
 
   lhs: [N, H, W, C]; rhs: [kh, kw, C, O]; returns [N, H', W', O]. Strides and any padding
@@ -43,11 +58,20 @@ def patches_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], 
   zoo architectures use neither) and raise a ValueError.
   """
   expected = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
-  if lhs.ndim != 4 or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != expected:
-    raise ValueError(f"patches_conv supports 2-D NHWC/HWIO/NHWC convolutions only, got {dimension_numbers}.")
-  if any(d not in (None, 1) for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ())) \
-      or feature_group_count != 1 or batch_group_count != 1:
-    raise ValueError("patches_conv does not support dilations or feature/batch groups; use conv_impl='xla'.")
+  if (
+    lhs.ndim != 4 or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != expected
+  ):
+    raise ValueError(
+      f"patches_conv supports 2-D NHWC/HWIO/NHWC convolutions only, got {dimension_numbers}."
+    )
+  if (
+    any(d not in (None, 1) for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
+    or feature_group_count != 1
+    or batch_group_count != 1
+  ):
+    raise ValueError(
+      "patches_conv does not support dilations or feature/batch groups; use conv_impl='xla'."
+    )
   kh, kw, c, o = rhs.shape
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), window_strides, padding)
@@ -55,8 +79,13 @@ def patches_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], 
     lhs = jnp.pad(lhs, ((0, 0), *map(tuple, padding), (0, 0)))
   out_hw = [(size - k) // s + 1 for size, k, s in zip(lhs.shape[1:3], (kh, kw), window_strides)]
   cols = _patches(lhs, (kh, kw), window_strides, out_hw)
-  return lax.dot_general(cols, rhs.reshape(kh * kw * c, o), (((3,), (0,)), ((), ())), precision=precision,
-                         preferred_element_type=preferred_element_type)
+  return lax.dot_general(
+    cols,
+    rhs.reshape(kh * kw * c, o),
+    (((3,), (0,)), ((), ())),
+    precision=precision,
+    preferred_element_type=preferred_element_type,
+  )
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:

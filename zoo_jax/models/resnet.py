@@ -46,7 +46,9 @@ class BatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.running_var not in RUNNING_VAR:
-      raise ValueError(f"Unknown running_var {self.running_var!r}; allowed values: {list(RUNNING_VAR)}.")
+      raise ValueError(
+        f"Unknown running_var {self.running_var!r}; allowed values: {list(RUNNING_VAR)}."
+      )
     features, axes = x.shape[-1], tuple(range(x.ndim - 1))
     running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
     running_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
@@ -100,25 +102,38 @@ class ResNet18(nn.Module):
   init_method: str = "kaiming_uniform"
   use_dropout: bool = False  # accepted and ignored, as the published `dropout` argument
   conv_impl: str = "xla"  # accepted for the model contract; ResNet-18 always uses lax convolutions
-  running_var: str = "unbiased"  # BatchNorm's running-variance update: PyTorch's, or "biased" (Flax's)
+  running_var: str = (
+    "unbiased"  # BatchNorm's running-variance update: PyTorch's, or "biased" (Flax's)
+  )
 
   @nn.compact
   def __call__(self, x, dropout_rate=0.0, dropout_key=None, train: bool = False):
     del dropout_rate, dropout_key  # the published ResNet18 has no dropout
     if self.activation != "relu":
-      raise ValueError(f"ResNet-18 is a ReLU network (the Model Zoos' ResNet18 ignores nlin); "
-                       f"got activation {self.activation!r}.")
-    x = nn.Conv(WIDTHS[0], (3, 3), padding=_padding(3), use_bias=False, kernel_init=INITS[self.init_method],
-                name="conv1")(x)
+      raise ValueError(
+        f"ResNet-18 is a ReLU network (the Model Zoos' ResNet18 ignores nlin); "
+        f"got activation {self.activation!r}."
+      )
+    x = nn.Conv(
+      WIDTHS[0],
+      (3, 3),
+      padding=_padding(3),
+      use_bias=False,
+      kernel_init=INITS[self.init_method],
+      name="conv1",
+    )(x)
     x = BatchNorm(use_running_average=not train, running_var=self.running_var, name="bn1")(x)
     x = nn.relu(x)
     for stage, features in enumerate(WIDTHS):
       for block in range(BLOCKS_PER_STAGE):
         strides = 2 if stage > 0 and block == 0 else 1
-        x = BasicBlock(features, strides, self.init_method, self.running_var,
-                       name=f"layer{stage + 1}_{block}")(x, train)
+        x = BasicBlock(
+          features, strides, self.init_method, self.running_var, name=f"layer{stage + 1}_{block}"
+        )(x, train)
     x = jnp.mean(x, axis=(-3, -2))  # adaptive average pooling to 1x1, then flatten
-    return nn.Dense(self.num_classes, kernel_init=INITS[self.init_method], bias_init=BIAS_INIT, name="fc")(x)
+    return nn.Dense(
+      self.num_classes, kernel_init=INITS[self.init_method], bias_init=BIAS_INIT, name="fc"
+    )(x)
 
 
 # For the registry (zoo_jax.models): CIFAR-10/100 32x32, Tiny-ImageNet 64x64, as the data come.

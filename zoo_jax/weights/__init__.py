@@ -17,18 +17,58 @@ from zoo_jax.weights.flat import flatten, unflatten
 from zoo_jax.weights.hygiene import StateFilter, filter_states, layer_rms
 from zoo_jax.weights.matching import activation_matching, align, weight_matching
 from zoo_jax.weights.spec import LayerSpec, ParamSpec, WeightSpec, make_spec
-from zoo_jax.weights.stats import (layer_variances, novelty, per_token, statnn_feature_names,
-                                   statnn_features, token_layer_variances)
-from zoo_jax.weights.symmetry import (canonical_permutations, canonicalize, permute,
-                                      random_permutation, sample_permutations)
+from zoo_jax.weights.stats import (
+  layer_variances,
+  novelty,
+  per_token,
+  statnn_feature_names,
+  statnn_features,
+  token_layer_variances,
+)
+from zoo_jax.weights.symmetry import (
+  canonical_permutations,
+  canonicalize,
+  permute,
+  random_permutation,
+  sample_permutations,
+)
 from zoo_jax.weights.tokens import Tokens, detokenize, token_dim, token_layout, tokenize
 
 __all__ = [
-    "Chunks", "LayerSpec", "ParamSpec", "StateFilter", "Tokens", "WeightSpec", "activation_matching", "add_noise",
-    "align",
-    "canonical_permutations", "canonicalize", "chunk", "chunk_layout", "detokenize",
-    "erasing_mask", "filter_states", "flatten", "layer_rms", "layer_variances", "make_spec", "multiply_noise", "novelty", "per_token",
-    "permute", "random_erase", "random_permutation", "sample_permutations",
-    "statnn_feature_names", "statnn_features", "token_dim", "token_layer_variances",
-    "token_layout", "tokenize", "unchunk", "unflatten", "weight_matching",
+  "Chunks",
+  "LayerSpec",
+  "ParamSpec",
+  "StateFilter",
+  "Tokens",
+  "WeightSpec",
+  "activation_matching",
+  "add_noise",
+  "align",
+  "canonical_permutations",
+  "canonicalize",
+  "chunk",
+  "chunk_layout",
+  "detokenize",
+  "erasing_mask",
+  "filter_states",
+  "flatten",
+  "layer_rms",
+  "layer_variances",
+  "make_spec",
+  "multiply_noise",
+  "novelty",
+  "per_token",
+  "permute",
+  "random_erase",
+  "random_permutation",
+  "sample_permutations",
+  "statnn_feature_names",
+  "statnn_features",
+  "token_dim",
+  "token_layer_variances",
+  "token_layout",
+  "tokenize",
+  "unchunk",
+  "unflatten",
+  "weight_matching",
 ]

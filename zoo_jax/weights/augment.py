@@ -45,10 +45,15 @@ def multiply_noise(key: jax.Array, x: X, sigma: float | jax.Array, mask: Any = N
   return _noise(key, x, mask, lambda v, eps: v * (1 + sigma * eps))
 
 
-def erasing_mask(key: jax.Array, shape: tuple[int, int], *, mode: str = "block",
-                 p: float | jax.Array = ERASE_PROBABILITY,
-                 scale: tuple[float, float] = ERASE_SCALE,
-                 ratio: tuple[float, float] = ERASE_RATIO) -> jax.Array:
+def erasing_mask(
+  key: jax.Array,
+  shape: tuple[int, int],
+  *,
+  mode: str = "block",
+  p: float | jax.Array = ERASE_PROBABILITY,
+  scale: tuple[float, float] = ERASE_SCALE,
+  ratio: tuple[float, float] = ERASE_RATIO,
+) -> jax.Array:
   """Which entries of one [T, d] token matrix random erasing would zero: bool [T, d].
 
   With probability p (else nothing; p may be traced), a fraction s ~ U(scale) of the
@@ -78,9 +83,11 @@ def erasing_mask(key: jax.Array, shape: tuple[int, int], *, mode: str = "block",
   aspect = jnp.exp(log_low + (log_high - log_low) * u[2])
   height = jnp.clip(jnp.round(jnp.sqrt(target * aspect)), jnp.ceil(target / cols), rows)
   # Width from the height, so height * width stays within [scale[0], scale[1]] * area.
-  width = jnp.clip(jnp.round(target / height),
-                   jnp.maximum(1, jnp.ceil(scale[0] * area / height)),
-                   jnp.minimum(cols, jnp.floor(scale[1] * area / height)))
+  width = jnp.clip(
+    jnp.round(target / height),
+    jnp.maximum(1, jnp.ceil(scale[0] * area / height)),
+    jnp.minimum(cols, jnp.floor(scale[1] * area / height)),
+  )
   top = jnp.floor(u[3] * (rows - height + 1))
   left = jnp.floor(u[4] * (cols - width + 1))
   r = jnp.arange(rows)[:, None]
@@ -89,10 +96,16 @@ def erasing_mask(key: jax.Array, shape: tuple[int, int], *, mode: str = "block",
   return apply & block
 
 
-def random_erase(key: jax.Array, tokens: X, mask: jax.Array | None = None, *,
-                 mode: str = "block", p: float | jax.Array = ERASE_PROBABILITY,
-                 scale: tuple[float, float] = ERASE_SCALE,
-                 ratio: tuple[float, float] = ERASE_RATIO) -> X:
+def random_erase(
+  key: jax.Array,
+  tokens: X,
+  mask: jax.Array | None = None,
+  *,
+  mode: str = "block",
+  p: float | jax.Array = ERASE_PROBABILITY,
+  scale: tuple[float, float] = ERASE_SCALE,
+  ratio: tuple[float, float] = ERASE_RATIO,
+) -> X:
   """Random erasing of tokens: entries chosen by `erasing_mask` and real (mask True) become 0.
 
   Args:
@@ -139,7 +152,7 @@ def _noise(key: jax.Array, x: Any, mask: Any, combine) -> Any:
   eps = jax.random.normal(key, (sum(sizes),), jnp.result_type(*leaves))
   out, start = [], 0
   for leaf, m, size in zip(leaves, masks, sizes):
-    noise = eps[start:start + size].reshape(jnp.shape(leaf)).astype(jnp.result_type(leaf))
+    noise = eps[start : start + size].reshape(jnp.shape(leaf)).astype(jnp.result_type(leaf))
     start += size
     noisy = combine(leaf, noise)
     out.append(noisy if m is None else jnp.where(m, noisy, leaf))

@@ -39,7 +39,7 @@ def chunk_layout(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE) -> layo
   for i, layer in enumerate(spec.layers):
     n = -(-layer.size // chunk_size)  # ceil
     index = np.full(n * chunk_size, -1, np.int64)
-    index[:layer.size] = layer.offset + np.arange(layer.size)
+    index[: layer.size] = layer.offset + np.arange(layer.size)
     rows.append(index.reshape(n, chunk_size))
     layers.append(np.full(n, i, np.int32))
     positions.append(np.arange(n, dtype=np.int32))
@@ -47,8 +47,9 @@ def chunk_layout(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE) -> layo
 
 
 @functools.partial(jax.jit, static_argnames="chunk_size")
-def chunk(params: Params, spec: WeightSpec | None = None, *,
-          chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[Chunks, WeightSpec]:
+def chunk(
+  params: Params, spec: WeightSpec | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[Chunks, WeightSpec]:
   """Encodes params as per-layer pad-chunks.
 
   Args:
@@ -61,10 +62,12 @@ def chunk(params: Params, spec: WeightSpec | None = None, *,
   vector, spec = flat.flatten(params, spec)
   layout = chunk_layout(spec, chunk_size)
   batch_shape = vector.shape[:-1]
-  chunks = Chunks(values=layout_lib.gather(vector, layout),
-                  mask=layout_lib.broadcast(layout.mask, batch_shape),
-                  layer=layout_lib.broadcast(layout.layer, batch_shape),
-                  position=layout_lib.broadcast(layout.position, batch_shape))
+  chunks = Chunks(
+    values=layout_lib.gather(vector, layout),
+    mask=layout_lib.broadcast(layout.mask, batch_shape),
+    layer=layout_lib.broadcast(layout.layer, batch_shape),
+    position=layout_lib.broadcast(layout.position, batch_shape),
+  )
   chex.assert_shape(chunks.values, batch_shape + layout.index.shape)
   return chunks, spec
 

@@ -30,8 +30,11 @@ def flatten(params: Params, spec: WeightSpec | None = None) -> tuple[jax.Array, 
   if spec is None:
     spec = spec_lib.make_spec(params)
   arrays, batch_shape = spec_lib.layer_arrays(params, spec)
-  parts = [layer[p.name].reshape(batch_shape + (p.size,)).astype(spec.dtype)
-           for layer, layer_spec in zip(arrays, spec.layers) for p in layer_spec.params]
+  parts = [
+    layer[p.name].reshape(batch_shape + (p.size,)).astype(spec.dtype)
+    for layer, layer_spec in zip(arrays, spec.layers)
+    for p in layer_spec.params
+  ]
   vector = jnp.concatenate(parts, axis=-1)
   chex.assert_shape(vector, batch_shape + (spec.size,))
   return vector, spec
@@ -44,8 +47,14 @@ def unflatten(vector: jax.Array, spec: WeightSpec) -> dict[str, Any]:
   batch_shape = vector.shape[:-1]
   arrays = []
   for layer in spec.layers:
-    arrays.append({p.name: vector[..., p.offset:p.offset + p.size].reshape(batch_shape + p.shape)
-                   .astype(p.dtype) for p in layer.params})
+    arrays.append(
+      {
+        p.name: vector[..., p.offset : p.offset + p.size]
+        .reshape(batch_shape + p.shape)
+        .astype(p.dtype)
+        for p in layer.params
+      }
+    )
   return spec_lib.build_params(arrays, spec)
 
 
@@ -58,4 +67,4 @@ def row_blocks(flat: Any, spec: WeightSpec, block_bytes: int = BLOCK_BYTES) -> I
   source that reads rows on demand (streaming.StreamedFlat). An empty `flat` gives one empty block."""
   rows = max(1, block_bytes // (8 * spec.size))
   for start in range(0, max(len(flat), 1), rows):
-    yield np.asarray(flat[start:start + rows])
+    yield np.asarray(flat[start : start + rows])

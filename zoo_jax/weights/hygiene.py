@@ -36,23 +36,37 @@ class StateFilter(NamedTuple):
   def summary(self, name: str = "zoo") -> str:
     """One line: how many states were kept and dropped, and why."""
     n = len(self.keep)
-    return (f"{name}: kept {int(self.keep.sum())} of {n} states; dropped {int(self.non_finite.sum())} "
-            f"non-finite and {int(self.blown_up.sum())} blown-up (a layer's RMS beyond the threshold)")
+    return (
+      f"{name}: kept {int(self.keep.sum())} of {n} states; dropped {int(self.non_finite.sum())} "
+      f"non-finite and {int(self.blown_up.sum())} blown-up (a layer's RMS beyond the threshold)"
+    )
 
 
 def layer_rms(flat: np.ndarray, spec: WeightSpec) -> np.ndarray:
   """RMS of each layer's entries (kernel and bias together) per state: [N, L]."""
   flat = np.asarray(flat)
   if flat.ndim != 2 or flat.shape[1] != spec.size:
-    raise ValueError(f"flat must have shape [N, {spec.size}] (weights.flatten vectors of this spec), "
-                     f"got {flat.shape}.")
+    raise ValueError(
+      f"flat must have shape [N, {spec.size}] (weights.flatten vectors of this spec), "
+      f"got {flat.shape}."
+    )
   with np.errstate(over="ignore", invalid="ignore"):
-    return np.stack([np.sqrt(np.mean(np.square(flat[:, l.offset:l.offset + l.size], dtype=np.float64), axis=1))
-                     for l in spec.layers], axis=1)
+    return np.stack(
+      [
+        np.sqrt(np.mean(np.square(flat[:, l.offset : l.offset + l.size], dtype=np.float64), axis=1))
+        for l in spec.layers
+      ],
+      axis=1,
+    )
 
 
-def filter_states(flat: np.ndarray, spec: WeightSpec, *, max_ratio: float | None = DEFAULT_MAX_RATIO,
-                  max_abs: float | None = None) -> StateFilter:
+def filter_states(
+  flat: np.ndarray,
+  spec: WeightSpec,
+  *,
+  max_ratio: float | None = DEFAULT_MAX_RATIO,
+  max_abs: float | None = None,
+) -> StateFilter:
   """Flags non-finite and blown-up states among `flat` [N, n] (weights.flatten vectors).
 
   Args:
@@ -81,5 +95,10 @@ def filter_states(flat: np.ndarray, spec: WeightSpec, *, max_ratio: float | None
   if max_abs is not None:
     blown_up |= np.concatenate(largest) > max_abs
   blown_up &= ~non_finite
-  return StateFilter(keep=~(non_finite | blown_up), non_finite=non_finite, blown_up=blown_up,
-                     layer_rms=rms, reference_rms=reference)
+  return StateFilter(
+    keep=~(non_finite | blown_up),
+    non_finite=non_finite,
+    blown_up=blown_up,
+    layer_rms=rms,
+    reference_rms=reference,
+  )

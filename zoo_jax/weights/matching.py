@@ -36,8 +36,14 @@ def _unit_vectors(arrays: list[dict[str, np.ndarray]], layer: int, link) -> np.n
   return np.concatenate(incoming + [outgoing], axis=1)
 
 
-def weight_matching(params_a: Params, params_b: Params, spec: WeightSpec | None = None, *,
-                    max_sweeps: int = 100, seed: int = 0) -> symmetry.Permutations:
+def weight_matching(
+  params_a: Params,
+  params_b: Params,
+  spec: WeightSpec | None = None,
+  *,
+  max_sweeps: int = 100,
+  seed: int = 0,
+) -> symmetry.Permutations:
   """Permutations (one int32 [units_l] per hidden layer, `symmetry.permute`'s convention) that align
   model B to model A; both single models (no batch axis)."""
   spec = spec_lib.make_spec(params_a) if spec is None else spec
@@ -45,9 +51,11 @@ def weight_matching(params_a: Params, params_b: Params, spec: WeightSpec | None 
   arrays_a, batch_a = spec_lib.layer_arrays(jax.tree.map(np.asarray, params_a), spec)
   _, batch_b = spec_lib.layer_arrays(params_b, spec)
   if batch_a or batch_b:
-    raise ValueError(f"weight_matching takes two single models, got batch axes {batch_a} and {batch_b}.")
+    raise ValueError(
+      f"weight_matching takes two single models, got batch axes {batch_a} and {batch_b}."
+    )
   arrays_a = [{k: np.asarray(v, np.float64) for k, v in a.items()} for a in arrays_a]
-  perms = [np.arange(layer.units, dtype=np.int32) for layer in spec.layers[:len(links)]]
+  perms = [np.arange(layer.units, dtype=np.int32) for layer in spec.layers[: len(links)]]
   rng = np.random.default_rng(seed)
   for _ in range(max_sweeps):
     changed = False
@@ -56,7 +64,10 @@ def weight_matching(params_a: Params, params_b: Params, spec: WeightSpec | None 
       trial[layer] = np.arange(len(perms[layer]), dtype=np.int32)
       arrays_b, _ = spec_lib.layer_arrays(symmetry.permute(params_b, tuple(trial), spec), spec)
       arrays_b = [{k: np.asarray(v, np.float64) for k, v in b.items()} for b in arrays_b]
-      similarity = _unit_vectors(arrays_a, layer, links[layer]) @ _unit_vectors(arrays_b, layer, links[layer]).T
+      similarity = (
+        _unit_vectors(arrays_a, layer, links[layer])
+        @ _unit_vectors(arrays_b, layer, links[layer]).T
+      )
       _, columns = scipy.optimize.linear_sum_assignment(similarity, maximize=True)
       columns = columns.astype(np.int32)
       if not np.array_equal(columns, perms[layer]):
@@ -70,7 +81,9 @@ def weight_matching(params_a: Params, params_b: Params, spec: WeightSpec | None 
   return tuple(perms)
 
 
-def activation_matching(acts_a: list[np.ndarray], acts_b: list[np.ndarray]) -> symmetry.Permutations:
+def activation_matching(
+  acts_a: list[np.ndarray], acts_b: list[np.ndarray]
+) -> symmetry.Permutations:
   """Permutations aligning B to A by the correlation of their units' outputs on the same inputs
   (Ainsworth et al.'s activation matching): one linear assignment per hidden layer.
 
@@ -88,7 +101,9 @@ def activation_matching(acts_a: list[np.ndarray], acts_b: list[np.ndarray]) -> s
   return tuple(perms)
 
 
-def align(params_a: Params, params_b: Params, spec: WeightSpec | None = None, **kwargs) -> dict[str, Any]:
+def align(
+  params_a: Params, params_b: Params, spec: WeightSpec | None = None, **kwargs
+) -> dict[str, Any]:
   """Model B with its hidden units permuted to match model A (same function as B)."""
   spec = spec_lib.make_spec(params_a) if spec is None else spec
   return symmetry.permute(params_b, weight_matching(params_a, params_b, spec, **kwargs), spec)

@@ -116,28 +116,39 @@ class WeightSpec:
   def to_dict(self) -> dict[str, Any]:
     """Plain JSON-able dicts and lists."""
     return {
-        "version": _SPEC_VERSION,
-        "wrapped": self.wrapped,
-        "dtype": self.dtype,
-        "layers": [{
-            "path": list(layer.path),
-            "kind": layer.kind,
-            "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype,
-                        "offset": p.offset} for p in layer.params],
-        } for layer in self.layers],
+      "version": _SPEC_VERSION,
+      "wrapped": self.wrapped,
+      "dtype": self.dtype,
+      "layers": [
+        {
+          "path": list(layer.path),
+          "kind": layer.kind,
+          "params": [
+            {"name": p.name, "shape": list(p.shape), "dtype": p.dtype, "offset": p.offset}
+            for p in layer.params
+          ],
+        }
+        for layer in self.layers
+      ],
     }
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "WeightSpec":
     """Inverse of `to_dict`."""
     if d.get("version") != _SPEC_VERSION:
-      raise ValueError(f"Unsupported WeightSpec version {d.get('version')!r}; "
-                       f"expected {_SPEC_VERSION}.")
+      raise ValueError(
+        f"Unsupported WeightSpec version {d.get('version')!r}; expected {_SPEC_VERSION}."
+      )
     layers = tuple(
-        LayerSpec(path=tuple(layer["path"]), kind=layer["kind"],
-                  params=tuple(ParamSpec(p["name"], tuple(p["shape"]), p["dtype"], p["offset"])
-                               for p in layer["params"]))
-        for layer in d["layers"])
+      LayerSpec(
+        path=tuple(layer["path"]),
+        kind=layer["kind"],
+        params=tuple(
+          ParamSpec(p["name"], tuple(p["shape"]), p["dtype"], p["offset"]) for p in layer["params"]
+        ),
+      )
+      for layer in d["layers"]
+    )
     return cls(layers=layers, wrapped=bool(d["wrapped"]), dtype=d["dtype"])
 
   def to_json(self) -> str:
@@ -148,8 +159,9 @@ class WeightSpec:
     return cls.from_dict(json.loads(s))
 
 
-def make_spec(params: Params, *, batch_ndim: int | None = None,
-              layer_order: Sequence[str] | None = None) -> WeightSpec:
+def make_spec(
+  params: Params, *, batch_ndim: int | None = None, layer_order: Sequence[str] | None = None
+) -> WeightSpec:
   """Describes a params pytree (with or without the top-level 'params' key).
 
   Args:
@@ -171,8 +183,10 @@ def make_spec(params: Params, *, batch_ndim: int | None = None,
   groups: dict[tuple[str, ...], list[tuple[str, Any]]] = {}
   for path, leaf in leaves:
     if jnp.ndim(leaf) < batch_ndim:
-      raise ValueError(f"Parameter {'/'.join(path)!r} has shape {jnp.shape(leaf)}, fewer axes than "
-                       f"batch_ndim={batch_ndim}.")
+      raise ValueError(
+        f"Parameter {'/'.join(path)!r} has shape {jnp.shape(leaf)}, fewer axes than "
+        f"batch_ndim={batch_ndim}."
+      )
     groups.setdefault(path[:-1], []).append((path[-1], leaf))
 
   layers = [(path, _kind(dict(group), batch_ndim), group) for path, group in groups.items()]
@@ -192,14 +206,18 @@ def make_spec(params: Params, *, batch_ndim: int | None = None,
 
 def unwrap(params: Params) -> tuple[Params, bool]:
   """Strips a top-level {'params': ...} collection; returns (tree, whether it was there)."""
-  if isinstance(params, Mapping) and set(params.keys()) == {"params"} and isinstance(
-      params["params"], Mapping):
+  if (
+    isinstance(params, Mapping)
+    and set(params.keys()) == {"params"}
+    and isinstance(params["params"], Mapping)
+  ):
     return params["params"], True
   return params, False
 
 
-def layer_arrays(params: Params,
-                 spec: WeightSpec) -> tuple[list[dict[str, jax.Array]], tuple[int, ...]]:
+def layer_arrays(
+  params: Params, spec: WeightSpec
+) -> tuple[list[dict[str, jax.Array]], tuple[int, ...]]:
   """The arrays of each layer of `spec`, in spec order, and the common leading batch shape.
 
   Checks that the tree holds exactly the spec's parameters with the spec's shapes (after
@@ -221,9 +239,11 @@ def layer_arrays(params: Params,
       shape = tuple(jnp.shape(leaf))
       n = len(shape) - len(p.shape)
       if n < 0 or shape[n:] != p.shape or (batch_shape is not None and shape[:n] != batch_shape):
-        raise ValueError(f"Parameter '{layer.name}/{p.name}' has shape {shape}; the spec expects "
-                         f"{list(batch_shape or ())} + {list(p.shape)} (batch axes, then the "
-                         f"model's).")
+        raise ValueError(
+          f"Parameter '{layer.name}/{p.name}' has shape {shape}; the spec expects "
+          f"{list(batch_shape or ())} + {list(p.shape)} (batch axes, then the "
+          f"model's)."
+        )
       batch_shape = shape[:n]
       arrays[p.name] = jnp.asarray(leaf)
     out.append(arrays)
@@ -257,8 +277,10 @@ def check_unit_layers(spec: WeightSpec, purpose: str) -> None:
       hint = " (a normalisation layer such as BatchNorm or LayerNorm?)"
     elif "kernel" in names and len(layer.param("kernel").shape) < 2:
       hint = " (a kernel needs at least 2 axes: inputs and units)"
-    raise ValueError(f"{purpose} supports only conv and dense layers with 'kernel' and 'bias'; "
-                     f"layer {layer.name!r} has params {names}{hint}.")
+    raise ValueError(
+      f"{purpose} supports only conv and dense layers with 'kernel' and 'bias'; "
+      f"layer {layer.name!r} has params {names}{hint}."
+    )
 
 
 def _leaves(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
@@ -279,8 +301,9 @@ def _infer_batch_ndim(leaves: list[tuple[tuple[str, ...], Any]]) -> int:
   if not ranks:
     raise ValueError("Cannot infer the batch axes: the params have no 'bias'; pass batch_ndim.")
   if len(ranks) > 1:
-    raise ValueError(f"Biases have different ranks {sorted(r + 1 for r in ranks)}; "
-                     f"pass batch_ndim.")
+    raise ValueError(
+      f"Biases have different ranks {sorted(r + 1 for r in ranks)}; pass batch_ndim."
+    )
   batch_ndim = ranks.pop()
   if batch_ndim < 0:
     raise ValueError("A 'bias' is a scalar; pass batch_ndim.")
@@ -298,15 +321,17 @@ def _natural_key(name: str) -> list[Any]:
   return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _order(layers: list[tuple[tuple[str, ...], str, Any]],
-           layer_order: Sequence[str] | None) -> list[tuple[tuple[str, ...], str, Any]]:
+def _order(
+  layers: list[tuple[tuple[str, ...], str, Any]], layer_order: Sequence[str] | None
+) -> list[tuple[tuple[str, ...], str, Any]]:
   by_name = {"/".join(path): item for item in layers for path in [item[0]]}
   if layer_order is None:
     return sorted(layers, key=lambda item: (KINDS.index(item[1]), _natural_key("/".join(item[0]))))
   if sorted(layer_order) != sorted(by_name):
     missing = sorted(set(by_name) - set(layer_order))
     unknown = sorted(set(layer_order) - set(by_name))
-    raise ValueError(f"layer_order must name every layer once: missing {missing}, "
-                     f"unknown {unknown}, given {list(layer_order)}.")
+    raise ValueError(
+      f"layer_order must name every layer once: missing {missing}, "
+      f"unknown {unknown}, given {list(layer_order)}."
+    )
   return [by_name[name] for name in layer_order]
-

@@ -23,8 +23,12 @@ _PERCENTILES = (0.0, 25.0, 50.0, 75.0, 100.0)
 
 def statnn_feature_names(spec: WeightSpec) -> tuple[str, ...]:
   """Names of `statnn_features`, e.g. 'conv_0/kernel/p25', in feature order."""
-  return tuple(f"{layer.name}/{p.name}/{stat}"
-               for layer in spec.layers for p in layer.params for stat in STATNN_STATS)
+  return tuple(
+    f"{layer.name}/{p.name}/{stat}"
+    for layer in spec.layers
+    for p in layer.params
+    for stat in STATNN_STATS
+  )
 
 
 @jax.jit
@@ -42,7 +46,7 @@ def statnn_features(params: Params, spec: WeightSpec | None = None) -> jax.Array
   features = []
   for layer in spec.layers:
     for p in layer.params:
-      x = vector[..., p.offset:p.offset + p.size]
+      x = vector[..., p.offset : p.offset + p.size]
       features.append(jnp.stack([jnp.mean(x, axis=-1), jnp.var(x, axis=-1)], axis=-1))
       features.append(_percentiles(x, _PERCENTILES))
   return jnp.concatenate(features, axis=-1)
@@ -60,8 +64,9 @@ def layer_variances(params: Params, spec: WeightSpec | None = None) -> jax.Array
     all models, pooled (ddof=0). Equals `token_layer_variances` on the tokens of the same zoo.
   """
   vector, spec = flat.flatten(params, spec)
-  return jnp.stack([jnp.var(vector[..., layer.offset:layer.offset + layer.size])
-                    for layer in spec.layers])
+  return jnp.stack(
+    [jnp.var(vector[..., layer.offset : layer.offset + layer.size]) for layer in spec.layers]
+  )
 
 
 @functools.partial(jax.jit, static_argnames="num_layers")
@@ -82,8 +87,9 @@ def token_layer_variances(tokens: Tokens, num_layers: int) -> jax.Array:
   return jax.ops.segment_sum(deviation.sum(-1), layer, num_layers) / count
 
 
-def novelty(models: np.ndarray, reference: np.ndarray, groups: np.ndarray, spec: WeightSpec,
-            block: int = 256) -> np.ndarray:
+def novelty(
+  models: np.ndarray, reference: np.ndarray, groups: np.ndarray, spec: WeightSpec, block: int = 256
+) -> np.ndarray:
   """How new each of `models` is next to the `reference` models: [S] (0: a copy).
 
   The L2 distance of each model to its nearest reference model, in units of the reference's own
@@ -103,29 +109,33 @@ def novelty(models: np.ndarray, reference: np.ndarray, groups: np.ndarray, spec:
   """
   groups = np.asarray(groups)
   if len(reference) < 2 or len(np.unique(groups)) < 2:
-    raise ValueError(f"novelty needs reference models of at least two groups; got {len(reference)} models "
-                     f"of {len(np.unique(groups))} group(s).")
-  canonical = jax.jit(lambda x: flat.flatten(symmetry.canonicalize(flat.unflatten(x, spec), spec), spec)[0])
+    raise ValueError(
+      f"novelty needs reference models of at least two groups; got {len(reference)} models "
+      f"of {len(np.unique(groups))} group(s)."
+    )
+  canonical = jax.jit(
+    lambda x: flat.flatten(symmetry.canonicalize(flat.unflatten(x, spec), spec), spec)[0]
+  )
 
   def forms(x):  # (as stored, canonical), float64 [len(x), n] each
     x = np.asarray(x, np.float32).reshape(-1, spec.size)
-    canon = [np.asarray(canonical(jnp.asarray(x[i:i + block]))) for i in range(0, len(x), block)]
+    canon = [np.asarray(canonical(jnp.asarray(x[i : i + block]))) for i in range(0, len(x), block)]
     return x.astype(np.float64), np.concatenate(canon or [x]).astype(np.float64)
 
   ref = forms(reference)
-  ref_sq = [(b ** 2).sum(1) for b in ref]
+  ref_sq = [(b**2).sum(1) for b in ref]
 
   def nearest(x, exclude=None):
     x = forms(x)
     out = np.empty(len(x[0]))
     for i in range(0, len(out), block):
-      d2 = np.full((len(x[0][i:i + block]), len(groups)), np.inf)
+      d2 = np.full((len(x[0][i : i + block]), len(groups)), np.inf)
       for a, b, b_sq in zip(x, ref, ref_sq):
-        part = a[i:i + block]
-        d2 = np.minimum(d2, (part ** 2).sum(1)[:, None] + b_sq[None, :] - 2 * part @ b.T)
+        part = a[i : i + block]
+        d2 = np.minimum(d2, (part**2).sum(1)[:, None] + b_sq[None, :] - 2 * part @ b.T)
       if exclude is not None:
-        d2 = np.where(exclude[i:i + block, None] == groups[None, :], np.inf, d2)
-      out[i:i + block] = np.sqrt(np.maximum(d2.min(1), 0.0))
+        d2 = np.where(exclude[i : i + block, None] == groups[None, :], np.inf, d2)
+      out[i : i + block] = np.sqrt(np.maximum(d2.min(1), 0.0))
     return out
 
   scale = float(np.median(nearest(reference, exclude=groups)))
@@ -142,7 +152,6 @@ def per_token(per_layer: jax.Array, layer: jax.Array) -> jax.Array:
     return per_layer[layer][..., None]
   layer = jnp.broadcast_to(layer, per_layer.shape[:1] + layer.shape[-1:])
   return jnp.take_along_axis(per_layer, layer, axis=1)[..., None]
-
 
 
 def _percentiles(x: jax.Array, qs: tuple[float, ...]) -> jax.Array:

@@ -27,8 +27,9 @@ Permutations = tuple[jax.Array, ...]
 # Names of modules whose outputs skip layers or add up: the unit correspondence between
 # consecutive layers no longer holds, so the simple chain symmetry does not apply.
 _RESIDUAL_NAME = re.compile(
-    r"(?<![a-z])(res|resnet|residual|skip|shortcut|downsample)(?![a-z])|block|attention|attn",
-    re.IGNORECASE)
+  r"(?<![a-z])(res|resnet|residual|skip|shortcut|downsample)(?![a-z])|block|attention|attn",
+  re.IGNORECASE,
+)
 
 
 class _Link(NamedTuple):
@@ -47,36 +48,47 @@ def _feedforward_links(spec: WeightSpec) -> tuple[_Link, ...]:
   spec_lib.check_unit_layers(spec, "The permutation symmetry")
   for layer in spec.layers:
     if len(layer.path) > 1 or _RESIDUAL_NAME.search(layer.name):
-      raise ValueError(f"The permutation symmetry supports only a flat chain of conv/dense "
-                       f"layers; layer {layer.name!r} looks like a nested or residual-style "
-                       f"module.")
+      raise ValueError(
+        f"The permutation symmetry supports only a flat chain of conv/dense "
+        f"layers; layer {layer.name!r} looks like a nested or residual-style "
+        f"module."
+      )
   links = []
   for prev, cur in zip(spec.layers[:-1], spec.layers[1:]):
     kernel = cur.param("kernel").shape
     if cur.kind == "conv":
       if prev.kind != "conv":
-        raise ValueError(f"Layer {cur.name!r} is a conv after the dense layer {prev.name!r}; "
-                         f"only conv -> dense flattening is supported.")
+        raise ValueError(
+          f"Layer {cur.name!r} is a conv after the dense layer {prev.name!r}; "
+          f"only conv -> dense flattening is supported."
+        )
       if kernel[-2] != prev.units:
-        raise ValueError(f"Layer {cur.name!r} has {kernel[-2]} input channels (kernel {kernel}) "
-                         f"but the previous layer {prev.name!r} has {prev.units} units.")
+        raise ValueError(
+          f"Layer {cur.name!r} has {kernel[-2]} input channels (kernel {kernel}) "
+          f"but the previous layer {prev.name!r} has {prev.units} units."
+        )
       links.append(_Link("conv", 1))
     elif prev.kind == "dense":
       if kernel[0] != prev.units:
-        raise ValueError(f"Layer {cur.name!r} has {kernel[0]} inputs (kernel {kernel}) but the "
-                         f"previous layer {prev.name!r} has {prev.units} units.")
+        raise ValueError(
+          f"Layer {cur.name!r} has {kernel[0]} inputs (kernel {kernel}) but the "
+          f"previous layer {prev.name!r} has {prev.units} units."
+        )
       links.append(_Link("dense", 1))
     else:
       if kernel[0] % prev.units:
-        raise ValueError(f"Layer {cur.name!r} has {kernel[0]} inputs (kernel {kernel}), not a "
-                         f"multiple of the {prev.units} channels of the conv layer {prev.name!r}.")
+        raise ValueError(
+          f"Layer {cur.name!r} has {kernel[0]} inputs (kernel {kernel}), not a "
+          f"multiple of the {prev.units} channels of the conv layer {prev.name!r}."
+        )
       links.append(_Link("flatten", kernel[0] // prev.units))
   return tuple(links)
 
 
 @jax.jit
-def permute(params: Params, perms: Sequence[jax.Array],
-            spec: WeightSpec | None = None) -> dict[str, Any]:
+def permute(
+  params: Params, perms: Sequence[jax.Array], spec: WeightSpec | None = None
+) -> dict[str, Any]:
   """Applies one permutation per hidden layer; the network's function is unchanged.
 
   Args:
@@ -90,8 +102,9 @@ def permute(params: Params, perms: Sequence[jax.Array],
   links = _feedforward_links(spec)
   arrays, batch_shape = spec_lib.layer_arrays(params, spec)
   if len(perms) != len(links):
-    raise ValueError(f"Expected {len(links)} permutations (one per hidden layer), "
-                     f"got {len(perms)}.")
+    raise ValueError(
+      f"Expected {len(links)} permutations (one per hidden layer), got {len(perms)}."
+    )
   perms = list(perms)
   for i, (perm, layer) in enumerate(zip(perms, spec.layers)):
     chex.assert_rank(perm, {1, len(batch_shape) + 1})
@@ -110,17 +123,18 @@ def sample_permutations(key: jax.Array, spec: WeightSpec) -> Permutations:
   the bits, and with them any bias, have probability below units^2 / 2^33.
   """
   links = _feedforward_links(spec)
-  units = [layer.units for layer in spec.layers[:len(links)]]
+  units = [layer.units for layer in spec.layers[: len(links)]]
   bits = jax.random.bits(key, (sum(units),))
   perms, start = [], 0
   for n in units:
-    perms.append(jnp.argsort(bits[start:start + n], stable=True).astype(jnp.int32))
+    perms.append(jnp.argsort(bits[start : start + n], stable=True).astype(jnp.int32))
     start += n
   return tuple(perms)
 
 
-def random_permutation(key: jax.Array, params: Params,
-                       spec: WeightSpec | None = None) -> dict[str, Any]:
+def random_permutation(
+  key: jax.Array, params: Params, spec: WeightSpec | None = None
+) -> dict[str, Any]:
   """Permutes every hidden layer at random: the permutation augmentation.
 
   For params with leading batch axes B, model b uses key `jax.random.split(key, prod(B))[b]`
@@ -151,9 +165,9 @@ def canonical_permutations(params: Params, spec: WeightSpec | None = None) -> Pe
 
   def one(arrays):
     perms = []
-    for layer, a in zip(spec.layers[:len(links)], arrays):
+    for layer, a in zip(spec.layers[: len(links)], arrays):
       incoming = a["kernel"].reshape(-1, layer.units).T  # [units, fan_in]
-      norm = jnp.sum(jnp.sort(incoming ** 2, axis=-1), axis=-1)
+      norm = jnp.sum(jnp.sort(incoming**2, axis=-1), axis=-1)
       bias = a.get("bias", jnp.zeros_like(norm))
       perms.append(jnp.lexsort((norm, bias)).astype(jnp.int32))  # the last key is the primary one
     return tuple(perms)
@@ -168,8 +182,9 @@ def canonicalize(params: Params, spec: WeightSpec | None = None) -> dict[str, An
   return permute(params, canonical_permutations(params, spec), spec)
 
 
-def _permute_one(arrays: list[dict[str, jax.Array]], perms: Sequence[jax.Array],
-                 links: Sequence[_Link]) -> list[dict[str, jax.Array]]:
+def _permute_one(
+  arrays: list[dict[str, jax.Array]], perms: Sequence[jax.Array], links: Sequence[_Link]
+) -> list[dict[str, jax.Array]]:
   arrays = [dict(a) for a in arrays]
   for l, (perm, link) in enumerate(zip(perms, links)):
     arrays[l]["kernel"] = jnp.take(arrays[l]["kernel"], perm, axis=-1, mode="clip")

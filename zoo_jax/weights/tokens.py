@@ -46,7 +46,9 @@ def pieces(spec: WeightSpec, dim: int | None = None) -> tuple[int, ...]:
   dim = token_dim(spec) if dim is None else dim
   if dim < 1:
     raise ValueError(f"token_dim={dim} must be >= 1.")
-  return tuple(-(-(layer.fan_in + (layer.param("bias") is not None)) // dim) for layer in spec.layers)
+  return tuple(
+    -(-(layer.fan_in + (layer.param("bias") is not None)) // dim) for layer in spec.layers
+  )
 
 
 @functools.lru_cache(maxsize=64)
@@ -60,8 +62,9 @@ def token_layout(spec: WeightSpec, dim: int | None = None) -> layout_lib.Layout:
     units, fan_in = layer.units, layer.fan_in
     index = np.full((units, k * dim), -1, np.int64)
     # The kernel is raveled in C order, so kernel[pos, unit] sits at pos * units + unit.
-    index[:, :fan_in] = (kernel.offset + np.arange(fan_in)[None, :] * units
-                         + np.arange(units)[:, None])
+    index[:, :fan_in] = (
+      kernel.offset + np.arange(fan_in)[None, :] * units + np.arange(units)[:, None]
+    )
     if bias is not None:
       index[:, fan_in] = bias.offset + np.arange(units)
     rows.append(index.reshape(units * k, dim))  # unit u's piece p is row u * k + p
@@ -71,8 +74,9 @@ def token_layout(spec: WeightSpec, dim: int | None = None) -> layout_lib.Layout:
 
 
 @functools.partial(jax.jit, static_argnames="dim")
-def tokenize(params: Params, spec: WeightSpec | None = None, *,
-             dim: int | None = None) -> tuple[Tokens, WeightSpec]:
+def tokenize(
+  params: Params, spec: WeightSpec | None = None, *, dim: int | None = None
+) -> tuple[Tokens, WeightSpec]:
   """Encodes params as neuron tokens.
 
   Args:
@@ -86,10 +90,12 @@ def tokenize(params: Params, spec: WeightSpec | None = None, *,
   vector, spec = flat.flatten(params, spec)
   layout = token_layout(spec, dim)
   batch_shape = vector.shape[:-1]
-  tokens = Tokens(values=layout_lib.gather(vector, layout),
-                  mask=layout_lib.broadcast(layout.mask, batch_shape),
-                  layer=layout_lib.broadcast(layout.layer, batch_shape),
-                  position=layout_lib.broadcast(layout.position, batch_shape))
+  tokens = Tokens(
+    values=layout_lib.gather(vector, layout),
+    mask=layout_lib.broadcast(layout.mask, batch_shape),
+    layer=layout_lib.broadcast(layout.layer, batch_shape),
+    position=layout_lib.broadcast(layout.position, batch_shape),
+  )
   chex.assert_shape(tokens.values, batch_shape + layout.index.shape)
   return tokens, spec
 

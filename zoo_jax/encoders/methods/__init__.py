@@ -36,7 +36,9 @@ class Fit:
 
   config: ml_collections.ConfigDict
   train: ZooStates  # the seed's training states
-  everything: Sequence[ZooStates]  # the training pool and every further --zoo (e.g. for a common input width)
+  everything: Sequence[
+    ZooStates
+  ]  # the training pool and every further --zoo (e.g. for a common input width)
   seed: int
   checkpoint_dir: str  # this method's checkpoints for this seed (resumed after a crash)
   save_dir: str | None  # where to save the trained encoder (seed 0 only), or None
@@ -58,8 +60,12 @@ class Network:
 
   module: nn.Module  # module.apply(params, inputs) -> [B, num_outputs]
   inputs: Callable[[ZooStates], Any]  # states -> the module's inputs (a pytree with leading [N])
-  train_kwargs: dict = dataclasses.field(default_factory=dict)  # more properties.train_predictor arguments
-  embed: Callable[[Any, ZooStates], np.ndarray] | None = None  # (params, states) -> [N, D], if it embeds
+  train_kwargs: dict = dataclasses.field(
+    default_factory=dict
+  )  # more properties.train_predictor arguments
+  embed: Callable[[Any, ZooStates], np.ndarray] | None = (
+    None  # (params, states) -> [N, D], if it embeds
+  )
 
 
 @dataclasses.dataclass(frozen=True)

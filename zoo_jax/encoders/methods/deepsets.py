@@ -15,8 +15,9 @@ def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
   token_dim = max(weights.token_dim(z.spec) for z in fit.everything)
 
   def inputs(states):
-    tokens, _ = weights.tokenize(weights.unflatten(jnp.asarray(states.flat), states.spec), states.spec,
-                                 dim=token_dim)
+    tokens, _ = weights.tokenize(
+      weights.unflatten(jnp.asarray(states.flat), states.spec), states.spec, dim=token_dim
+    )
     return jax.tree.map(np.asarray, tokens)
 
   module = baselines.DeepSets(num_outputs=num_outputs, **fit.config.deepsets.model.to_dict())

@@ -20,8 +20,13 @@ def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
   for z in [fit.train, *everything]:
     if config.sne.get("input_scaling", False) and z.spec not in scales:
       scales[z.spec] = sne.layer_scales(z.flat, z.spec)
-  chunk = {z.spec: sne.make_chunker(z.spec, size, num_chunks, scales.get(z.spec)) for z in everything}
-  permuted = {z.spec: sne.make_permuted_chunker(z.spec, size, num_chunks, scales.get(z.spec)) for z in everything}
+  chunk = {
+    z.spec: sne.make_chunker(z.spec, size, num_chunks, scales.get(z.spec)) for z in everything
+  }
+  permuted = {
+    z.spec: sne.make_permuted_chunker(z.spec, size, num_chunks, scales.get(z.spec))
+    for z in everything
+  }
 
   def inputs(states):
     return training.map_batches(chunk[states.spec], states.flat, 512)
@@ -33,9 +38,15 @@ def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
   module = sne.SNE(num_outputs=num_outputs, **config.sne.model.to_dict())
   embed_fn = jax.jit(lambda p, x: module.apply(p, x, method=sne.SNE.embed))
   return methods.Network(
-      module, inputs,
-      train_kwargs=dict(invariance_weight=config.sne.invariance_weight, permuted=permuted_inputs(fit.train)),
-      embed=lambda params, states: training.map_batches(lambda x: embed_fn(params, x), inputs(states)))
+    module,
+    inputs,
+    train_kwargs=dict(
+      invariance_weight=config.sne.invariance_weight, permuted=permuted_inputs(fit.train)
+    ),
+    embed=lambda params, states: training.map_batches(
+      lambda x: embed_fn(params, x), inputs(states)
+    ),
+  )
 
 
 METHOD = methods.DirectMethod(build=build, cross_architecture=True)
