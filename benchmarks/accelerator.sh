@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import mnist
-from zoo_jax import data, population
+from zoo_jax import data
+from zoo_jax.engine import population
 
 P, STEPS, BATCH = int(os.environ["P"]), int(os.environ["STEPS"]), int(os.environ["BATCH"])
 EVAL_IMAGES, EVAL_BATCH, EPOCHS = int(os.environ["EVAL_IMAGES"]), int(os.environ["EVAL_BATCH"]), int(os.environ["EPOCHS"])

@@ -51,7 +51,8 @@ def main(argv=None):
   settings = [_setting(s) for s in args.settings.split(",") if s]
 
   import jax
-  from zoo_jax import data, grid, models, population, train
+  from zoo_jax import data, models, train
+  from zoo_jax.engine import grid, population
 
   spec = importlib.util.spec_from_file_location("bench_config", os.path.join(ROOT, args.config))
   module = importlib.util.module_from_spec(spec)

@@ -135,8 +135,8 @@ def _population(
   """
   import jax
   import jax.numpy as jnp
-  from zoo_jax import population as pop
-  from zoo_jax import sharding
+  from zoo_jax.engine import population as pop
+  from zoo_jax.engine import sharding
 
   ds, images, labels = _load_subset(batch, steps)
   cohort = pop.Cohort("cnn_s", "tanh", "adam", use_dropout=False)

@@ -14,10 +14,10 @@ import platform
 import tempfile
 import time
 
-import numpy as np
 
 from configs import select as select_config
-from zoo_jax import select, zoo as zoo_lib
+from zoo_jax import zoo as zoo_lib
+from zoo_jax.reuse import ranking, scores
 
 
 def main():
@@ -28,18 +28,18 @@ def main():
   config = select_config.get_config()
   zoo = zoo_lib.Zoo(args.zoo)
   ids = zoo.select(status="ok")
-  select.task_scores(zoo, ids, -1, args.target, config.probe_size, config.seed)  # warm-up
-  scores, seconds = select.task_scores(zoo, ids, -1, args.target, config.probe_size, config.seed)
+  ranking.task_scores(zoo, ids, -1, args.target, config.probe_size, config.seed)  # warm-up
+  _, seconds = ranking.task_scores(zoo, ids, -1, args.target, config.probe_size, config.seed)
   with tempfile.TemporaryDirectory() as workdir:
     start = time.time()
-    select.brute_force(config, zoo, ids, args.target, os.path.join(workdir, "bf"))
+    ranking.brute_force(config, zoo, ids, args.target, os.path.join(workdir, "bf"))
     brute = time.time() - start
   print(
     f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; {len(ids)} models, "
     f"probe {config.probe_size} images, brute force {config.finetune.num_epochs} epochs on "
     f"{config.finetune.train_size} images"
   )
-  for name in ("logme", "hscore", "ncc", "zero_shot", "all"):
+  for name in (*scores.names(), "zero_shot", "all"):
     print(
       f"{name:10s} {seconds[name]:8.2f} s   brute force {brute:8.2f} s   ratio {brute / seconds[name]:6.1f}x"
     )

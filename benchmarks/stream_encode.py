@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -95,8 +94,10 @@ def run(
   """One epoch of hyper-representation training plus an embedding of every state; memory numbers."""
   import jax
   import jax.numpy as jnp
-  from zoo_jax import encode, streaming
-  from zoo_jax.encoders import hyperrep, training
+  from zoo_jax import encode
+  from zoo_jax.encoders import streaming
+  from zoo_jax.encoders.methods import hyperrep
+  from zoo_jax.encoders import training
 
   if mode == "streamed" and malloc == "command":
     assert streaming.bound_malloc()  # what `zoo_jax.encode` does with config.stream=True

@@ -19,7 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.method = "hyperrep"
   c.predictors = ("ridge", "mlp")
   c.hyperrep = ml_collections.ConfigDict()
-  c.hyperrep.model = ml_collections.ConfigDict()  # fields of zoo_jax.encoders.hyperrep.HyperRep
+  c.hyperrep.model = (
+    ml_collections.ConfigDict()
+  )  # fields of zoo_jax.encoders.methods.hyperrep.HyperRep
   c.hyperrep.model.d_model = 64
   c.hyperrep.model.num_heads = 4
   c.hyperrep.model.num_blocks = 2
@@ -63,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   # "layer_mean" (each layer's normalised error weighs alike) | "global_mean" (the reference code).
   c.hyperrep.reduction = "layer_mean"
   # Zoos larger than memory: weights stay on disk and are read in blocks into a shuffle buffer of
-  # stream_buffer_mb MB (zoo_jax.streaming). A buffer holding every state draws the in-memory batches.
+  # stream_buffer_mb MB (zoo_jax.encoders.streaming). A buffer holding every state draws the in-memory batches.
   c.stream = False
   c.stream_buffer_mb = 64.0
   return c

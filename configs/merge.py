@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.epoch = -1  # the zoo epoch whose weights are merged
   c.select = ml_collections.ConfigDict()  # models-table filters, e.g. activation="relu"; empty: all
   c.max_models = 16  # the first N selected models
+  # The files of zoo_jax/reuse/mergers/ (a new method: a new file, named here), merged in this order.
   c.methods = (
     "uniform_soup",
     "greedy_soup",
@@ -26,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.ancestor = ml_collections.config_dict.placeholder(str)
   # How hidden units are aligned before averaging models: "weights" (weight matching, data-free)
   # or "activations" (the correlation of unit outputs on `matching_images` training images; the
-  # lower midpoint barriers on CNN-s, README).
+  # lower midpoint barriers on CNN-s, docs/using_a_zoo.md).
   c.alignment = "activations"
   c.matching_images = 500
   c.scales = (

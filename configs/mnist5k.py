@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.preprocess.validation_split = ml_collections.config_dict.placeholder(
     str
   )  # "random" | "stratified"
-  # Train-time augmentation, drawn per model from its seed (zoo_jax.population.Augment); off by default.
+  # Train-time augmentation, drawn per model from its seed (zoo_jax.engine.population.Augment); off by default.
   c.dataset.augment = ml_collections.ConfigDict()
   c.dataset.augment.crop_padding = (
     0  # RandomCrop(size, padding=p): zero-pad p pixels, crop at a random offset
@@ -88,7 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_models_per_vmap = 16
   c.shard = True  # split each cohort over all devices
   # True: one process of a multi-host run (jax.distributed.initialize: SLURM, Open MPI, TPU pod
-  # slices, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); README "Scaling out".
+  # slices, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); docs/scaling.md.
   c.distributed = False
   # Models vmapped together; chunks run one after another in the same jitted epoch. 0: the
   # whole cohort (GPU/TPU). 1 is fastest on CPU, where vmapped conv gradients are slow.

@@ -14,7 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.epochs = (-1,)  # stored epochs whose states are embedded (negative: from the newest)
   # Zoo models the samplers see (models-table columns -> value); must share the fine-tuning activation.
   c.select = ml_collections.ConfigDict({"activation": "tanh"})
-  # zoo_jax.sampling.SAMPLERS; also "neighbourhood_umap" (the reference's UMAP map, slow to start)
+  # zoo_jax.samplers.SAMPLERS; also "neighbourhood_umap" (the reference's UMAP map, slow to start)
   # and "uniform_reference" (U(-1, 1)^D).
   # The states the samplers are fitted on: "training" (the autoencoder's training models, as the
   # reference; its held-out models are the reconstruction check's) or "all" the selected states.
@@ -27,11 +27,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_samples = 16  # per sampler and seed
   c.num_seeds = 3  # sampling seeds; the summary gives mean and std over them
   c.seed = 0
-  c.sampler = ml_collections.ConfigDict()  # zoo_jax.sampling.draw's config
+  c.sampler = ml_collections.ConfigDict()  # zoo_jax.samplers.draw's config
   c.sampler.bandwidth = 0.002  # per-dimension KDE bandwidth (published)
   c.sampler.top_fraction = 0.3  # S_KDE30 and the neighbourhood's "good models"
   c.sampler.dims = 3  # the neighbourhood map's dimensions
-  c.sampler.gan_size = "small"  # zoo_jax.sampling.GAN_SIZES
+  c.sampler.gan_size = "small"  # zoo_jax.samplers.gan.GAN_SIZES
   c.sampler.umap_neighbors = (
     15  # the neighbourhood_umap map (published: 15 neighbours, min_dist 0.01)
   )

@@ -11,6 +11,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.epoch = -1  # the zoo epoch whose weights are ranked (negative counts back from the newest)
+  # The feature scores are the files of zoo_jax/reuse/scores/ (a new score: a new file, named here);
+  # zero_shot, source_acc and learned are select's own.
   c.methods = ("logme", "hscore", "ncc", "zero_shot", "source_acc", "learned")
   c.probe_size = 500  # target training images the feature scores see (one forward pass each)
   c.seed = 0  # probe subset, random subsets and random ensembles

@@ -17,7 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.method = "sne"
   c.predictors = ()  # SNE predicts directly (multi-task head)
   c.sne = ml_collections.ConfigDict()
-  c.sne.model = ml_collections.ConfigDict()  # fields of zoo_jax.encoders.sne.SNE
+  c.sne.model = ml_collections.ConfigDict()  # fields of zoo_jax.encoders.methods.sne.SNE
   # CPU-sized: the per-weight stage dominates (0.9 s per step of 64 CNN-s models on 2 busy
   # cores with these values, 2.9 s with chunk 64 / element_dim 32 / d_model 64 / 4 heads).
   c.sne.model.chunk_size = 32  # weights per chunk (a chunk never mixes layers)
@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sne.model.element_positions = False  # embed each weight's index within its chunk
   c.sne.model.chunk_positions = False  # embed each chunk's index within its layer
   c.sne.model.model_scaling = (
-    False  # each model's layers at their own RMS, the log-RMS embedded (encoders.sne.SNE)
+    False  # each model's layers at their own RMS, the log-RMS embedded (encoders.methods.sne.SNE)
   )
   c.sne.invariance_weight = 1.0  # weight of the logit-invariance penalty (0: off)
   # Divide each layer's weights by its std over the training states (raw weights reach |w| ~ 1e3).

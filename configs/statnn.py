@@ -11,7 +11,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "statnn"  # a file of zoo_jax/encoders/methods/: statnn, flat, deepsets, sne, hyperrep
-  # Predicted properties (zoo_jax.properties.PROPERTIES); those constant in a zoo are skipped.
+  # Predicted properties (zoo_jax.encoders.properties.PROPERTIES); those constant in a zoo are skipped.
   c.properties = (
     "test_acc",
     "gen_gap",

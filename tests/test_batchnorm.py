@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from kill9 import kill_when_exists
-from zoo_jax import models, population, weights, zoo
+from zoo_jax import models, weights, zoo
+from zoo_jax.engine import population
 from zoo_jax.models.cnn import INITS, _ZooNet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

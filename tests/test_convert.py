@@ -23,8 +23,8 @@ import torch  # the README test command installs torch==2.13.0 (a CPU build)
 nn = torch.nn
 
 from zoo_jax import convert, data, models, zoo  # noqa: E402
-from zoo_jax.convert import cnn_zoo as cnn_zoo_reader  # noqa: E402
-from zoo_jax.convert import modelzoos  # noqa: E402
+from zoo_jax.convert.formats import cnn_zoo as cnn_zoo_reader  # noqa: E402
+from zoo_jax.convert.formats import modelzoos  # noqa: E402
 
 MEAN, STD = 0.1307, 0.3081  # MNIST normalisation of the Model Zoos
 EPOCHS = 3
@@ -647,7 +647,7 @@ def _ard_reference_logits(model_type, channels, activation, dropout, state, x):
 
 
 def test_modelzoos_imports_sparsified_cnn_ard_twins(tmp_path, images):
-  from zoo_jax import sparsify
+  from zoo_jax.engine import variational
 
   src, specs = str(tmp_path / "ard"), [("CNN_ARD", 1, "tanh", 0.0), ("CNN_ARD", 1, "tanh", 0.5)]
   originals = {}
@@ -705,12 +705,14 @@ def test_modelzoos_imports_sparsified_cnn_ard_twins(tmp_path, images):
     for epoch in range(2):
       variables = jax.tree.map(lambda a: a[0], z.variables([i], epoch=epoch))
       assert set(variables) == {"params", "log_sigma2"}
-      sparse = sparsify.deployed(variables["params"], variables["log_sigma2"])
+      sparse = variational.deployed(variables["params"], variables["log_sigma2"])
       expected = _ard_reference_logits(
         model_type, channels, activation, dropout, originals[i, epoch], x
       )
       np.testing.assert_allclose(_jax_logits("cnn_s", activation, sparse, x), expected, **TOL)
-      dropped = max(dropped, float(sparsify.sparsity(variables["params"], variables["log_sigma2"])))
+      dropped = max(
+        dropped, float(variational.sparsity(variables["params"], variables["log_sigma2"]))
+      )
       back = convert.to_torch_state_dict(
         variables, "cnn_s", dropout
       )  # and back to CNN_ARD, exactly

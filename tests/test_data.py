@@ -1,11 +1,12 @@
 import gzip
+import os
 import struct
 
 import numpy as np
 import pytest
 
 from zoo_jax import data
-from zoo_jax.data import local, protocol
+from zoo_jax.data import datasets, local, protocol
 
 
 def test_mnist5k_splits_are_stratified_disjoint_and_real(mnist5k):
@@ -21,6 +22,36 @@ def test_mnist5k_splits_are_stratified_disjoint_and_real(mnist5k):
   # Real digits: ink on a dark background, mean intensity near MNIST's 0.1307.
   assert abs(mnist5k["train"].images.mean() / 255 - 0.1307) < 0.02
   assert mnist5k["train"].mean == (0.1307,) and mnist5k["train"].std == (0.3081,)
+
+
+def test_every_dataset_is_a_module_file_and_derived_names_load(mnist5k):
+  folder = os.path.dirname(datasets.__file__)
+  files = {f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")}
+  assert set(datasets.names()) == files and "mnist5k" in files
+  derived = {
+    f"{base}_{suffix}"
+    for base in files
+    if "local" in data.DATASETS[base].sources
+    for suffix in datasets.DERIVED
+  }
+  assert (
+    set(data.DATASETS) == files | derived
+  )  # every registered name: a file, or BASE_SUFFIX of one
+  assert "mnist5k_rot90" in derived and "cifar10_rot90" not in data.DATASETS
+  for name in files:
+    module = datasets.get(name)
+    assert data.DATASETS[name] == module.INFO
+    assert hasattr(module, "load_local") == ("local" in module.INFO.sources), name
+  # A derived name: the base's images transformed, same labels and splits.
+  test = mnist5k["test"]
+  rot90, invert = data.load("mnist5k_rot90", "test"), data.load("mnist5k_invert", "test")
+  np.testing.assert_array_equal(rot90.images, np.rot90(test.images, 1, axes=(1, 2)))
+  np.testing.assert_array_equal(invert.images, 255 - test.images)
+  np.testing.assert_array_equal(rot90.labels, test.labels)
+  assert rot90.mean == test.mean and invert.mean == (1.0 - test.mean[0],) and invert.std == test.std
+  assert len(data.load("mnist5k_rot90", "validation")) == len(mnist5k["validation"])
+  with pytest.raises(ValueError, match="dataset 'imagenet' is unknown; allowed values"):
+    datasets.get("imagenet")
 
 
 def test_split_is_deterministic_and_seeded():

@@ -12,7 +12,7 @@ import sklearn.metrics
 
 from configs import deepsets, flat, hyperrep, sne, statnn
 from zoo_jax import encode
-from zoo_jax.states import load_states
+from zoo_jax.encoders.states import load_states
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +64,7 @@ def test_in_distribution_test_models_never_seen_in_training(statnn_run, tiny_zoo
   predictions = pd.read_csv(os.path.join(workdir, encode.PREDICTIONS_FILE))
   test = predictions[predictions["test_set"] == encode.IN_DISTRIBUTION]
   states = load_states(tiny_zoo)
-  from zoo_jax import properties
+  from zoo_jax.encoders import properties
 
   is_test = properties.split_by_model(states.table, config.split.test_fraction, seed=0)
   assert set(test["model_id"]) == set(states.table["model_id"][is_test])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from zoo_jax import models
-from zoo_jax import population as pop
+from zoo_jax.engine import population as pop
 from zoo_jax.models import fast_conv
 
 _NHWC = ("NHWC", "HWIO", "NHWC")

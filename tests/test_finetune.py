@@ -4,14 +4,15 @@ import jax
 import numpy as np
 import pytest
 
-from zoo_jax import finetune, zoo as zoo_lib
+from zoo_jax import zoo as zoo_lib
+from zoo_jax.reuse import finetuning
 
 
 def test_finetune_starts_from_the_source_weights(small_zoo, tmp_path):
   source = zoo_lib.Zoo(small_zoo)
   ids = np.array([3, 1])
-  table = finetune.source_table(source, ids, learning_rate=1e-3)
-  tuned = finetune.finetune(
+  table = finetuning.source_table(source, ids, learning_rate=1e-3)
+  tuned = finetuning.finetune(
     small_zoo,
     str(tmp_path / "ft"),
     table,
@@ -32,8 +33,12 @@ def test_finetune_starts_from_the_source_weights(small_zoo, tmp_path):
 def test_unknown_dataset_names_the_field(small_zoo, tmp_path):
   source = zoo_lib.Zoo(small_zoo)
   with pytest.raises(ValueError, match=r"dataset 'imagenet' is unknown; allowed values"):
-    finetune.finetune(
-      small_zoo, str(tmp_path), finetune.source_table(source, [0]), dataset="imagenet", num_epochs=1
+    finetuning.finetune(
+      small_zoo,
+      str(tmp_path),
+      finetuning.source_table(source, [0]),
+      dataset="imagenet",
+      num_epochs=1,
     )
   with pytest.raises(ValueError, match="Unknown fine-tuning fields"):
-    finetune.source_table(source, [0], momentum=0.9)
+    finetuning.source_table(source, [0], momentum=0.9)

@@ -1,4 +1,4 @@
-"""zoo_jax.encoders.hyperrep: losses against numpy, augmentations, and decoded models that work."""
+"""zoo_jax.encoders.methods.hyperrep: losses against numpy, augmentations, and decoded models that work."""
 
 import time
 
@@ -9,9 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from zoo_jax import grid, population, weights
+from zoo_jax.engine import grid, population
+from zoo_jax import weights
 from zoo_jax import zoo as zoo_lib
-from zoo_jax.encoders import hyperrep
+from zoo_jax.encoders.methods import hyperrep
 
 # A tiny autoencoder: the published architecture (pre-LN blocks, compression token) at a
 # size that trains in about a minute on 2 CPU cores. d_model 64 keeps the shared output

@@ -1,6 +1,7 @@
-"""Merging: TIES against a plain loop, identical models merge to themselves, bad zoos are refused."""
+"""Merging: TIES against a plain loop, identical models merge to themselves, bad zoos are refused; the registry."""
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -8,7 +9,9 @@ import pandas as pd
 import pytest
 
 from configs import merge as merge_config
-from zoo_jax import finetune, merge, zoo as zoo_lib
+from zoo_jax import merge, zoo as zoo_lib
+from zoo_jax.reuse import finetuning, mergers, merging
+from zoo_jax.reuse.mergers import ties
 
 
 def test_ties_matches_a_plain_loop():
@@ -25,12 +28,12 @@ def test_ties_matches_a_plain_loop():
     sign = np.sign(trimmed[:, j].sum())
     agree = [v for v in trimmed[:, j] if v != 0 and np.sign(v) == sign]
     expected[j] = np.mean(agree) if agree else 0.0
-  np.testing.assert_allclose(merge.ties_merge(tau, density), expected)
+  np.testing.assert_allclose(ties.merge_vectors(tau, density), expected)
 
 
 def test_interpolation_end_points_are_the_models():
   a, b = {"w": np.ones(3)}, {"w": np.zeros(3)}
-  path = merge.interpolate(a, b, np.array([0.0, 0.25, 1.0]))
+  path = merging.interpolate(a, b, np.array([0.0, 0.25, 1.0]))
   np.testing.assert_allclose(path["w"], [[1, 1, 1], [0.75] * 3, [0, 0, 0]])
 
 
@@ -47,9 +50,9 @@ def _config(**overrides):
 def test_merging_identical_models_returns_the_model(small_zoo, tmp_path):
   # A zoo of two copies of one model, written by the engine with num_epochs=0.
   source = zoo_lib.Zoo(small_zoo)
-  table = finetune.source_table(source, [0, 0])
+  table = finetuning.source_table(source, [0, 0])
   twins = str(tmp_path / "twins")
-  finetune.finetune(small_zoo, twins, table, dataset="mnist5k", num_epochs=0, eval_size=100)
+  finetuning.finetune(small_zoo, twins, table, dataset="mnist5k", num_epochs=0, eval_size=100)
   out = str(tmp_path / "merged")
   c = _config(ancestor=twins)  # the model as its own ancestor: zero task vectors
   summary = merge.merge_and_evaluate(c, twins, out)
@@ -78,7 +81,8 @@ def test_mixed_activations_are_refused_naming_the_field(small_zoo, tmp_path):
 
 def test_mixed_architectures_are_refused_naming_the_field(small_zoo, tmp_path):
   # A real zoo of two architectures: the engine evaluates their initial weights (num_epochs=0).
-  from zoo_jax import grid, train
+  from zoo_jax.engine import grid
+  from zoo_jax import train
 
   source = zoo_lib.Zoo(small_zoo)
   rows = source.models[source.models["activation"] == "relu"].drop(
@@ -97,7 +101,10 @@ def test_mixed_architectures_are_refused_naming_the_field(small_zoo, tmp_path):
 @pytest.mark.parametrize(
   "overrides, match",
   [
-    ({"methods": ("soup",)}, "config.methods has 'soup'"),
+    (
+      {"methods": ("soup",)},
+      "config.methods has 'soup'; allowed values: " + re.escape(str(list(mergers.names()))),
+    ),
     ({"alignment": "cka"}, "config.alignment 'cka' is unknown"),
     ({"ties.density": 0.0}, r"config.ties.density must be in \(0, 1\]"),
   ],
@@ -112,7 +119,8 @@ def test_evaluation_reads_the_data_as_the_zoo_was_trained_on_it():
   # evaluated with that departure, as train.py applied it; no zoo on disk is needed.
   from types import SimpleNamespace
 
-  from zoo_jax import data, models, population
+  from zoo_jax import data, models
+  from zoo_jax.engine import population
 
   dataset = {
     "name": "mnist5k",
@@ -122,9 +130,29 @@ def test_evaluation_reads_the_data_as_the_zoo_was_trained_on_it():
     "preprocess": {"mean": (0.5,), "std": (0.25,)},
   }
   zoo = SimpleNamespace(config={"dataset": dataset, "model": {"arch": "cnn_s"}})
-  evaluator = merge._Evaluator(
+  evaluator = merging.Evaluator(
     zoo, population.Cohort("cnn_s", "tanh", "adam", False), eval_size=None, seed=0
   )
   assert evaluator.normalization == ((0.5,), (0.25,))
   trained_on = data.load_as_zoo(dataset, "test", models.image_size("cnn_s"))
   np.testing.assert_array_equal(np.asarray(evaluator.splits["test"][0]), trained_on.images)
+
+
+def test_every_merge_method_is_a_module_file_exposing_merge():
+  folder = os.path.dirname(mergers.__file__)
+  files = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_"))
+  assert mergers.names() == tuple(files) == merge.METHODS
+  # configs/merge.py names every method: a new file is used once the config names it.
+  assert sorted(merge_config.get_config().methods) == files
+  for name in mergers.names():
+    assert callable(mergers.get(name).merge)
+  assert [m for m in files if mergers.needs_ancestor(m)] == ["task_arithmetic", "ties"]
+
+
+def test_unknown_merge_method_names_the_field_and_the_allowed_values():
+  with pytest.raises(
+    ValueError,
+    match="config.methods entry 'soup' is unknown; allowed values: "
+    + re.escape(str(list(mergers.names()))),
+  ):
+    mergers.get("soup")

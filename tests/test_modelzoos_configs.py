@@ -8,7 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from zoo_jax import data, grid, train
+from zoo_jax import data, train
+from zoo_jax.engine import grid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = sorted(

@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from zoo_jax import population as pop
+from zoo_jax.engine import population as pop
 
 N_TRAIN, BATCH = 100, 10
 _EPOCH_FNS = {}  # one jitted epoch function per cohort, shared by the tests (compiles are the cost)

@@ -7,7 +7,8 @@ import scipy.stats
 import sklearn.linear_model
 import sklearn.metrics
 
-from zoo_jax import properties, zoo
+from zoo_jax.encoders import properties
+from zoo_jax import zoo
 
 
 def _table(num_models=30, epochs=(0, 1, 2), zoo_name="a", seed=0):

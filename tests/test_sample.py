@@ -9,9 +9,11 @@ import pytest
 
 from configs import hyperrep as hyperrep_config
 from configs import sample as sample_config
-from zoo_jax import encode, grid, population, sample, weights, zoo
-from zoo_jax.encoders import ENCODER_DIR, hyperrep
-from zoo_jax.states import load_states
+from zoo_jax import encode, sample, weights, zoo
+from zoo_jax.engine import grid, population
+from zoo_jax.encoders import ENCODER_DIR
+from zoo_jax.encoders.methods import hyperrep
+from zoo_jax.encoders.states import load_states
 
 
 @pytest.fixture(scope="module")

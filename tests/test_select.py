@@ -1,16 +1,19 @@
-"""Model selection end to end on a tiny zoo, and its bad-input errors."""
+"""Model selection end to end on a tiny zoo, its bad-input errors, and the ranking metrics."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
 
 from configs import select as select_config
 from zoo_jax import select
+from zoo_jax.reuse import ranking, scores
 
 
 def _config():
@@ -30,7 +33,11 @@ def _config():
   "target, overrides, match",
   [
     ("imagenet", {}, r"--target 'imagenet' is unknown; allowed values"),
-    ("fashion_mnist", {"methods": ("logme", "oracle")}, r"config.methods has 'oracle'"),
+    (
+      "fashion_mnist",
+      {"methods": ("logme", "oracle")},
+      "config.methods has 'oracle'; allowed values: " + re.escape(str(list(select.METHODS))),
+    ),
     ("mnist5k_rot90", {}, r"config.learned.train_tasks contains the target"),
     (
       "fashion_mnist",
@@ -45,6 +52,26 @@ def test_bad_input_names_the_field(small_zoo, tmp_path, target, overrides, match
   with pytest.raises(ValueError, match=match):
     select.select_and_evaluate(c, small_zoo, target, str(tmp_path))
   assert not os.listdir(tmp_path)  # nothing written before the check
+
+
+def test_methods_are_the_scores_registry_and_the_model_methods():
+  assert select.FEATURE_METHODS == scores.names()
+  assert select.METHODS == scores.names() + ("zero_shot", "source_acc", "learned")
+  assert set(select_config.get_config().methods) == set(select.METHODS)
+
+
+def test_ranking_metrics_match_scipy_and_hand_regret():
+  rng = np.random.default_rng(3)
+  truth = rng.uniform(size=40)
+  predicted = truth + rng.normal(scale=0.2, size=40)
+  m = ranking.ranking_metrics(predicted, truth)
+  assert m["kendall_tau"] == pytest.approx(scipy.stats.kendalltau(predicted, truth).statistic)
+  assert m["weighted_tau"] == pytest.approx(scipy.stats.weightedtau(predicted, truth).statistic)
+  order = np.argsort(-predicted)
+  assert m["top1_regret"] == pytest.approx(truth.max() - truth[order[0]])
+  assert m["top5_regret"] == pytest.approx(truth.max() - truth[order[:5]].max())
+  perfect = ranking.ranking_metrics(truth, truth)
+  assert perfect["kendall_tau"] == pytest.approx(1.0) and perfect["top1_regret"] == 0.0
 
 
 @pytest.mark.slow

@@ -5,11 +5,11 @@ import subprocess
 import sys
 import textwrap
 
-import jax
 import numpy as np
 import pytest
 
-from zoo_jax import sharding, zoo
+from zoo_jax.engine import sharding
+from zoo_jax import zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,7 +19,8 @@ _SCRIPT = textwrap.dedent("""
     import jax
     assert jax.device_count() == 4, jax.devices()
     from test_train import tiny_config
-    from zoo_jax import train, sharding
+    from zoo_jax import train
+    from zoo_jax.engine import sharding
     shard_models = sharding.shard_models
     def spy(tree, mesh):
       out = shard_models(tree, mesh)

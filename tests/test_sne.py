@@ -1,4 +1,4 @@
-"""zoo_jax.encoders.sne: set invariances, padding, mixed architectures, logit invariance."""
+"""zoo_jax.encoders.methods.sne: set invariances, padding, mixed architectures, logit invariance."""
 
 import functools
 
@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from zoo_jax import weights
-from zoo_jax.encoders import sne
+from zoo_jax.encoders.methods import sne
 from zoo_jax.models import get_model
 
 from param_trees import random_params

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from configs import sparsify as sparsify_config
-from zoo_jax import models, population, sparsify, zoo
+from zoo_jax import models, sparsify, zoo
+from zoo_jax.engine import variational
 
 
 def _params(arch="cnn_s", channels=1, seed=0):
@@ -24,7 +25,9 @@ def _params(arch="cnn_s", channels=1, seed=0):
 
 def test_kl_is_the_papers_approximation():
   params = _params()
-  log_sigma2 = jax.tree.map(lambda w: jnp.full_like(w, -4.0), sparsify.init_log_sigma2(params, 0.0))
+  log_sigma2 = jax.tree.map(
+    lambda w: jnp.full_like(w, -4.0), variational.init_log_sigma2(params, 0.0)
+  )
   expected = 0.0
   for (
     name,
@@ -38,7 +41,9 @@ def test_kl_is_the_papers_approximation():
       expected -= np.sum(
         0.63576 / (1 + np.exp(-(1.8732 + 1.48695 * a))) - 0.5 * np.log1p(np.exp(-a)) - 0.63576
       )
-  np.testing.assert_allclose(float(jax.jit(sparsify.kl)(params, log_sigma2)), expected, rtol=1e-5)
+  np.testing.assert_allclose(
+    float(jax.jit(variational.kl)(params, log_sigma2)), expected, rtol=1e-5
+  )
   assert set(log_sigma2["dense_0"]) == {"kernel"} and set(log_sigma2["conv_0"]) == {
     "kernel",
     "bias",
@@ -51,17 +56,17 @@ def test_mean_network_is_the_zoo_architecture_and_noise_is_local(arch, channels)
   size = models.INPUT_SIZES[arch][0]
   x = jax.random.normal(jax.random.key(1), (4, size, size, channels))
   model = models.get_model(arch, activation="tanh")
-  apply_vd = jax.jit(lambda s, key: sparsify.apply_vd(arch, "tanh", params, s, x, key))
+  apply_vd = jax.jit(lambda s, key: variational.apply_vd(arch, "tanh", params, s, x, key))
   mean = jax.jit(model.apply)({"params": params}, x)
-  quiet = sparsify.init_log_sigma2(params, -10.0)
+  quiet = variational.init_log_sigma2(params, -10.0)
   np.testing.assert_allclose(
-    jax.jit(lambda s: sparsify.apply_vd(arch, "tanh", params, s, x, None))(quiet),
+    jax.jit(lambda s: variational.apply_vd(arch, "tanh", params, s, x, None))(quiet),
     mean,
     rtol=1e-5,
     atol=1e-6,
   )
   noise = {
-    v: float(jnp.std(apply_vd(sparsify.init_log_sigma2(params, v), jax.random.key(2)) - mean))
+    v: float(jnp.std(apply_vd(variational.init_log_sigma2(params, v), jax.random.key(2)) - mean))
     for v in (-10.0, -4.0)
   }
   assert 0 < noise[-10.0] < noise[-4.0]  # Gaussian pre-activations, wider with sigma^2
@@ -72,10 +77,10 @@ def test_deployed_weights_and_sparsity_follow_the_threshold():
   rng = np.random.default_rng(0)
   log_sigma2 = jax.tree.map(
     lambda w: jnp.asarray(rng.normal(0, 4, w.shape), jnp.float32),
-    sparsify.init_log_sigma2(params, 0.0),
+    variational.init_log_sigma2(params, 0.0),
   )
-  sparse = jax.jit(sparsify.deployed)(params, log_sigma2)
-  alpha = jax.jit(sparsify.log_alpha)(params, log_sigma2)
+  sparse = jax.jit(variational.deployed)(params, log_sigma2)
+  alpha = jax.jit(variational.log_alpha)(params, log_sigma2)
   dropped = total = 0
   for name in params:
     mask = np.asarray(alpha[name]["kernel"]) >= 3
@@ -89,7 +94,7 @@ def test_deployed_weights_and_sparsity_follow_the_threshold():
   )  # linear biases stay
   assert 0 < dropped < total
   np.testing.assert_allclose(
-    float(jax.jit(sparsify.sparsity)(params, log_sigma2)), dropped / total, rtol=1e-6
+    float(jax.jit(variational.sparsity)(params, log_sigma2)), dropped / total, rtol=1e-6
   )
 
 
@@ -133,7 +138,7 @@ def test_twin_exports_to_and_imports_from_the_cnn_ard_layout():
   rng = np.random.default_rng(1)
   log_sigma2 = jax.tree.map(
     lambda w: np.asarray(rng.normal(-5, 3, w.shape), np.float32),
-    sparsify.init_log_sigma2(params, 0.0),
+    variational.init_log_sigma2(params, 0.0),
   )
   variables = {"params": jax.tree.map(np.asarray, params), "log_sigma2": log_sigma2}
   state = convert.to_torch_state_dict(variables, "cnn_s")

@@ -1,4 +1,4 @@
-"""Streaming a zoo from disk (zoo_jax.streaming) gives what loading it whole gives."""
+"""Streaming a zoo from disk (zoo_jax.encoders.streaming) gives what loading it whole gives."""
 
 import os
 
@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from configs import hyperrep as hyperrep_config
-from zoo_jax import encode, streaming, weights
+from zoo_jax import encode, weights
+from zoo_jax.encoders import streaming
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.convert.writer import param_shapes
 from zoo_jax.encoders import training

@@ -11,6 +11,7 @@ import pytest
 
 from configs import mnist5k
 from zoo_jax import train, zoo
+from zoo_jax.engine import train_config
 
 
 def tiny_config(**overrides):
@@ -203,14 +204,14 @@ def test_a_zoo_written_before_dataset_preprocess_existed_is_the_same_config(tmp_
   stored = json.loads(c.to_json())
   del stored["dataset"]["preprocess"]
   (tmp_path / zoo.CONFIG_FILE).write_text(json.dumps(stored))
-  train._prepare_workdir(c, str(tmp_path))  # no "different config" error
+  train_config.check_workdir(c, str(tmp_path))  # no "different config" error
   assert (
     train.stored_config(str(tmp_path)).dataset.preprocess.to_dict()
     == c.dataset.preprocess.to_dict()
   )
   c.dataset.preprocess.validation_size = 400
   with pytest.raises(ValueError, match="different config.*dataset.preprocess.validation_size"):
-    train._prepare_workdir(c, str(tmp_path))
+    train_config.check_workdir(c, str(tmp_path))
 
 
 def test_a_zoo_written_before_schedules_and_augmentation_is_the_same_config(tmp_path):
@@ -218,7 +219,7 @@ def test_a_zoo_written_before_schedules_and_augmentation_is_the_same_config(tmp_
   stored = json.loads(c.to_json())
   del stored["lr_schedule"], stored["dataset"]["augment"], stored["eval_models_per_vmap"]
   (tmp_path / zoo.CONFIG_FILE).write_text(json.dumps(stored))
-  train._prepare_workdir(
+  train_config.check_workdir(
     tiny_config(num_epochs=5), str(tmp_path)
   )  # more epochs: the same zoo, extended
   assert train.stored_config(str(tmp_path)).dataset.augment.to_dict() == c.dataset.augment.to_dict()
@@ -226,7 +227,7 @@ def test_a_zoo_written_before_schedules_and_augmentation_is_the_same_config(tmp_
   with pytest.raises(
     ValueError, match="different config.*num_epochs"
   ):  # a one-cycle schedule spans num_epochs
-    train._prepare_workdir(tiny_config(lr_schedule="onecycle", num_epochs=5), str(tmp_path))
+    train_config.check_workdir(tiny_config(lr_schedule="onecycle", num_epochs=5), str(tmp_path))
 
 
 def test_unwritable_workdir_is_a_clear_error(tmp_path):

@@ -1,12 +1,12 @@
 """Weight matching: recovers planted permutations, keeps every model's function."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo_jax import population, weights
-from zoo_jax.population import Cohort
+from zoo_jax.engine import population
+from zoo_jax import weights
+from zoo_jax.engine.population import Cohort
 
 
 def _two_models(arch):

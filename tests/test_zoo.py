@@ -8,6 +8,7 @@ import textwrap
 
 import jax
 import numpy as np
+import tensorstore as ts
 import pandas as pd
 import pytest
 
@@ -20,14 +21,14 @@ def test_params_reads_only_the_selected_cohorts_and_rows(tiny_zoo, monkeypatch):
   z = zoo.Zoo(tiny_zoo)
   full = zoo.restore_numpy(z._manager, 2)
   ids = [13, 2, 13, 6]
-  opened, original = [], zoo.ts.open
+  opened, original = [], ts.open
 
   def spy(spec, *args, **kwargs):
     if isinstance(spec, dict) and spec.get("driver") in ("zarr", "zarr3"):  # array leaves
       opened.append(spec["kvstore"]["path"])
     return original(spec, *args, **kwargs)
 
-  monkeypatch.setattr(zoo.ts, "open", spy)
+  monkeypatch.setattr(ts, "open", spy)
   params = z.params(ids, epoch=2)
   rows = z.models.set_index("model_id").loc[ids]
   for i, (c, index) in enumerate(zip(rows["cohort"], rows["cohort_index"])):

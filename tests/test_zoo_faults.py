@@ -16,7 +16,8 @@ import pytest
 
 from conftest import tiny_zoo_config
 from test_train import assert_same_zoo
-from zoo_jax import cli, errors, lock, train, zoo
+from zoo_jax import cli, errors, train, zoo
+from zoo_jax.zoo import lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tiny_zoo_config cut to one cohort (tanh, adam) of 4 models and 2 epochs; the same as flags:
@@ -123,7 +124,7 @@ def test_a_lock_held_by_another_process_is_refused_naming_it(tmp_path):
     [
       sys.executable,
       "-c",
-      "import sys, time; from zoo_jax import lock\n"
+      "import sys, time; from zoo_jax.zoo import lock\n"
       f"with lock.workdir_lock({str(tmp_path)!r}):\n  print('held', flush=True); time.sleep(60)",
     ],
     cwd=ROOT,

@@ -82,7 +82,7 @@ def lock_workdir_early(flag: str = "workdir") -> None:
   own `lock.workdir_lock` then re-enters it. Does nothing when the flag is absent or the folder
   cannot be made (the command reports that itself).
   """
-  from zoo_jax import lock  # light: no jax
+  from zoo_jax.zoo import lock  # light: no jax
 
   argv, workdir = sys.argv[1:], None
   for i, arg in enumerate(argv):

@@ -37,10 +37,12 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import lock, plots, properties, states as states_lib, streaming
+from zoo_jax.zoo import lock
+from zoo_jax import plots
+from zoo_jax.encoders import properties, states as states_lib, streaming
 from zoo_jax import zoo as zoo_lib
 from zoo_jax.encoders import ENCODER_DIR, methods
-from zoo_jax.states import ZooStates, load_states  # noqa: F401 (encode.load_states, encode.ZooStates: their old home)
+from zoo_jax.encoders.states import ZooStates, load_states  # noqa: F401 (encode.load_states, encode.ZooStates: their old home)
 
 # Predictors on fixed features (StatNN statistics, flat weights, hyper-representation embeddings).
 FEATURE_PREDICTORS = ("ridge", "gbt", "mlp")

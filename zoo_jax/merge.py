@@ -3,7 +3,7 @@
   python -m zoo_jax.merge --config=configs/merge.py --zoo=ZOO --workdir=OUT
 
 The selected models (one architecture and activation; `config.select` filters the models table)
-at `config.epoch` are merged in weight space:
+at `config.epoch` are merged in weight space by each method of `config.methods`, in its order:
   uniform_soup       the plain average of every model (Wortsman et al., 2022)
   greedy_soup        models in order of validation accuracy, each kept if the soup's validation
                      accuracy does not drop
@@ -11,8 +11,9 @@ at `config.epoch` are merged in weight space:
                      seeded models (Ainsworth et al., 2023); `config.alignment` "weights" (weight
                      matching) or "activations" (unit outputs on training images matched), both in
                      zoo_jax.weights.matching
-  cluster_<k>        the aligned average within each cluster of a hierarchical clustering by
-                     aligned weight distance (Model-GLUE's first step: merge only what is close)
+  clusters           the aligned average within each cluster of a hierarchical clustering by
+                     aligned weight distance, one model cluster_<k> per cluster (Model-GLUE's first
+                     step: merge only what is close)
   task_arithmetic    ancestor + lambda * sum of task vectors (Ilharco et al., 2023), lambda by validation
   ties               ancestor + lambda * TIES-merged task vectors (Yadav et al., 2023): trim to the
                      top `ties.density` magnitudes, elect each weight's sign, average the agreeing ones
@@ -25,33 +26,22 @@ models table naming each row's `method` and `ingredients`; plus
   clusters.csv       each model's cluster and its naive and aligned distance to the reference model
   merge_summary.json the midpoint and maximum loss barriers per pair, and the clusters
   barrier.png        the interpolation curves
+Each merge method is a file of zoo_jax/reuse/mergers/ (its contract in that package's docstring), the
+shared math zoo_jax.reuse.merging; this module is the command: selection, the computations every
+method shares, the loss barriers, evaluation through the engine and the outputs.
 """
 
 import json
 import os
-from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pandas as pd
-import scipy.cluster.hierarchy
-import scipy.spatial.distance
 
-from zoo_jax import (
-  data,
-  features,
-  finetune,
-  grid,
-  models,
-  plots,
-  population,
-  train,
-  train_config,
-  weights,
-  zoo as zoo_lib,
-)
+from zoo_jax import plots, train, weights, zoo as zoo_lib
+from zoo_jax.engine import grid, train_config
+from zoo_jax.reuse import finetuning, mergers, merging
 
 SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
   "merge_summary.csv",
@@ -62,7 +52,7 @@ SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
 )
 MERGE_CONFIG_FILE = "merge_config.json"
 ALIGNMENTS = ("weights", "activations")
-METHODS = ("uniform_soup", "greedy_soup", "aligned_average", "clusters", "task_arithmetic", "ties")
+METHODS = mergers.names()  # one per file of zoo_jax/reuse/mergers/
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -114,125 +104,6 @@ def _selection(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict) -> pd.DataFr
   return rows.iloc[: config.max_models]
 
 
-class _Evaluator:
-  """Loss and accuracy of weights [P, ...] on the zoo's validation, test and (subset of) train split."""
-
-  def __init__(self, zoo: zoo_lib.Zoo, cohort: population.Cohort, eval_size: int | None, seed: int):
-    ds = zoo.config["dataset"]
-    self.splits = {}
-    for split in data.SPLITS:
-      s = data.load_as_zoo(ds, split, models.image_size(zoo.config["model"]["arch"]))
-      keep = np.sort(np.random.default_rng(seed).permutation(len(s))[: eval_size or len(s)])
-      self.splits[split] = (jnp.asarray(s.images[keep]), jnp.asarray(s.labels[keep]))
-    self.normalization = (s.mean, s.std)
-    self._evaluate = population.make_evaluate(
-      cohort,
-      batch_size=500,
-      mean=s.mean,
-      std=s.std,
-      num_classes=s.num_classes,
-      conv_impl=zoo.config.get("conv_impl", "xla"),
-    )
-
-  def __call__(self, params: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-    metrics = self._evaluate(jax.tree.map(jnp.asarray, params), *self.splits[split])
-    return np.asarray(metrics.loss), np.asarray(metrics.accuracy)
-
-
-def _align_to(
-  params: Any,
-  ref: int,
-  spec: weights.WeightSpec,
-  config: ml_collections.ConfigDict,
-  cohort: population.Cohort,
-  evaluate: "_Evaluator",
-) -> Any:
-  """Every model [M, ...] with its hidden units permuted to match model `ref` (same functions):
-  by weight matching, or by matching unit outputs on `config.matching_images` training images."""
-  if config.alignment == "weights":
-    aligned = [
-      _take(params, i) if i == ref else weights.align(_take(params, ref), _take(params, i), spec)
-      for i in range(len(jax.tree.leaves(params)[0]))
-    ]
-    return jax.tree.map(np.asarray, _stack(aligned))
-  model = population.make_model(cohort)
-  images = evaluate.splits["train"][0][: config.matching_images]
-  x = population.normalize(images, *evaluate.normalization)
-  acts = jax.jit(jax.vmap(lambda p: features.layer_outputs(model, p, x)))(
-    jax.tree.map(jnp.asarray, params)
-  )
-  acts = [np.asarray(a) for a in acts]
-  aligned = []
-  for i in range(len(acts[0])):
-    perms = weights.activation_matching([a[ref] for a in acts], [a[i] for a in acts])
-    aligned.append(_take(params, i) if i == ref else weights.permute(_take(params, i), perms, spec))
-  return jax.tree.map(np.asarray, _stack(aligned))
-
-
-def _stack(trees: list[Any]) -> Any:
-  return jax.tree.map(lambda *xs: np.stack(xs), *trees)
-
-
-def _take(tree: Any, i: int) -> Any:
-  return jax.tree.map(lambda x: x[i], tree)
-
-
-def _mean(tree: Any, index) -> Any:
-  return jax.tree.map(lambda x: np.asarray(x)[np.asarray(index)].mean(0), tree)
-
-
-def greedy_soup(params: Any, val_acc: np.ndarray, evaluate: Callable[[Any], float]) -> list[int]:
-  """Indices of the greedy soup: by validation accuracy, each kept if the soup's accuracy does not drop."""
-  order = np.argsort(-val_acc, kind="stable")
-  soup, best = [int(order[0])], float(val_acc[order[0]])
-  for i in order[1:]:
-    acc = evaluate(_mean(params, soup + [int(i)]))
-    if acc >= best:
-      soup, best = soup + [int(i)], acc
-  return soup
-
-
-def ties_merge(task_vectors: np.ndarray, density: float) -> np.ndarray:
-  """TIES-merging of flat task vectors [M, n] -> [n]: trim each to its top `density` fraction of
-  magnitudes, elect the sign of each weight by its summed trimmed mass, average the agreeing entries."""
-  m, n = task_vectors.shape
-  keep = max(1, int(round(density * n)))
-  threshold = -np.sort(-np.abs(task_vectors), axis=1)[:, keep - 1 : keep]
-  trimmed = np.where(np.abs(task_vectors) >= threshold, task_vectors, 0.0)
-  sign = np.sign(trimmed.sum(0))
-  agree = (np.sign(trimmed) == sign) & (trimmed != 0)
-  return np.where(agree, trimmed, 0.0).sum(0) / np.maximum(agree.sum(0), 1)
-
-
-def interpolate(a: Any, b: Any, alphas: np.ndarray) -> Any:
-  """(1 - alpha) a + alpha b for each alpha: params [len(alphas), ...]."""
-  return jax.tree.map(
-    lambda x, y: (
-      (1 - alphas.reshape((-1,) + (1,) * x.ndim)) * x[None]
-      + alphas.reshape((-1,) + (1,) * x.ndim) * y[None]
-    ),
-    a,
-    b,
-  )
-
-
-def barrier_curve(a: Any, b: Any, evaluate: _Evaluator, num_points: int) -> pd.DataFrame:
-  """Loss and accuracy on the train and test splits along the line from a to b, with the barrier:
-  loss minus the straight line between the end points' losses."""
-  alphas = np.linspace(0.0, 1.0, num_points)
-  path = interpolate(a, b, alphas)
-  out = {"alpha": alphas}
-  for split in ("train", "test"):
-    loss, acc = evaluate(path, split)
-    out[f"{split}_loss"], out[f"{split}_acc"] = loss, acc
-    out[f"{split}_barrier"] = loss - ((1 - alphas) * loss[0] + alphas * loss[-1])
-  return pd.DataFrame(out)
-
-
-def _flat(tree: Any) -> np.ndarray:
-  return np.asarray(weights.flatten(jax.tree.map(jnp.asarray, tree))[0])
-
-
 def merge_and_evaluate(
   config: ml_collections.ConfigDict, zoo_dir: str, workdir: str
 ) -> pd.DataFrame:
@@ -242,31 +113,16 @@ def merge_and_evaluate(
   rows = _selection(zoo, config)
   ids = rows["model_id"].to_numpy()
   params = jax.tree.map(np.asarray, zoo.params(ids, config.epoch))
-  spec = weights.make_spec(_take(params, 0))
+  spec = weights.make_spec(merging.take(params, 0))
   cohort = grid.cohort_of(rows.iloc[0])
-  evaluate = _Evaluator(zoo, cohort, config.eval_size, config.seed)
+  evaluate = merging.Evaluator(zoo, cohort, config.eval_size, config.seed)
   val_acc = evaluate(params, "validation")[1]
-  val_of = lambda tree: float(evaluate(_stack([tree]), "validation")[1][0])
   ref = int(np.argmax(val_acc))
-  aligned = _align_to(params, ref, spec, config, cohort, evaluate)
-
-  merged: list[tuple[str, list[int], Any]] = []  # (method, ingredient positions, params)
-  every = list(range(len(ids)))
-  if "uniform_soup" in config.methods:
-    merged.append(("uniform_soup", every, _mean(params, every)))
-  if "greedy_soup" in config.methods:
-    soup = greedy_soup(params, val_acc, val_of)
-    merged.append(("greedy_soup", soup, _mean(params, soup)))
-  if "aligned_average" in config.methods:
-    merged.append(("aligned_average", every, _mean(aligned, every)))
+  aligned = merging.align_to(params, ref, spec, config, cohort, evaluate)
 
   # Clusters by aligned distance (every model matched to the reference), Model-GLUE style.
-  flat_naive, flat_aligned = _flat(params), _flat(aligned)
-  distance = scipy.spatial.distance.pdist(flat_aligned)
-  k = min(config.clustering.num_clusters, len(ids))
-  cluster = scipy.cluster.hierarchy.fcluster(
-    scipy.cluster.hierarchy.linkage(distance, "average"), k, "maxclust"
-  )
+  flat_naive, flat_aligned = merging.flat(params), merging.flat(aligned)
+  cluster = merging.cluster(flat_aligned, config.clustering.num_clusters)
   clusters = pd.DataFrame(
     {
       "model_id": ids,
@@ -276,37 +132,44 @@ def merge_and_evaluate(
       "validation_acc": val_acc,
     }
   )
-  if "clusters" in config.methods:
-    for c in np.unique(cluster):
-      members = [int(i) for i in np.flatnonzero(cluster == c)]
-      if len(members) > 1:
-        merged.append((f"cluster_{c}", members, _mean(aligned, members)))
 
-  ancestor_dir = config.ancestor or os.path.join(zoo_dir, finetune.ANCESTOR_DIR)
-  if {"task_arithmetic", "ties"} & set(config.methods) and os.path.isdir(ancestor_dir):
+  # The merge methods of zoo_jax/reuse/mergers/, in the order of config.methods.
+  methods = list(dict.fromkeys(config.methods))
+  ancestor = None
+  ancestor_dir = config.ancestor or os.path.join(zoo_dir, finetuning.ANCESTOR_DIR)
+  need_ancestor = [m for m in methods if mergers.needs_ancestor(m)]
+  if need_ancestor and os.path.isdir(ancestor_dir):
     ancestor_zoo = zoo_lib.Zoo(ancestor_dir)
     ancestor = jax.tree.map(lambda x: np.asarray(x)[0], ancestor_zoo.params([0], -1))
-    flat0, unflatten = (
-      _flat(_stack([ancestor]))[0],
-      lambda v: jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(v, jnp.float32), spec)),
+  elif need_ancestor:
+    print(
+      f"No ancestor at {ancestor_dir}: {' and '.join(need_ancestor)} skipped (set config.ancestor)."
     )
-    tau = flat_naive - flat0
-    vectors = {"task_arithmetic": tau.sum(0), "ties": ties_merge(tau, config.ties.density)}
-    for method in ("task_arithmetic", "ties"):
-      if method in config.methods:
-        candidates = [unflatten(flat0 + s * vectors[method]) for s in config.scales]
-        accs = evaluate(_stack(candidates), "validation")[1]
-        best = int(np.argmax(accs))
-        merged.append((method + f"_lambda_{config.scales[best]:g}", every, candidates[best]))
-  elif {"task_arithmetic", "ties"} & set(config.methods):
-    print(f"No ancestor at {ancestor_dir}: task arithmetic and TIES skipped (set config.ancestor).")
+    methods = [m for m in methods if m not in need_ancestor]
+  context = mergers.Context(
+    config=config,
+    params=params,
+    aligned=aligned,
+    flat=flat_naive,
+    validation_acc=val_acc,
+    reference=ref,
+    cluster=cluster,
+    spec=spec,
+    evaluate=evaluate,
+    ancestor=ancestor,
+  )
+  merged: list[mergers.Merged] = []
+  for method in methods:
+    merged.extend(mergers.get(method).merge(context))
 
   # Loss barriers between the reference and the next models, naive and aligned.
   curves, barriers = [], []
   others = [i for i in range(len(ids)) if i != ref][: config.interpolation.num_pairs]
   for i in others:
-    for alignment, b in (("naive", _take(params, i)), ("aligned", _take(aligned, i))):
-      curve = barrier_curve(_take(params, ref), b, evaluate, config.interpolation.num_points)
+    for alignment, b in (("naive", merging.take(params, i)), ("aligned", merging.take(aligned, i))):
+      curve = merging.barrier_curve(
+        merging.take(params, ref), b, evaluate, config.interpolation.num_points
+      )
       curves.append(curve.assign(model_a=ids[ref], model_b=ids[i], alignment=alignment))
       mid = curve.iloc[(len(curve) - 1) // 2]
       barriers.append(
@@ -323,12 +186,12 @@ def merge_and_evaluate(
       )
     mid_index = (config.interpolation.num_points - 1) // 2
     alpha = np.linspace(0.0, 1.0, config.interpolation.num_points)[mid_index]
-    for alignment, b in (("naive", _take(params, i)), ("aligned", _take(aligned, i))):
+    for alignment, b in (("naive", merging.take(params, i)), ("aligned", merging.take(aligned, i))):
       merged.append(
-        (
+        mergers.Merged(
           f"{alignment}_midpoint_{ids[ref]}_{ids[i]}",
           [ref, i],
-          _take(interpolate(_take(params, ref), b, np.array([alpha])), 0),
+          merging.take(merging.interpolate(merging.take(params, ref), b, np.array([alpha])), 0),
         )
       )
 
@@ -349,7 +212,7 @@ def merge_and_evaluate(
   ]
   table = grid.index_models(pd.DataFrame(table_rows))
   all_params = jax.tree.map(
-    lambda *xs: np.concatenate(xs), params, _stack([p for _, _, p in merged])
+    lambda *xs: np.concatenate(xs), params, merging.stack([p for _, _, p in merged])
   )
   run = train_config.stored_config(zoo_dir)
   run.num_epochs, run.overwrite, run.progress_bar = 0, False, False

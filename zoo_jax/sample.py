@@ -44,21 +44,12 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import (
-  data,
-  grid,
-  lock,
-  models,
-  plots,
-  population,
-  sampling,
-  train,
-  train_config,
-  weights,
-  zoo as zoo_lib,
-)
-from zoo_jax.encoders import ENCODER_DIR, hyperrep
-from zoo_jax.states import ZooStates, load_states
+from zoo_jax import data, models, plots, samplers, train, weights, zoo as zoo_lib
+from zoo_jax.engine import grid, population, train_config
+from zoo_jax.zoo import lock
+from zoo_jax.encoders import ENCODER_DIR
+from zoo_jax.encoders.methods import hyperrep
+from zoo_jax.encoders.states import ZooStates, load_states
 
 FIT_ON = ("training", "all")  # config.fit_on: the states the samplers are fitted on (fitted_mask)
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = (
@@ -81,8 +72,8 @@ _SETTING = ("activation", "init", "optimizer", "learning_rate", "weight_decay", 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks the fields once, early; errors name the field and the allowed values."""
   for name in config.samplers:
-    if name not in sampling.SAMPLERS:
-      raise ValueError(f"config.samplers has {name!r}; allowed values: {list(sampling.SAMPLERS)}.")
+    if name not in samplers.SAMPLERS:
+      raise ValueError(f"config.samplers has {name!r}; allowed values: {list(samplers.SAMPLERS)}.")
   for name in config.baselines:
     if name not in BASELINES:
       raise ValueError(f"config.baselines has {name!r}; allowed values: {list(BASELINES)}.")
@@ -324,7 +315,7 @@ def _sample_and_evaluate(
   key = jax.random.key(config.seed)
   for seed in range(config.num_seeds):
     for i, name in enumerate(config.samplers):
-      drawn = sampling.draw(
+      drawn = samplers.draw(
         name, jax.random.fold_in(jax.random.fold_in(key, seed), i), z, scores, num, config.sampler
       )
       draws[f"{name}/seed_{seed}"] = np.asarray(drawn)

@@ -15,14 +15,14 @@ biases) zeroed. The optimizer is the source model's (Adam or SGD, its lr and wei
 The twin is a zoo written through `zoo.ZooWriter`: `params` are the trained weights (unclipped,
 as the published CNN_ARD checkpoints), the `log_sigma2` collection beside them
 (`Zoo.variables()`), and the metrics table carries a `sparsity` column per model and epoch;
-epoch 0 is the source model itself (log sigma^2 at its initial value). `deployed(params,
+epoch 0 is the source model itself (log sigma^2 at its initial value). `variational.deployed(params,
 log_sigma2)` gives the sparse weights that the zoo's architecture runs as is.
 
 A twin run commits every epoch with its training state (zoo.ZooWriter, as training does): the
 same command into the same workdir resumes a killed run after its last complete epoch, to the
 twin an uninterrupted run writes (every model's noise and batch order come from its seed and the
 epoch), or leaves a complete twin as it is; a workdir holding another twin (another source,
-selection or config) is refused. One run writes a workdir at a time (zoo_jax.lock).
+selection or config) is refused. One run writes a workdir at a time (zoo_jax.zoo.lock).
 
   python -m zoo_jax.sparsify --config=configs/sparsify.py --zoo=SOURCE_ZOO --workdir=TWIN
 """
@@ -32,222 +32,16 @@ import json
 import os
 from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 import pandas as pd
 
-from zoo_jax import data, grid, lock, models, population, zoo
-from zoo_jax.models.cnn import ACTIVATIONS
-
-ARCHS = ("cnn_s", "cnn_l")  # the architectures with a CNN_ARD twin
-_K1, _K2, _K3 = 0.63576, 1.8732, 1.48695
-_CLAMP = {"conv": 8.0, "dense": 10.0}  # |log alpha| bounds of Conv2dARD and LinearARD
-_LAYERS = {
-  "cnn_s": (
-    "conv_0",
-    "pool",
-    "act",
-    "conv_1",
-    "pool",
-    "act",
-    "conv_2",
-    "act",
-    "flatten",
-    "dense_0",
-    "act",
-    "dense_1",
-  ),
-  "cnn_l": (
-    "conv_0",
-    "pool",
-    "act",
-    "conv_1",
-    "pool",
-    "act",
-    "conv_2",
-    "pool",
-    "act",
-    "flatten",
-    "dense_0",
-    "act",
-    "dense_1",
-  ),
-}
-
-
-def log_alpha(params: Any, log_sigma2: Any) -> Any:
-  """log alpha per weight (and conv bias): log sigma^2 - log w^2, clamped as in the Model Zoos."""
-  out = {}
-  for name, layer in log_sigma2.items():
-    bound = _CLAMP[name.split("_")[0]]
-    out[name] = {
-      k: jnp.clip(v - 2 * jnp.log(jnp.abs(params[name][k]) + 1e-15), -bound, bound)
-      for k, v in layer.items()
-    }
-  return out
-
-
-def init_log_sigma2(params: Any, value: float) -> Any:
-  """log sigma^2 for every weight, and for the convolutions' biases (LinearARD leaves its bias alone)."""
-  return {
-    name: {
-      k: jnp.full_like(v, value)
-      for k, v in layer.items()
-      if k == "kernel" or name.startswith("conv")
-    }
-    for name, layer in params.items()
-  }
-
-
-def kl(params: Any, log_sigma2: Any) -> jax.Array:
-  """The KL approximation of Molchanov et al. (2017), summed over every variational parameter."""
-  total = 0.0
-  for leaf in jax.tree.leaves(log_alpha(params, log_sigma2)):
-    neg_kl = _K1 * jax.nn.sigmoid(_K2 + _K3 * leaf) - 0.5 * jnp.log1p(jnp.exp(-leaf)) - _K1
-    total = total - jnp.sum(neg_kl)
-  return total
-
-
-def deployed(params: Any, log_sigma2: Any, threshold: float = 3.0) -> Any:
-  """The sparse weights: every weight (and conv bias) with log alpha >= threshold set to 0."""
-  alpha = log_alpha(params, log_sigma2)
-  return {
-    name: {
-      k: jnp.where(alpha[name][k] >= threshold, 0.0, v) if k in alpha.get(name, {}) else v
-      for k, v in layer.items()
-    }
-    for name, layer in params.items()
-  }
-
-
-def sparsity(params: Any, log_sigma2: Any, threshold: float = 3.0) -> jax.Array:
-  """Fraction of the weights (kernels, not biases) with log alpha >= threshold."""
-  alpha = log_alpha(params, log_sigma2)
-  dropped = sum(jnp.sum(alpha[name]["kernel"] >= threshold) for name in alpha)
-  total = sum(alpha[name]["kernel"].size for name in alpha)
-  return dropped / total
-
-
-def _conv(x, kernel):
-  return jax.lax.conv_general_dilated(
-    x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-  )
-
-
-def _pool(x):
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-
-
-def apply_vd(
-  arch: str, activation: str, params: Any, log_sigma2: Any, x: jax.Array, key: jax.Array | None
-):
-  """Logits of a CNN-s / CNN-l under variational dropout: with `key`, the local reparameterisation
-  trick (pre-activations ~ N(mu, sigma^2)); with key=None, the mean network (weights unclipped)."""
-  alpha = jax.tree.map(jnp.exp, log_alpha(params, log_sigma2))
-  act = ACTIVATIONS[activation]
-  for i, op in enumerate(_LAYERS[arch]):
-    if op == "pool":
-      x = _pool(x)
-    elif op == "act":
-      x = act(x)
-    elif op == "flatten":
-      x = x.reshape(x.shape[0], -1)
-    else:
-      w, b = params[op]["kernel"], params[op]["bias"]
-      linear = _conv if op.startswith("conv") else jnp.matmul
-      mean = linear(x, w) + b
-      if key is None:
-        x = mean
-        continue
-      var = linear(x * x, alpha[op]["kernel"] * w * w)
-      if op.startswith("conv"):  # Conv2dARD gives its bias a variance too
-        var = var + alpha[op]["bias"] * b * b
-      x = mean + jnp.sqrt(var + 1e-15) * jax.random.normal(jax.random.fold_in(key, i), mean.shape)
-  return x
-
-
-@flax.struct.dataclass
-class TwinState:
-  params: Any  # [P, ...]
-  log_sigma2: Any  # [P, ...]
-  opt_state: Any
-  seed: jax.Array  # [P]
-
-
-def make_train_epoch(
-  arch: str,
-  activation: str,
-  optimizer: str,
-  *,
-  batch_size: int,
-  num_train: int,
-  mean,
-  std,
-  epochs: int,
-  kl_max: float,
-):
-  """Builds the jitted `train_epoch(state, images, labels, epoch) -> (state, loss [P])` of a cohort."""
-  tx = population.make_optimizer(optimizer)(learning_rate=0.0, weight_decay=0.0)
-  steps = num_train // batch_size
-
-  def model_epoch(params, log_sigma2, opt_state, seed, epoch, images, labels):
-    key = jax.random.fold_in(
-      jax.random.fold_in(jax.random.key(seed), 2), epoch
-    )  # stream 2: sparsification
-    perm_key, noise_key = jax.random.split(key)
-    order = jax.random.permutation(perm_key, num_train)[: steps * batch_size].reshape(
-      steps, batch_size
-    )
-    kl_weight = jnp.minimum(1.0, kl_max * epoch / epochs)
-
-    def loss_fn(variables, x, y, key):
-      logits = apply_vd(arch, activation, variables["params"], variables["log_sigma2"], x, key)
-      return population.cross_entropy(logits, y) + kl_weight * kl(
-        variables["params"], variables["log_sigma2"]
-      )
-
-    def step(carry, inputs):
-      variables, opt_state = carry
-      idx, i = inputs
-      x, y = population.normalize(images[idx], mean, std), labels[idx]
-      loss, grads = jax.value_and_grad(loss_fn)(variables, x, y, jax.random.fold_in(noise_key, i))
-      updates, opt_state = tx.update(grads, opt_state, variables)
-      return (optax.apply_updates(variables, updates), opt_state), loss
-
-    (variables, opt_state), losses = jax.lax.scan(
-      step, ({"params": params, "log_sigma2": log_sigma2}, opt_state), (order, jnp.arange(steps))
-    )
-    return variables["params"], variables["log_sigma2"], opt_state, jnp.mean(losses)
-
-  @jax.jit
-  def train_epoch(state: TwinState, images, labels, epoch):
-    params, log_sigma2, opt_state, loss = jax.lax.map(
-      lambda m: model_epoch(*m, epoch, images, labels),
-      (state.params, state.log_sigma2, state.opt_state, state.seed),
-      batch_size=1,
-    )
-    return state.replace(params=params, log_sigma2=log_sigma2, opt_state=opt_state), loss
-
-  return train_epoch
-
-
-def _evaluate(arch, activation, threshold, batch_size, mean, std):
-  """Scores the deployed (sparse) weights of a cohort with the zoo's own evaluation."""
-  evaluate = population.make_evaluate(
-    population.Cohort(arch, activation, "adam", False), batch_size=batch_size, mean=mean, std=std
-  )
-
-  def run(state: TwinState, split) -> dict:
-    sparse = jax.vmap(lambda p, s: deployed(p, s, threshold))(state.params, state.log_sigma2)
-    m = evaluate(sparse, jnp.asarray(split.images), jnp.asarray(split.labels))
-    return {"loss": np.asarray(m.loss), "acc": np.asarray(m.accuracy)}
-
-  return run
+from zoo_jax import data, models, zoo
+from zoo_jax.engine import grid, variational
+from zoo_jax.zoo import lock
 
 
 def sparsify_zoo(
@@ -258,9 +52,9 @@ def sparsify_zoo(
   Resumes a killed run into the same workdir (see the module docstring)."""
   src = zoo.Zoo(source)
   arch = src.config["model"]["arch"]
-  if arch not in ARCHS:
+  if arch not in variational.ARCHS:
     raise ValueError(
-      f"Sparsified twins exist for {list(ARCHS)}; the zoo in {source!r} is {arch!r}."
+      f"Sparsified twins exist for {list(variational.ARCHS)}; the zoo in {source!r} is {arch!r}."
     )
   chosen = (
     src.models
@@ -319,21 +113,19 @@ def _sparsify(
   for c, rows in grid.cohorts(models_table):
     cohort = c
     params = jax.tree.map(jnp.asarray, src.params(rows["source_model"].to_numpy(), source_epoch))
-    log_sigma2 = jax.vmap(lambda p: init_log_sigma2(p, config.log_sigma2_init))(params)
-    make_tx = population.make_optimizer(cohort.optimizer)
     lr, wd = (
       jnp.asarray(rows[k].to_numpy(), jnp.float32) for k in ("learning_rate", "weight_decay")
     )
-    opt_state = jax.vmap(
-      lambda p, s, lr, wd: make_tx(learning_rate=lr, weight_decay=wd).init(
-        {"params": p, "log_sigma2": s}
-      )
-    )(params, log_sigma2, lr, wd)
     key = int(rows["cohort"].iloc[0])
-    states[key] = TwinState(
-      params, log_sigma2, opt_state, jnp.asarray(rows["seed"].to_numpy(), jnp.int32)
+    states[key] = variational.create_twins(
+      params,
+      cohort.optimizer,
+      lr,
+      wd,
+      jnp.asarray(rows["seed"].to_numpy(), jnp.int32),
+      log_sigma2_init=config.log_sigma2_init,
     )
-    fns[key] = make_train_epoch(
+    fns[key] = variational.make_train_epoch(
       arch,
       cohort.activation,
       cohort.optimizer,
@@ -344,7 +136,7 @@ def _sparsify(
       epochs=config.num_epochs,
       kl_max=config.kl_max,
     )
-    evals[key] = _evaluate(
+    evals[key] = variational.make_evaluate(
       arch, cohort.activation, config.threshold, config.eval_batch_size, train.mean, train.std
     )
 
@@ -359,7 +151,7 @@ def _sparsify(
         out = evals[c](state, dataset)
         m[f"{split}_loss"], m[f"{split}_acc"] = out["loss"], out["acc"]
       m["sparsity"] = np.asarray(
-        jax.vmap(lambda p, s: sparsity(p, s, config.threshold))(state.params, state.log_sigma2)
+        variational.population_sparsity(state.params, state.log_sigma2, config.threshold)
       )
       metrics[c] = m
       diverged[c] = ~np.isfinite(m["train_loss"])

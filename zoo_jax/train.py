@@ -5,7 +5,7 @@ builds the population from the config's grid, trains every cohort one jitted epo
 time, and commits each epoch to the zoo store. Re-running the same command resumes a
 dead run from its last complete epoch, or says the zoo is complete: every epoch's checkpoint
 committed, and the tables equal to what the checkpoints say (it rewrites them if not). One
-run writes a workdir at a time (zoo_jax.lock); a second is refused at once.
+run writes a workdir at a time (zoo_jax.zoo.lock); a second is refused at once.
 """
 
 if __name__ == "__main__":
@@ -26,7 +26,6 @@ import dataclasses
 import json
 import os
 import time
-import warnings
 from typing import Any, Callable
 
 import jax
@@ -37,10 +36,12 @@ import orbax.checkpoint as ocp
 import pandas as pd
 from tqdm.auto import tqdm
 
-from zoo_jax import data, errors, grid, lock, models, population, sharding, train_config, zoo
+from zoo_jax import data, models, zoo
+from zoo_jax.engine import grid, population, sharding, train_config
+from zoo_jax.zoo import lock
 
 # The config's fields, their checks and the migration of stored configs (their home: train_config).
-from zoo_jax.train_config import stored_config, validate_config  # noqa: F401
+from zoo_jax.engine.train_config import stored_config, validate_config  # noqa: F401
 
 
 def _create_workdir(workdir: str) -> None:
@@ -52,54 +53,6 @@ def _create_workdir(workdir: str) -> None:
     ) from error
   if not os.access(workdir, os.W_OK):
     raise PermissionError(f"Workdir {workdir!r} is not writable. Choose a writable --workdir.")
-
-
-def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
-  """Checks that the zoo in the workdir, if any, was made by this config (config.json, or the
-  copy kept in checkpoints/, which also rewrites a lost or damaged config.json: returns True)."""
-  path = os.path.join(workdir, zoo.CONFIG_FILE)
-  rewrote = False
-  if not os.path.exists(path) and not zoo.committed_epochs(workdir):
-    return rewrote
-  try:
-    old = zoo.read_json(path)
-  except errors.DamagedZoo as error:
-    old = zoo.stored_metadata(workdir).get("config")
-    if old is None and not config.overwrite:
-      raise errors.DamagedZoo(
-        f"{error} It records the config this zoo was trained with, and checkpoints/ keeps "
-        "no copy (older zoo_jax): restore it, or pass --config.overwrite=True to delete "
-        "this zoo and start over."
-      ) from None
-    if old is not None:
-      zoo.write_json_atomic(old, path)
-      print(f"Rewrote {path} from the copy kept in checkpoints/ ({error})")
-      rewrote = True
-    else:
-      old = {}
-  if old:
-    old = train_config.with_later_fields(old)
-  new = json.loads(config.to_json())
-  # A one-cycle schedule spans num_epochs: more epochs would be another schedule, another zoo.
-  fixed = {"num_epochs"} if new.get("lr_schedule", "constant") != "constant" else set()
-  changed = sorted(
-    k for k in _diff(old, new) if k.split(".")[0] not in train_config.RESUMABLE_CHANGES - fixed
-  )
-  if changed and not config.overwrite:
-    raise ValueError(
-      f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "
-      "Use another --workdir, or pass --config.overwrite=True to delete that zoo and start over."
-    )
-  if changed:
-    warnings.warn(f"Overwriting the zoo in {workdir} (fields {changed} changed).")
-    zoo.clear(workdir)
-  return rewrote
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-  if isinstance(a, dict) and isinstance(b, dict):
-    return [d for k in set(a) | set(b) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-  return [] if a == b else [prefix.rstrip(".")]
 
 
 def _subset(dataset: data.Dataset, size: int, seed: int, field: str = "train_size") -> data.Dataset:
@@ -118,52 +71,6 @@ def _cohort_arrays(rows: pd.DataFrame, index: np.ndarray) -> dict[str, np.ndarra
     name: rows[name].to_numpy()[index]
     for name in ("seed", "init", "learning_rate", "weight_decay", "dropout")
   }
-
-
-def _table_problem(path: str, columns, expected: pd.DataFrame, differs: str) -> str | None:
-  """None if the table at `path` equals `expected` (as written and read back); else why not: `differs`,
-  or what is damaged."""
-  try:
-    return None if zoo.read_table(path, columns).equals(zoo.as_stored(expected)) else differs
-  except errors.DamagedZoo as error:
-    return str(error)
-
-
-def _repair_models(workdir: str, models_table: pd.DataFrame) -> bool:
-  """Writes models.csv if it is missing or differs from this run's table (exact: the config
-  that made the zoo, checked by _prepare_workdir, gives the same table); True if it did."""
-  path = os.path.join(workdir, zoo.MODELS_FILE)
-  problem = _table_problem(
-    path, zoo.MODELS_TABLE_COLUMNS, models_table, "it differed from the models of this config"
-  )
-  if problem is None:
-    return False
-  if os.path.exists(path) or zoo.committed_epochs(workdir):
-    print(f"Rebuilt {path} ({problem})")
-  zoo.write_table_atomic(models_table, path)
-  return True
-
-
-def _repair_metrics(workdir: str, epochs: list[int], models_table: pd.DataFrame) -> bool:
-  """Rewrites metrics.csv if it differs from the metrics the checkpoints hold; True if it did."""
-  path = os.path.join(workdir, zoo.METRICS_FILE)
-  with zoo._open_manager(os.path.join(workdir, zoo.CHECKPOINTS_DIR), create=False) as manager:
-    try:
-      derived = [zoo.epoch_rows(models_table, e, zoo.restore_metrics(manager, e)) for e in epochs]
-    except ValueError as error:
-      raise errors.DamagedZoo(
-        f"{error} Delete that step folder and run this command again: it trains the newest "
-        "epoch again from state/; an older one needs the zoo trained again."
-      ) from None
-  table = pd.concat(derived, ignore_index=True)
-  problem = _table_problem(
-    path, zoo.METRICS_TABLE_COLUMNS, table, "it disagreed with the checkpoints"
-  )
-  if problem is None:
-    return False
-  zoo.write_table_atomic(table, path)
-  print(f"Rebuilt {path} from the checkpoints ({problem})")
-  return True
 
 
 def train_and_evaluate(
@@ -199,18 +106,18 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
   if models_table is None:
     models_table = grid.models_table(config.population, config.model.arch)
   rebuilt = False
-  if primary:
-    rebuilt = _prepare_workdir(config, workdir)
-    if zoo.committed_epochs(
-      workdir
-    ):  # an existing zoo: its tables are checked against checkpoints/ first
-      rebuilt |= _repair_models(workdir, models_table)
+  if (
+    primary
+  ):  # the guard (this config's zoo, or none), then an existing zoo's tables against checkpoints/
+    rebuilt = train_config.check_workdir(config, workdir)
+    if zoo.committed_epochs(workdir):
+      rebuilt |= zoo.tables.repair_models(workdir, models_table, committed=True)
   sharding.barrier("zoo_jax:workdir_checked")
   epochs = zoo.committed_epochs(workdir)
   # Complete: every epoch's checkpoint committed, and the tables agree with them.
   if epochs and set(range(config.num_epochs + 1)) <= set(epochs):
     if primary:
-      rebuilt |= _repair_metrics(workdir, epochs, models_table)
+      rebuilt |= zoo.tables.repair_metrics(workdir, models_table, epochs)
       print(
         f"Zoo in {workdir} is complete ({config.num_epochs} epochs); "
         + ("its tables were rebuilt from the checkpoints." if rebuilt else "nothing to do.")
@@ -242,7 +149,7 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
   if primary and not os.path.exists(os.path.join(workdir, zoo.CONFIG_FILE)):
     zoo.write_json_atomic(json.loads(config.to_json()), os.path.join(workdir, zoo.CONFIG_FILE))
   if primary and not epochs:  # a new zoo (or one stopped before its first epoch)
-    _repair_models(workdir, models_table)
+    zoo.tables.repair_models(workdir, models_table, committed=False)
   sharding.barrier("zoo_jax:tables_written")  # every process reads config.json next
 
   mesh = sharding.population_mesh(jax.devices() if config.shard else jax.devices()[:1])

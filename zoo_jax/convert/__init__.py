@@ -4,7 +4,7 @@
     convert("cnn_zoo", SRC, WORKDIR)     # Small CNN Zoo (Unterthiner et al., 2020): weights.npy + tables
 
 or `python -m zoo_jax.convert --from=modelzoos --src=SRC --workdir=WORKDIR`. The accepted
-layouts are documented, exactly, in `modelzoos.py` and `cnn_zoo.py`; the result is read with
+layouts are documented, exactly, in `formats/modelzoos.py` and `formats/cnn_zoo.py`; the result is read with
 `zoo_jax.zoo.Zoo(WORKDIR)`. A conversion that fails or is killed keeps its committed epochs;
 running it again continues from there.
 
@@ -13,10 +13,15 @@ One model's weights go to and from the published PyTorch modules with `to_torch_
 """
 
 from zoo_jax import zoo
-from zoo_jax.convert import cnn_zoo, modelzoos, writer
+from zoo_jax import registry
+from zoo_jax.convert import writer
 from zoo_jax.convert.torch_export import from_torch_state_dict, to_torch_state_dict, torch_model
 
-SOURCE_FORMATS = {"modelzoos": modelzoos.scan, "cnn_zoo": cnn_zoo.scan}
+# Import formats: the modules of convert/formats/, each exposing `scan(src) -> writer.Source`
+# (the models, their hyperparameters and a reader of each (model, epoch)'s weights). A new
+# format is one new file there; `--from` names it.
+FORMATS_PACKAGE = "zoo_jax.convert.formats"
+SOURCE_FORMATS = registry.names(FORMATS_PACKAGE)
 
 
 def convert(source_format: str, src: str, workdir: str, *, progress_bar: bool = False) -> zoo.Zoo:
@@ -25,11 +30,7 @@ def convert(source_format: str, src: str, workdir: str, *, progress_bar: bool = 
   Resumes an earlier, unfinished conversion into the same workdir; refuses a workdir that holds
   another zoo. Returns the converted zoo.
   """
-  if source_format not in SOURCE_FORMATS:
-    raise ValueError(
-      f"Unknown source format {source_format!r}; allowed values: {sorted(SOURCE_FORMATS)}."
-    )
-  source = SOURCE_FORMATS[source_format](src)
+  source = registry.load(FORMATS_PACKAGE, source_format, "source format").scan(src)
   return writer.write(source, source_format, src, workdir, progress_bar=progress_bar)
 
 

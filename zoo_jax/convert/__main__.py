@@ -2,7 +2,7 @@
 
 --from is `modelzoos` (a Model Zoos experiment folder of Ray Tune trials) or `cnn_zoo` (a Small
 CNN Zoo folder: weights.npy, metrics.csv.gz, layout.csv). Re-running the same command resumes
-an interrupted conversion. See zoo_jax/convert/modelzoos.py and cnn_zoo.py for the layouts.
+an interrupted conversion. See zoo_jax/convert/formats/modelzoos.py and cnn_zoo.py for the layouts.
 """
 
 import time
@@ -22,7 +22,7 @@ def summary(converted: zoo.Zoo, seconds: float) -> str:
     [
       f"models            {len(converted.models)} in {converted.models['cohort'].nunique()} cohort(s)",
       f"epochs            {converted.epochs}",
-      f"last epoch        " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+      "last epoch        " + ", ".join(f"{k} {v}" for k, v in counts.items()),
       f"test accuracy     min {q[0]:.3f}  median {q[1]:.3f}  max {q[2]:.3f}",
       f"wall time         {seconds:.1f} s (this run)",
       f"zoo               {converted.workdir}  (zoo_jax.zoo.Zoo(path) reads it)",

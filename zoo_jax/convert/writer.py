@@ -32,12 +32,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from zoo_jax import grid, lock
+from zoo_jax.engine import grid, variational
+from zoo_jax.zoo import lock
 from zoo_jax import models as zoo_models
-from zoo_jax import sparsify, zoo
+from zoo_jax import zoo
 
 STATUS_MISSING = zoo.STATUS_MISSING
-# The hyperparameter columns of a trained zoo's models.csv (see zoo_jax.grid), in its order.
+# The hyperparameter columns of a trained zoo's models.csv (see zoo_jax.engine.grid), in its order.
 HPARAM_COLUMNS = (
   "seed",
   "arch",
@@ -98,7 +99,7 @@ def variable_shapes(
   shapes = dict(jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, channels))))
   if "log_sigma2" in collections:
     shapes["log_sigma2"] = jax.eval_shape(
-      lambda p: sparsify.init_log_sigma2(p, 0.0), shapes["params"]
+      lambda p: variational.init_log_sigma2(p, 0.0), shapes["params"]
     )
   return shapes
 

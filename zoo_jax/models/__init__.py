@@ -10,9 +10,7 @@ train=False)` gives logits, and with `train=True, mutable=["batch_stats"]` also 
 statistics. Models without mutable state accept the same calls (train is then ignored).
 """
 
-import importlib
-import pkgutil
-
+from zoo_jax import registry
 from zoo_jax.models.cnn import ACTIVATIONS, INITS, CNNLarge, CNNSmall, MLP, dropout
 from zoo_jax.models.resnet import ResNet18
 
@@ -20,8 +18,7 @@ from zoo_jax.models.resnet import ResNet18
 def _declared() -> dict[str, tuple]:
   """Every module of this folder's `ARCHITECTURES` (name -> (module class, input (H, W) or None))."""
   found = {}
-  for info in pkgutil.iter_modules(__path__):
-    module = importlib.import_module(f"{__name__}.{info.name}")
+  for module in registry.modules(__name__).values():
     found.update(getattr(module, "ARCHITECTURES", {}))
   return found
 

@@ -15,19 +15,19 @@ Both say whether they read zoos of another architecture than the training zoo
 (`cross_architecture`); those they cannot read are booked "n/a: another architecture".
 The method's own settings come from the config section of its name (config.sne, ...).
 Adding a method is a new file here plus a config (configs/NAME.py with c.method = "NAME");
-encode.py does not change. The networks themselves live one level up (encoders/sne.py, ...).
+encode.py does not change. A method's network lives in its file (hyperrep.py, sne.py); networks
+shared by several methods in encoders/baselines.py.
 """
 
 import dataclasses
-import importlib
-import pkgutil
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import ml_collections
 import numpy as np
 
-from zoo_jax.states import ZooStates
+from zoo_jax import registry
+from zoo_jax.encoders.states import ZooStates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +78,9 @@ class DirectMethod:
 
 def names() -> tuple[str, ...]:
   """Every method name: the modules of this folder."""
-  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
+  return registry.names(__name__)
 
 
 def get(name: str) -> FeatureMethod | DirectMethod:
   """The named method; an unknown name raises a ValueError listing the known ones."""
-  if name not in names():
-    raise ValueError(f"config.method {name!r} is unknown; allowed values: {list(names())}.")
-  return importlib.import_module(f"{__name__}.{name}").METHOD
+  return registry.load(__name__, name, "config.method").METHOD

@@ -5,7 +5,7 @@ import numpy as np
 
 from zoo_jax import weights
 from zoo_jax.encoders import methods
-from zoo_jax.states import ZooStates
+from zoo_jax.encoders.states import ZooStates
 
 
 def features(states: ZooStates) -> np.ndarray:

@@ -1,0 +1,137 @@
+"""Weight-space merging math shared by the merge methods (zoo_jax.reuse.mergers) and zoo_jax.merge.
+
+Models are pytrees of numpy arrays; a population of them has a leading [M] axis on every leaf
+(as zoo_jax.zoo.Zoo.params returns it): `stack`, `take`, `mean` move between the two, `flat` and
+`unflatten` between a population and its flat weight vectors [M, n]. `Evaluator` is the loss and
+accuracy of a population on the zoo's splits; `align_to` permutes hidden units to match one model
+(weight or activation matching); `interpolate` and `barrier_curve` walk the line between two
+models; `cluster` groups models by the distance of their (aligned) weights.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pandas as pd
+import scipy.cluster.hierarchy
+import scipy.spatial.distance
+
+from zoo_jax import data, models, weights, zoo as zoo_lib
+from zoo_jax.engine import population
+from zoo_jax.reuse import penultimate
+
+
+class Evaluator:
+  """Loss and accuracy of weights [P, ...] on the zoo's validation, test and (subset of) train split."""
+
+  def __init__(self, zoo: zoo_lib.Zoo, cohort: population.Cohort, eval_size: int | None, seed: int):
+    ds = zoo.config["dataset"]
+    self.splits = {}
+    for split in data.SPLITS:
+      s = data.load_as_zoo(ds, split, models.image_size(zoo.config["model"]["arch"]))
+      keep = np.sort(np.random.default_rng(seed).permutation(len(s))[: eval_size or len(s)])
+      self.splits[split] = (jnp.asarray(s.images[keep]), jnp.asarray(s.labels[keep]))
+    self.normalization = (s.mean, s.std)
+    self._evaluate = population.make_evaluate(
+      cohort,
+      batch_size=500,
+      mean=s.mean,
+      std=s.std,
+      num_classes=s.num_classes,
+      conv_impl=zoo.config.get("conv_impl", "xla"),
+    )
+
+  def __call__(self, params: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    metrics = self._evaluate(jax.tree.map(jnp.asarray, params), *self.splits[split])
+    return np.asarray(metrics.loss), np.asarray(metrics.accuracy)
+
+
+def align_to(
+  params: Any,
+  ref: int,
+  spec: weights.WeightSpec,
+  config: ml_collections.ConfigDict,
+  cohort: population.Cohort,
+  evaluate: Evaluator,
+) -> Any:
+  """Every model [M, ...] with its hidden units permuted to match model `ref` (same functions):
+  by weight matching (`config.alignment` "weights"), or by matching unit outputs on
+  `config.matching_images` training images ("activations")."""
+  if config.alignment == "weights":
+    aligned = [
+      take(params, i) if i == ref else weights.align(take(params, ref), take(params, i), spec)
+      for i in range(len(jax.tree.leaves(params)[0]))
+    ]
+    return jax.tree.map(np.asarray, stack(aligned))
+  model = population.make_model(cohort)
+  images = evaluate.splits["train"][0][: config.matching_images]
+  x = population.normalize(images, *evaluate.normalization)
+  acts = penultimate.make_layer_outputs(model)(jax.tree.map(jnp.asarray, params), x)
+  acts = [np.asarray(a) for a in acts]
+  aligned = []
+  for i in range(len(acts[0])):
+    perms = weights.activation_matching([a[ref] for a in acts], [a[i] for a in acts])
+    aligned.append(take(params, i) if i == ref else weights.permute(take(params, i), perms, spec))
+  return jax.tree.map(np.asarray, stack(aligned))
+
+
+def stack(trees: list[Any]) -> Any:
+  """Models -> a population [len(trees), ...]."""
+  return jax.tree.map(lambda *xs: np.stack(xs), *trees)
+
+
+def take(tree: Any, i: int) -> Any:
+  """Model `i` of a population."""
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def mean(tree: Any, index) -> Any:
+  """The plain average of the models at positions `index` of a population: one model."""
+  return jax.tree.map(lambda x: np.asarray(x)[np.asarray(index)].mean(0), tree)
+
+
+def flat(tree: Any) -> np.ndarray:
+  """A population's flat weight vectors [M, n] (zoo_jax.weights.flatten's order)."""
+  return np.asarray(weights.flatten(jax.tree.map(jnp.asarray, tree))[0])
+
+
+def unflatten(vector: np.ndarray, spec: weights.WeightSpec) -> Any:
+  """One flat weight vector [n] -> one model (numpy float32 leaves)."""
+  return jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(vector, jnp.float32), spec))
+
+
+def cluster(flat_weights: np.ndarray, num_clusters: int) -> np.ndarray:
+  """Cluster labels [M] (1..k, k = min(num_clusters, M)) of an average-linkage hierarchical clustering
+  of the models' Euclidean weight distances."""
+  distance = scipy.spatial.distance.pdist(flat_weights)
+  k = min(num_clusters, len(flat_weights))
+  return scipy.cluster.hierarchy.fcluster(
+    scipy.cluster.hierarchy.linkage(distance, "average"), k, "maxclust"
+  )
+
+
+def interpolate(a: Any, b: Any, alphas: np.ndarray) -> Any:
+  """(1 - alpha) a + alpha b for each alpha: params [len(alphas), ...]."""
+  return jax.tree.map(
+    lambda x, y: (
+      (1 - alphas.reshape((-1,) + (1,) * x.ndim)) * x[None]
+      + alphas.reshape((-1,) + (1,) * x.ndim) * y[None]
+    ),
+    a,
+    b,
+  )
+
+
+def barrier_curve(a: Any, b: Any, evaluate: Evaluator, num_points: int) -> pd.DataFrame:
+  """Loss and accuracy on the train and test splits along the line from a to b, with the barrier:
+  loss minus the straight line between the end points' losses."""
+  alphas = np.linspace(0.0, 1.0, num_points)
+  path = interpolate(a, b, alphas)
+  out = {"alpha": alphas}
+  for split in ("train", "test"):
+    loss, acc = evaluate(path, split)
+    out[f"{split}_loss"], out[f"{split}_acc"] = loss, acc
+    out[f"{split}_barrier"] = loss - ((1 - alphas) * loss[0] + alphas * loss[-1])
+  return pd.DataFrame(out)

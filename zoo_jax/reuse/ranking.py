@@ -1,0 +1,257 @@
+"""Rank a zoo's models for a target task without fine-tuning them; fine-tune them to check; ensemble them.
+
+The library half of zoo_jax.select (which runs it as a command and writes its outputs):
+  population_outputs  penultimate features and logits of a zoo's models on a dataset, cohort by cohort
+  task_scores         every transferability score of zoo_jax.reuse.scores and the head's zero-shot
+                      accuracy of each model on a probe of target images, with the seconds each took
+  brute_force         every model fine-tuned on the target in one zoo run (zoo_jax.reuse.finetuning)
+  learned_scores      Model Spider's idea in this project's terms: a regressor (ridge or gradient-boosted
+                      trees) from the model's StatNN weight embedding and its model-task scores to the
+                      rank of its fine-tuned accuracy, trained on other tasks, never the target
+  ensembles           top-K fine-tuned models by each ranking, logits averaged, against the best
+                      single model and K random ones
+  ranking_metrics     Kendall's and weighted tau against the truth, top-k regret
+"""
+
+import dataclasses
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from zoo_jax import data, weights, zoo as zoo_lib
+from zoo_jax.encoders import properties
+from zoo_jax.engine import grid
+from zoo_jax.reuse import finetuning, penultimate, scores
+
+TASKS_DIR = "tasks"  # learned_scores' fine-tuned zoos: WORKDIR/tasks/<task>
+BRUTE_FORCE = (
+  "brute_force"  # the ranking by fine-tuned validation accuracy (ensembles) and its summary key
+)
+
+
+# ---------------------------------------------------------------------------- cheap scores
+
+
+def _probe_images(dataset: str, size: int, seed: int) -> data.Dataset:
+  """A seeded subset of `size` training images of `dataset` (all of them if fewer)."""
+  train = data.load(dataset, "train", source=data.DATASETS[dataset].sources[0])
+  keep = np.sort(np.random.default_rng(seed).permutation(len(train))[:size])
+  return dataclasses.replace(train, images=train.images[keep], labels=train.labels[keep])
+
+
+def population_outputs(
+  zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int, dataset: data.Dataset
+) -> tuple[np.ndarray, np.ndarray]:
+  """(penultimate features [M, N, D], logits [M, N, K]) of the zoo's models on a dataset, cohort by cohort."""
+  rows = zoo.models.set_index("model_id").loc[model_ids].reset_index()
+  feats, logits = [None] * len(rows), [None] * len(rows)
+  conv_impl = zoo.config.get("conv_impl", "xla")
+  for _, cohort_rows in rows.groupby("cohort", sort=True):
+    cohort = grid.cohort_of(cohort_rows.iloc[0])
+    outputs = penultimate.make_outputs(
+      cohort,
+      mean=dataset.mean,
+      std=dataset.std,
+      num_classes=dataset.num_classes,
+      conv_impl=conv_impl,
+    )
+    f, z = outputs(zoo.params(cohort_rows["model_id"].to_numpy(), epoch), dataset.images)
+    for i, position in enumerate(cohort_rows.index):
+      feats[position], logits[position] = f[i], z[i]
+  return np.stack(feats), np.stack(logits)
+
+
+def task_scores(
+  zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int, dataset: str, probe_size: int, seed: int
+) -> tuple[pd.DataFrame, dict[str, float]]:
+  """Every score of zoo_jax.reuse.scores and zero_shot of each model for `dataset`, and the seconds each
+  took (the forward pass counted in every method; "all": one forward pass and every score)."""
+  start = time.time()
+  probe = _probe_images(dataset, probe_size, seed)
+  feats, logits = population_outputs(zoo, model_ids, epoch, probe)
+  forward = time.time() - start
+  table = pd.DataFrame({"model_id": model_ids})
+  seconds = {}
+  for name in scores.names():
+    score = scores.get(name)
+    start = time.time()
+    table[name] = [score(f, probe.labels) for f in feats]
+    seconds[name] = forward + time.time() - start
+  table["zero_shot"] = np.mean(np.argmax(logits, -1) == probe.labels[None], axis=1)
+  seconds["zero_shot"] = forward
+  seconds["all"] = (
+    sum(seconds.values()) - (len(seconds) - 1) * forward
+  )  # one forward pass, every score
+  return table, seconds
+
+
+# ---------------------------------------------------------------------------- brute force
+
+
+def brute_force(
+  config: ml_collections.ConfigDict,
+  zoo: zoo_lib.Zoo,
+  model_ids: np.ndarray,
+  dataset: str,
+  workdir: str,
+) -> tuple[pd.DataFrame, float, zoo_lib.Zoo]:
+  """Fine-tunes the models on `dataset` in one run (the recipe of `config.finetune`, zoo_jax.select's
+  config); (model_id, finetuned_acc, finetuned_val_acc, finetuned_id), seconds, the fine-tuned zoo."""
+  ft = config.finetune
+  table = finetuning.source_table(
+    zoo,
+    model_ids,
+    optimizer=ft.optimizer,
+    learning_rate=ft.learning_rate,
+    weight_decay=ft.weight_decay,
+    dropout=ft.dropout,
+  )
+  start = time.time()
+  tuned = finetuning.finetune(
+    zoo.workdir,
+    workdir,
+    table,
+    dataset=dataset,
+    num_epochs=ft.num_epochs,
+    epoch=config.epoch,
+    train_size=ft.train_size,
+    eval_size=ft.eval_size,
+    progress_bar=config.progress_bar,
+  )
+  seconds = time.time() - start
+  last = tuned.metrics[tuned.metrics["epoch"] == tuned.epochs[-1]].merge(
+    tuned.models[["model_id", "source_model"]], on="model_id"
+  )
+  result = pd.DataFrame(
+    {
+      "model_id": last["source_model"].to_numpy(),
+      "finetuned_acc": last["test_acc"].to_numpy(),
+      "finetuned_val_acc": last["validation_acc"].to_numpy(),
+      "finetuned_id": last["model_id"].to_numpy(),
+    }
+  )
+  return result, seconds, tuned
+
+
+# ---------------------------------------------------------------------------- learned ranker
+
+
+def _statnn(zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int) -> np.ndarray:
+  params = zoo.params(model_ids, epoch)
+  return np.asarray(weights.statnn_features(jax.tree.map(np.asarray, params)), np.float64)
+
+
+def learned_scores(
+  config: ml_collections.ConfigDict,
+  zoo: zoo_lib.Zoo,
+  model_ids: np.ndarray,
+  target_scores: pd.DataFrame,
+  target_seconds: float,
+  workdir: str,
+) -> tuple[np.ndarray, float, float]:
+  """(predicted fine-tuned accuracy rank [M], seconds on the target, seconds of training on the other tasks).
+
+  Inputs per (model, task): the model's StatNN embedding and its model-task scores on the task
+  (every score of zoo_jax.reuse.scores and zero_shot); the regression target is the fine-tuned
+  accuracy's rank within its task, scaled to [0, 1] (the ranking is what transfers between tasks,
+  not the accuracy level). The training tasks are `config.learned.train_tasks`, each fine-tuned
+  into `workdir`/tasks/<task>.
+  """
+  start = time.time()
+  embedding = _statnn(zoo, model_ids, config.epoch)
+  embed_seconds = time.time() - start
+  task_cols = list(scores.names()) + ["zero_shot"]
+  xs, ys = [], []
+  start = time.time()
+  for task in config.learned.train_tasks:
+    table, _ = task_scores(zoo, model_ids, config.epoch, task, config.probe_size, config.seed)
+    tuned, _, _ = brute_force(config, zoo, model_ids, task, os.path.join(workdir, TASKS_DIR, task))
+    acc = table[["model_id"]].merge(tuned, on="model_id", how="left")["finetuned_acc"].to_numpy()
+    xs.append(np.concatenate([embedding, table[task_cols].to_numpy()], axis=1))
+    ys.append(pd.Series(acc).rank(pct=True).to_numpy())
+  train_seconds = time.time() - start
+  start = time.time()
+  x_target = np.concatenate([embedding, target_scores[task_cols].to_numpy()], axis=1)
+  predicted = properties.fit_probe(
+    config.learned.predictor, np.concatenate(xs), np.concatenate(ys), x_target, seed=config.seed
+  )
+  return predicted, target_seconds + embed_seconds + time.time() - start, train_seconds
+
+
+# ---------------------------------------------------------------------------- ensembles
+
+
+def ensembles(
+  config: ml_collections.ConfigDict,
+  ranking: pd.DataFrame,
+  tuned: zoo_lib.Zoo,
+  target: str,
+  methods: list[str],
+) -> pd.DataFrame:
+  """Top-K fine-tuned models by each method, logits averaged, on the target's test split; with the
+  best single model (by test and by validation accuracy) and K random models (mean of draws).
+  `config.ensemble.sizes` are the K, `config.ensemble.random_draws` the random draws per K."""
+  test = data.load(target, "test", source=data.DATASETS[target].sources[0])
+  rows = ranking.dropna(subset=["finetuned_acc"]).reset_index(drop=True)
+  ids = rows["finetuned_id"].to_numpy().astype(int)
+  _, logits = population_outputs(tuned, ids, -1, test)  # [M, N, K]
+  correct = lambda members: float(np.mean(np.argmax(logits[members].mean(0), -1) == test.labels))
+  single = np.array([correct([i]) for i in range(len(ids))])
+  out = [
+    {"method": "best_single_by_test", "k": 1, "test_acc": single.max()},
+    {
+      "method": "best_single_by_validation",
+      "k": 1,
+      "test_acc": single[np.argmax(rows["finetuned_val_acc"].to_numpy())],
+    },
+  ]
+  rng = np.random.default_rng(config.seed)
+  for k in config.ensemble.sizes:
+    k = min(k, len(ids))
+    for method in methods + [BRUTE_FORCE]:
+      column = "finetuned_val_acc" if method == BRUTE_FORCE else method
+      top = np.argsort(-rows[column].to_numpy(), kind="stable")[:k]
+      out.append({"method": method, "k": k, "test_acc": correct(top)})
+    draws = [
+      correct(rng.choice(len(ids), k, replace=False)) for _ in range(config.ensemble.random_draws)
+    ]
+    out.append(
+      {"method": "random", "k": k, "test_acc": float(np.mean(draws)), "std": float(np.std(draws))}
+    )
+  return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------- how good a ranking is
+
+
+def ranking_metrics(
+  scores: np.ndarray, truth: np.ndarray, top: tuple[int, ...] = (1, 5)
+) -> dict[str, float]:
+  """How well `scores` rank models whose true value (e.g. fine-tuned accuracy) is `truth`.
+
+  kendall_tau and weighted_tau (scipy; weighted tau stresses the top of the ranking), and
+  top-k regret: the best true value minus the best true value among the k highest-scored models.
+  Non-finite scores rank last.
+  """
+  scores, truth = np.asarray(scores, np.float64), np.asarray(truth, np.float64)
+  if scores.shape != truth.shape or scores.ndim != 1:
+    raise ValueError(
+      f"scores and truth must be [M] vectors of one length, got {scores.shape}, {truth.shape}."
+    )
+  scores = np.where(np.isfinite(scores), scores, -np.inf)
+  finite = np.where(
+    np.isfinite(scores), scores, np.min(scores[np.isfinite(scores)], initial=0.0) - 1.0
+  )
+  out = {
+    "kendall_tau": float(scipy.stats.kendalltau(finite, truth).statistic),
+    "weighted_tau": float(scipy.stats.weightedtau(finite, truth).statistic),
+  }
+  order = np.argsort(-finite, kind="stable")
+  for k in top:
+    out[f"top{k}_regret"] = float(truth.max() - truth[order[:k]].max())
+  return out
