@@ -378,13 +378,13 @@ def logit_invariance_loss(
 
 def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
   config, everything = fit.config, fit.everything
-  size = config.model.chunk_size
+  size = config.sne.model.chunk_size
   num_chunks = max(weights.chunk_layout(z.spec, size).index.shape[0] for z in everything)
   # Input scaling: each architecture's layers divided by their std over the training states
   # (another architecture's: over its own zoo's states), or raw weights.
   scales = {}
   for z in [fit.train, *everything]:
-    if config.get("input_scaling", False) and z.spec not in scales:
+    if config.sne.get("input_scaling", False) and z.spec not in scales:
       scales[z.spec] = layer_scales(z.flat, z.spec)
   chunk = {z.spec: make_chunker(z.spec, size, num_chunks, scales.get(z.spec)) for z in everything}
   permuted = {
@@ -398,13 +398,13 @@ def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
     fn = permuted[states.spec]
     return lambda key: training.map_batches(lambda x: fn(key, x), states.flat, 512)
 
-  module = SNE(num_outputs=num_outputs, **config.model.to_dict())
+  module = SNE(num_outputs=num_outputs, **config.sne.model.to_dict())
   embed_fn = jax.jit(lambda p, x: module.apply(p, x, method=SNE.embed))
   return methods.Network(
     module,
     inputs,
     train_kwargs=dict(
-      invariance_weight=config.invariance_weight, permuted=permuted_inputs(fit.train)
+      invariance_weight=config.sne.invariance_weight, permuted=permuted_inputs(fit.train)
     ),
     embed=lambda params, states: training.map_batches(
       lambda x: embed_fn(params, x), inputs(states)
