@@ -86,11 +86,7 @@ def restore_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
     target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), manager.item_metadata(step))
     return manager.restore(step, args=ocp.args.StandardRestore(target))
   except Exception as error:  # orbax/tensorstore raise many types for damaged files
-    raise ValueError(
-      f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
-      f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
-      "that step folder and re-run training to rewrite it."
-    ) from error
+    raise _unreadable(manager, step, error) from error
 
 
 def _unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> ValueError:
@@ -175,11 +171,7 @@ def read_cohorts(
       }
     return read_rows(opened, rows)
   except Exception as error:  # orbax/tensorstore raise many types for damaged files
-    raise ValueError(
-      f"Checkpoint step {step} in {manager.directory} is unreadable (truncated or corrupted: "
-      f"{type(error).__name__}: {str(error)[:200]}). Other epochs are unaffected; delete "
-      "that step folder and re-run training to rewrite it."
-    ) from error
+    raise _unreadable(manager, step, error) from error
 
 
 def restore_metrics(manager: ocp.CheckpointManager, step: int) -> dict:

@@ -6,13 +6,13 @@ from zoo_jax.data import local
 from zoo_jax.data.datasets import TFDS_HINT, DatasetInfo
 
 INFO = DatasetInfo(
-  "fashion_mnist",
-  ("local", "tfds"),
-  28,
-  1,
-  (0.5,),
-  (0.5,),
-  10_000,
+  tfds_name="fashion_mnist",
+  sources=("local", "tfds"),
+  image_size=28,
+  channels=1,
+  mean=(0.5,),
+  std=(0.5,),
+  validation_size=10_000,
   install_hint="Install it with: sudo apt-get install dataset-fashion-mnist "
   "(Debian/Ubuntu), or pass data_dir=<folder of IDX .gz files>; " + TFDS_HINT,
 )

@@ -7,13 +7,13 @@ from zoo_jax.data.datasets import TFDS_HINT, DatasetInfo
 
 # MNIST: mean 0.1307, std 0.3081 and a 50,000/10,000 train/validation split.
 INFO = DatasetInfo(
-  "mnist",
-  ("local", "tfds"),
-  28,
-  1,
-  (0.1307,),
-  (0.3081,),
-  10_000,
+  tfds_name="mnist",
+  sources=("local", "tfds"),
+  image_size=28,
+  channels=1,
+  mean=(0.1307,),
+  std=(0.3081,),
+  validation_size=10_000,
   install_hint="For source='local', pass data_dir=<folder of MNIST IDX .gz files>; " + TFDS_HINT,
 )
 

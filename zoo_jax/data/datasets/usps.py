@@ -7,13 +7,13 @@ from zoo_jax.data.datasets import DatasetInfo
 
 # USPS: 16x16 digits resized to 28x28, MNIST's normalisation, 6,000/1,291 of the 7,291 train digits.
 INFO = DatasetInfo(
-  None,
-  ("local",),
-  28,
-  1,
-  (0.1307,),
-  (0.3081,),
-  1_291,
+  tfds_name=None,
+  sources=("local",),
+  image_size=28,
+  channels=1,
+  mean=(0.1307,),
+  std=(0.3081,),
+  validation_size=1_291,
   install_hint="For source='local', pass data_dir=<folder with usps.bz2 and usps.t.bz2> "
   "(the libsvm files torchvision's USPS downloads).",
 )
