@@ -345,9 +345,9 @@ def test_modelzoos_config_from_result_json_without_params_json(tmp_path):
 
 def test_workdir_of_another_zoo_is_refused(published, published_cnn_zoo, tmp_path):
   src, _ = _one_trial(tmp_path)
-  with pytest.raises(ValueError, match="conversion of another zoo"):
+  with pytest.raises(ValueError, match="already holds another zoo"):
     convert.convert("modelzoos", src, published[2])
-  with pytest.raises(ValueError, match="not converted from 'cnn_zoo'"):
+  with pytest.raises(ValueError, match="not this cnn_zoo conversion.*differ"):
     convert.convert("cnn_zoo", published_cnn_zoo[0], published[2])
 
 

@@ -239,5 +239,5 @@ def test_unknown_tfds_dataset_is_named(tfds_no_network):
 
 def test_missing_tfds_gives_the_install_command(monkeypatch):
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-  with pytest.raises(ImportError, match=r"pip install 'zoo_jax\[tfds\]'"):
+  with pytest.raises(ImportError, match=r"pip install -e '\.\[tfds\]'"):
     tfds_source.load("mnist", "train", None)

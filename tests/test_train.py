@@ -233,7 +233,7 @@ def test_a_zoo_written_before_schedules_and_augmentation_is_the_same_config(tmp_
 def test_unwritable_workdir_is_a_clear_error(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
-  with pytest.raises(OSError, match="Cannot create workdir.*writable --workdir"):
+  with pytest.raises(ValueError, match="Cannot create --workdir.*writable --workdir"):
     train.train_and_evaluate(tiny_config(), str(blocker / "zoo"))
 
 

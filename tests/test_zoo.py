@@ -141,6 +141,7 @@ def test_export_is_readable_without_jax_and_cli_errors_are_one_line(tiny_zoo, tm
   )
   assert done.returncode == 0, done.stderr[-3000:]
   assert sorted(os.listdir(dst)) == [
+    ".lock",  # the writer lock: an export takes it as every writing command
     "config.json",
     "epoch_0000.safetensors",
     "epoch_0003.safetensors",

@@ -14,6 +14,7 @@ import warnings
 import pandas as pd
 import pytest
 
+from commands import one_error_line, run_command
 from conftest import tiny_zoo_config
 from test_train import assert_same_zoo
 from zoo_jax import cli, errors, train, zoo
@@ -57,21 +58,6 @@ def copy(reference, tmp_path):
   return workdir
 
 
-def _command(module, *args, timeout=600):
-  started = time.time()
-  result = subprocess.run(
-    [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
-  )
-  return result, time.time() - started
-
-
-def _one_error_line(stderr: str) -> str:
-  lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("warning:")]
-  assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-2000:]
-  assert "Traceback" not in stderr
-  return lines[0]
-
-
 def _file(workdir, name):
   with open(os.path.join(workdir, name), "rb") as f:
     return f.read()
@@ -110,7 +96,7 @@ def test_two_train_commands_at_once_one_trains_the_other_is_refused(reference, t
   assert codes == [0, cli.USAGE_EXIT_CODE], [o[1][-2000:] for o in outs]
   loser = [i for i, p in enumerate(procs) if p.returncode != 0][0]
   winner = 1 - loser
-  line = _one_error_line(outs[loser][1])
+  line = one_error_line(outs[loser][1])
   assert "is being written by pid" in line and str(procs[winner].pid) in line
   # Refused at once: the lock is taken before the slow imports (cli.lock_workdir_early).
   assert ended[loser] < 5.0 and ended[loser] < ended[winner]
@@ -165,7 +151,7 @@ def _garbage(path):
   "damage", [_truncate, os.remove, _garbage], ids=["truncated", "deleted", "garbage"]
 )
 @pytest.mark.parametrize("name", [zoo.METRICS_FILE, zoo.MODELS_FILE, zoo.CONFIG_FILE])
-def test_a_damaged_table_is_derived_exactly_then_rebuilt_by_the_train_command(
+def test_a_damaged_table_is_derived_exactly_then_rebuilt_by_the_trainrun_command(
   reference, copy, name, damage, capsys
 ):
   original = _file(reference, name)
@@ -323,7 +309,7 @@ def test_sigint_while_starting_ends_the_command_even_inside_an_ignored_callback(
   )
   assert proc.returncode == cli.INTERRUPTED_EXIT_CODE, proc.stderr[-2000:]
   assert "carried on" not in proc.stdout
-  assert _one_error_line(proc.stderr).startswith("error: interrupted while starting")
+  assert one_error_line(proc.stderr).startswith("error: interrupted while starting")
   assert lock.holder(str(tmp_path)) is None
   # the next run takes the lock without a stale-holder warning:
   with warnings.catch_warnings():
@@ -353,7 +339,7 @@ def test_sigint_ends_with_one_line_and_keeps_committed_epochs(reference, copy):
   proc.send_signal(signal.SIGINT)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == cli.INTERRUPTED_EXIT_CODE, err[-2000:]
-  assert "interrupted" in _one_error_line(err)
+  assert "interrupted" in one_error_line(err)
   assert lock.holder(copy) is None  # released
   z, ref = zoo.Zoo(copy), zoo.Zoo(reference)
   assert z.epochs[:3] == [0, 1, 2]
@@ -364,17 +350,17 @@ def test_sigint_ends_with_one_line_and_keeps_committed_epochs(reference, copy):
 @pytest.mark.slow
 def test_command_lines_end_usage_errors_with_one_line_and_exit_code_2(tmp_path):
   # (`zoo check` passing, and a misspelt flag: tests/test_train.py's command-line test.)
-  result, _ = _command(
+  result, _ = run_command(
     "zoo_jax.encode",
     "--config=configs/statnn.py",
     f"--zoo={tmp_path}",
     f"--workdir={tmp_path / 'out'}",
   )
-  assert result.returncode == 2 and "is not a zoo" in _one_error_line(result.stderr)
-  result, _ = _command(
+  assert result.returncode == 2 and "is not a zoo" in one_error_line(result.stderr)
+  result, _ = run_command(
     "zoo_jax.train", *FLAGS, "--config.batch_size=0", f"--workdir={tmp_path / 'z'}"
   )
-  assert result.returncode == 2 and "config.batch_size must be an integer >= 1" in _one_error_line(
+  assert result.returncode == 2 and "config.batch_size must be an integer >= 1" in one_error_line(
     result.stderr
   )
 

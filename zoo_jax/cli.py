@@ -16,14 +16,18 @@ imported here, not by the library modules.
 import ast
 import atexit
 import contextlib
+import difflib
 import errno
+import importlib.util
 import logging
 import os
+import re
 import signal
 import sys
+import threading
 import traceback
 import warnings
-from typing import Callable, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from zoo_jax import errors
 
@@ -56,6 +60,17 @@ def disk_full(error: BaseException) -> bool:
       return True
     error = error.__cause__ or error.__context__
   return False
+
+
+def _where(error: BaseException) -> str:
+  """' (writing PATH)' for the first file path an error names (a library's message), or ''."""
+  match = re.search(r"""["'](/[^"']+)["']""", str(error))
+  return f" (writing {match.group(1)})" if match else ""
+
+
+def _quiet_hook(args) -> None:
+  """Drops a library thread's traceback; the command's own error line says what failed."""
+  del args
 
 
 def one_line(message: str) -> str:
@@ -92,10 +107,15 @@ def lock_workdir_early(flag: str = "workdir") -> None:
       workdir = argv[i + 1]
   if not workdir:
     return
+  made = not os.path.exists(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError:
     return
+  if (
+    made
+  ):  # a run that fails before writing anything leaves no empty workdir (after the lock's release)
+    _EARLY_LOCKS.callback(_remove_if_unused, workdir)
   try:
     _EARLY_LOCKS.enter_context(lock.workdir_lock(workdir))
   except errors.UsageError as error:
@@ -103,6 +123,12 @@ def lock_workdir_early(flag: str = "workdir") -> None:
   atexit.register(_EARLY_LOCKS.close)  # released before the interpreter tears modules down
   # Until `run` takes over, a Ctrl-C (during the imports) is one line too; nothing was written yet.
   signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
+def _remove_if_unused(workdir: str) -> None:
+  from zoo_jax.zoo import guard  # light: no jax
+
+  guard.remove_if_unused(workdir)
 
 
 def _interrupted_while_starting(signum, frame) -> NoReturn:
@@ -155,6 +181,97 @@ def use_compilation_cache() -> None:
   jax.config.update("jax_compilation_cache_dir", path)
 
 
+def _config_files(argv: Sequence[str]) -> dict[str, str]:
+  """{flag name: config file} of the `--NAME=FILE.py[:ARGS]` arguments in argv."""
+  files = {}
+  for arg in argv:
+    match = re.fullmatch(r"--(\w+)=(.+?\.py)(:.*)?", arg)
+    if match:
+      files[match.group(1)] = match.group(2)
+  return files
+
+
+def _load_config(path: str, argv: Sequence[str]) -> Any:
+  """The config of a config file as its flag loads it (get_config, with the `:ARGS` of argv)."""
+  spec = importlib.util.spec_from_file_location("_zoo_jax_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  arg = next((a.split(f"={path}:", 1)[1] for a in argv if f"={path}:" in a), None)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def _fields(config: Any, prefix: str = "") -> list[str]:
+  """The dotted names of every field of a ConfigDict, sections included."""
+  out = []
+  for key in config.keys():
+    out.append(prefix + key)
+    value = config[key]
+    if hasattr(value, "keys") and callable(value.keys):
+      out += _fields(value, f"{prefix}{key}.")
+  return out
+
+
+def _unknown_field(argv: Sequence[str]) -> str | None:
+  """The first `--NAME.FIELD=VALUE` of argv whose FIELD the loaded config lacks, with the closest ones."""
+  from absl import flags
+
+  files = _config_files(argv)
+  for arg in argv:
+    match = re.fullmatch(r"--(\w+)\.([\w.]+)(=.*)?", arg)
+    if not match or match.group(1) not in flags.FLAGS:
+      continue
+    try:
+      fields = _fields(_load_config(files[match.group(1)], argv))
+    except Exception:  # pylint: disable=broad-except  # no config to compare with: another problem
+      continue
+    if match.group(2) not in fields:
+      close = difflib.get_close_matches(match.group(2), fields, n=3, cutoff=0.6)
+      hint = (
+        f"did you mean {' or '.join(close)}?"
+        if close
+        else f"its fields: {[f for f in fields if '.' not in f]}"
+      )
+      return f"unknown config field {match.group(2)!r} in {arg!r}; {hint}"
+  return None
+
+
+def flag_problem(error: BaseException, argv: Sequence[str]) -> str:
+  """The one line for an error while the flags were parsed: an unknown config field (with the
+  closest known ones), a config file that does not load (where and why), or the flag error itself."""
+  unknown = _unknown_field(argv)
+  if unknown:
+    return f"bad flag: {unknown}"
+  frames = traceback.extract_tb(error.__traceback__)
+  for name, path in _config_files(argv).items():
+    if not os.path.exists(path):
+      return f"bad flag: --{name}: the config file {path!r} does not exist."
+    if isinstance(error, SyntaxError) and error.filename and _same_file(error.filename, path):
+      return (
+        f"bad flag: --{name}: the config file {path} has a syntax error at line {error.lineno}: "
+        f"{error.msg}."
+      )
+    lines = [f.lineno for f in frames if _same_file(f.filename, path)]
+    if lines:
+      return (
+        f"bad flag: --{name}: the config file {path} raised {type(error).__name__}: "
+        f"{one_line(error)} (line {lines[-1]}); fix it or pass another config file."
+      )
+  message = str(error.args[0]) if len(error.args) == 1 else str(error)
+  if len(message) > 1 and message[0] == message[-1] == "'":  # a repr inside the message
+    try:
+      message = ast.literal_eval(message)
+    except (ValueError, SyntaxError):
+      pass
+  return f"bad flag: {message} (see --helpshort)"
+
+
+def _same_file(a: str, b: str) -> bool:
+  try:
+    return os.path.samefile(a, b)
+  except OSError:
+    return False
+
+
 def run(main: Callable[[list[str]], int | None]) -> NoReturn:
   """Parses flags and runs `main(argv)` (absl.app.run), with usage errors as one line, exit code 2."""
   from absl import app, flags
@@ -162,29 +279,28 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
 
   def parse(argv: Sequence[str]) -> list[str]:
     try:
-      argv = flags.FLAGS(argv)
+      rest = flags.FLAGS(argv)
       for name in flags.FLAGS:
         # A config file that fails to load is reported only when the config is first read
         # (ml_collections' placeholder, with _ReportError): report it now, as a flag error.
         getattr(flags.FLAGS[name].value, "_ReportError", lambda: None)()
-      return argv
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as error:
-      # ml_collections' config flags raise AttributeError / KeyError for an unknown field,
-      # with the message quoted inside: unquote it.
-      message = str(error.args[0]) if len(error.args) == 1 else str(error)
-      if len(message) > 1 and message[0] == message[-1] == "'":  # a repr inside the message
-        try:
-          message = ast.literal_eval(message)
-        except (ValueError, SyntaxError):
-          pass
-      fail(f"bad flag: {message} (see --helpshort)")
+      return rest
+    except Exception as error:  # pylint: disable=broad-except
+      if os.environ.get("ZOO_JAX_TRACEBACK"):
+        raise
+      fail(flag_problem(error, argv))
 
   def guarded(argv: list[str]) -> int | None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is KeyboardInterrupt again
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every file operation at INFO
-    logging.getLogger("asyncio").setLevel(
-      logging.CRITICAL
-    )  # orbax's failed reads, already reported
+    # Orbax logs every file operation at INFO, and a failed write (a full disk) as tracebacks from
+    # each of its threads, before the command's own error line: those are kept behind
+    # ZOO_JAX_TRACEBACK=1, as the tracebacks of usage errors.
+    verbose = bool(os.environ.get("ZOO_JAX_TRACEBACK"))
+    absl_logging.set_verbosity(absl_logging.ERROR if verbose else absl_logging.FATAL)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's failed reads, reported
+    if not verbose:
+      threading.excepthook = _quiet_hook  # a library's failed background thread
+      sys.unraisablehook = _quiet_hook  # and its failures while it is torn down
     warnings.formatwarning = _warning_line  # a warning is one line too
     use_compilation_cache()
     try:
@@ -199,7 +315,7 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
         raise
       if disk_full(error):
         fail(
-          f"the disk is full ({one_line(error)[:300]}); free some space and run the same command again: "
+          f"the disk is full{_where(error)}; free some space and run the same command again: "
           "committed epochs are kept, and a half-written one is discarded."
         )
       if is_usage_error(error):

@@ -28,6 +28,7 @@ if __name__ == "__main__":
   _cli.lock_workdir_early()
 
 
+import contextlib
 import json
 import os
 from typing import Sequence
@@ -37,7 +38,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax.zoo import lock
+from zoo_jax.zoo import guard
 from zoo_jax import plots
 from zoo_jax.encoders import properties, states as states_lib, streaming
 from zoo_jax import zoo as zoo_lib
@@ -52,6 +53,16 @@ RESULTS_FILE, PER_SEED_FILE, PREDICTIONS_FILE = (
   "predictions.csv",
 )
 IN_DISTRIBUTION = "in_distribution"
+# Everything a run writes besides its record (config.json): what a rerun on a grown zoo recomputes.
+OUTPUTS = (
+  RESULTS_FILE,
+  PER_SEED_FILE,
+  PREDICTIONS_FILE,
+  "test_acc.png",
+  "embeddings.npz",
+  ENCODER_DIR,
+  "checkpoints",
+)
 # Methods that train and embed on minibatches, so their states may stay on disk (config.stream).
 STREAMING_METHODS = ("hyperrep",)
 
@@ -364,8 +375,7 @@ def encode_and_evaluate(
 ) -> pd.DataFrame:
   """The whole job: every seed trained and scored (resuming finished seeds), tables and plot written."""
   validate_config(config, len(zoo_dirs))
-  os.makedirs(workdir, exist_ok=True)
-  with lock.workdir_lock(workdir):  # one writer per workdir
+  with guard.writing(workdir):  # the lock first: one writer per workdir
     return _encode_and_evaluate(config, zoo_dirs, workdir)
 
 
@@ -374,11 +384,8 @@ def _encode_and_evaluate(
 ) -> pd.DataFrame:
   record = {"config": json.loads(config.to_json()), "zoos": [os.path.abspath(d) for d in zoo_dirs]}
   record["config"].pop("progress_bar", None)
-  if not config.get(
-    "stream", False
-  ):  # results do not depend on it; workdirs of older versions stay valid
+  if not config.get("stream", False):  # results do not depend on it
     record["config"].pop("stream", None), record["config"].pop("stream_buffer_mb", None)
-  zoo_lib.claim_workdir(workdir, record, holds="results of another config or other zoos")
 
   hygiene = config.get("filter", {})
   stream = dict(stream=config.get("stream", False), buffer_mb=config.get("stream_buffer_mb", 64.0))
@@ -390,6 +397,20 @@ def _encode_and_evaluate(
     raise ValueError(
       f"--zoo directories must have distinct names (got {names}); they label the test sets."
     )
+  read = []
+  for d, s in zip(zoo_dirs, states):
+    with contextlib.closing(zoo_lib.Zoo(d)) as z:
+      read.append(guard.read_record(z, s.table))
+  # Inputs read and checked: now the workdir is claimed (or found to be this run's, or refused).
+  guard.claim(
+    workdir,
+    record,
+    read=read,
+    follow_newest=_follows_newest(config.get("epochs")),
+    outputs=OUTPUTS,
+    holds="results of another config or other zoos",
+  )
+  print(f"read {guard.describe(read)}")
   train_zoos = states[: config.split.train_zoos]
   pool = train_zoos[0] if len(train_zoos) == 1 else states_lib.pool(train_zoos)
   others = states[config.split.train_zoos :]
@@ -427,6 +448,11 @@ def _encode_and_evaluate(
       f"{config.method}: test accuracy from weights",
     )
   return results
+
+
+def _follows_newest(epochs) -> bool:
+  """True when config.epochs takes a zoo's newest epochs (None: every epoch; a negative one)."""
+  return epochs is None or any(e < 0 for e in epochs)
 
 
 def _by_name(states, pool, name):

@@ -15,3 +15,7 @@ class WorkdirLocked(UsageError):
 
 class DamagedZoo(UsageError):
   """A zoo file is missing, unreadable, or disagrees with the checkpoints; the message names it."""
+
+
+class MissingDependency(UsageError, ImportError):
+  """An optional package a config needs is not installed; the message says how to install it."""

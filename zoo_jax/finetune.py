@@ -8,6 +8,12 @@ engine. Fine-tuning itself (any zoo's models on any dataset, one run) is the lib
 zoo_jax.reuse.finetuning.finetune, which zoo_jax.select and zoo_jax.merge use too.
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds).
+  from zoo_jax import cli as _cli
+
+  _cli.lock_workdir_early()
+
 import itertools
 import os
 
@@ -17,12 +23,19 @@ import pandas as pd
 from zoo_jax import train, zoo as zoo_lib
 from zoo_jax.engine import grid
 from zoo_jax.reuse import finetuning
+from zoo_jax.zoo import guard
 
 
 def finetuned_zoo(config: ml_collections.ConfigDict, workdir: str) -> zoo_lib.Zoo:
   """Trains the ancestor (workdir/ancestor), then its fine-tunes on config.finetune.dataset (workdir)."""
   ft = config.finetune
   finetuning.check_dataset(ft.dataset, "config.finetune.dataset")
+  with guard.writing(workdir):  # the lock first; the zoo runs inside take it again
+    return _finetuned_zoo(config, workdir)
+
+
+def _finetuned_zoo(config: ml_collections.ConfigDict, workdir: str) -> zoo_lib.Zoo:
+  ft = config.finetune
   ancestor_dir = os.path.join(workdir, finetuning.ANCESTOR_DIR)
   ancestor = train.train_and_evaluate(config.ancestor, ancestor_dir)
   if len(ancestor.models) != 1:

@@ -31,6 +31,12 @@ shared math zoo_jax.reuse.merging; this module is the command: selection, the co
 method shares, the loss barriers, evaluation through the engine and the outputs.
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds).
+  from zoo_jax import cli as _cli
+
+  _cli.lock_workdir_early()
+
 import json
 import os
 
@@ -41,6 +47,7 @@ import pandas as pd
 
 from zoo_jax import plots, train, weights, zoo as zoo_lib
 from zoo_jax.engine import grid, train_config
+from zoo_jax.zoo import guard
 from zoo_jax.reuse import finetuning, mergers, merging
 
 SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
@@ -50,7 +57,8 @@ SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
   "clusters.csv",
   "barrier.png",
 )
-MERGE_CONFIG_FILE = "merge_config.json"
+# Everything a run writes besides its record (run.json): what a rerun on a grown zoo recomputes.
+OUTPUTS = (SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE, *zoo_lib.ZOO_FILES)
 ALIGNMENTS = ("weights", "activations")
 METHODS = mergers.names()  # one per file of zoo_jax/reuse/mergers/
 
@@ -109,9 +117,34 @@ def merge_and_evaluate(
 ) -> pd.DataFrame:
   """Merges the selected models every configured way, writes the merged zoo and the tables; returns the summary."""
   validate_config(config)
-  zoo = zoo_lib.Zoo(zoo_dir)
+  with guard.writing(workdir):  # the lock first, before the zoo is read
+    zoo = zoo_lib.Zoo(zoo_dir)
+    try:
+      return _merge_and_evaluate(config, zoo, workdir)
+    finally:
+      zoo.close()
+
+
+def _merge_and_evaluate(
+  config: ml_collections.ConfigDict, zoo: zoo_lib.Zoo, workdir: str
+) -> pd.DataFrame:
+  zoo_dir = zoo.workdir
   rows = _selection(zoo, config)
   ids = rows["model_id"].to_numpy()
+  # Inputs read and checked: the workdir is claimed (or found to be this run's, or refused).
+  read = [
+    guard.read_record(zoo, pd.DataFrame({"model_id": ids, "epoch": zoo._epoch(config.epoch)}))
+  ]
+  guard.claim(
+    workdir,
+    {"command": "merge", "config": json.loads(config.to_json()), "zoo": os.path.abspath(zoo_dir)},
+    read=read,
+    follow_newest=config.epoch < 0,
+    outputs=OUTPUTS,
+    record_file=guard.RUN_FILE,
+    holds="another merge (another config or zoo)",
+  )
+  print(f"read {guard.describe(read)}")
   params = jax.tree.map(np.asarray, zoo.params(ids, config.epoch))
   spec = weights.make_spec(merging.take(params, 0))
   cohort = grid.cohort_of(rows.iloc[0])
@@ -196,11 +229,6 @@ def merge_and_evaluate(
       )
 
   # Ingredients and merges as one zoo, evaluated by the training engine (num_epochs=0).
-  os.makedirs(workdir, exist_ok=True)
-  zoo_lib.write_json_atomic(
-    {"zoo": os.path.abspath(zoo_dir), **json.loads(config.to_json())},
-    os.path.join(workdir, MERGE_CONFIG_FILE),
-  )
   base = rows.iloc[ref].drop(["model_id", "cohort", "cohort_index"])
   table_rows = [
     dict(base, seed=int(rows.iloc[i]["seed"]), method="ingredient", ingredients=str(ids[i]))
@@ -242,6 +270,7 @@ def merge_and_evaluate(
       "barriers": barriers,
       "clusters": {int(c): ids[cluster == c].tolist() for c in np.unique(cluster)},
       "reference_model": int(ids[ref]),
+      "read": read,
     },
     os.path.join(workdir, SUMMARY_JSON),
   )

@@ -44,9 +44,9 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from zoo_jax import data, models, plots, samplers, train, weights, zoo as zoo_lib
+from zoo_jax import data, errors, models, plots, samplers, train, weights, zoo as zoo_lib
 from zoo_jax.engine import grid, population, train_config
-from zoo_jax.zoo import lock
+from zoo_jax.zoo import guard
 from zoo_jax.encoders import ENCODER_DIR
 from zoo_jax.encoders.methods import hyperrep
 from zoo_jax.encoders.states import ZooStates, load_states
@@ -59,6 +59,16 @@ SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = (
   "transfer",
 )
 RECONSTRUCTION_FILE, RECONSTRUCTION_DIR = "reconstruction.csv", "reconstruction"
+# Everything a run writes besides its record (run.json): what a rerun on a grown zoo recomputes.
+OUTPUTS = (
+  SUMMARY_FILE,
+  PLOT_FILE,
+  SAMPLES_FILE,
+  TRANSFER_DIR,
+  RECONSTRUCTION_FILE,
+  RECONSTRUCTION_DIR,
+  *zoo_lib.ZOO_FILES,
+)
 MIN_RETENTION = (
   0.8  # mean acc_decoded / acc_original under which the decoder is called unfit to sample
 )
@@ -97,10 +107,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def _source(encoder_dir: str, config: ml_collections.ConfigDict):
   """(autoencoder pieces, zoo, selected source rows, their flat weights) for sampling."""
-  with open(os.path.join(encoder_dir, "config.json")) as f:
-    zoo_dir = config.zoo or json.load(f)["zoos"][0]
-  with open(os.path.join(encoder_dir, "config.json")) as f:
-    encoder_config = json.load(f)["config"]
+  record = encoder_record(encoder_dir)
+  zoo_dir, encoder_config = config.zoo or record["zoos"][0], record["config"]
   model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
   zoo = zoo_lib.Zoo(zoo_dir)
   epochs = [zoo.epochs[e] if e < 0 else e for e in config.epochs]
@@ -131,6 +139,25 @@ def _source(encoder_dir: str, config: ml_collections.ConfigDict):
       f"The zoo {zoo_dir} has another architecture than the autoencoder was trained on."
     )
   return (model, params, spec), zoo, states.rows(keep), info.get("held_out_models", [])
+
+
+def encoder_record(encoder_dir: str) -> dict:
+  """The record of the encode run in `encoder_dir` (its config.json: config, zoos, what it read), or
+  one clear error when `encoder_dir` is not the workdir of a hyperrep encode run."""
+  path = os.path.join(encoder_dir, zoo_lib.CONFIG_FILE)
+  if not os.path.isdir(encoder_dir):
+    raise errors.UsageError(f"--encoder {encoder_dir!r} is not a folder.")
+  record = zoo_lib.read_json(path) if os.path.exists(path) else {}
+  if not {"config", "zoos"} <= set(record) or not os.path.isdir(
+    os.path.join(encoder_dir, ENCODER_DIR)
+  ):
+    what = "a zoo" if os.path.exists(os.path.join(encoder_dir, zoo_lib.MODELS_FILE)) else "that"
+    raise errors.UsageError(
+      f"--encoder {encoder_dir!r} is {what}, not the workdir of an encode run with a trained "
+      "autoencoder; make one with: python -m zoo_jax.encode --config=configs/hyperrep.py "
+      "--zoo=ZOO --workdir=DIR, and pass DIR."
+    )
+  return record
 
 
 def finetune_setting(config: ml_collections.ConfigDict, source: ZooStates) -> dict:
@@ -289,8 +316,7 @@ def sample_and_evaluate(
 ) -> pd.DataFrame:
   """Draws the samples, fine-tunes them with the baselines in one zoo run, writes the summary."""
   validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  with lock.workdir_lock(workdir):  # one writer per workdir (the zoo run inside takes it again)
+  with guard.writing(workdir):  # the lock first (the zoo run inside takes it again)
     return _sample_and_evaluate(config, encoder_dir, workdir)
 
 
@@ -299,6 +325,25 @@ def _sample_and_evaluate(
 ) -> pd.DataFrame:
   (model, ae_params, spec), zoo, source, held_out = _source(encoder_dir, config)
   setting = finetune_setting(config, source)
+  # Inputs read and checked: the workdir is claimed (or found to be this run's, or refused).
+  read = [guard.read_record(zoo, source.table)]
+  run = json.loads(config.to_json())
+  run.pop("progress_bar", None)
+  encoder = encoder_record(encoder_dir)
+  guard.claim(
+    workdir,
+    {
+      "command": "sample",
+      "config": run,
+      "encoder": {"workdir": os.path.abspath(encoder_dir), "read": encoder.get("read")},
+    },
+    read=read,
+    follow_newest=any(e < 0 for e in config.epochs),
+    outputs=OUTPUTS,
+    record_file=guard.RUN_FILE,
+    holds="another sampling run (another config or encoder)",
+  )
+  print(f"read {guard.describe(read)}")
   reconstruction = check_reconstruction(
     config, (model, ae_params, spec), zoo, source, held_out, workdir
   )

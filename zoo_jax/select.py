@@ -24,14 +24,23 @@ The scores, the brute force, the learned ranker and the ensembles are library fu
 zoo_jax.reuse.ranking; this module is the command: its checks, its flow and its outputs.
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds).
+  from zoo_jax import cli as _cli
+
+  _cli.lock_workdir_early()
+
+import json
 import os
 
 import ml_collections
 import numpy as np
+import pandas as pd
 
 from zoo_jax import data, plots, zoo as zoo_lib
 from zoo_jax.engine import grid
 from zoo_jax.reuse import finetuning, ranking as ranking_lib, scores
+from zoo_jax.zoo import guard
 
 FEATURE_METHODS = scores.names()  # one per file of zoo_jax/reuse/scores/
 METHODS = FEATURE_METHODS + ("zero_shot", "source_acc", "learned")
@@ -42,6 +51,15 @@ RANKING_FILE, SUMMARY_FILE, ENSEMBLES_FILE, PLOT_FILE = (
   "ranking.png",
 )
 FINETUNE_DIR = "finetune"
+# Everything a run writes besides its record (run.json): what a rerun on a grown zoo recomputes.
+OUTPUTS = (
+  RANKING_FILE,
+  SUMMARY_FILE,
+  ENSEMBLES_FILE,
+  PLOT_FILE,
+  FINETUNE_DIR,
+  ranking_lib.TASKS_DIR,
+)
 
 
 def validate_config(config: ml_collections.ConfigDict, target: str, num_classes: int) -> None:
@@ -79,14 +97,43 @@ def select_and_evaluate(
   config: ml_collections.ConfigDict, zoo_dir: str, target: str, workdir: str
 ) -> dict:
   """Scores the zoo's models for `target` by every method, fine-tunes them, writes OUT; returns the summary."""
-  zoo = zoo_lib.Zoo(zoo_dir)
+  with guard.writing(workdir):  # the lock first, before the zoo is read
+    zoo = zoo_lib.Zoo(zoo_dir)
+    try:
+      return _select_and_evaluate(config, zoo, target, workdir)
+    finally:
+      zoo.close()
+
+
+def _select_and_evaluate(
+  config: ml_collections.ConfigDict, zoo: zoo_lib.Zoo, target: str, workdir: str
+) -> dict:
+  zoo_dir = zoo.workdir
   validate_config(config, target, data.DATASETS[zoo.config["dataset"]["name"]].num_classes)
-  os.makedirs(workdir, exist_ok=True)
   ids = zoo.select(status=zoo_lib.STATUS_OK, epoch=config.epoch)
   if len(ids) < 2:
     raise ValueError(
       f"Zoo {zoo_dir} has {len(ids)} usable models at epoch {config.epoch}; ranking needs 2."
     )
+  # Inputs read and checked: the workdir is claimed (or found to be this run's, or refused).
+  read = [
+    guard.read_record(zoo, pd.DataFrame({"model_id": ids, "epoch": zoo._epoch(config.epoch)}))
+  ]
+  guard.claim(
+    workdir,
+    {
+      "command": "select",
+      "config": json.loads(config.to_json()),
+      "zoo": os.path.abspath(zoo_dir),
+      "target": target,
+    },
+    read=read,
+    follow_newest=config.epoch < 0,
+    outputs=OUTPUTS,
+    record_file=guard.RUN_FILE,
+    holds="another selection (another config, zoo or target)",
+  )
+  print(f"read {guard.describe(read)}")
   ranking, seconds = ranking_lib.task_scores(
     zoo, ids, config.epoch, target, config.probe_size, config.seed
   )
@@ -124,6 +171,7 @@ def select_and_evaluate(
     "models": int(len(ids)),
     "finetuned_models": int(len(scored)),
     "epoch": int(epoch),
+    "read": read,
     ranking_lib.BRUTE_FORCE: {
       "seconds": bf_seconds,
       "num_epochs": config.finetune.num_epochs,
@@ -159,8 +207,6 @@ def select_and_evaluate(
 
 
 if __name__ == "__main__":
-  import json
-
   from absl import flags
   from ml_collections import config_flags
 

@@ -27,6 +27,12 @@ selection or config) is refused. One run writes a workdir at a time (zoo_jax.zoo
   python -m zoo_jax.sparsify --config=configs/sparsify.py --zoo=SOURCE_ZOO --workdir=TWIN
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds).
+  from zoo_jax import cli as _cli
+
+  _cli.lock_workdir_early()
+
 import dataclasses
 import json
 import os
@@ -41,7 +47,7 @@ import pandas as pd
 
 from zoo_jax import data, models, zoo
 from zoo_jax.engine import grid, variational
-from zoo_jax.zoo import lock
+from zoo_jax.zoo import guard
 
 
 def sparsify_zoo(
@@ -50,39 +56,46 @@ def sparsify_zoo(
   """Sparsifies the last-epoch models of the zoo in `source` (all, or `model_ids`, e.g. from
   `Zoo.select`) for config.num_epochs epochs into a twin zoo; `source_model` names each twin's model.
   Resumes a killed run into the same workdir (see the module docstring)."""
-  src = zoo.Zoo(source)
-  arch = src.config["model"]["arch"]
-  if arch not in variational.ARCHS:
-    raise ValueError(
-      f"Sparsified twins exist for {list(variational.ARCHS)}; the zoo in {source!r} is {arch!r}."
-    )
-  chosen = (
-    src.models
-    if model_ids is None
-    else src.models.set_index("model_id").loc[src._model_ids(model_ids)].reset_index()
-  )
-  models_table = grid.index_models(chosen.rename(columns={"model_id": "source_model"}))
-  source_epoch = src.epochs[-1]
-  models_table["source_epoch"] = source_epoch
-  ds = src.config["dataset"]
-  twin_config = {
-    "source": os.path.abspath(source),
-    "source_config": src.config,
-    "sparsify": config.to_dict(),
-    "dataset": ds,
-    "model": {"arch": arch},
-  }
-  os.makedirs(workdir, exist_ok=True)
-  with lock.workdir_lock(workdir):  # one writer per workdir, as for training
-    # this twin's workdir (it resumes), or a new one; any other zoo there is refused
-    zoo.claim_workdir(
-      workdir,
-      twin_config,
-      {zoo.MODELS_FILE: models_table},
-      holds="another zoo (not this source, selection and sparsify config)",
-    )
-    _sparsify(config, src, workdir, arch, ds, models_table, source_epoch, twin_config)
-  src.close()
+  with guard.writing(workdir):  # the lock first, as every writing command
+    src = zoo.Zoo(source)
+    try:
+      arch = src.config["model"]["arch"]
+      if arch not in variational.ARCHS:
+        raise ValueError(
+          f"Sparsified twins exist for {list(variational.ARCHS)}; the zoo in {source!r} is {arch!r}."
+        )
+      chosen = (
+        src.models
+        if model_ids is None
+        else src.models.set_index("model_id").loc[src._model_ids(model_ids)].reset_index()
+      )
+      models_table = grid.index_models(chosen.rename(columns={"model_id": "source_model"}))
+      source_epoch = src.epochs[-1]
+      models_table["source_epoch"] = source_epoch
+      ds = src.config["dataset"]
+      read = guard.read_record(
+        src, pd.DataFrame({"model_id": models_table["source_model"], "epoch": source_epoch})
+      )
+      print(f"read {guard.describe([read])}")
+      twin_config = {
+        "source": os.path.abspath(source),
+        "source_config": src.config,
+        "sparsify": config.to_dict(),
+        "dataset": ds,
+        "model": {"arch": arch},
+        "read": [read],
+      }
+      # this twin's workdir (it resumes), or a new one; any other zoo there is refused
+      guard.claim(
+        workdir,
+        twin_config,
+        {zoo.MODELS_FILE: models_table},
+        read=[read],
+        holds="another zoo (not this source, selection and sparsify config)",
+      )
+      _sparsify(config, src, workdir, arch, ds, models_table, source_epoch, twin_config)
+    finally:
+      src.close()
   return zoo.Zoo(workdir)
 
 
@@ -188,9 +201,10 @@ def _sparsify(
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from absl import logging as absl_logging
+  from absl import flags
   from ml_collections import config_flags
+
+  from zoo_jax import cli
 
   _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/sparsify.py", "Path to configs/sparsify.py.", lock_config=True
@@ -201,7 +215,6 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.ERROR)
     twin = sparsify_zoo(_CONFIG.value, _ZOO.value, _WORKDIR.value)
     last = twin.metrics[twin.metrics["epoch"] == twin.epochs[-1]]
     first = twin.metrics[twin.metrics["epoch"] == 0]
@@ -219,4 +232,4 @@ if __name__ == "__main__":
       )
     )
 
-  app.run(main)
+  cli.run(main)

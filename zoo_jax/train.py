@@ -44,17 +44,6 @@ from zoo_jax.zoo import lock
 from zoo_jax.engine.train_config import stored_config, validate_config  # noqa: F401
 
 
-def _create_workdir(workdir: str) -> None:
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as error:
-    raise OSError(
-      f"Cannot create workdir {workdir!r}: {error.strerror}. Choose a writable --workdir."
-    ) from error
-  if not os.access(workdir, os.W_OK):
-    raise PermissionError(f"Workdir {workdir!r} is not writable. Choose a writable --workdir.")
-
-
 def _subset(dataset: data.Dataset, size: int, seed: int, field: str = "train_size") -> data.Dataset:
   """A seeded random subset of `size` images (kept in dataset order), for small zoos and tests."""
   if size > len(dataset):
@@ -95,7 +84,7 @@ def train_and_evaluate(
   # writes its shards of the checkpoints.
   primary = sharding.is_primary()
   if primary:
-    _create_workdir(workdir)
+    zoo.guard.make_workdir(workdir)
   sharding.barrier("zoo_jax:workdir_created")
   with lock.workdir_lock(workdir) if primary else contextlib.nullcontext():
     return _train_and_evaluate(config, workdir, models_table, initial_params, primary)
@@ -109,7 +98,7 @@ def _train_and_evaluate(config, workdir, models_table, initial_params, primary: 
   if (
     primary
   ):  # the guard (this config's zoo, or none), then an existing zoo's tables against checkpoints/
-    rebuilt = train_config.check_workdir(config, workdir)
+    rebuilt = train_config.check_workdir(config, workdir, models_table)
     if zoo.committed_epochs(workdir):
       rebuilt |= zoo.tables.repair_models(workdir, models_table, committed=True)
   sharding.barrier("zoo_jax:workdir_checked")

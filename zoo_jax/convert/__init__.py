@@ -30,8 +30,9 @@ def convert(source_format: str, src: str, workdir: str, *, progress_bar: bool = 
   Resumes an earlier, unfinished conversion into the same workdir; refuses a workdir that holds
   another zoo. Returns the converted zoo.
   """
-  source = registry.load(FORMATS_PACKAGE, source_format, "source format").scan(src)
-  return writer.write(source, source_format, src, workdir, progress_bar=progress_bar)
+  with zoo.writing(workdir):  # the lock first, before the source is scanned
+    source = registry.load(FORMATS_PACKAGE, source_format, "source format").scan(src)
+    return writer.write(source, source_format, src, workdir, progress_bar=progress_bar)
 
 
 __all__ = [

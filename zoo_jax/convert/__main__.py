@@ -5,6 +5,12 @@ CNN Zoo folder: weights.npy, metrics.csv.gz, layout.csv). Re-running the same co
 an interrupted conversion. See zoo_jax/convert/formats/modelzoos.py and cnn_zoo.py for the layouts.
 """
 
+if __name__ == "__main__":
+  # The workdir's writer lock before the slow imports below (jax, orbax: seconds).
+  from zoo_jax import cli as _cli
+
+  _cli.lock_workdir_early()
+
 import time
 
 import numpy as np

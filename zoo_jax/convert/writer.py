@@ -33,7 +33,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from zoo_jax.engine import grid, variational
-from zoo_jax.zoo import lock
 from zoo_jax import models as zoo_models
 from zoo_jax import zoo
 
@@ -142,32 +141,17 @@ def models_table(source: Source) -> pd.DataFrame:
 
 def _prepare_workdir(workdir: str, source_format: str, src: str, table: pd.DataFrame) -> dict:
   """Checks that the zoo in the workdir, if any, was converted from this source; returns its config."""
-  config_path, models_path = (
-    os.path.join(workdir, zoo.CONFIG_FILE),
-    os.path.join(workdir, zoo.MODELS_FILE),
-  )
   config = {
     "source_format": source_format,
     "src": os.path.abspath(src),
     "converted_by": "zoo_jax.convert",
   }
-  if os.path.exists(config_path):
-    old = zoo.read_json(config_path)
-    if old.get("source_format") != source_format:
-      raise ValueError(
-        f"Workdir {workdir!r} holds a zoo not converted from {source_format!r} "
-        f"(its config.json: {old}). Use another --workdir."
-      )
-  if os.path.exists(models_path):
-    old_table = pd.read_csv(models_path)
-    if not old_table.equals(zoo.as_stored(table)):
-      raise ValueError(
-        f"Workdir {workdir!r} holds a conversion of another zoo: its {zoo.MODELS_FILE} ({len(old_table)} models) "
-        f"differs from the models found in {src!r} ({len(table)}). Use another --workdir, or delete that one."
-      )
-    return zoo.stored_metadata(workdir).get("config", config)
-  zoo.write_json_atomic(config, config_path)
-  zoo.write_table_atomic(table, models_path)
+  zoo.claim(
+    workdir,
+    config,
+    {zoo.MODELS_FILE: table},
+    holds=f"another zoo (not this {source_format} conversion of {src!r})",
+  )
   return config
 
 
@@ -222,8 +206,7 @@ def write(
   if not len(source.models):
     raise ValueError(f"No models found in {src!r}.")
   table = models_table(source)
-  os.makedirs(workdir, exist_ok=True)
-  with lock.workdir_lock(workdir):  # one writer per workdir
+  with zoo.writing(workdir):  # one writer per workdir
     return _write(source, source_format, src, workdir, table, progress_bar)
 
 

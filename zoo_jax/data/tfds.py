@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from zoo_jax import errors
+
 
 def load(
   name: str, split: str, data_dir: str | None, *, download: bool | None = None
@@ -69,10 +71,11 @@ def _import_tfds():
     import tensorflow_datasets as tfds  # first: it imports without TensorFlow, which takes seconds
     import tensorflow as tf
   except ImportError as e:
-    raise ImportError(
-      f"source='tfds' needs tensorflow-datasets and tensorflow ({e}). "
-      "Install them with: pip install 'zoo_jax[tfds]'"
-    ) from e
+    raise errors.MissingDependency(
+      f"config.dataset.source='tfds' needs tensorflow-datasets and tensorflow, which are not "
+      f"installed ({e}). Install them with: pip install -e '.[tfds]' (in the repository), or "
+      "run an offline config without them: configs/mnist5k.py, configs/fashion_mnist.py."
+    ) from None
   try:
     # A GPU build of TF would otherwise claim GPU memory that JAX preallocates for itself.
     tf.config.set_visible_devices([], "GPU")

@@ -61,6 +61,12 @@ def load_states(
   """
   zoo = zoo_lib.Zoo(workdir)
   table = properties.state_table(zoo, epochs)
+  if not len(table):
+    zoo.close()
+    raise ValueError(
+      f"Zoo {workdir} has no usable state at epochs {'all' if epochs is None else list(epochs)}: "
+      "every model there diverged or is missing (status column of its metrics.csv)."
+    )
   if stream:
     flat = streaming.StreamedFlat(zoo, table, buffer_mb)
     spec = flat.spec

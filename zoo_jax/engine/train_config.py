@@ -12,6 +12,7 @@ import os
 import warnings
 
 import ml_collections
+import pandas as pd
 
 from zoo_jax import data, errors, models, zoo
 from zoo_jax.engine import grid, population
@@ -204,9 +205,14 @@ def stored_config(workdir: str) -> ml_collections.ConfigDict:
   )
 
 
-def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
+def check_workdir(
+  config: ml_collections.ConfigDict, workdir: str, models_table: pd.DataFrame | None = None
+) -> bool:
   """Checks that the zoo in the workdir, if any, was made by this config (config.json, or the
-  copy kept in checkpoints/, which also rewrites a lost or damaged config.json: returns True)."""
+  copy kept in checkpoints/, which also rewrites a lost or damaged config.json: returns True) and,
+  once an epoch is committed, of these models (`models_table` against the copy kept in
+  checkpoints/: a run given its own models, as sample and merge do, has the same config for other
+  models). Another zoo is refused in one line, or deleted with config.overwrite."""
   path = os.path.join(workdir, zoo.CONFIG_FILE)
   rewrote = False
   if not os.path.exists(path) and not zoo.committed_epochs(workdir):
@@ -235,6 +241,12 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> bool:
   changed = sorted(
     k for k in zoo.differences(old, new) if k.split(".")[0] not in RESUMABLE_CHANGES - fixed
   )
+  if not changed and models_table is not None and zoo.committed_epochs(workdir):
+    kept = zoo.tables.stored_models(zoo.stored_metadata(workdir))
+    if kept is not None and not kept.equals(zoo.as_stored(models_table)):
+      changed = [
+        f"the models table ({len(kept)} models kept in checkpoints/, {len(models_table)} given)"
+      ]
   if changed and not config.overwrite:
     raise ValueError(
       f"Workdir {workdir!r} holds a zoo made with a different config (fields {changed} differ). "

@@ -20,7 +20,8 @@ missing from the checkpoints (and says so), and refuses, naming the file, what i
 derive; `python -m zoo_jax.zoo check DIR [--repair]` verifies (and rewrites) everything.
 One process writes a workdir at a time (zoo_jax.zoo.lock).
 
-The package, by concern: files.py (names, atomic writes, the claim of a workdir), store.py
+The package, by concern: files.py (names, atomic writes, checked reads), guard.py (the one
+workdir guard of the commands: the lock first, what a run read, resume or refuse), store.py
 (Orbax), tables.py (the tables, derived from and rebuilt from the checkpoints in one place),
 writer.py (ZooWriter), reader.py (Zoo), checks.py (check / repair), share.py (slice / export),
 lock.py (one writer per workdir); `python -m zoo_jax.zoo` is __main__.py.
@@ -45,12 +46,12 @@ _EXPORTS = {
       'METRIC_COLUMNS',
       'MODELS_FILE',
       'STATE_DIR',
+      'ZOO_FILES',
       'STATUSES',
       'STATUS_DIVERGED',
       'STATUS_MISSING',
       'STATUS_OK',
       'as_stored',
-      'claim_workdir',
       'clear',
       'differences',
       'read_json',
@@ -60,6 +61,7 @@ _EXPORTS = {
     ],
     "files",
   ),
+  **dict.fromkeys(['RUN_FILE', 'claim', 'read_record', 'writing'], "guard"),
   **dict.fromkeys(['Zoo'], "reader"),
   **dict.fromkeys(
     [
@@ -82,7 +84,7 @@ _EXPORTS = {
   ),
   **dict.fromkeys(['ZooWriter'], "writer"),
 }
-_SUBMODULES = ("checks", "files", "lock", "reader", "share", "store", "tables", "writer")
+_SUBMODULES = ("checks", "files", "guard", "lock", "reader", "share", "store", "tables", "writer")
 __all__ = [*_EXPORTS, *_SUBMODULES]
 
 

@@ -1,8 +1,16 @@
 """`python -m zoo_jax.zoo check|slice|export`: verify, repair, slice and export zoos."""
 
-import contextlib
+import sys
 
-from absl import flags
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] in ("slice", "export"):
+  # The destination's writer lock before the slow imports below (jax, orbax: seconds).
+  from zoo_jax import cli as _cli
+
+  _cli.lock_workdir_early("dst")
+
+import contextlib  # noqa: E402
+
+from absl import flags  # noqa: E402
 
 from zoo_jax import cli, errors
 from zoo_jax.zoo.checks import check

@@ -1,4 +1,4 @@
-"""Files of a zoo workdir: their names, atomic writes, checked reads, and the claim of a workdir."""
+"""Files of a zoo workdir: their names, atomic writes and checked reads (the claim of a workdir: guard.py)."""
 
 import errno
 import io
@@ -17,6 +17,10 @@ CONFIG_FILE, MODELS_FILE, METRICS_FILE = "config.json", "models.csv", "metrics.c
 
 
 CHECKPOINTS_DIR, STATE_DIR = "checkpoints", "state"
+
+
+# What a zoo run writes into its workdir (clear removes them).
+ZOO_FILES = (CONFIG_FILE, MODELS_FILE, METRICS_FILE, CHECKPOINTS_DIR, STATE_DIR)
 
 
 METRIC_COLUMNS = (
@@ -113,57 +117,16 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
   return [] if a == b else [prefix.rstrip(".")]
 
 
-def claim_workdir(
-  workdir: str,
-  record: dict,
-  tables: dict[str, pd.DataFrame] | None = None,
-  *,
-  holds: str = "another zoo",
-  flag: str = "--workdir",
-) -> bool:
-  """Makes `workdir` hold `record` (its config.json) and `tables` ({file name: table}), or checks it does.
-
-  The one guard of the commands that write a workdir from a record (encode, sparsify, slice,
-  export): a workdir that already holds this record and these tables is this run's (it resumes,
-  or it is complete: returns True); one that holds anything else, or a zoo's checkpoints without
-  a record, is refused with one line naming `flag`, and nothing in it is touched. Missing pieces
-  are written atomically, the tables before the record. (train's guard, engine.train_config.check_workdir,
-  compares with `differences` too, ignoring the fields that may change between runs.)
-  """
-  tables = tables or {}
-  config_path = os.path.join(workdir, CONFIG_FILE)
-  problem = None
-  if os.path.exists(config_path):
-    fields = differences(read_json(config_path), json.loads(json.dumps(record)))
-    if fields:
-      problem = f"already holds {holds} (fields {fields[:5]} of its {CONFIG_FILE} differ)"
-  elif any(
-    os.path.exists(os.path.join(workdir, name))
-    for name in (CHECKPOINTS_DIR, MODELS_FILE)
-    if name not in tables
-  ):
-    problem = "holds a zoo"
-  for name, table in tables.items():
+def remove(workdir: str, names: Sequence[str]) -> None:
+  """Removes the named files and folders of `workdir`; leaves everything else alone."""
+  for name in names:
     path = os.path.join(workdir, name)
-    if problem is None and os.path.exists(path) and not pd.read_csv(path).equals(as_stored(table)):
-      problem = f"already holds {holds} (its {name} differs)"
-  if problem:
-    raise ValueError(f"{flag} {workdir!r} {problem}; choose another {flag}.")
-  held = os.path.exists(config_path)
-  os.makedirs(workdir, exist_ok=True)
-  for name, table in tables.items():
-    if not os.path.exists(os.path.join(workdir, name)):
-      write_table_atomic(table, os.path.join(workdir, name))
-  if not held:
-    write_json_atomic(record, config_path)
-  return held
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    elif os.path.lexists(path):
+      os.remove(path)
 
 
 def clear(workdir: str) -> None:
   """Removes a zoo's files (used by overwrite=True); leaves unrelated files alone."""
-  for name in (CONFIG_FILE, MODELS_FILE, METRICS_FILE):
-    path = os.path.join(workdir, name)
-    if os.path.exists(path):
-      os.remove(path)
-  for name in (CHECKPOINTS_DIR, STATE_DIR):
-    shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+  remove(workdir, ZOO_FILES)

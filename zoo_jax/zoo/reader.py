@@ -41,6 +41,7 @@ class Zoo:
   """
 
   def __init__(self, workdir: str):
+    _check_not_results(workdir)
     checkpoints = os.path.join(workdir, CHECKPOINTS_DIR)
     if not os.path.exists(os.path.join(workdir, MODELS_FILE)) and not os.path.isdir(checkpoints):
       raise FileNotFoundError(
@@ -237,3 +238,19 @@ class Zoo:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _check_not_results(workdir: str) -> None:
+  """One clear error when `workdir` holds a command's results instead of a zoo (an encode workdir)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if os.path.exists(os.path.join(workdir, MODELS_FILE)) or not os.path.exists(path):
+    return
+  try:
+    record = read_json(path)
+  except errors.DamagedZoo:
+    return
+  if "zoos" in record and "config" in record:
+    raise errors.UsageError(
+      f"{workdir!r} is not a zoo: it holds the results of zoo_jax.encode on the zoos "
+      f"{record['zoos']}; pass one of those, or a workdir of zoo_jax.train."
+    )

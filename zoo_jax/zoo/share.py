@@ -8,11 +8,11 @@ import jax
 import numpy as np
 import pandas as pd
 
-from zoo_jax.zoo.files import METRICS_FILE, MODELS_FILE, claim_workdir, write_table_atomic
+from zoo_jax.zoo import guard
+from zoo_jax.zoo.files import METRICS_FILE, MODELS_FILE, write_table_atomic
 from zoo_jax.zoo.store import item_metadata, read_cohorts, store_metadata
 from zoo_jax.zoo.reader import Zoo
 from zoo_jax.zoo.writer import ZooWriter
-from zoo_jax.zoo import lock
 
 
 def parse_epochs(text: str | None) -> list[int] | None:
@@ -65,6 +65,13 @@ def _selection(source: "Zoo", model_ids: Sequence[int] | None, epochs: Sequence[
   return ids, chosen
 
 
+def _pairs(ids: np.ndarray, epochs: Sequence[int]) -> pd.DataFrame:
+  """Every (model_id, epoch) of a selection: what a slice or an export reads."""
+  return pd.DataFrame(
+    [(int(i), int(e)) for e in epochs for i in ids], columns=["model_id", "epoch"]
+  )
+
+
 def slice_zoo(
   src: str, dst: str, model_ids: Sequence[int] | None = None, epochs: Sequence[int] | None = None
 ) -> "Zoo":
@@ -75,54 +82,58 @@ def slice_zoo(
   keep their numbers; weights and metrics are those of the source, read lazily one epoch at a
   time (memory: one epoch of the selection). Re-running the same slice resumes it.
   """
-  source = Zoo(src)
-  ids, chosen = _selection(source, model_ids, epochs)
-  table = source.models.set_index("model_id").loc[ids].reset_index()
-  source_cohort, source_index = table["cohort"].to_numpy(), table["cohort_index"].to_numpy()
-  cohort = pd.Series(pd.factorize(source_cohort, sort=True)[0])
-  table = table.drop(
-    columns=["model_id", "cohort", "cohort_index", "source_model_id"], errors="ignore"
-  )
-  table.insert(0, "cohort_index", cohort.groupby(cohort).cumcount().to_numpy())
-  table.insert(0, "cohort", cohort.to_numpy())
-  table.insert(0, "source_model_id", ids)
-  table.insert(0, "model_id", np.arange(len(ids)))
-  record = {
-    "sliced_from": os.path.abspath(src),
-    "source_model_ids": ids.tolist(),
-    "epochs": chosen,
-    "source_config": source.config,
-  }
-  rows = {int(c): np.sort(source_index[source_cohort == c]) for c in np.unique(source_cohort)}
-  new_cohort = {int(c): int(n) for c, n in zip(source_cohort, cohort)}
-  metrics = source.metrics[
-    source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)
-  ].copy()
-  metrics["model_id"] = np.searchsorted(ids, metrics["model_id"].to_numpy())
-  metrics = metrics.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
-  os.makedirs(dst, exist_ok=True)
-  with lock.workdir_lock(dst):  # one writer per zoo, as for training
-    claim_workdir(dst, record, holds="another zoo or another selection", flag="--dst")
-    if not os.path.exists(os.path.join(dst, MODELS_FILE)):
-      write_table_atomic(table, os.path.join(dst, MODELS_FILE))
-    writer = ZooWriter(dst, store_metadata(record, table), training_state=False)
+  with guard.writing(dst, "--dst"):  # the lock first, as every writing command
+    source = Zoo(src)
+    ids, chosen = _selection(source, model_ids, epochs)
+    table = source.models.set_index("model_id").loc[ids].reset_index()
+    source_cohort, source_index = table["cohort"].to_numpy(), table["cohort_index"].to_numpy()
+    cohort = pd.Series(pd.factorize(source_cohort, sort=True)[0])
+    table = table.drop(
+      columns=["model_id", "cohort", "cohort_index", "source_model_id"], errors="ignore"
+    )
+    table.insert(0, "cohort_index", cohort.groupby(cohort).cumcount().to_numpy())
+    table.insert(0, "cohort", cohort.to_numpy())
+    table.insert(0, "source_model_id", ids)
+    table.insert(0, "model_id", np.arange(len(ids)))
+    record = {
+      "sliced_from": os.path.abspath(src),
+      "source_model_ids": ids.tolist(),
+      "epochs": chosen,
+      "source_config": source.config,
+      "read": [guard.read_record(source, _pairs(ids, chosen))],
+    }
+    rows = {int(c): np.sort(source_index[source_cohort == c]) for c in np.unique(source_cohort)}
+    new_cohort = {int(c): int(n) for c, n in zip(source_cohort, cohort)}
+    metrics = source.metrics[
+      source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)
+    ].copy()
+    metrics["model_id"] = np.searchsorted(ids, metrics["model_id"].to_numpy())
+    metrics = metrics.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
     try:
-      for epoch in chosen:
-        if epoch not in writer.steps():
-          params = read_cohorts(source._manager, epoch, rows)
-          stored = read_cohorts(source._manager, epoch, rows, "metrics")
-          writer.save_weights(
-            epoch,
-            {new_cohort[c]: params[c] for c in rows},
-            {new_cohort[c]: stored[c] for c in rows},
-            {new_cohort[c]: state for c, state in _collections(source, epoch, rows).items()},
+      guard.claim(
+        dst, record, read=record["read"], holds="another zoo or another selection", flag="--dst"
+      )
+      if not os.path.exists(os.path.join(dst, MODELS_FILE)):
+        write_table_atomic(table, os.path.join(dst, MODELS_FILE))
+      writer = ZooWriter(dst, store_metadata(record, table), training_state=False)
+      try:
+        for epoch in chosen:
+          if epoch not in writer.steps():
+            params = read_cohorts(source._manager, epoch, rows)
+            stored = read_cohorts(source._manager, epoch, rows, "metrics")
+            writer.save_weights(
+              epoch,
+              {new_cohort[c]: params[c] for c in rows},
+              {new_cohort[c]: stored[c] for c in rows},
+              {new_cohort[c]: state for c, state in _collections(source, epoch, rows).items()},
+            )
+          committed = writer.steps()
+          write_table_atomic(
+            metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE)
           )
-        committed = writer.steps()
-        write_table_atomic(
-          metrics[metrics["epoch"].isin(committed)], os.path.join(dst, METRICS_FILE)
-        )
+      finally:
+        writer.close()
     finally:
-      writer.close()
       source.close()
   return Zoo(dst)
 
@@ -158,44 +169,46 @@ def export(
   """
   from safetensors.numpy import save_file
 
-  source = Zoo(src)
-  ids, chosen = _selection(source, model_ids, epochs)
-  claim_workdir(
-    dst,
-    {
-      "format": EXPORT_FORMAT,
-      "exported_from": os.path.abspath(src),
-      "model_ids": ids.tolist(),
-      "epochs": chosen,
-      "source_config": source.config,
-    },
-    holds="another zoo or another selection",
-    flag="--dst",
-  )
-  table = source.models.set_index("model_id").loc[ids].reset_index()
-  write_table_atomic(table, os.path.join(dst, MODELS_FILE))
-  write_table_atomic(
-    source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)],
-    os.path.join(dst, METRICS_FILE),
-  )
-  rows = {int(c): np.sort(g["cohort_index"].to_numpy()) for c, g in table.groupby("cohort")}
-  paths = []
-  try:
-    for epoch in chosen:
-      path = os.path.join(dst, f"epoch_{epoch:04d}.safetensors")
-      paths.append(path)
-      if os.path.exists(path):
-        continue
-      tensors = {}
-      for c, params in read_cohorts(source._manager, epoch, rows).items():
-        by_index = table[table["cohort"] == c].set_index("cohort_index")["model_id"]
-        tensors[f"cohort_{c}/model_id"] = by_index.loc[rows[c]].to_numpy(np.int64)
-        for key, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-          name = "/".join(str(getattr(k, "key", k)) for k in key)
-          tensors[f"cohort_{c}/params/{name}"] = np.ascontiguousarray(leaf)
-      tmp = path + ".tmp"
-      save_file(tensors, tmp, metadata={"format": EXPORT_FORMAT, "epoch": str(epoch)})
-      os.replace(tmp, path)
-  finally:
-    source.close()
+  with guard.writing(dst, "--dst"):  # the lock first, as every writing command
+    source = Zoo(src)
+    try:
+      ids, chosen = _selection(source, model_ids, epochs)
+      guard.claim(
+        dst,
+        {
+          "format": EXPORT_FORMAT,
+          "exported_from": os.path.abspath(src),
+          "model_ids": ids.tolist(),
+          "epochs": chosen,
+          "source_config": source.config,
+        },
+        read=[guard.read_record(source, _pairs(ids, chosen))],
+        holds="another zoo or another selection",
+        flag="--dst",
+      )
+      table = source.models.set_index("model_id").loc[ids].reset_index()
+      write_table_atomic(table, os.path.join(dst, MODELS_FILE))
+      write_table_atomic(
+        source.metrics[source.metrics["model_id"].isin(ids) & source.metrics["epoch"].isin(chosen)],
+        os.path.join(dst, METRICS_FILE),
+      )
+      rows = {int(c): np.sort(g["cohort_index"].to_numpy()) for c, g in table.groupby("cohort")}
+      paths = []
+      for epoch in chosen:
+        path = os.path.join(dst, f"epoch_{epoch:04d}.safetensors")
+        paths.append(path)
+        if os.path.exists(path):
+          continue
+        tensors = {}
+        for c, params in read_cohorts(source._manager, epoch, rows).items():
+          by_index = table[table["cohort"] == c].set_index("cohort_index")["model_id"]
+          tensors[f"cohort_{c}/model_id"] = by_index.loc[rows[c]].to_numpy(np.int64)
+          for key, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            name = "/".join(str(getattr(k, "key", k)) for k in key)
+            tensors[f"cohort_{c}/params/{name}"] = np.ascontiguousarray(leaf)
+        tmp = path + ".tmp"
+        save_file(tensors, tmp, metadata={"format": EXPORT_FORMAT, "epoch": str(epoch)})
+        os.replace(tmp, path)
+    finally:
+      source.close()
   return paths
