@@ -1,5 +1,6 @@
 """Running a command line as a user does, and what its error output must look like."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,3 +29,26 @@ def one_error_line(stderr: str) -> str:
   assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-2000:]
   assert "Traceback" not in stderr
   return lines[0]
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(workdir: str):
+  """Another live process holds `workdir`'s writer lock for the block (as a running command does)."""
+  os.makedirs(workdir, exist_ok=True)
+  holder = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      "import time; from zoo_jax.zoo import lock\n"
+      f"with lock.workdir_lock({workdir!r}):\n  print('held', flush=True); time.sleep(120)",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    text=True,
+  )
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    yield holder.pid
+  finally:
+    holder.kill()
+    holder.wait()

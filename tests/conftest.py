@@ -81,3 +81,17 @@ def small_zoo(tmp_path_factory) -> str:
   workdir = str(tmp_path_factory.mktemp("small_zoo"))
   train.train_and_evaluate(c, workdir)
   return workdir
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tiny_zoo, tmp_path_factory) -> str:
+  """Workdir of a hyperrep encode run on the tiny zoo (its autoencoder in encoder/): sampling tests."""
+  from configs import hyperrep as hyperrep_config
+  from zoo_jax import encode
+
+  workdir = str(tmp_path_factory.mktemp("encoder"))
+  c = hyperrep_config.get_config()
+  c.num_seeds, c.predictors, c.progress_bar = 1, ("ridge",), False
+  c.hyperrep.num_epochs, c.hyperrep.batch_size = 20, 16
+  encode.encode_and_evaluate(c, [tiny_zoo], workdir)
+  return workdir

@@ -7,23 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from configs import hyperrep as hyperrep_config
 from configs import sample as sample_config
 from zoo_jax import encode, sample, weights, zoo
 from zoo_jax.engine import grid, population
 from zoo_jax.encoders import ENCODER_DIR
 from zoo_jax.encoders.methods import hyperrep
 from zoo_jax.encoders.states import load_states
-
-
-@pytest.fixture(scope="module")
-def encoder_dir(tiny_zoo, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("encoder"))
-  c = hyperrep_config.get_config()
-  c.num_seeds, c.predictors, c.progress_bar = 1, ("ridge",), False
-  c.hyperrep.num_epochs, c.hyperrep.batch_size = 20, 16
-  encode.encode_and_evaluate(c, [tiny_zoo], workdir)
-  return workdir
 
 
 def _config(**overrides):
