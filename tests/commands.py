@@ -52,3 +52,37 @@ def lock_held_elsewhere(workdir: str):
   finally:
     holder.kill()
     holder.wait()
+
+
+def assert_refused_while_another_writes(workdir: str, call) -> None:
+  """`call()` into a workdir another live process writes is refused at once, naming it, and writes nothing."""
+  import pytest
+
+  from zoo_jax import errors
+
+  with lock_held_elsewhere(workdir) as pid:
+    started = time.time()
+    with pytest.raises(errors.WorkdirLocked, match=f"pid {pid}"):
+      call()
+    assert time.time() - started < 5
+  assert os.listdir(workdir) == [".lock"]
+
+
+def assert_file_as_workdir_is_one_line(tmp_path, module: str, *args: str, flag: str = "--workdir"):
+  """`python -m module args --flag=<an existing file>` ends with one line and exit code 2, the file intact."""
+  a_file = tmp_path / "a_file"
+  a_file.write_text("not a folder")
+  result, _ = run_command(module, *args, f"{flag}={a_file}")
+  assert result.returncode == 2
+  line = one_error_line(result.stderr)
+  assert flag in line and "is a file, not a folder" in line
+  assert a_file.read_text() == "not a folder"
+
+
+def file_bytes(workdir: str, *names: str) -> dict[str, bytes]:
+  """{name: content} of files of a workdir: what a refused run must leave as it was."""
+  out = {}
+  for name in names:
+    with open(os.path.join(workdir, name), "rb") as f:
+      out[name] = f.read()
+  return out

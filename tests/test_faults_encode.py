@@ -8,7 +8,12 @@ import os
 import pandas as pd
 import pytest
 
-from commands import one_error_line, run_command
+from commands import (
+  assert_file_as_workdir_is_one_line,
+  file_bytes,
+  one_error_line,
+  run_command,
+)
 from configs import statnn
 from conftest import tiny_zoo_config
 from zoo_jax import encode, errors, train, zoo
@@ -37,11 +42,6 @@ def _record(workdir):
     return json.load(f)
 
 
-def _bytes(workdir, name):
-  with open(os.path.join(workdir, name), "rb") as f:
-    return f.read()
-
-
 @pytest.mark.slow
 def test_a_rerun_after_the_zoo_grew_recomputes_from_the_newest_epochs_and_says_so(tmp_path, capsys):
   grown, out = str(tmp_path / "zoo"), str(tmp_path / "out")
@@ -59,9 +59,9 @@ def test_a_rerun_after_the_zoo_grew_recomputes_from_the_newest_epochs_and_says_s
   predictions = pd.read_csv(os.path.join(out, encode.PREDICTIONS_FILE))
   assert predictions["epoch"].max() == 2  # computed from the new states, not the old results
   # The same command once more: this run's results, kept as they are.
-  before = _bytes(out, encode.PER_SEED_FILE)
+  before = file_bytes(out, encode.PER_SEED_FILE)
   encode.encode_and_evaluate(_statnn(), [grown], out)
-  assert _bytes(out, encode.PER_SEED_FILE) == before
+  assert file_bytes(out, encode.PER_SEED_FILE) == before
 
 
 @pytest.mark.slow
@@ -69,14 +69,14 @@ def test_fixed_epochs_of_a_retrained_zoo_are_refused_and_the_results_kept(tmp_pa
   source, out = str(tmp_path / "zoo"), str(tmp_path / "out")
   train.train_and_evaluate(_zoo_config(1), source)
   encode.encode_and_evaluate(_statnn(epochs=(0, 1)), [source], out)
-  kept = {name: _bytes(out, name) for name in (zoo.CONFIG_FILE, encode.RESULTS_FILE)}
+  kept = file_bytes(out, zoo.CONFIG_FILE, encode.RESULTS_FILE)
   # Another zoo trained into the same folder: same path, same epochs, other weights.
   train.train_and_evaluate(
     _zoo_config(1, **{"population.first_seed": 7, "overwrite": True}), source
   )
   with pytest.raises(errors.UsageError, match=r"states of .* changed since it read them"):
     encode.encode_and_evaluate(_statnn(epochs=(0, 1)), [source], out)
-  assert {name: _bytes(out, name) for name in kept} == kept
+  assert file_bytes(out, *kept) == kept
 
 
 def test_a_failed_start_leaves_no_claim_and_the_corrected_command_runs(small_zoo, tmp_path):
@@ -117,12 +117,9 @@ def test_a_zoo_whose_models_all_diverged_is_one_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_bad_workdirs_and_config_files_are_one_line(small_zoo, tmp_path):
-  a_file = tmp_path / "a_file"
-  a_file.write_text("not a folder")
-  result, _ = run_command(
-    "zoo_jax.encode", "--config=configs/statnn.py", f"--zoo={small_zoo}", f"--workdir={a_file}"
+  assert_file_as_workdir_is_one_line(
+    tmp_path, "zoo_jax.encode", "--config=configs/statnn.py", f"--zoo={small_zoo}"
   )
-  assert result.returncode == 2 and "is a file, not a folder" in one_error_line(result.stderr)
   broken = tmp_path / "broken.py"
   broken.write_text("def get_config(:\n")
   result, _ = run_command(

@@ -3,11 +3,16 @@ another process, a workdir that is a file. Refused in one line before anything i
 the merged zoo already there is kept and `zoo check` passes on it."""
 
 import os
-import time
 
 import pytest
 
-from commands import lock_held_elsewhere, one_error_line, run_command
+from commands import (
+  assert_file_as_workdir_is_one_line,
+  assert_refused_while_another_writes,
+  file_bytes,
+  one_error_line,
+  run_command,
+)
 from test_merge import _config
 from zoo_jax import errors, merge, zoo
 
@@ -18,43 +23,32 @@ def _fast(**overrides):
   return c
 
 
-def _bytes(workdir, name):
-  with open(os.path.join(workdir, name), "rb") as f:
-    return f.read()
-
-
 @pytest.mark.slow
 def test_a_second_merge_with_another_config_is_refused_and_the_first_kept(small_zoo, tmp_path):
   out = str(tmp_path / "out")
   merge.merge_and_evaluate(_fast(max_models=2), small_zoo, out)
-  kept = {n: _bytes(out, n) for n in (zoo.MODELS_FILE, zoo.METRICS_FILE, merge.SUMMARY_FILE)}
+  kept = file_bytes(out, zoo.MODELS_FILE, zoo.METRICS_FILE, merge.SUMMARY_FILE)
   with pytest.raises(errors.UsageError, match=r"another merge .*max_models"):
     merge.merge_and_evaluate(_fast(max_models=3, seed=7), small_zoo, out)
-  assert {n: _bytes(out, n) for n in kept} == kept
+  assert file_bytes(out, *kept) == kept
   assert zoo.check(out).ok, str(zoo.check(out))
   again = merge.merge_and_evaluate(_fast(max_models=2), small_zoo, out)  # the same: complete
-  assert {n: _bytes(out, n) for n in kept} == kept
+  assert file_bytes(out, *kept) == kept
   assert set(again["method"]) == {"ingredient", "uniform_soup"}
 
 
 def test_a_workdir_another_process_writes_is_refused_at_once(small_zoo, tmp_path):
   out = str(tmp_path / "out")
-  with lock_held_elsewhere(out) as pid:
-    started = time.time()
-    with pytest.raises(errors.WorkdirLocked, match=f"pid {pid}"):
-      merge.merge_and_evaluate(_fast(), small_zoo, out)
-    assert time.time() - started < 5
-  assert os.listdir(out) == [".lock"]  # nothing written into the other run's workdir
+  assert_refused_while_another_writes(
+    out, lambda: merge.merge_and_evaluate(_fast(), small_zoo, out)
+  )
 
 
 @pytest.mark.slow
 def test_a_workdir_that_is_a_file_and_a_broken_config_are_one_line(small_zoo, tmp_path):
-  a_file = tmp_path / "a_file"
-  a_file.write_text("not a folder")
-  result, _ = run_command(
-    "zoo_jax.merge", "--config=configs/merge.py", f"--zoo={small_zoo}", f"--workdir={a_file}"
+  assert_file_as_workdir_is_one_line(
+    tmp_path, "zoo_jax.merge", "--config=configs/merge.py", f"--zoo={small_zoo}"
   )
-  assert result.returncode == 2 and "is a file, not a folder" in one_error_line(result.stderr)
   raising = tmp_path / "raising.py"
   raising.write_text("def get_config():\n  raise RuntimeError('no config today')\n")
   result, _ = run_command(

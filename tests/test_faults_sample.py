@@ -9,47 +9,34 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commands import one_error_line, run_command
-from configs import sample as sample_config
+from commands import (
+  assert_file_as_workdir_is_one_line,
+  file_bytes,
+)
 from test_faults_encode import _zoo_config
+from test_sample import _config as sample_test_config
 from zoo_jax import errors, sample, train, zoo
 
 
 def _config(**overrides):
-  c = sample_config.get_config()
-  c.samplers, c.baselines = ("kde",), ()
-  c.num_samples, c.num_seeds, c.finetune_epochs, c.progress_bar = 2, 1, 1, False
-  c.finetune.update(
-    dict(
-      activation="tanh",
-      init="kaiming_uniform",
-      optimizer="adam",
-      learning_rate=1e-3,
-      weight_decay=1e-4,
-      dropout=0.0,
-    )
+  """test_sample's config cut to one sampler, no baselines, 2 samples of one seed."""
+  return sample_test_config(
+    **{"samplers": ("kde",), "baselines": (), "num_samples": 2, "num_seeds": 1, **overrides}
   )
-  c.update_from_flattened_dict(overrides)
-  return c
-
-
-def _bytes(workdir, name):
-  with open(os.path.join(workdir, name), "rb") as f:
-    return f.read()
 
 
 @pytest.mark.slow
 def test_a_rerun_with_another_config_is_refused_before_anything_is_written(encoder_dir, tmp_path):
   out = str(tmp_path / "out")
   sample.sample_and_evaluate(_config(), encoder_dir, out)
-  kept = {n: _bytes(out, n) for n in (zoo.MODELS_FILE, sample.SAMPLES_FILE, sample.SUMMARY_FILE)}
+  kept = file_bytes(out, zoo.MODELS_FILE, sample.SAMPLES_FILE, sample.SUMMARY_FILE)
   with pytest.raises(errors.UsageError, match=r"another sampling run .*num_samples"):
     sample.sample_and_evaluate(_config(num_samples=3), encoder_dir, out)
-  assert {n: _bytes(out, n) for n in kept} == kept
+  assert file_bytes(out, *kept) == kept
   assert zoo.check(out).ok, str(zoo.check(out))
   # The same config again: complete, kept as it is.
   sample.sample_and_evaluate(_config(), encoder_dir, out)
-  assert {n: _bytes(out, n) for n in kept} == kept
+  assert file_bytes(out, *kept) == kept
 
 
 @pytest.mark.slow
@@ -86,13 +73,6 @@ def test_a_zoo_passed_as_the_encoder_is_named_for_what_it_is(small_zoo, tmp_path
 
 @pytest.mark.slow
 def test_a_workdir_that_is_a_file_is_one_line(encoder_dir, tmp_path):
-  a_file = tmp_path / "a_file"
-  a_file.write_text("not a folder")
-  result, _ = run_command(
-    "zoo_jax.sample",
-    "--config=configs/sample.py",
-    f"--encoder={encoder_dir}",
-    f"--workdir={a_file}",
+  assert_file_as_workdir_is_one_line(
+    tmp_path, "zoo_jax.sample", "--config=configs/sample.py", f"--encoder={encoder_dir}"
   )
-  assert result.returncode == 2 and "is a file, not a folder" in one_error_line(result.stderr)
-  assert a_file.read_text() == "not a folder"

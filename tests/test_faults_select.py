@@ -2,23 +2,22 @@
 config, a workdir that is a file. Refused in one line; the ranking already written is kept."""
 
 import os
-import time
 
 import pytest
 
-from commands import lock_held_elsewhere, one_error_line, run_command
+from commands import (
+  assert_file_as_workdir_is_one_line,
+  assert_refused_while_another_writes,
+)
 from test_select import _config
 from zoo_jax import errors, select
 
 
 def test_a_workdir_another_process_writes_is_refused_at_once(small_zoo, tmp_path):
   out = str(tmp_path / "out")
-  with lock_held_elsewhere(out) as pid:
-    started = time.time()
-    with pytest.raises(errors.WorkdirLocked, match=f"pid {pid}"):
-      select.select_and_evaluate(_config(), small_zoo, "fashion_mnist", out)
-    assert time.time() - started < 5
-  assert os.listdir(out) == [".lock"]
+  assert_refused_while_another_writes(
+    out, lambda: select.select_and_evaluate(_config(), small_zoo, "fashion_mnist", out)
+  )
 
 
 @pytest.mark.slow
@@ -44,13 +43,10 @@ def test_a_rerun_with_another_config_or_target_is_refused_and_the_ranking_kept(s
 
 @pytest.mark.slow
 def test_a_workdir_that_is_a_file_is_one_line(small_zoo, tmp_path):
-  a_file = tmp_path / "a_file"
-  a_file.write_text("not a folder")
-  result, _ = run_command(
+  assert_file_as_workdir_is_one_line(
+    tmp_path,
     "zoo_jax.select",
     "--config=configs/select.py",
     f"--zoo={small_zoo}",
-    "--target=fashion_mnist",
-    f"--workdir={a_file}",
+    "--target=mnist5k",
   )
-  assert result.returncode == 2 and "is a file, not a folder" in one_error_line(result.stderr)

@@ -1,12 +1,12 @@
 """zoo slice and zoo export under faults: --dst that is a file, a --dst another process writes, a
 rerun after the source was trained again. Refused in one line; what was written is kept."""
 
-import os
-import time
-
 import pytest
 
-from commands import lock_held_elsewhere, one_error_line, run_command
+from commands import (
+  assert_file_as_workdir_is_one_line,
+  assert_refused_while_another_writes,
+)
 from test_faults_encode import _zoo_config
 from zoo_jax import errors, train, zoo
 
@@ -14,23 +14,15 @@ from zoo_jax import errors, train, zoo
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["slice", "export"])
 def test_a_dst_that_is_a_file_is_one_line(small_zoo, tmp_path, command):
-  a_file = tmp_path / "a_file"
-  a_file.write_text("not a folder")
-  result, _ = run_command("zoo_jax.zoo", command, f"--src={small_zoo}", f"--dst={a_file}")
-  assert result.returncode == 2
-  assert "--dst" in (line := one_error_line(result.stderr)) and "is a file, not a folder" in line
-  assert a_file.read_text() == "not a folder"
+  assert_file_as_workdir_is_one_line(
+    tmp_path, "zoo_jax.zoo", command, f"--src={small_zoo}", flag="--dst"
+  )
 
 
 @pytest.mark.parametrize("write", [zoo.slice_zoo, zoo.export])
 def test_a_dst_another_process_writes_is_refused_at_once(small_zoo, tmp_path, write):
   out = str(tmp_path / "out")
-  with lock_held_elsewhere(out) as pid:
-    started = time.time()
-    with pytest.raises(errors.WorkdirLocked, match=f"pid {pid}"):
-      write(small_zoo, out)
-    assert time.time() - started < 5
-  assert os.listdir(out) == [".lock"]
+  assert_refused_while_another_writes(out, lambda: write(small_zoo, out))
 
 
 @pytest.mark.slow

@@ -2,11 +2,15 @@
 workdir another process writes is refused at once, a source that grew is refused naming it."""
 
 import os
-import time
 
 import pytest
 
-from commands import lock_held_elsewhere, one_error_line, run_command
+from commands import (
+  assert_file_as_workdir_is_one_line,
+  assert_refused_while_another_writes,
+  one_error_line,
+  run_command,
+)
 from configs import sparsify as sparsify_config
 from test_faults_encode import _zoo_config
 from zoo_jax import errors, sparsify, train
@@ -27,20 +31,12 @@ def test_usage_errors_are_one_line_with_exit_code_2(small_zoo, tmp_path):
   )
   assert result.returncode == 2 and "is not a zoo" in one_error_line(result.stderr)
   assert not os.path.exists(tmp_path / "o")
-  a_file = tmp_path / "a_file"
-  a_file.write_text("not a folder")
-  result, _ = run_command("zoo_jax.sparsify", f"--zoo={small_zoo}", f"--workdir={a_file}")
-  assert result.returncode == 2 and "is a file, not a folder" in one_error_line(result.stderr)
+  assert_file_as_workdir_is_one_line(tmp_path, "zoo_jax.sparsify", f"--zoo={small_zoo}")
 
 
 def test_a_workdir_another_process_writes_is_refused_at_once(small_zoo, tmp_path):
   out = str(tmp_path / "twin")
-  with lock_held_elsewhere(out) as pid:
-    started = time.time()
-    with pytest.raises(errors.WorkdirLocked, match=f"pid {pid}"):
-      sparsify.sparsify_zoo(_config(), small_zoo, out)
-    assert time.time() - started < 5
-  assert os.listdir(out) == [".lock"]
+  assert_refused_while_another_writes(out, lambda: sparsify.sparsify_zoo(_config(), small_zoo, out))
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ and no committed data lost; `zoo check` finds every planted fault."""
 
 import errno
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from commands import one_error_line, run_command
+from commands import lock_held_elsewhere, one_error_line, run_command
 from conftest import tiny_zoo_config
 from test_train import assert_same_zoo
 from zoo_jax import cli, errors, train, zoo
@@ -106,30 +107,15 @@ def test_two_train_commands_at_once_one_trains_the_other_is_refused(reference, t
 
 
 def test_a_lock_held_by_another_process_is_refused_naming_it(tmp_path):
-  holder = subprocess.Popen(
-    [
-      sys.executable,
-      "-c",
-      "import sys, time; from zoo_jax.zoo import lock\n"
-      f"with lock.workdir_lock({str(tmp_path)!r}):\n  print('held', flush=True); time.sleep(60)",
-    ],
-    cwd=ROOT,
-    stdout=subprocess.PIPE,
-    text=True,
-  )
-  try:
-    assert holder.stdout.readline().strip() == "held"
-    assert lock.holder(str(tmp_path))["pid"] == holder.pid
-    with pytest.raises(errors.WorkdirLocked, match=f"is being written by pid {holder.pid} on host"):
+  with lock_held_elsewhere(str(tmp_path)) as pid:
+    assert lock.holder(str(tmp_path))["pid"] == pid
+    with pytest.raises(errors.WorkdirLocked, match=f"is being written by pid {pid} on host"):
       with lock.workdir_lock(str(tmp_path)):
         pass
-  finally:
-    holder.kill()
-    holder.wait()
-  # Its holder died without releasing it: taken over, with a warning naming it.
+  # Its holder died (killed) without releasing it: taken over, with a warning naming it.
   assert lock.holder(str(tmp_path)) is None
   with pytest.warns(
-    UserWarning, match=f"Took over the lock.*pid {holder.pid}.*ended without releasing it"
+    UserWarning, match=f"Took over the lock.*pid {pid}.*ended without releasing it"
   ):
     with lock.workdir_lock(str(tmp_path)):
       with lock.workdir_lock(str(tmp_path)):  # re-entrant in one process
@@ -377,3 +363,81 @@ def test_a_full_disk_inside_another_library_is_recognised():
   assert cli.disk_full(ValueError("OUT_OF_RANGE: No space left on device [while writing]"))
   assert not cli.disk_full(ValueError("config.num_epochs must be an integer >= 0"))
   assert not cli.disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+@pytest.mark.slow
+def test_the_headline_command_without_the_tfds_extra_is_one_line_naming_the_fix(tmp_path):
+  fake = tmp_path / "site" / "tensorflow_datasets"
+  fake.mkdir(parents=True)
+  (fake / "__init__.py").write_text("raise ImportError('No module named tensorflow_datasets')\n")
+  workdir = tmp_path / "zoo"
+  result, _ = run_command(
+    "zoo_jax.train",
+    "--config=configs/mnist.py",
+    f"--workdir={workdir}",
+    env={"PYTHONPATH": os.pathsep.join([str(fake.parent), ROOT])},
+  )
+  assert result.returncode == 2
+  line = one_error_line(result.stderr)
+  assert "pip install -e '.[tfds]'" in line and "configs/mnist5k.py" in line
+  assert not os.path.exists(workdir)  # a failed start leaves nothing behind
+
+
+@pytest.mark.slow
+def test_config_file_errors_and_unknown_fields_are_one_line(tmp_path):
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config(:\n")
+  raising = tmp_path / "raising.py"
+  raising.write_text("def get_config():\n  return {}['missing']\n")
+  cases = [
+    ([f"--config={broken}"], "the config file .*broken.py has a syntax error at line 1"),
+    (
+      [f"--config={raising}"],
+      "the config file .*raising.py raised KeyError: 'missing' \\(line 2\\)",
+    ),
+    ([f"--config={tmp_path / 'nowhere.py'}"], "the config file .*nowhere.py' does not exist"),
+    (
+      ["--config=configs/mnist5k.py", "--config.num_epoch=3"],
+      "unknown config field 'num_epoch' in '--config.num_epoch=3'; did you mean num_epochs\\?",
+    ),
+  ]
+  for args, expected in cases:
+    result, _ = run_command("zoo_jax.train", *args, f"--workdir={tmp_path / 'zoo'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert re.search(expected, one_error_line(result.stderr)), result.stderr
+    assert not os.path.exists(tmp_path / "zoo")
+
+
+def test_a_full_disk_is_one_line_without_the_libraries_tracebacks(tmp_path):
+  """What Orbax does on a full disk: its threads fail and log tracebacks, then the save raises a
+  wrapped ENOSPC. The command prints the one error line; ZOO_JAX_TRACEBACK=1 shows the rest."""
+  script = tmp_path / "full_disk.py"
+  script.write_text(
+    "import errno, threading\n"
+    "from absl import logging\n"
+    "from zoo_jax import cli\n"
+    "def main(argv):\n"
+    "  def background():\n"
+    "    raise RuntimeError('Event loop is closed')\n"
+    "  thread = threading.Thread(target=background)\n"
+    "  thread.start()\n"
+    "  thread.join()\n"
+    "  logging.exception('Save Finalize thread failed')\n"
+    "  raise RuntimeError('RESOURCE_EXHAUSTED: writing \"/zoo/state/5\"') from OSError(\n"
+    "    errno.ENOSPC, 'No space left on device')\n"
+    "cli.run(main)\n"
+  )
+  result = subprocess.run(
+    [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
+  assert result.returncode == 2
+  assert "the disk is full (writing /zoo/state/5)" in one_error_line(result.stderr)
+  verbose = subprocess.run(
+    [sys.executable, str(script)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env={**os.environ, "ZOO_JAX_TRACEBACK": "1"},
+  )
+  assert verbose.stderr.count("Traceback") >= 2 and "Event loop is closed" in verbose.stderr

@@ -6,7 +6,9 @@ The first `config.split.train_zoos` zoos are pooled and split by model (seeded, 
 held-out models give the in-distribution scores, and every further zoo is a cross-dataset
 (or, for SNE, cross-architecture) test set scored whole. Writes to OUT:
 
-  config.json              the config and the zoos
+  config.json              the config, the zoos and what was read from them (zoo_jax.zoo.guard:
+                           epochs, models, a fingerprint of the states); a rerun resumes, computes
+                           again from a zoo that grew (config.epochs None or negative), or is refused
   results.csv              method x predictor x property x metric x test set: mean, std over seeds
   results_per_seed.csv     the same per seed (a killed run resumes after its last finished seed)
   predictions.csv          seed 0's predictions of every test state

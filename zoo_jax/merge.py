@@ -24,7 +24,9 @@ models table naming each row's `method` and `ingredients`; plus
   merge_summary.csv  method, ingredients, validation and test accuracy, vs the mean and best ingredient
   barrier.csv        loss and accuracy along the straight line between model pairs, naive and aligned
   clusters.csv       each model's cluster and its naive and aligned distance to the reference model
-  merge_summary.json the midpoint and maximum loss barriers per pair, and the clusters
+  merge_summary.json the midpoint and maximum loss barriers per pair, the clusters, what was read
+  run.json           the config, the zoo and what was read from it (zoo_jax.zoo.guard): a rerun resumes,
+                     computes again from a zoo that grew (config.epoch negative), or is refused
   barrier.png        the interpolation curves
 Each merge method is a file of zoo_jax/reuse/mergers/ (its contract in that package's docstring), the
 shared math zoo_jax.reuse.merging; this module is the command: selection, the computations every

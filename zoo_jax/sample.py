@@ -18,7 +18,9 @@ when the decoded models keep less than MIN_RETENTION of their accuracy: a sample
 its decoder). The samplers are fitted on the autoencoder's training models only, as in the
 reference (`config.fit_on="all"`: every selected state). Every model is evaluated before
 training (epoch 0) and after each of `finetune_epochs` epochs, all of a cohort in one compiled
-call. OUT is a zoo (zoo_jax.zoo.Zoo reads it; the models table says each model's `method` and
+call. OUT/run.json records the config, the encoder and what was read from the zoo
+(zoo_jax.zoo.guard: a rerun resumes, computes again from a zoo that grew when config.epochs are
+negative, or is refused). OUT is a zoo (zoo_jax.zoo.Zoo reads it; the models table says each model's `method` and
 `sample_seed`, and its `novelty`: `weights.novelty` of its starting weights against the fitted
 states, ~0 for a near-copy of one of them), plus summary.csv (method x epoch: test accuracy mean and
 std over seeds; the median novelty at epoch 0) and accuracy.png. With `transfer.dataset`, the

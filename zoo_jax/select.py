@@ -15,7 +15,10 @@ and against the brute-force reference: every model (or `finetune.num_models` of 
 fine-tuned `finetune.num_epochs` epochs on the target in one zoo run (head kept, one
 fine-tuning recipe for all). OUT holds:
   ranking.csv     model_id, hyperparameters, one score column per method, finetuned_acc
-  summary.json    per method: kendall_tau, weighted_tau, top1/top5 regret, seconds, ratio to brute force
+  summary.json    per method: kendall_tau, weighted_tau, top1/top5 regret, seconds, ratio to brute force;
+                  the models and epoch read
+  run.json        the config, zoo, target and what was read (zoo_jax.zoo.guard): a rerun resumes,
+                  computes again from a zoo that grew (config.epoch negative), or is refused
   ensembles.csv   top-K fine-tuned models by each ranking, logits averaged, on the target test split,
                   against the best single model and K random ones
   ranking.png     each score against finetuned_acc

@@ -74,7 +74,8 @@ def _import_tfds():
     raise errors.MissingDependency(
       f"config.dataset.source='tfds' needs tensorflow-datasets and tensorflow, which are not "
       f"installed ({e}). Install them with: pip install -e '.[tfds]' (in the repository), or "
-      "run an offline config without them: configs/mnist5k.py, configs/fashion_mnist.py."
+      "run an offline config without them: configs/mnist5k.py (or configs/fashion_mnist.py with "
+      "Debian's dataset-fashion-mnist)."
     ) from None
   try:
     # A GPU build of TF would otherwise claim GPU memory that JAX preallocates for itself.
