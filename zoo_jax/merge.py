@@ -134,9 +134,7 @@ def _merge_and_evaluate(
   rows = _selection(zoo, config)
   ids = rows["model_id"].to_numpy()
   # Inputs read and checked: the workdir is claimed (or found to be this run's, or refused).
-  read = [
-    guard.read_record(zoo, pd.DataFrame({"model_id": ids, "epoch": zoo._epoch(config.epoch)}))
-  ]
+  read = [guard.read_models(zoo, ids, [zoo._epoch(config.epoch)])]
   guard.claim(
     workdir,
     {"command": "merge", "config": json.loads(config.to_json()), "zoo": os.path.abspath(zoo_dir)},

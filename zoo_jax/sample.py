@@ -107,9 +107,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
 
 
-def _source(encoder_dir: str, config: ml_collections.ConfigDict):
+def _source(encoder_dir: str, record: dict, config: ml_collections.ConfigDict):
   """(autoencoder pieces, zoo, selected source rows, their flat weights) for sampling."""
-  record = encoder_record(encoder_dir)
   zoo_dir, encoder_config = config.zoo or record["zoos"][0], record["config"]
   model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
   zoo = zoo_lib.Zoo(zoo_dir)
@@ -325,13 +324,13 @@ def sample_and_evaluate(
 def _sample_and_evaluate(
   config: ml_collections.ConfigDict, encoder_dir: str, workdir: str
 ) -> pd.DataFrame:
-  (model, ae_params, spec), zoo, source, held_out = _source(encoder_dir, config)
+  encoder = encoder_record(encoder_dir)
+  (model, ae_params, spec), zoo, source, held_out = _source(encoder_dir, encoder, config)
   setting = finetune_setting(config, source)
   # Inputs read and checked: the workdir is claimed (or found to be this run's, or refused).
   read = [guard.read_record(zoo, source.table)]
   run = json.loads(config.to_json())
   run.pop("progress_bar", None)
-  encoder = encoder_record(encoder_dir)
   guard.claim(
     workdir,
     {

@@ -38,7 +38,6 @@ import os
 
 import ml_collections
 import numpy as np
-import pandas as pd
 
 from zoo_jax import data, plots, zoo as zoo_lib
 from zoo_jax.engine import grid
@@ -118,10 +117,9 @@ def _select_and_evaluate(
     raise ValueError(
       f"Zoo {zoo_dir} has {len(ids)} usable models at epoch {config.epoch}; ranking needs 2."
     )
+  epoch = zoo._epoch(config.epoch)
   # Inputs read and checked: the workdir is claimed (or found to be this run's, or refused).
-  read = [
-    guard.read_record(zoo, pd.DataFrame({"model_id": ids, "epoch": zoo._epoch(config.epoch)}))
-  ]
+  read = [guard.read_models(zoo, ids, [epoch])]
   guard.claim(
     workdir,
     {
@@ -140,7 +138,6 @@ def _select_and_evaluate(
   ranking, seconds = ranking_lib.task_scores(
     zoo, ids, config.epoch, target, config.probe_size, config.seed
   )
-  epoch = zoo.epochs[config.epoch] if config.epoch < 0 else config.epoch
   at = zoo.metrics[zoo.metrics["epoch"] == epoch].set_index("model_id").loc[ids]
   ranking["source_acc"] = at["validation_acc"].to_numpy()
   seconds["source_acc"] = 0.0

@@ -73,9 +73,7 @@ def sparsify_zoo(
       source_epoch = src.epochs[-1]
       models_table["source_epoch"] = source_epoch
       ds = src.config["dataset"]
-      read = guard.read_record(
-        src, pd.DataFrame({"model_id": models_table["source_model"], "epoch": source_epoch})
-      )
+      read = guard.read_models(src, models_table["source_model"], [source_epoch])
       print(f"read {guard.describe([read])}")
       twin_config = {
         "source": os.path.abspath(source),

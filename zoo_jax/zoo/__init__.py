@@ -61,7 +61,7 @@ _EXPORTS = {
     ],
     "files",
   ),
-  **dict.fromkeys(['RUN_FILE', 'claim', 'read_record', 'writing'], "guard"),
+  **dict.fromkeys(['RUN_FILE', 'claim', 'read_models', 'read_record', 'writing'], "guard"),
   **dict.fromkeys(['Zoo'], "reader"),
   **dict.fromkeys(
     [

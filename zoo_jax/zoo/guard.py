@@ -126,6 +126,12 @@ def read_record(zoo: Any, states: pd.DataFrame) -> dict:
   }
 
 
+def read_models(zoo: Any, model_ids: Sequence[int], epochs: Sequence[int]) -> dict:
+  """read_record of every (model, epoch) of `model_ids` x `epochs`: what a selection of models reads."""
+  pairs = [(int(i), int(e)) for e in epochs for i in model_ids]
+  return read_record(zoo, pd.DataFrame(pairs, columns=["model_id", "epoch"]))
+
+
 def describe(read: Sequence[dict]) -> str:
   """The read records in one line, as the commands print them."""
   return "; ".join(

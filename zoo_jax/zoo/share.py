@@ -65,13 +65,6 @@ def _selection(source: "Zoo", model_ids: Sequence[int] | None, epochs: Sequence[
   return ids, chosen
 
 
-def _pairs(ids: np.ndarray, epochs: Sequence[int]) -> pd.DataFrame:
-  """Every (model_id, epoch) of a selection: what a slice or an export reads."""
-  return pd.DataFrame(
-    [(int(i), int(e)) for e in epochs for i in ids], columns=["model_id", "epoch"]
-  )
-
-
 def slice_zoo(
   src: str, dst: str, model_ids: Sequence[int] | None = None, epochs: Sequence[int] | None = None
 ) -> "Zoo":
@@ -100,7 +93,7 @@ def slice_zoo(
       "source_model_ids": ids.tolist(),
       "epochs": chosen,
       "source_config": source.config,
-      "read": [guard.read_record(source, _pairs(ids, chosen))],
+      "read": [guard.read_models(source, ids, chosen)],
     }
     rows = {int(c): np.sort(source_index[source_cohort == c]) for c in np.unique(source_cohort)}
     new_cohort = {int(c): int(n) for c, n in zip(source_cohort, cohort)}
@@ -182,7 +175,7 @@ def export(
           "epochs": chosen,
           "source_config": source.config,
         },
-        read=[guard.read_record(source, _pairs(ids, chosen))],
+        read=[guard.read_models(source, ids, chosen)],
         holds="another zoo or another selection",
         flag="--dst",
       )
