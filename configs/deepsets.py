@@ -15,9 +15,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.predictors = ()
   c.deepsets = ml_collections.ConfigDict()
   c.deepsets.model = ml_collections.ConfigDict()  # fields of zoo_jax.encoders.baselines.DeepSets
-  c.train = ml_collections.ConfigDict()
-  c.train.num_epochs = 30
-  c.train.batch_size = 64
-  c.train.learning_rate = 1e-3
-  c.train.weight_decay = 1e-4
+  c.train = statnn.training(num_epochs=30)  # the supervised multi-task training
   return c

@@ -36,9 +36,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.sne.invariance_weight = 1.0  # weight of the logit-invariance penalty (0: off)
   # Divide each layer's weights by its std over the training states (raw weights reach |w| ~ 1e3).
   c.sne.input_scaling = False
-  c.train = ml_collections.ConfigDict()  # the supervised multi-task training
-  c.train.num_epochs = 15
-  c.train.batch_size = 64
-  c.train.learning_rate = 1e-3
-  c.train.weight_decay = 1e-4
+  c.train = statnn.training(num_epochs=15)  # the supervised multi-task training
   return c

@@ -44,12 +44,35 @@ def get_config() -> ml_collections.ConfigDict:
   # Predictors on fixed features: "ridge" (closed form, regularisation 0.3), "gbt" (sklearn
   # histogram gradient boosting), "mlp" (multi-task MLP below).
   c.predictors = ("gbt", "mlp")
-  c.mlp = ml_collections.ConfigDict()
+  c.mlp = training(num_epochs=60)
   c.mlp.hidden = (128, 128)
-  c.mlp.num_epochs = 60
-  c.mlp.batch_size = 64
-  c.mlp.learning_rate = 1e-3
-  c.mlp.weight_decay = 1e-4
 
   c.progress_bar = True
   return c
+
+
+def training(
+  num_epochs: int,
+  batch_size: int = 64,
+  learning_rate: float = 1e-3,
+  weight_decay: float = 1e-4,
+  targets: str = "standard",
+  loss: str = "mse",
+  rank_weight: float = 0.0,
+  validation_fraction: float = 0.0,
+) -> ml_collections.ConfigDict:
+  """The section of a neural predictor (c.mlp; c.train of the end-to-end encoders): AdamW, the
+  objective (zoo_jax.encoders.properties.Objective) and the validation split."""
+  t = ml_collections.ConfigDict()
+  t.num_epochs = num_epochs
+  t.batch_size = batch_size
+  t.learning_rate = learning_rate
+  t.weight_decay = weight_decay
+  t.targets = targets  # "standard" (z-scores) | "unit" (min-max to [0, 1]) | "rank" (training CDF)
+  t.loss = loss  # "mse" | "bce" (sigmoid output; targets "unit" or "rank")
+  t.rank_weight = rank_weight  # weight of a pairwise ranking loss on the regression outputs
+  # Share of the training models held out to pick the epoch of best Kendall tau of `select_on`
+  # (0: no validation split, the last epoch is kept).
+  t.validation_fraction = validation_fraction
+  t.select_on = "test_acc"
+  return t

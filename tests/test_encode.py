@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 import sklearn.metrics
 
-from configs import deepsets, flat, hyperrep, sne, statnn
+from configs import deepsets, flat, hyperrep, nfn, sne, statnn
 from zoo_jax import encode
 from zoo_jax.encoders.states import load_states
 
@@ -111,7 +111,11 @@ def test_a_finished_run_is_not_redone_and_another_config_is_refused(
 @pytest.mark.parametrize(
   "overrides, match",
   [
-    ({"method": "nfn"}, "config.method .* allowed values"),
+    ({"method": "nfm"}, "config.method .* allowed values"),
+    ({"mlp.loss": "hinge"}, "config.mlp.loss .* allowed values"),
+    ({"mlp.loss": "bce"}, "config.mlp.loss='bce' needs targets in \\[0, 1\\]"),
+    ({"mlp.targets": "quantile"}, "config.mlp.targets .* allowed values"),
+    ({"mlp.validation_fraction": 1.0}, "config.mlp.validation_fraction must be in \\[0, 1\\)"),
     ({"properties": ("accuracy",)}, "config.properties .* allowed values"),
     ({"predictors": ("svm",)}, "config.predictors .* allowed values"),
     ({"split.train_zoos": 3}, "config.split.train_zoos must be an integer in \\[1, 2\\]"),
@@ -128,8 +132,8 @@ def test_bad_config_names_the_field(overrides, match, tiny_zoo, tmp_path):
 def test_every_method_is_a_file_of_the_methods_folder_with_a_config():
   from zoo_jax.encoders import methods
 
-  assert methods.names() == ("deepsets", "flat", "hyperrep", "sne", "statnn")
-  for module in (statnn, flat, deepsets, sne, hyperrep):
+  assert methods.names() == ("deepsets", "flat", "hyperrep", "nfn", "sne", "statnn")
+  for module in (statnn, flat, deepsets, nfn, sne, hyperrep):
     method = methods.get(module.get_config().method)
     assert isinstance(method, (methods.FeatureMethod, methods.DirectMethod))
   # Feature methods need predictors; the cross-architecture ones read other architectures' zoos.
@@ -146,6 +150,17 @@ def test_every_method_is_a_file_of_the_methods_folder_with_a_config():
   [
     (flat, {"predictors": ("ridge", "mlp")}),
     (deepsets, {"train.num_epochs": 2}),
+    (
+      nfn,  # with the rank-target, BCE and ranking objective and a validation split
+      {
+        "train.num_epochs": 3,
+        "nfn.model.channels": (8, 8),
+        "train.targets": "rank",
+        "train.loss": "bce",
+        "train.rank_weight": 1.0,
+        "train.validation_fraction": 0.25,
+      },
+    ),
     (
       sne,
       {
@@ -167,7 +182,7 @@ def test_every_method_trains_and_predicts(module, overrides, tiny_zoo, tiny_zoo_
   test_acc = results[(results["property"] == "test_acc") & (results["metric"] == "kendall_tau")]
   assert len(test_acc) and np.isfinite(test_acc["mean"]).all()
   assert set(test_acc["test_set"]) >= {encode.IN_DISTRIBUTION}
-  if config.method in ("sne", "hyperrep"):
+  if config.method in ("sne", "hyperrep", "nfn"):
     embeddings = np.load(os.path.join(tmp_path, "embeddings.npz"))
     key = f"{os.path.basename(tiny_zoo)}/embedding"
     assert embeddings[key].shape[0] == 16 * 4 and np.isfinite(embeddings[key]).all()

@@ -138,3 +138,39 @@ def test_checkpoints_follow_the_interval_and_always_keep_the_last_epoch(tmp_path
   )
   jax.tree.map(np.testing.assert_array_equal, again, done)
   assert again_history == history
+
+
+def test_select_returns_the_best_epoch_and_a_resumed_run_keeps_it(tmp_path):
+  """With `select`, fit returns the params of the epoch that scored best, also across a resume."""
+  step, params, opt_state, data = _problem()
+  kwargs = dict(key=jax.random.key(2), batch_size=16, progress=False)
+  # The params after each epoch e (fit is deterministic given its key).
+  after = [
+    training.fit(step, params, opt_state, data, num_epochs=e + 1, **kwargs)[0] for e in range(6)
+  ]
+  score = lambda p: -float((p["w"][0] - 0.6) ** 2)  # peaks where w[0] passes 0.6 on its way to 1
+  best = int(np.argmax([score(p) for p in after]))
+  assert 0 < best < 5  # the planted optimum is inside the run, not at its end
+  chosen, _, history = training.fit(
+    step, params, opt_state, data, num_epochs=6, select=score, **kwargs
+  )
+  jax.tree.map(np.testing.assert_array_equal, chosen, after[best])
+  assert [h["select"] for h in history] == pytest.approx([score(p) for p in after])
+  # Stopped after epoch best + 1, then resumed: the best params come back from the checkpoint.
+  ckpt = str(tmp_path / "ckpt")
+  training.fit(
+    step,
+    params,
+    opt_state,
+    data,
+    num_epochs=best + 2,
+    select=score,
+    checkpoint_dir=ckpt,
+    checkpoint_every_s=0,
+    **kwargs,
+  )
+  resumed, _, resumed_history = training.fit(
+    step, params, opt_state, data, num_epochs=6, select=score, checkpoint_dir=ckpt, **kwargs
+  )
+  jax.tree.map(np.testing.assert_array_equal, resumed, after[best])
+  assert resumed_history == history

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.special
 import scipy.stats
 import sklearn.linear_model
 import sklearn.metrics
@@ -163,3 +164,60 @@ def test_state_table_of_a_zoo(tiny_zoo):
   assert set(one["epoch"]) == {1}
   with pytest.raises(ValueError, match="No stored epoch"):
     properties.state_table(z, epochs=[99])
+
+
+@pytest.mark.parametrize("scaling", ["standard", "unit", "rank"])
+@pytest.mark.parametrize("loss", ["mse", "bce"])
+def test_every_objective_decodes_its_own_targets(scaling, loss):
+  if loss == "bce" and scaling == "standard":
+    with pytest.raises(ValueError, match="needs targets in"):
+      properties.Objective(scaling, loss).check()
+    return
+  table = _table()
+  targets = properties.Targets(
+    table, ["test_acc", "gen_gap", "learning_rate"], properties.Objective(scaling, loss)
+  )
+  reg, _ = targets.encode(table)
+  if scaling != "standard":  # in [0, 1], as BCE needs
+    assert reg.min() >= 0 and reg.max() <= 1
+  if scaling == "rank":  # the training values' empirical CDF: uniform over (0, 1]
+    np.testing.assert_allclose(
+      np.sort(reg[:, 0]), np.arange(1, len(table) + 1) / len(table), atol=1e-6
+    )
+  outputs = scipy.special.logit(np.clip(reg, 1e-7, 1 - 1e-7)) if loss == "bce" else reg
+  decoded = targets.decode(outputs)
+  np.testing.assert_allclose(decoded["test_acc"], table["test_acc"], atol=1e-4)
+  np.testing.assert_allclose(decoded["gen_gap"], table["gen_gap"], atol=1e-4)
+
+
+def test_bce_loss_matches_numpy():
+  rng = np.random.default_rng(1)
+  outputs = rng.normal(size=(8, 2)).astype(np.float32)
+  reg = rng.uniform(size=(8, 2)).astype(np.float32)
+  p = 1 / (1 + np.exp(-outputs))
+  expected = -np.mean(reg * np.log(p) + (1 - reg) * np.log(1 - p))
+  got = properties.multitask_loss(outputs, reg, np.zeros((8, 0), np.int32), (), loss="bce")
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_ranking_loss_orders_a_planted_monotone_target():
+  """A linear scorer trained on the ranking loss alone ranks by the hidden direction; the loss sees
+  only the order of the targets, so a monotone transform of them changes nothing."""
+  import jax
+  import jax.numpy as jnp
+
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(256, 4)).astype(np.float32)
+  y = np.exp(3 * (x @ np.array([1.0, -0.5, 0.0, 0.25], np.float32)))[:, None]  # monotone, skewed
+  loss = lambda w, t: properties.ranking_loss(jnp.asarray(x) @ w, jnp.asarray(t))
+  np.testing.assert_allclose(
+    loss(jnp.ones((4, 1)), y), loss(jnp.ones((4, 1)), np.log(y)), rtol=1e-6
+  )
+  w = jnp.zeros((4, 1))
+  grad = jax.jit(jax.grad(lambda w: loss(w, y)))
+  for _ in range(200):
+    w = w - 0.5 * grad(w)
+  x_new = rng.normal(size=(256, 4)).astype(np.float32)
+  y_new = np.exp(3 * (x_new @ np.array([1.0, -0.5, 0.0, 0.25], np.float32)))
+  assert properties.kendall_tau(y_new, np.asarray(x_new @ w)[:, 0]) > 0.9
+  assert float(loss(w, y)) < 0.5 * float(loss(jnp.zeros((4, 1)), y))

@@ -98,6 +98,15 @@ def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
     )
   if num_zoos < 1:
     raise ValueError("Give at least one --zoo=DIR.")
+  for field in ("mlp", "train"):  # the neural predictors' objective and validation split
+    if field in config:
+      properties.Objective.from_config(config[field], field)
+      fraction = config[field].get("validation_fraction", 0.0)
+      if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
+        raise ValueError(
+          f"config.{field}.validation_fraction must be in [0, 1) (0: no validation split), "
+          f"got {fraction!r}."
+        )
   if config.get("stream", False) not in (True, False):
     raise ValueError(f"config.stream must be True or False, got {config.stream!r}.")
   if config.get("stream", False):
@@ -147,25 +156,53 @@ def _fit_features(
   # are heavy-tailed (U(0,1)-initialised models), and an MLP extrapolates wildly beyond them.
   mean, std = train_x.mean(0), train_x.std(0) + 1e-8
   scale = lambda x: np.clip((x - mean) / std, -5.0, 5.0)
-  reg, cls = targets.encode(train_table)
   module = properties.MLP(hidden=tuple(config.mlp.hidden), num_outputs=targets.num_outputs)
-  params, _ = properties.train_predictor(
-    module,
-    scale(train_x),
-    reg,
-    cls,
-    targets.num_classes,
-    key=jax.random.key(seed),
-    num_epochs=config.mlp.num_epochs,
-    batch_size=config.mlp.batch_size,
-    learning_rate=config.mlp.learning_rate,
-    weight_decay=config.mlp.weight_decay,
-    checkpoint_dir=checkpoint_dir,
-    progress=config.progress_bar,
-    desc=f"mlp seed {seed}",
+  params, targets = train_neural(
+    config, "mlp", module, scale(train_x), train_table, seed, checkpoint_dir, f"mlp seed {seed}"
   )
   predict = properties.make_predict(module.apply)
   return {name: targets.decode(predict(params, scale(x))) for name, x in test_x.items()}
+
+
+def train_neural(
+  config: ml_collections.ConfigDict,
+  field: str,
+  module,
+  inputs,
+  table: pd.DataFrame,
+  seed: int,
+  checkpoint_dir: str,
+  desc: str,
+  **kwargs,
+) -> tuple[object, properties.Targets]:
+  """A neural predictor (the MLP probe, field "mlp"; a direct method's network, field "train")
+  trained on the properties of `table`'s states as `config.<field>` says: optimisation, the
+  objective (`targets`, `loss`, `rank_weight`: properties.Objective) and the validation split
+  (`validation_fraction`, best epoch by the Kendall tau of `select_on`). Returns (params, the
+  targets that decode its outputs)."""
+  section = config[field]
+  targets = properties.Targets(
+    table, config.properties, properties.Objective.from_config(section, field)
+  )
+  params, _ = properties.train_predictor(
+    module,
+    inputs,
+    table,
+    targets,
+    key=jax.random.key(seed),
+    num_epochs=section.num_epochs,
+    batch_size=section.batch_size,
+    learning_rate=section.learning_rate,
+    weight_decay=section.weight_decay,
+    validation_fraction=section.get("validation_fraction", 0.0),
+    select_on=section.get("select_on", "test_acc"),
+    seed=seed,
+    checkpoint_dir=checkpoint_dir,
+    progress=config.progress_bar,
+    desc=desc,
+    **kwargs,
+  )
+  return params, targets
 
 
 def split_seed(
@@ -238,22 +275,15 @@ def predict_directly(
   Returns (predictions {"direct": {test set: {property: values}}}, embeddings {zoo: [N, D]}).
   """
   network = method.build(fit, targets.num_outputs)
-  reg, cls = targets.encode(fit.train.table)
-  t = fit.config.train
-  params, _ = properties.train_predictor(
+  params, targets = train_neural(
+    fit.config,
+    "train",
     network.module,
     network.inputs(fit.train),
-    reg,
-    cls,
-    targets.num_classes,
-    key=jax.random.key(fit.seed),
-    num_epochs=t.num_epochs,
-    batch_size=t.batch_size,
-    learning_rate=t.learning_rate,
-    weight_decay=t.weight_decay,
-    checkpoint_dir=fit.checkpoint_dir,
-    progress=fit.config.progress_bar,
-    desc=f"{fit.config.method} seed {fit.seed}",
+    fit.train.table,
+    fit.seed,
+    fit.checkpoint_dir,
+    f"{fit.config.method} seed {fit.seed}",
     **network.train_kwargs,
   )
   predict = properties.make_predict(network.module.apply)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
+import scipy.special
 import scipy.stats
 
 from zoo_jax import zoo as zoo_lib
@@ -92,17 +93,71 @@ def split_by_model(table: pd.DataFrame, test_fraction: float, seed: int) -> np.n
 # ---------------------------------------------------------------------------- targets
 
 
+# How a neural predictor sees the regression targets (Objective.scaling) and what it minimises
+# (Objective.loss); categorical properties always take a softmax cross-entropy.
+SCALINGS = ("standard", "unit", "rank")
+LOSSES = ("mse", "bce")
+
+
+class Objective(NamedTuple):
+  """The training objective of a neural predictor (an MLP probe or an end-to-end encoder).
+
+  scaling      "standard": z-scores of the training values; "unit": min-max to [0, 1] over the
+               training values (raw accuracy, as the NFN papers train); "rank": each value's
+               empirical CDF among the training values, so that the many chance-level models and
+               the few that learned weigh alike.
+  loss         "mse" on the scaled targets, or "bce": a sigmoid output and binary cross-entropy
+               against the targets in [0, 1] (scaling "unit" or "rank").
+  rank_weight  weight of a pairwise logistic ranking loss added per regression property (every
+               ordered pair of the batch whose targets differ: softplus of the wrong-way margin).
+  """
+
+  scaling: str = "standard"
+  loss: str = "mse"
+  rank_weight: float = 0.0
+
+  @classmethod
+  def from_config(cls, section, field: str) -> "Objective":
+    """Reads `targets`, `loss` and `rank_weight` of a config section (`field` names it in errors)."""
+    objective = cls(
+      scaling=section.get("targets", "standard"),
+      loss=section.get("loss", "mse"),
+      rank_weight=float(section.get("rank_weight", 0.0)),
+    )
+    objective.check(field)
+    return objective
+
+  def check(self, field: str = "train") -> None:
+    if self.scaling not in SCALINGS:
+      raise ValueError(
+        f"config.{field}.targets is {self.scaling!r}; allowed values: {list(SCALINGS)}."
+      )
+    if self.loss not in LOSSES:
+      raise ValueError(f"config.{field}.loss is {self.loss!r}; allowed values: {list(LOSSES)}.")
+    if self.loss == "bce" and self.scaling == "standard":
+      raise ValueError(
+        f"config.{field}.loss='bce' needs targets in [0, 1]; set config.{field}.targets to "
+        "'unit' or 'rank'."
+      )
+    if not self.rank_weight >= 0:
+      raise ValueError(f"config.{field}.rank_weight must be >= 0, got {self.rank_weight!r}.")
+
+
 class Targets:
   """Encodes the properties of states for a multi-task head, fitted on the training states.
 
   Properties constant on the training states are dropped (nothing to predict); their
-  names are in `skipped`.
+  names are in `skipped`. `objective` says how regression targets are scaled and how outputs
+  decode (a sigmoid first under the BCE loss).
   """
 
-  def __init__(self, table: pd.DataFrame, names: Sequence[str]):
+  def __init__(self, table: pd.DataFrame, names: Sequence[str], objective: Objective = Objective()):
     check_properties(names)
+    objective.check()
+    self.objective = objective
     self.regression, self.classification, self.skipped = [], [], []
     self.mean, self.std, self.classes = {}, {}, {}
+    self.sorted = {}  # regression property -> (sorted unique training values, their scaled values)
     for name in names:
       values = self.raw(table, name)
       if len(np.unique(values)) < 2:
@@ -110,6 +165,12 @@ class Targets:
       elif PROPERTIES[name].kind == "regression":
         self.regression.append(name)
         self.mean[name], self.std[name] = float(np.mean(values)), float(np.std(values))
+        unique = np.unique(values)
+        if objective.scaling == "rank":  # mid-ranks of the unique values, as an empirical CDF
+          cdf = scipy.stats.rankdata(values, method="average") / len(values)
+          self.sorted[name] = (unique, np.array([cdf[values == u].mean() for u in unique]))
+        else:
+          self.sorted[name] = (unique, (unique - unique[0]) / (unique[-1] - unique[0]))
       else:
         self.classification.append(name)
         self.classes[name] = np.unique(values)
@@ -135,11 +196,29 @@ class Targets:
   def num_classes(self) -> tuple[int, ...]:
     return tuple(len(self.classes[n]) for n in self.classification)
 
+  def _scale(self, name: str, values: np.ndarray) -> np.ndarray:
+    scaling = self.objective.scaling
+    if scaling == "standard":
+      return (values - self.mean[name]) / max(self.std[name], 1e-12)
+    unique, scaled = self.sorted[name]
+    if scaling == "unit":  # linear, also beyond the training range
+      return (values - unique[0]) / (unique[-1] - unique[0])
+    return np.interp(values, unique, scaled)  # rank: the training CDF, clipped at its ends
+
+  def _unscale(self, name: str, values: np.ndarray) -> np.ndarray:
+    scaling = self.objective.scaling
+    if scaling == "standard":
+      return values * self.std[name] + self.mean[name]
+    unique, scaled = self.sorted[name]
+    if scaling == "unit":
+      return values * (unique[-1] - unique[0]) + unique[0]
+    return np.interp(values, scaled, unique)  # monotone: the ranking survives decoding
+
   def encode(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(regression [N, R] standardised float32, classes [N, K] int32; -1 for an unseen class)."""
+    """(regression [N, R] scaled float32, classes [N, K] int32; -1 for an unseen class)."""
     reg = np.zeros((len(table), len(self.regression)), np.float32)
     for j, n in enumerate(self.regression):
-      reg[:, j] = (self.raw(table, n) - self.mean[n]) / max(self.std[n], 1e-12)
+      reg[:, j] = self._scale(n, self.raw(table, n))
     cls = np.zeros((len(table), len(self.classification)), np.int32)
     for j, n in enumerate(self.classification):
       lookup = {c: i for i, c in enumerate(self.classes[n])}
@@ -148,33 +227,75 @@ class Targets:
 
   def decode(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
     """Multi-task outputs [N, num_outputs] -> {property: predictions in the property's units}."""
-    outputs = np.asarray(outputs)
-    predictions = {
-      n: outputs[:, j] * self.std[n] + self.mean[n] for j, n in enumerate(self.regression)
-    }
+    outputs = np.asarray(outputs, np.float64)
+    regression = outputs[:, : len(self.regression)]
+    if self.objective.loss == "bce":
+      regression = scipy.special.expit(regression)
+    predictions = {n: self._unscale(n, regression[:, j]) for j, n in enumerate(self.regression)}
     start = len(self.regression)
     for n, k in zip(self.classification, self.num_classes):
       predictions[n] = self.classes[n][np.argmax(outputs[:, start : start + k], axis=1)]
       start += k
     return predictions
 
+  def loss(self, outputs: jax.Array, reg: jax.Array, cls: jax.Array) -> jax.Array:
+    """The objective's multi-task loss on a batch (`multitask_loss`)."""
+    return multitask_loss(
+      outputs,
+      reg,
+      cls,
+      self.num_classes,
+      loss=self.objective.loss,
+      rank_weight=self.objective.rank_weight,
+    )
+
 
 def multitask_loss(
-  outputs: jax.Array, reg: jax.Array, cls: jax.Array, num_classes: tuple[int, ...]
+  outputs: jax.Array,
+  reg: jax.Array,
+  cls: jax.Array,
+  num_classes: tuple[int, ...],
+  *,
+  loss: str = "mse",
+  rank_weight: float = 0.0,
 ) -> jax.Array:
-  """Mean squared error on the standardised regression outputs + cross-entropy per categorical property."""
+  """The regression loss ("mse", or "bce" on sigmoid outputs), plus `rank_weight` x the pairwise
+  ranking loss, on the regression outputs; + cross-entropy per categorical property."""
   num_reg = reg.shape[-1]
   chex.assert_shape(outputs, (reg.shape[0], num_reg + sum(num_classes)))
-  loss = jnp.mean((outputs[:, :num_reg] - reg) ** 2) if num_reg else 0.0
+  total = 0.0
+  if num_reg:
+    scores = outputs[:, :num_reg]
+    if loss == "bce":
+      total = jnp.mean(optax.sigmoid_binary_cross_entropy(scores, reg))
+    else:
+      total = jnp.mean((scores - reg) ** 2)
+    if rank_weight > 0:
+      total = total + rank_weight * ranking_loss(scores, reg)
   start = num_reg
   for j, k in enumerate(num_classes):
     labels = cls[:, j]
     ce = optax.softmax_cross_entropy_with_integer_labels(
       outputs[:, start : start + k], jnp.maximum(labels, 0)
     )
-    loss = loss + jnp.sum(jnp.where(labels >= 0, ce, 0.0)) / jnp.maximum(jnp.sum(labels >= 0), 1)
+    total = total + jnp.sum(jnp.where(labels >= 0, ce, 0.0)) / jnp.maximum(jnp.sum(labels >= 0), 1)
     start += k
-  return loss
+  return total
+
+
+def ranking_loss(scores: jax.Array, targets: jax.Array) -> jax.Array:
+  """Pairwise logistic ranking loss, averaged over properties: a scalar.
+
+  scores, targets [B, R]. For every pair (a, b) of the batch with targets[a] > targets[b], the
+  loss is softplus(scores[b] - scores[a]) (RankNet); the mean over those pairs per column. Zero
+  gradient from pairs of equal targets; only the order of the scores matters, not their scale.
+  """
+  chex.assert_equal_shape([scores, targets])
+  above = targets[:, None, :] > targets[None, :, :]  # [B, B, R]: a above b
+  margin = scores[:, None, :] - scores[None, :, :]
+  pairs = jnp.sum(above, axis=(0, 1))
+  per_column = jnp.sum(jnp.where(above, jax.nn.softplus(-margin), 0.0), axis=(0, 1))
+  return jnp.mean(per_column / jnp.maximum(pairs, 1))
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -266,14 +387,14 @@ class MLP(nn.Module):
 def make_supervised_step(
   apply_fn: Callable[..., jax.Array],
   tx: optax.GradientTransformation,
-  num_classes: tuple[int, ...],
+  loss: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
   invariance_weight: float = 0.0,
 ):
   """Jitted multi-task step on batches (inputs, reg, cls[, permuted inputs]).
 
-  With `invariance_weight` > 0 the batch carries a hidden-unit-permuted copy of each
-  model, and the squared difference of the two predictions is penalised (SNE's logit
-  invariance: the same network must get the same prediction).
+  `loss(outputs, reg, cls)` is the task loss (`Targets.loss`). With `invariance_weight` > 0 the
+  batch carries a hidden-unit-permuted copy of each model, and the squared difference of the two
+  predictions is penalised (SNE's logit invariance: the same network must get the same prediction).
   """
 
   @jax.jit
@@ -282,16 +403,16 @@ def make_supervised_step(
 
     def loss_fn(p):
       outputs = apply_fn(p, inputs, train=True, rngs={"dropout": key})
-      task = multitask_loss(outputs, reg, cls, num_classes)
+      task = loss(outputs, reg, cls)
       if invariance_weight > 0:
         permuted = apply_fn(p, batch[3], train=True, rngs={"dropout": key})
         invariance = jnp.mean((outputs - permuted) ** 2)
         return task + invariance_weight * invariance, {"task": task, "invariance": invariance}
       return task, {"task": task}
 
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (total, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, {"loss": loss, **aux}
+    return optax.apply_updates(params, updates), opt_state, {"loss": total, **aux}
 
   return step
 
@@ -304,12 +425,20 @@ def make_predict(apply_fn: Callable[..., jax.Array], batch_size: int = 256):
   )
 
 
+def validation_score(targets: Targets, table: pd.DataFrame, outputs: np.ndarray, on: str) -> float:
+  """How well outputs rank states: Kendall tau of property `on` (mean over the regression
+  properties when `on` is not one of them), from decoded predictions against the table."""
+  predicted = targets.decode(outputs)
+  names = [on] if on in targets.regression else targets.regression
+  taus = [kendall_tau(Targets.raw(table, n), predicted[n]) for n in names]
+  return float(np.nanmean(taus)) if taus and not np.all(np.isnan(taus)) else 0.0
+
+
 def train_predictor(
   module: nn.Module,
   inputs: Any,
-  reg: np.ndarray,
-  cls: np.ndarray,
-  num_classes: tuple[int, ...],
+  table: pd.DataFrame,
+  targets: Targets,
   *,
   key: jax.Array,
   num_epochs: int,
@@ -318,25 +447,44 @@ def train_predictor(
   weight_decay: float = 0.0,
   invariance_weight: float = 0.0,
   permuted: Callable[[jax.Array], Any] | None = None,
+  validation_fraction: float = 0.0,
+  select_on: str = "test_acc",
+  seed: int = 0,
   checkpoint_dir: str | None = None,
   progress: bool = True,
   desc: str = "predictor",
 ) -> tuple[Any, list[dict]]:
-  """Trains `module` (inputs -> multi-task outputs) with AdamW; returns (params, history).
+  """Trains `module` (inputs -> multi-task outputs) on the states of `table` with AdamW under
+  `targets`' objective; returns (params, history).
 
-  `permuted(key) -> inputs` rebuilds permuted copies of all inputs each epoch (logit invariance).
+  `inputs` holds one row per row of `table`. `permuted(key) -> inputs` rebuilds permuted copies of
+  all inputs each epoch (logit invariance). With `validation_fraction` > 0 that share of the models
+  (all their states; split seeded by `seed`) is held out of training, each epoch is scored on it
+  (`validation_score` of `select_on`) and the best epoch's params are returned, as the NFN papers
+  keep the checkpoint of best validation tau.
   """
+  reg, cls = targets.encode(table)
+  select, train_rows = None, np.ones(len(table), bool)
+  if validation_fraction > 0:
+    is_val = split_by_model(table, validation_fraction, seed + _VALIDATION_SEED)
+    train_rows = ~is_val
+    val_inputs = jax.tree.map(lambda x: x[is_val], inputs)
+    val_table = table[is_val]
+    predict = make_predict(module.apply)
+    select = lambda p: validation_score(targets, val_table, predict(p, val_inputs), select_on)
+  subset = lambda tree: jax.tree.map(lambda x: x[train_rows], tree)
+  inputs, reg, cls = subset(inputs), reg[train_rows], cls[train_rows]
   init_key, fit_key = jax.random.split(key)
   example = jax.tree.map(lambda x: x[:1], inputs)
   params = module.init({"params": init_key, "dropout": init_key}, example)
   tx = optax.adamw(learning_rate, weight_decay=weight_decay)
-  step = make_supervised_step(module.apply, tx, num_classes, invariance_weight)
+  step = make_supervised_step(module.apply, tx, targets.loss, invariance_weight)
   data = (inputs, reg, cls)
   epoch_data = None
   if invariance_weight > 0:
     if permuted is None:
       raise ValueError("invariance_weight > 0 needs `permuted`, the permuted copies of the inputs.")
-    epoch_data = lambda k: (inputs, reg, cls, permuted(k))
+    epoch_data = lambda k: (inputs, reg, cls, subset(permuted(k)))
   params, _, history = training.fit(
     step,
     params,
@@ -346,8 +494,12 @@ def train_predictor(
     num_epochs=num_epochs,
     batch_size=batch_size,
     epoch_data=epoch_data,
+    select=select,
     checkpoint_dir=checkpoint_dir,
     progress=progress,
     desc=desc,
   )
   return params, history
+
+
+_VALIDATION_SEED = 7919  # offsets the validation split's seed from the test split's

@@ -31,6 +31,7 @@ def fit(
   num_epochs: int,
   batch_size: int,
   epoch_data: Callable[[jax.Array], Any] | None = None,
+  select: Callable[[Any], float] | None = None,
   checkpoint_dir: str | None = None,
   checkpoint_every_s: float = CHECKPOINT_EVERY_S,
   progress: bool = True,
@@ -46,6 +47,9 @@ def fit(
     batch_size: examples per step (min(batch_size, N)); the last partial batch is dropped, so the
       step compiles once.
     epoch_data: optional `key -> data` rebuilding the data each epoch (augmentations).
+    select: optional `params -> score` (higher is better, e.g. a validation tau) run after every
+      epoch and recorded in the history as "select"; the params of the best-scoring epoch are
+      returned instead of the last ones (and checkpointed beside them, so a resumed run keeps them).
     checkpoint_dir: if given, epochs are saved there and training resumes from the newest.
     checkpoint_every_s: an epoch is saved once this many seconds have passed since the last save
       (the last epoch always): a killed run loses at most that much training, and a large model of
@@ -62,6 +66,7 @@ def fit(
   history: list[dict[str, float]] = []
   first_epoch = 0
   manager = None
+  best, best_score = params, -np.inf  # with `select`: the best epoch's params and score
   if checkpoint_dir is not None:
     manager = ocp.CheckpointManager(
       checkpoint_dir, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
@@ -71,13 +76,16 @@ def fit(
       restored = manager.restore(
         latest,
         args=ocp.args.Composite(
-          state=ocp.args.StandardRestore({"params": params, "opt_state": opt_state}),
+          state=ocp.args.StandardRestore(_state(params, opt_state, best, select)),
           history=ocp.args.JsonRestore(),
         ),
       )
       params, opt_state = restored.state["params"], restored.state["opt_state"]
       history = list(restored.history)
       first_epoch = latest + 1
+      if select is not None:
+        best = restored.state["best"]
+        best_score = max((_finite(h.get("select")) for h in history), default=-np.inf)
   last_save = time.monotonic()
   bar = tqdm(
     range(first_epoch, num_epochs),
@@ -104,10 +112,14 @@ def fit(
       for name, value in metrics.items():
         sums[name] = sums.get(name, 0.0) + value
     means = {name: float(value) / steps_per_epoch for name, value in sums.items()}
-    if not all(np.isfinite(v) for v in means.values()):
+    if not all(np.isfinite(v) for v in means.values()):  # (before "select", which may be NaN)
       raise FloatingPointError(
         f"{desc}: non-finite training metrics at epoch {epoch}: {means}. Lower the learning rate."
       )
+    if select is not None:
+      means["select"] = float(select(params))
+      if _finite(means["select"]) > best_score:
+        best, best_score = params, _finite(means["select"])
     history.append({"epoch": epoch, **means})
     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
     if manager is not None and (
@@ -117,14 +129,25 @@ def fit(
       manager.save(
         epoch,
         args=ocp.args.Composite(
-          state=ocp.args.StandardSave({"params": params, "opt_state": opt_state}),
+          state=ocp.args.StandardSave(_state(params, opt_state, best, select)),
           history=ocp.args.JsonSave(history),
         ),
       )
       manager.wait_until_finished()
   if manager is not None:
     manager.close()
-  return params, opt_state, history
+  return (params if select is None else best), opt_state, history
+
+
+def _state(params: Any, opt_state: Any, best: Any, select: Callable | None) -> dict[str, Any]:
+  """What a checkpoint holds: the training state, and the best params when selecting."""
+  state = {"params": params, "opt_state": opt_state}
+  return state if select is None else {**state, "best": best}
+
+
+def _finite(score: float | None) -> float:
+  """A selection score, with NaN (e.g. a constant prediction's tau) and None as the worst."""
+  return -np.inf if score is None or not np.isfinite(score) else float(score)
 
 
 def _batches(data: Any, key: jax.Array, batch_size: int) -> Iterator[Any]:

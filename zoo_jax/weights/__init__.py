@@ -28,6 +28,7 @@ from zoo_jax.weights.stats import (
 from zoo_jax.weights.symmetry import (
   canonical_permutations,
   canonicalize,
+  neuron_arrays,
   permute,
   random_permutation,
   sample_permutations,

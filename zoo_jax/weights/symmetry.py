@@ -182,6 +182,38 @@ def canonicalize(params: Params, spec: WeightSpec | None = None) -> dict[str, An
   return permute(params, canonical_permutations(params, spec), spec)
 
 
+def neuron_arrays(
+  params: Params, spec: WeightSpec | None = None
+) -> tuple[tuple[jax.Array, jax.Array], ...]:
+  """The weight space by neurons, the view of permutation-equivariant encoders (NFN).
+
+  One (weights [*B, out, in, F], bias [*B, out]) per layer of a conv/dense chain: `out` are the
+  layer's units, `in` the units of the layer before (the input channels for the first), and F what
+  connects one to the other: the k*k positions of a conv kernel, the H*W positions a channel
+  owns after the conv -> dense flatten, 1 for dense after dense. A hidden-unit permutation
+  (`permute`) permutes `out` of layer l and `in` of layer l+1 alike and nothing else; a missing
+  bias is zeros.
+  """
+  spec = spec_lib.make_spec(params) if spec is None else spec
+  links = _feedforward_links(spec)
+  arrays, batch_shape = spec_lib.layer_arrays(params, spec)
+  nb = len(batch_shape)
+  out = []
+  for l, (layer, a) in enumerate(zip(spec.layers, arrays)):
+    kernel = a["kernel"]
+    units = layer.units
+    if layer.kind == "conv":  # [*B, k, k, in, out]
+      kernel = kernel.reshape(batch_shape + (-1,) + kernel.shape[-2:])  # [*B, k*k, in, out]
+    elif l > 0 and links[l - 1].mode == "flatten":  # rows s * C + c: [*B, S, C, out]
+      kernel = kernel.reshape(batch_shape + (links[l - 1].spatial, -1, units))
+    else:  # dense: [*B, in, out] -> [*B, 1, in, out]
+      kernel = kernel[..., None, :, :]
+    kernel = jnp.moveaxis(kernel, (nb, nb + 1, nb + 2), (nb + 2, nb + 1, nb))  # [*B, out, in, F]
+    bias = a.get("bias", jnp.zeros(batch_shape + (units,), kernel.dtype))
+    out.append((kernel, bias))
+  return tuple(out)
+
+
 def _permute_one(
   arrays: list[dict[str, jax.Array]], perms: Sequence[jax.Array], links: Sequence[_Link]
 ) -> list[dict[str, jax.Array]]:

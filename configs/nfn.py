@@ -1,0 +1,23 @@
+"""NFN: a permutation-equivariant encoder over a conv/dense chain's weights (zoo_jax.encoders.methods.nfn),
+trained on the properties; one architecture.
+
+  python -m zoo_jax.encode --config=configs/nfn.py --zoo=ZOO --workdir=OUT
+"""
+
+import ml_collections
+
+from configs import statnn
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = statnn.get_config()
+  c.method = "nfn"
+  c.predictors = ()  # trained end to end (multi-task head)
+  c.nfn = ml_collections.ConfigDict()
+  c.nfn.model = ml_collections.ConfigDict()  # fields of zoo_jax.encoders.methods.nfn.NFN
+  c.nfn.model.channels = (16, 16, 16)
+  c.nfn.model.variant = "hnp"  # "hnp" (the classes and input channels keep their index) | "np"
+  c.nfn.model.model_scaling = True
+  c.nfn.model.head_features = (128,)
+  c.train = statnn.training(num_epochs=50)
+  return c

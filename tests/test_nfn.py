@@ -1,0 +1,66 @@
+"""The NFN encoder: the neuron view of the weight space, and predictions invariant to the
+hidden-unit permutations (and, for HNP only, not to a reordering of the classes)."""
+
+import jax
+import numpy as np
+import pytest
+
+from param_trees import ARCHS, random_params
+from zoo_jax import weights
+from zoo_jax.encoders.methods import nfn
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_neuron_arrays_move_with_a_hidden_permutation(arch):
+  """Permuting layer l's units permutes `out` of layer l and `in` of layer l+1, nothing else."""
+  params = random_params(arch, batch=(2,))
+  spec = weights.make_spec(params, batch_ndim=1)
+  perms = weights.sample_permutations(jax.random.key(0), spec)
+  before = weights.neuron_arrays(params, spec)
+  after = weights.neuron_arrays(weights.permute(params, perms, spec), spec)
+  assert len(before) == len(spec.layers)
+  for l, ((w, b), (pw, pb)) in enumerate(zip(before, after)):
+    assert w.ndim == 4 and w.shape[1] == spec.layers[l].units and b.shape == w.shape[:2]
+    assert w.size == spec.layers[l].param("kernel").size * 2
+    if l < len(perms):  # this layer's units
+      w, b = w[:, perms[l]], b[:, perms[l]]
+    if l > 0:  # the previous layer's units are this layer's inputs
+      w = w[:, :, perms[l - 1]]
+    np.testing.assert_array_equal(pw, w)
+    np.testing.assert_array_equal(pb, b)
+
+
+@pytest.mark.parametrize("variant", nfn.VARIANTS)
+@pytest.mark.parametrize("arch", ["cnn_s", "mlp"])
+def test_prediction_is_invariant_to_hidden_permutations(variant, arch):
+  params = random_params(arch, batch=(3,), seed=1)
+  spec = weights.make_spec(params, batch_ndim=1)
+  flat = np.asarray(weights.flatten(params, spec)[0])
+  module = nfn.NFN(num_outputs=4, channels=(8, 8), variant=variant)
+  inputs = nfn.neuron_inputs(flat, spec)
+  variables = module.init(jax.random.key(0), inputs)
+  out = module.apply(variables, inputs)
+  permuted = weights.random_permutation(jax.random.key(3), weights.unflatten(flat, spec), spec)
+  permuted_out = module.apply(
+    variables, nfn.neuron_inputs(np.asarray(weights.flatten(permuted, spec)[0]), spec)
+  )
+  assert np.all(np.isfinite(out)) and np.std(out[:, 0]) > 0  # models get different predictions
+  np.testing.assert_allclose(permuted_out, out, rtol=1e-4, atol=1e-5)
+  # Reordering the classes (the last layer's outputs) is no symmetry of the network: HNP keeps
+  # the classes' identity and sees it; NP treats them as one more permutable axis.
+  layers = nfn.neuron_inputs(flat, spec)
+  order = np.roll(np.arange(layers[-1][0].shape[1]), 1)
+  swapped = (*layers[:-1], (layers[-1][0][:, order], layers[-1][1][:, order]))
+  swapped_out = module.apply(variables, swapped)
+  if variant == "hnp":
+    assert np.max(np.abs(swapped_out - out)) > 1e-3
+  else:
+    np.testing.assert_allclose(swapped_out, out, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_variant_names_the_field():
+  params = random_params("mlp", batch=(1,))
+  spec = weights.make_spec(params, batch_ndim=1)
+  inputs = nfn.neuron_inputs(np.asarray(weights.flatten(params, spec)[0]), spec)
+  with pytest.raises(ValueError, match="nfn.model.variant .* allowed values"):
+    nfn.NFN(num_outputs=1, variant="full").init(jax.random.key(0), inputs)
