@@ -37,6 +37,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.split.test_fraction = (
     0.2  # held-out share of the training zoos' models (all epochs of a model together)
   )
+  # "by_model": a seeded split of the models per seed. "small_cnn_zoo": the protocol of the NFN
+  # papers on the Small CNN Zoo: final checkpoints only, one fixed shuffle of the models with
+  # the last half tested, the same split for every seed.
+  c.split.protocol = "by_model"
   c.split.train_zoos = (
     1  # the first N --zoo dirs are pooled for training; the others are cross test sets
   )

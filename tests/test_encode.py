@@ -210,3 +210,102 @@ def test_command_line(tiny_zoo, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert "kendall_tau" in out.stdout
   assert os.path.exists(os.path.join(tmp_path, encode.RESULTS_FILE))
+
+
+@pytest.mark.slow
+def test_small_cnn_zoo_protocol_end_to_end(tmp_path):
+  """A Small CNN Zoo in its published layout, converted, then encoded under its protocol: final
+  checkpoints only, and one fixed half of the models tested for every seed."""
+  from cnn_zoo_files import make_cnn_zoo
+  from zoo_jax import convert
+  from zoo_jax.encoders import properties
+
+  src, zoo_dir = str(tmp_path / "published"), str(tmp_path / "zoo")
+  activations = ("relu", "tanh", "sigmoid", "gelu") * 5  # 20 models
+  make_cnn_zoo(
+    src,
+    activations=activations,
+    steps=(0, 1, 86),
+    accuracy=lambda m, step: 0.1 + step / 200 + m / 100,
+  )
+  convert.convert("cnn_zoo", src, zoo_dir)
+  config = _fast(statnn.get_config(), num_seeds=2, predictors=("gbt",))
+  config.split.protocol = "small_cnn_zoo"
+  config.properties = ("test_acc", "activation")
+  workdir = str(tmp_path / "enc")
+  results = encode.encode_and_evaluate(config, [zoo_dir], workdir)
+  predictions = pd.read_csv(os.path.join(workdir, encode.PREDICTIONS_FILE))
+  states = load_states(zoo_dir, (-1,))
+  assert set(states.table["epoch"]) == {max(load_states(zoo_dir).table["epoch"])}
+  assert set(predictions["epoch"]) == set(states.table["epoch"])  # the final checkpoints only
+  tested = set(predictions["model_id"])
+  assert len(tested) == 10 and tested == set(
+    states.table["model_id"][properties.split_by_model(states.table, 0.5, seed=0)]
+  )
+  # Every seed tests the same models.
+  splits = [encode.split_seed(config, states, [], seed)[0] for seed in (0, 1, 2)]
+  assert all(np.array_equal(splits[0], s) for s in splits)
+  tau = results[(results["property"] == "test_acc") & (results["metric"] == "kendall_tau")]
+  assert (tau["seeds"] == 2).all() and np.isfinite(tau["mean"]).all()
+  config.epochs = (0, 1)
+  with pytest.raises(ValueError, match="final checkpoints only"):
+    encode.encode_and_evaluate(config, [zoo_dir], str(tmp_path / "other"))
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo_l(tmp_path_factory):
+  """The tiny zoo's grid with CNN-l (digits at 32x32), 1 epoch: another architecture."""
+  from conftest import tiny_zoo_config
+  from zoo_jax import train
+
+  c = tiny_zoo_config()
+  c.model.arch = "cnn_l"
+  c.num_epochs = 1
+  workdir = str(tmp_path_factory.mktemp("tiny_zoo_l"))
+  train.train_and_evaluate(c, workdir)
+  return workdir
+
+
+@pytest.mark.slow
+def test_sne_and_statnn_train_on_a_mixed_architecture_pool(tiny_zoo, tiny_zoo_l, tmp_path):
+  """CNN-s and CNN-l pooled for training: both architectures are split by model, trained on and
+  predicted; a method that reads one architecture is refused before anything is written."""
+  sne_config = _fast(
+    sne.get_config(),
+    num_seeds=1,
+    epochs=(0, 1),
+    **{
+      "split.train_zoos": 2,
+      "train.num_epochs": 2,
+      "sne.model.chunk_size": 16,
+      "sne.model.d_model": 16,
+      "sne.model.num_heads": 2,
+      "sne.input_scaling": True,
+    },
+  )
+  for name, config in (
+    ("sne", sne_config),
+    (
+      "statnn",
+      _fast(
+        statnn.get_config(),
+        num_seeds=1,
+        epochs=(0, 1),
+        predictors=("gbt",),
+        **{"split.train_zoos": 2},
+      ),
+    ),
+  ):
+    workdir = str(tmp_path / name)
+    results = encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo_l], workdir)
+    assert set(results["test_set"]) == {encode.IN_DISTRIBUTION}
+    tau = results[(results["property"] == "test_acc") & (results["metric"] == "kendall_tau")]
+    assert np.isfinite(tau["mean"]).all()
+    predictions = pd.read_csv(os.path.join(workdir, encode.PREDICTIONS_FILE))
+    pool = {os.path.basename(tiny_zoo), os.path.basename(tiny_zoo_l)}
+    assert set(predictions["zoo"]) == pool  # held-out models of both architectures
+    assert np.isfinite(predictions["test_acc_pred"]).all()
+  config = _fast(nfn.get_config(), num_seeds=1, **{"split.train_zoos": 2})
+  with pytest.raises(ValueError, match="pools zoos of 2 architectures; method 'nfn' reads one"):
+    encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo_l], str(tmp_path / "nfn"))
+  assert not os.path.exists(os.path.join(tmp_path, "nfn", "config.json"))

@@ -31,12 +31,12 @@ def test_neuron_arrays_move_with_a_hidden_permutation(arch):
 
 
 @pytest.mark.parametrize("variant", nfn.VARIANTS)
-@pytest.mark.parametrize("arch", ["cnn_s", "mlp"])
-def test_prediction_is_invariant_to_hidden_permutations(variant, arch):
+@pytest.mark.parametrize("arch, readout", [("cnn_s", "mean"), ("mlp", "moments")])
+def test_prediction_is_invariant_to_hidden_permutations(variant, arch, readout):
   params = random_params(arch, batch=(3,), seed=1)
   spec = weights.make_spec(params, batch_ndim=1)
   flat = np.asarray(weights.flatten(params, spec)[0])
-  module = nfn.NFN(num_outputs=4, channels=(8, 8), variant=variant)
+  module = nfn.NFN(num_outputs=4, channels=(8, 8), variant=variant, readout=readout)
   inputs = nfn.neuron_inputs(flat, spec)
   variables = module.init(jax.random.key(0), inputs)
   out = module.apply(variables, inputs)
@@ -58,9 +58,10 @@ def test_prediction_is_invariant_to_hidden_permutations(variant, arch):
     np.testing.assert_allclose(swapped_out, out, rtol=1e-4, atol=1e-5)
 
 
-def test_unknown_variant_names_the_field():
+@pytest.mark.parametrize("field, value", [("variant", "full"), ("readout", "max")])
+def test_unknown_choice_names_the_field(field, value):
   params = random_params("mlp", batch=(1,))
   spec = weights.make_spec(params, batch_ndim=1)
   inputs = nfn.neuron_inputs(np.asarray(weights.flatten(params, spec)[0]), spec)
-  with pytest.raises(ValueError, match="nfn.model.variant .* allowed values"):
-    nfn.NFN(num_outputs=1, variant="full").init(jax.random.key(0), inputs)
+  with pytest.raises(ValueError, match=f"nfn.model.{field} .* allowed values"):
+    nfn.NFN(num_outputs=1, **{field: value}).init(jax.random.key(0), inputs)

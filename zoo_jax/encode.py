@@ -98,6 +98,16 @@ def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
     )
   if num_zoos < 1:
     raise ValueError("Give at least one --zoo=DIR.")
+  protocol = config.split.get("protocol", "by_model")
+  if protocol not in properties.SPLIT_PROTOCOLS:
+    raise ValueError(
+      f"config.split.protocol is {protocol!r}; allowed values: {list(properties.SPLIT_PROTOCOLS)}."
+    )
+  if protocol == "small_cnn_zoo" and config.get("epochs") not in (None, (-1,)):
+    raise ValueError(
+      "config.split.protocol='small_cnn_zoo' reads the final checkpoints only; leave "
+      f"config.epochs unset or (-1,) (got {config.get('epochs')!r})."
+    )
   for field in ("mlp", "train"):  # the neural predictors' objective and validation split
     if field in config:
       properties.Objective.from_config(config[field], field)
@@ -209,7 +219,12 @@ def split_seed(
   config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates], seed: int
 ) -> tuple[np.ndarray, ZooStates, dict[str, ZooStates]]:
   """The seed's split of the pool by model: (is_test [N], training states, test sets by name)."""
-  is_test = properties.split_by_model(pool.table, config.split.test_fraction, seed)
+  if config.split.get("protocol", "by_model") == "small_cnn_zoo":
+    # The NFN papers' split of the Small CNN Zoo: one fixed shuffle of the models, the last half
+    # tested; every seed sees the same split and varies only the training.
+    is_test = properties.split_by_model(pool.table, 0.5, seed=0)
+  else:
+    is_test = properties.split_by_model(pool.table, config.split.test_fraction, seed)
   test_sets = {IN_DISTRIBUTION: pool.rows(is_test), **{f"cross:{z.name}": z for z in others}}
   return is_test, pool.rows(~is_test), test_sets
 
@@ -421,13 +436,20 @@ def _encode_and_evaluate(
 
   hygiene = config.get("filter", {})
   stream = dict(stream=config.get("stream", False), buffer_mb=config.get("stream_buffer_mb", 64.0))
-  states = [load_states(d, config.get("epochs"), **dict(hygiene), **stream) for d in zoo_dirs]
+  states = [load_states(d, _epochs(config), **dict(hygiene), **stream) for d in zoo_dirs]
   for s in states:
     print(s.hygiene)
   names = [s.name for s in states]
   if len(set(names)) != len(names):
     raise ValueError(
       f"--zoo directories must have distinct names (got {names}); they label the test sets."
+    )
+  train_specs = {s.spec for s in states[: config.split.train_zoos]}
+  if len(train_specs) > 1 and not methods.get(config.method).cross_architecture:
+    raise ValueError(
+      f"config.split.train_zoos pools zoos of {len(train_specs)} architectures; method "
+      f"{config.method!r} reads one (the methods that train on mixed architectures: "
+      f"{[n for n in methods.names() if methods.get(n).cross_architecture]})."
     )
   read = []
   for d, s in zip(zoo_dirs, states):
@@ -438,7 +460,7 @@ def _encode_and_evaluate(
     workdir,
     record,
     read=read,
-    follow_newest=_follows_newest(config.get("epochs")),
+    follow_newest=_follows_newest(_epochs(config)),
     outputs=OUTPUTS,
     holds="results of another config or other zoos",
   )
@@ -480,6 +502,14 @@ def _encode_and_evaluate(
       f"{config.method}: test accuracy from weights",
     )
   return results
+
+
+def _epochs(config: ml_collections.ConfigDict) -> tuple[int, ...] | None:
+  """The epochs read from each zoo: config.epochs (None: all), the final ones under the Small CNN
+  Zoo protocol."""
+  if config.split.get("protocol", "by_model") == "small_cnn_zoo":
+    return (-1,)
+  return config.get("epochs")
 
 
 def _follows_newest(epochs) -> bool:

@@ -62,9 +62,15 @@ def state_table(zoo: zoo_lib.Zoo, epochs: Sequence[int] | None = None) -> pd.Dat
   """One row per usable (model, epoch) state: ids, hyperparameters and metrics.
 
   Diverged and missing states are left out (their weights are not a trained network).
-  `epochs` None keeps every stored epoch.
+  `epochs` None keeps every stored epoch; a negative one counts back from the newest (-1: the
+  final checkpoints).
   """
-  epochs = zoo.epochs if epochs is None else [e for e in epochs if e in zoo.epochs]
+  stored = zoo.epochs
+  if epochs is not None:
+    resolved = [stored[e] if -len(stored) <= e < 0 else e for e in epochs]
+    epochs = sorted({e for e in resolved if e in stored})
+  else:
+    epochs = stored
   if not epochs:
     raise ValueError(f"No stored epoch of {zoo.workdir} is selected (stored: {zoo.epochs}).")
   metrics = zoo.metrics[
@@ -73,6 +79,9 @@ def state_table(zoo: zoo_lib.Zoo, epochs: Sequence[int] | None = None) -> pd.Dat
   table = metrics.merge(zoo.models, on="model_id", how="left", validate="many_to_one")
   table.insert(0, "zoo", os.path.basename(os.path.normpath(zoo.workdir)))
   return table.sort_values(["epoch", "model_id"], kind="stable").reset_index(drop=True)
+
+
+SPLIT_PROTOCOLS = ("by_model", "small_cnn_zoo")
 
 
 def split_by_model(table: pd.DataFrame, test_fraction: float, seed: int) -> np.ndarray:

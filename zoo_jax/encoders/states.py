@@ -29,12 +29,23 @@ class ZooStates:
   spec: weights.WeightSpec
   hygiene: str = ""  # what the state filter kept and dropped (weights.filter_states), one line
   cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+  # A pool of several architectures (`pool`): its blocks of one architecture each, whose tables
+  # are `table`'s rows in order; `flat` and `spec` are then None (read each block's).
+  parts: tuple["ZooStates", ...] = ()
 
   def keys(self) -> pd.Series:
     """ "zoo/model_id" of each state: how an encoder records the models it held out."""
     return self.table["zoo"].astype(str) + "/" + self.table["model_id"].astype(str)
 
+  def blocks(self) -> tuple["ZooStates", ...]:
+    """The states by architecture: the parts of a mixed pool, else the states themselves."""
+    return self.parts or (self,)
+
   def rows(self, keep: np.ndarray) -> "ZooStates":
+    if self.parts:
+      bounds = np.cumsum([0] + [len(p.table) for p in self.parts])
+      parts = [p.rows(keep[a:b]) for p, a, b in zip(self.parts, bounds[:-1], bounds[1:])]
+      return _mixed(self.name, [p for p in parts if len(p.table)])
     flat = (
       self.flat.rows(keep) if isinstance(self.flat, streaming.StreamedFlat) else self.flat[keep]
     )
@@ -88,15 +99,30 @@ def load_states(
 
 
 def pool(zoos: Sequence[ZooStates]) -> ZooStates:
-  """Several zoos of one architecture as one set of states (name "a+b")."""
-  if len({z.spec for z in zoos}) > 1:
-    raise ValueError(
-      "config.split.train_zoos pools zoos of different architectures; only method 'sne' "
-      "reads mixed architectures, and it takes them as separate --zoo test sets."
+  """Several zoos as one set of states (name "a+b"); zoos of different architectures give a
+  mixed pool (`ZooStates.parts`, one block per architecture), which only the methods that read
+  mixed architectures (SNE, StatNN) train on."""
+  name = "+".join(z.name for z in zoos)
+  by_spec: dict = {}
+  for z in zoos:
+    by_spec.setdefault(z.spec, []).append(z)
+  blocks = [
+    group[0]
+    if len(group) == 1
+    else ZooStates(
+      "+".join(z.name for z in group),
+      pd.concat([z.table for z in group], ignore_index=True),
+      np.concatenate([z.flat for z in group]),
+      spec,
     )
-  return ZooStates(
-    "+".join(z.name for z in zoos),
-    pd.concat([z.table for z in zoos], ignore_index=True),
-    np.concatenate([z.flat for z in zoos]),
-    zoos[0].spec,
-  )
+    for spec, group in by_spec.items()
+  ]
+  return _mixed(name, blocks)
+
+
+def _mixed(name: str, blocks: Sequence[ZooStates]) -> ZooStates:
+  """One block as it is (renamed), several as a mixed pool."""
+  if len(blocks) == 1:
+    return dataclasses.replace(blocks[0], name=name, cache={})
+  table = pd.concat([b.table for b in blocks], ignore_index=True)
+  return ZooStates(name, table, None, None, parts=tuple(blocks))

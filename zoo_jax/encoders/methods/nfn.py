@@ -34,6 +34,7 @@ from zoo_jax import weights
 from zoo_jax.encoders import methods, training
 
 VARIANTS = ("np", "hnp")
+READOUTS = ("mean", "moments")
 
 Layers = tuple[tuple[jax.Array, jax.Array], ...]  # ((W [B, out, in, C], b [B, out, C]), ...)
 
@@ -74,11 +75,16 @@ class NFNEncoder(nn.Module):
   channels: Sequence[int] = (16, 16, 16)  # widths of the equivariant layers
   variant: str = "hnp"
   model_scaling: bool = True
+  readout: str = (
+    "mean"  # each layer's channels pooled over its neurons: "mean", or "moments" (+ std)
+  )
 
   @nn.compact
   def __call__(self, layers: Layers) -> jax.Array:
     if self.variant not in VARIANTS:
       raise ValueError(f"nfn.model.variant is {self.variant!r}; allowed values: {list(VARIANTS)}.")
+    if self.readout not in READOUTS:
+      raise ValueError(f"nfn.model.readout is {self.readout!r}; allowed values: {list(READOUTS)}.")
     extra = []
     if self.model_scaling:  # each layer at its own RMS; the log-RMS goes to the head
       scaled, log_rms = [], []
@@ -107,6 +113,8 @@ class NFNEncoder(nn.Module):
     for i, width in enumerate(self.channels):
       h = jax.tree.map(nn.gelu, NPLayer(width, name=f"np{i}")(h))
     pooled = [jnp.concatenate([w.mean((1, 2)), b.mean(1)], -1) for w, b in h]
+    if self.readout == "moments":  # also the spread over the neurons, invariant as the mean is
+      pooled += [jnp.concatenate([w.std((1, 2)), b.std(1)], -1) for w, b in h]
     if self.variant == "hnp":  # per-class vectors of the last layer (its outputs are not permuted)
       w, b = h[-1]
       pooled.append(jnp.concatenate([w.mean(2), b], -1).reshape(w.shape[0], -1))
@@ -120,10 +128,11 @@ class NFN(nn.Module):
   channels: Sequence[int] = (16, 16, 16)
   variant: str = "hnp"
   model_scaling: bool = True
+  readout: str = "mean"
   head_features: Sequence[int] = (128,)
 
   def setup(self):
-    self.encoder = NFNEncoder(self.channels, self.variant, self.model_scaling)
+    self.encoder = NFNEncoder(self.channels, self.variant, self.model_scaling, self.readout)
     self.norm = nn.LayerNorm()
     self.hidden = [nn.Dense(width) for width in self.head_features]
     self.out = nn.Dense(self.num_outputs)

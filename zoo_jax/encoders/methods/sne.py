@@ -25,6 +25,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from zoo_jax import weights
 from zoo_jax.weights.chunks import DEFAULT_CHUNK_SIZE
@@ -377,26 +378,33 @@ def logit_invariance_loss(
 
 
 def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
-  config, everything = fit.config, fit.everything
+  config = fit.config
   size = config.sne.model.chunk_size
-  num_chunks = max(weights.chunk_layout(z.spec, size).index.shape[0] for z in everything)
+  # Every architecture it will read, one block of states each (a mixed pool has several).
+  blocks = [b for z in fit.everything for b in z.blocks()]
+  num_chunks = max(weights.chunk_layout(b.spec, size).index.shape[0] for b in blocks)
   # Input scaling: each architecture's layers divided by their std over the training states
   # (another architecture's: over its own zoo's states), or raw weights.
   scales = {}
-  for z in [fit.train, *everything]:
-    if config.sne.get("input_scaling", False) and z.spec not in scales:
-      scales[z.spec] = layer_scales(z.flat, z.spec)
-  chunk = {z.spec: make_chunker(z.spec, size, num_chunks, scales.get(z.spec)) for z in everything}
+  for b in [*fit.train.blocks(), *blocks]:
+    if config.sne.get("input_scaling", False) and b.spec not in scales:
+      scales[b.spec] = layer_scales(b.flat, b.spec)
+  chunk = {b.spec: make_chunker(b.spec, size, num_chunks, scales.get(b.spec)) for b in blocks}
   permuted = {
-    z.spec: make_permuted_chunker(z.spec, size, num_chunks, scales.get(z.spec)) for z in everything
+    b.spec: make_permuted_chunker(b.spec, size, num_chunks, scales.get(b.spec)) for b in blocks
   }
+  concat = lambda parts: jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 
-  def inputs(states):
-    return training.map_batches(chunk[states.spec], states.flat, 512)
+  def inputs(states):  # block by block, in the order of the states' table
+    return concat([training.map_batches(chunk[b.spec], b.flat, 512) for b in states.blocks()])
 
   def permuted_inputs(states):  # fresh neuron permutations of every state, for the logit invariance
-    fn = permuted[states.spec]
-    return lambda key: training.map_batches(lambda x: fn(key, x), states.flat, 512)
+    return lambda key: concat(
+      [
+        training.map_batches(lambda x, fn=permuted[b.spec]: fn(key, x), b.flat, 512)
+        for b in states.blocks()
+      ]
+    )
 
   module = SNE(num_outputs=num_outputs, **config.sne.model.to_dict())
   embed_fn = jax.jit(lambda p, x: module.apply(p, x, method=SNE.embed))

@@ -9,10 +9,20 @@ from zoo_jax.encoders.states import ZooStates
 
 
 def features(states: ZooStates) -> np.ndarray:
-  """StatNN features [N, F], computed once per zoo and kept for the other seeds."""
+  """StatNN features [N, F], computed once per zoo and kept for the other seeds; a mixed pool's
+  blocks in order (their architectures must have as many layers: the features are per layer)."""
   if "statnn" not in states.cache:
-    params = weights.unflatten(jnp.asarray(states.flat), states.spec)
-    states.cache["statnn"] = np.asarray(weights.statnn_features(params, states.spec), np.float32)
+    parts = []
+    for block in states.blocks():
+      params = weights.unflatten(jnp.asarray(block.flat), block.spec)
+      parts.append(np.asarray(weights.statnn_features(params, block.spec), np.float32))
+    widths = {p.shape[1] for p in parts}
+    if len(widths) > 1:
+      raise ValueError(
+        f"StatNN features of {states.name} differ in width across its architectures "
+        f"({sorted(widths)}: their layer counts differ); pool architectures of as many layers."
+      )
+    states.cache["statnn"] = np.concatenate(parts)
   return states.cache["statnn"]
 
 
