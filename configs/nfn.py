@@ -18,6 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.nfn.model.channels = (16, 16, 16)
   c.nfn.model.variant = "hnp"  # "hnp" (the classes and input channels keep their index) | "np"
   c.nfn.model.model_scaling = True
+  # Also embed each layer's log-RMS into its entries: better on a seed zoo, worse on the
+  # hyperparameter zoos (docs/weight_space.md).
+  c.nfn.model.scale_embedding = False
   c.nfn.model.readout = "mean"  # "mean" | "moments" (mean and std over each layer's neurons)
   c.nfn.model.head_features = (128,)
   # Ranked targets and BCE on a sigmoid output (the NFN papers' loss on a CDF scale: chance-level

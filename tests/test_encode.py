@@ -113,7 +113,10 @@ def test_a_finished_run_is_not_redone_and_another_config_is_refused(
   [
     ({"method": "nfm"}, "config.method .* allowed values"),
     ({"mlp.loss": "hinge"}, "config.mlp.loss .* allowed values"),
-    ({"mlp.loss": "bce"}, "config.mlp.loss='bce' needs targets in \\[0, 1\\]"),
+    (
+      {"mlp.targets": "standard", "mlp.loss": "bce"},
+      "config.mlp.loss='bce' needs targets in \\[0, 1\\]",
+    ),
     ({"mlp.targets": "quantile"}, "config.mlp.targets .* allowed values"),
     ({"mlp.validation_fraction": 1.0}, "config.mlp.validation_fraction must be in \\[0, 1\\)"),
     ({"properties": ("accuracy",)}, "config.properties .* allowed values"),
@@ -309,3 +312,17 @@ def test_sne_and_statnn_train_on_a_mixed_architecture_pool(tiny_zoo, tiny_zoo_l,
   with pytest.raises(ValueError, match="pools zoos of 2 architectures; method 'nfn' reads one"):
     encode.encode_and_evaluate(config, [tiny_zoo, tiny_zoo_l], str(tmp_path / "nfn"))
   assert not os.path.exists(os.path.join(tmp_path, "nfn", "config.json"))
+
+
+def test_train_models_draws_training_models_and_keeps_the_test_models(tiny_zoo):
+  states = load_states(tiny_zoo)
+  config = statnn.get_config()
+  is_test, is_train, train, _ = encode.split_seed(config, states, [], seed=0)
+  config.split.train_models = 3
+  sub_test, sub_train, sub, _ = encode.split_seed(config, states, [], seed=0)
+  np.testing.assert_array_equal(sub_test, is_test)  # the same test models: a learning curve
+  assert sub.table["model_id"].nunique() == 3 and len(sub.table) == sub_train.sum()
+  assert not (sub_train & sub_test).any() and (sub_train <= is_train).all()
+  config.split.train_models = 100
+  with pytest.raises(ValueError, match="config.split.train_models must be None or an integer"):
+    encode.split_seed(config, states, [], seed=0)

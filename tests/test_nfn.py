@@ -31,12 +31,20 @@ def test_neuron_arrays_move_with_a_hidden_permutation(arch):
 
 
 @pytest.mark.parametrize("variant", nfn.VARIANTS)
-@pytest.mark.parametrize("arch, readout", [("cnn_s", "mean"), ("mlp", "moments")])
-def test_prediction_is_invariant_to_hidden_permutations(variant, arch, readout):
+@pytest.mark.parametrize(
+  "arch, readout, scale_embedding", [("cnn_s", "mean", False), ("mlp", "moments", True)]
+)
+def test_prediction_is_invariant_to_hidden_permutations(variant, arch, readout, scale_embedding):
   params = random_params(arch, batch=(3,), seed=1)
   spec = weights.make_spec(params, batch_ndim=1)
   flat = np.asarray(weights.flatten(params, spec)[0])
-  module = nfn.NFN(num_outputs=4, channels=(8, 8), variant=variant, readout=readout)
+  module = nfn.NFN(
+    num_outputs=4,
+    channels=(8, 8),
+    variant=variant,
+    readout=readout,
+    scale_embedding=scale_embedding,
+  )
   inputs = nfn.neuron_inputs(flat, spec)
   variables = module.init(jax.random.key(0), inputs)
   out = module.apply(variables, inputs)

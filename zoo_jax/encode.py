@@ -218,15 +218,29 @@ def train_neural(
 def split_seed(
   config: ml_collections.ConfigDict, pool: ZooStates, others: Sequence[ZooStates], seed: int
 ) -> tuple[np.ndarray, ZooStates, dict[str, ZooStates]]:
-  """The seed's split of the pool by model: (is_test [N], training states, test sets by name)."""
+  """The seed's split of the pool by model: (is_test [N], is_train [N], training states, test sets
+  by name). `split.train_models` keeps that many of the training models (a seeded draw; a learning
+  curve over zoo size on the same test models); the rest of the pool is neither."""
   if config.split.get("protocol", "by_model") == "small_cnn_zoo":
     # The NFN papers' split of the Small CNN Zoo: one fixed shuffle of the models, the last half
     # tested; every seed sees the same split and varies only the training.
     is_test = properties.split_by_model(pool.table, 0.5, seed=0)
   else:
     is_test = properties.split_by_model(pool.table, config.split.test_fraction, seed)
+  is_train = ~is_test
+  keep = config.split.get("train_models")
+  if keep is not None:
+    keys = pool.keys()
+    models = np.unique(keys[is_train].to_numpy())
+    if not isinstance(keep, int) or not 1 <= keep <= len(models):
+      raise ValueError(
+        f"config.split.train_models must be None or an integer in [1, {len(models)}] (the "
+        f"training models of this split), got {keep!r}."
+      )
+    chosen = np.random.default_rng(seed + 1).permutation(models)[:keep]
+    is_train = is_train & keys.isin(set(chosen)).to_numpy()
   test_sets = {IN_DISTRIBUTION: pool.rows(is_test), **{f"cross:{z.name}": z for z in others}}
-  return is_test, pool.rows(~is_test), test_sets
+  return is_test, is_train, pool.rows(is_train), test_sets
 
 
 def _readable(
@@ -245,6 +259,7 @@ def predict_with_features(
   targets: properties.Targets,
   pool: ZooStates,
   is_test: np.ndarray,
+  is_train: np.ndarray,
   test_sets: dict[str, ZooStates],
   readable: Sequence[str],
   checkpoint_dir: str,
@@ -267,7 +282,7 @@ def predict_with_features(
       fit.config,
       predictor,
       targets,
-      features[pool.name][~is_test],
+      features[pool.name][is_train],
       fit.train.table,
       test_x,
       fit.seed,
@@ -380,7 +395,7 @@ def _run_seed(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
   """Trains and scores one seed; returns (scores, predictions, embeddings {zoo: [N, D]})."""
   method = methods.get(config.method)
-  is_test, train, test_sets = split_seed(config, pool, others, seed)
+  is_test, is_train, train, test_sets = split_seed(config, pool, others, seed)
   targets = properties.Targets(train.table, config.properties)
   held_out = frozenset(pool.keys()[is_test])
   checkpoint_dir = os.path.join(workdir, "checkpoints", f"seed_{seed}")
@@ -396,7 +411,7 @@ def _run_seed(
   readable, skipped = _readable(method, train, test_sets)
   if isinstance(method, methods.FeatureMethod):
     predictions, embeddings = predict_with_features(
-      method, fit, targets, pool, is_test, test_sets, readable, checkpoint_dir
+      method, fit, targets, pool, is_test, is_train, test_sets, readable, checkpoint_dir
     )
   else:
     predictions, embeddings = predict_directly(method, fit, targets, test_sets, readable)

@@ -19,8 +19,9 @@ classes apart and remains exactly invariant to the hidden-unit permutations, the
 symmetry here. The readout is invariant: each layer's channels averaged over its neurons (HNP also
 keeps the per-class vectors of the last layer), then an MLP head.
 
-`model_scaling` divides each model's layers by their own RMS and gives the log-RMS to the head,
-so zoos whose weights span orders of magnitude (U(0, 1) and Kaiming inits) enter at unit scale.
+`model_scaling` divides each model's layers by their own RMS and gives the log-RMS to the head
+(`scale_embedding`: also to every entry of the layer), so zoos whose weights span orders of
+magnitude (U(0, 1) and Kaiming inits) enter at unit scale without the encoder losing their scale.
 """
 
 from typing import Sequence
@@ -75,9 +76,11 @@ class NFNEncoder(nn.Module):
   channels: Sequence[int] = (16, 16, 16)  # widths of the equivariant layers
   variant: str = "hnp"
   model_scaling: bool = True
-  readout: str = (
-    "mean"  # each layer's channels pooled over its neurons: "mean", or "moments" (+ std)
-  )
+  # Each layer's channels pooled over its neurons: "mean", or "moments" (mean and std).
+  readout: str = "mean"
+  # With model_scaling: also embed each layer's log-RMS into every entry of the layer (a constant
+  # per layer, so equivariant), not only into the head.
+  scale_embedding: bool = False
 
   @nn.compact
   def __call__(self, layers: Layers) -> jax.Array:
@@ -101,6 +104,11 @@ class NFNEncoder(nn.Module):
       (nn.Dense(first, name=f"embed_w{l}")(w), nn.Dense(first, name=f"embed_b{l}")(b[..., None]))
       for l, (w, b) in enumerate(layers)
     ]
+    if self.model_scaling and self.scale_embedding:  # each layer's log-RMS on its entries
+      scale = [
+        nn.Dense(first, name=f"embed_scale{l}")(extra[0][:, l : l + 1]) for l in range(len(h))
+      ]
+      h = [(w + c[:, None, None], b + c[:, None]) for (w, b), c in zip(h, scale)]
     if (
       self.variant == "hnp"
     ):  # the indices the symmetry keeps: layer 0's inputs, the last's outputs
@@ -114,7 +122,8 @@ class NFNEncoder(nn.Module):
       h = jax.tree.map(nn.gelu, NPLayer(width, name=f"np{i}")(h))
     pooled = [jnp.concatenate([w.mean((1, 2)), b.mean(1)], -1) for w, b in h]
     if self.readout == "moments":  # also the spread over the neurons, invariant as the mean is
-      pooled += [jnp.concatenate([w.std((1, 2)), b.std(1)], -1) for w, b in h]
+      std = lambda x, axes: jnp.sqrt(jnp.var(x, axes) + 1e-6)  # finite gradient at zero spread
+      pooled += [jnp.concatenate([std(w, (1, 2)), std(b, 1)], -1) for w, b in h]
     if self.variant == "hnp":  # per-class vectors of the last layer (its outputs are not permuted)
       w, b = h[-1]
       pooled.append(jnp.concatenate([w.mean(2), b], -1).reshape(w.shape[0], -1))
@@ -129,10 +138,13 @@ class NFN(nn.Module):
   variant: str = "hnp"
   model_scaling: bool = True
   readout: str = "mean"
+  scale_embedding: bool = False
   head_features: Sequence[int] = (128,)
 
   def setup(self):
-    self.encoder = NFNEncoder(self.channels, self.variant, self.model_scaling, self.readout)
+    self.encoder = NFNEncoder(
+      self.channels, self.variant, self.model_scaling, self.readout, self.scale_embedding
+    )
     self.norm = nn.LayerNorm()
     self.hidden = [nn.Dense(width) for width in self.head_features]
     self.out = nn.Dense(self.num_outputs)
