@@ -123,6 +123,8 @@ def test_a_finished_run_is_not_redone_and_another_config_is_refused(
     ({"predictors": ("svm",)}, "config.predictors .* allowed values"),
     ({"split.train_zoos": 3}, "config.split.train_zoos must be an integer in \\[1, 2\\]"),
     ({"num_seeds": 0}, "config.num_seeds"),
+    ({"split.train_models": 0}, "config.split.train_models must be None"),
+    ({"split.protocol": "nfn"}, "config.split.protocol .* allowed values"),
   ],
 )
 def test_bad_config_names_the_field(overrides, match, tiny_zoo, tmp_path):

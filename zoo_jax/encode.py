@@ -98,6 +98,12 @@ def validate_config(config: ml_collections.ConfigDict, num_zoos: int) -> None:
     )
   if num_zoos < 1:
     raise ValueError("Give at least one --zoo=DIR.")
+  keep = config.split.get("train_models")
+  if keep is not None and (not isinstance(keep, int) or keep < 1):
+    raise ValueError(
+      f"config.split.train_models must be None (every training model) or an integer >= 1, "
+      f"got {keep!r}."
+    )
   protocol = config.split.get("protocol", "by_model")
   if protocol not in properties.SPLIT_PROTOCOLS:
     raise ValueError(
