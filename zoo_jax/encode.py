@@ -238,7 +238,7 @@ def split_seed(
   if keep is not None:
     keys = pool.keys()
     models = np.unique(keys[is_train].to_numpy())
-    if not isinstance(keep, int) or not 1 <= keep <= len(models):
+    if keep > len(models):  # (its type and sign are checked in validate_config)
       raise ValueError(
         f"config.split.train_models must be None or an integer in [1, {len(models)}] (the "
         f"training models of this split), got {keep!r}."

@@ -174,10 +174,11 @@ class Targets:
       elif PROPERTIES[name].kind == "regression":
         self.regression.append(name)
         self.mean[name], self.std[name] = float(np.mean(values)), float(np.std(values))
-        unique = np.unique(values)
+        unique, inverse = np.unique(values, return_inverse=True)
         if objective.scaling == "rank":  # mid-ranks of the unique values, as an empirical CDF
-          cdf = scipy.stats.rankdata(values, method="average") / len(values)
-          self.sorted[name] = (unique, np.array([cdf[values == u].mean() for u in unique]))
+          cdf = np.empty(len(unique))
+          cdf[inverse] = scipy.stats.rankdata(values, method="average") / len(values)  # ties: equal
+          self.sorted[name] = (unique, cdf)
         else:
           self.sorted[name] = (unique, (unique - unique[0]) / (unique[-1] - unique[0]))
       else:
