@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The accelerator path: the 1,000-model MNIST seed zoo (configs/mnist.py: CNN-s, tanh, U(0,1)
 # init, Adam 3e-4, batch 10) trained with models_per_vmap=0 (the whole cohort in one vmap),
-# for a fixed number of steps, with both conv implementations. Prints model-steps/s, compile
+# for a fixed number of steps, with each conv implementation. Prints model-steps/s, compile
 # time, memory, and the projected time of the full zoo (50 epochs of 5,000 steps, plus the
 # evaluation of train, validation and test after every epoch). Sized to end within 8 minutes
 # on one GPU; the whole run is cut at TIME_LIMIT seconds.
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-export P="${P:-1000}" STEPS="${STEPS:-200}" BATCH="${BATCH:-10}" IMPLS="${IMPLS:-xla patches}"
+export P="${P:-1000}" STEPS="${STEPS:-200}" BATCH="${BATCH:-10}" IMPLS="${IMPLS:-xla patches taps}"
 export EVAL_IMAGES="${EVAL_IMAGES:-2000}" EVAL_BATCH="${EVAL_BATCH:-100}" EPOCHS="${EPOCHS:-50}"
 TIME_LIMIT="${TIME_LIMIT:-470}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

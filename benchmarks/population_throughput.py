@@ -14,7 +14,7 @@ median of --repeats timed epochs after one warm-up epoch.
   python benchmarks/population_throughput.py --quick         # smoke run, ~1 minute
   python benchmarks/population_throughput.py --p=1,16 --batch=32 --skip-torch
   python benchmarks/population_throughput.py --p=128 --batch=10,32 --steps=20 --models-per-vmap=1 \
-      --conv-impl=xla,patches                                  # the conv implementations side by side
+      --conv-impl=xla,patches,taps                             # the conv implementations side by side
   python benchmarks/population_throughput.py --p=128 --batch=32 --skip-torch --devices=2  # 2 forced host devices
 
 torch is optional (benchmark-only): pip install torch==2.13.0  (a local CPU build here).
@@ -369,7 +369,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     "--conv-impl",
     type=lambda t: [v for v in t.split(",") if v],
     default=["xla", "patches"],
-    help="convolution implementations, comma-separated: xla, patches (zoo_jax.models.fast_conv)",
+    help="convolution implementations, comma-separated: xla, patches, taps (zoo_jax.models.fast_conv)",
   )
   parser.add_argument(
     "--devices",

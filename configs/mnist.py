@@ -22,5 +22,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   c.models_per_vmap = 0  # the whole cohort in one vmap: these zoos are meant for an accelerator
   c.eval_models_per_vmap = None  # as models_per_vmap
-  c.conv_impl = "xla"  # "patches" wins on CPU (configs/mnist5k.py); on GPU/TPU it is unmeasured
+  c.conv_impl = "xla"  # "taps" wins on CPU (configs/mnist5k.py); on GPU/TPU it is unmeasured
   return c

@@ -94,10 +94,10 @@ def get_config() -> ml_collections.ConfigDict:
   # whole cohort (GPU/TPU). 1 is fastest on CPU, where vmapped conv gradients are slow.
   c.models_per_vmap = 1
   # How convolutions and max-pools are computed; same function, same weights: "xla"
-  # (lax.conv_general_dilated, reduce_window) or "patches" (slices + matmul, reshape + max;
-  # zoo_jax/models/fast_conv.py). "patches" is 1.5-2.9x faster on CPU with models_per_vmap=1
-  # (benchmarks/population_throughput.py --conv-impl=xla,patches); untested on GPU/TPU.
-  c.conv_impl = "patches"
+  # (lax.conv_general_dilated, reduce_window), "patches" or "taps" (slices + matmul, reshape +
+  # max; zoo_jax/models/fast_conv.py). On CPU with models_per_vmap=1, "patches" is 1.5-2.9x
+  # faster than "xla" and "taps" 1.6-1.9x faster than "patches" (docs/speed.md); untested on GPU/TPU.
+  c.conv_impl = "taps"
   c.overwrite = False  # True: delete a zoo of another config in workdir and start over
   c.progress_bar = True
   # True: print the wall time of every phase (training, evaluation per split, host transfers,

@@ -15,26 +15,36 @@ def _close(a, b, rtol=1e-4, atol=1e-5):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
 
 
+FAST = ["patches", "taps"]  # the conv_impl forms written here, against XLA's own ("xla")
+
+
+@pytest.mark.parametrize("impl", FAST)
 @pytest.mark.parametrize("strides", [(1, 1), (2, 2), (2, 3)])
 @pytest.mark.parametrize("padding", ["VALID", "SAME", ((1, 2), (0, 1))])
-def test_patches_conv_and_its_gradients_equal_lax_conv(strides, padding):
+def test_fast_conv_and_its_gradients_equal_lax_conv(impl, strides, padding):
   x = jax.random.normal(jax.random.key(0), (2, 9, 10, 3))
   w = jax.random.normal(jax.random.key(1), (3, 2, 3, 5))
   dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, _NHWC)
   conv = lambda f: lambda x, w: f(x, w, strides, padding, dimension_numbers=dn)
-  ref, fast = conv(jax.lax.conv_general_dilated), conv(fast_conv.patches_conv)
+  ref, fast = conv(jax.lax.conv_general_dilated), conv(fast_conv.CONV_IMPLS[impl])
   _close(fast(x, w), ref(x, w))
   loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # a non-uniform cotangent
   _close(jax.grad(loss(fast), argnums=(0, 1))(x, w), jax.grad(loss(ref), argnums=(0, 1))(x, w))
+  # vmapped over models with their own kernels and images, as a population trains
+  xs, ws = jnp.stack([x, x[::-1] + 1]), jnp.stack([w, 2 * w])
+  grads = lambda f: jax.vmap(jax.grad(loss(f), argnums=(0, 1)))(xs, ws)
+  _close(grads(fast), grads(ref), atol=1e-4)  # larger inputs and kernels: larger sums
 
 
-def test_patches_conv_rejects_what_it_does_not_implement():
+@pytest.mark.parametrize("impl", FAST)
+def test_fast_conv_rejects_what_it_does_not_implement(impl):
+  conv = fast_conv.CONV_IMPLS[impl]
   x, w = jnp.zeros((1, 8, 8, 2)), jnp.zeros((3, 3, 2, 4))
   dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, _NHWC)
   with pytest.raises(ValueError, match="dilations"):
-    fast_conv.patches_conv(x, w, (1, 1), "VALID", rhs_dilation=(2, 2), dimension_numbers=dn)
+    conv(x, w, (1, 1), "VALID", rhs_dilation=(2, 2), dimension_numbers=dn)
   with pytest.raises(ValueError, match="NHWC"):
-    fast_conv.patches_conv(x, w, (1, 1), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    conv(x, w, (1, 1), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
 # The zoo architectures at their input sizes: CNN-s (VALID, stride 1, pools), CNN-l (odd sizes
@@ -42,12 +52,13 @@ def test_patches_conv_rejects_what_it_does_not_implement():
 ARCHS = [("cnn_s", (28, 28, 1)), ("cnn_l", (32, 32, 3)), ("cnn_zoo", (28, 28, 1))]
 
 
+@pytest.mark.parametrize("impl", FAST)
 @pytest.mark.parametrize("arch,shape", ARCHS)
-def test_patches_model_equals_xla_model_alone_and_vmapped(arch, shape):
+def test_fast_model_equals_xla_model_alone_and_vmapped(arch, shape, impl):
   """Same logits and parameter gradients, for one model and for P models with their own data."""
   xla, fast = (
-    models.get_model(arch, activation="tanh", init="kaiming_uniform", conv_impl=impl)
-    for impl in ("xla", "patches")
+    models.get_model(arch, activation="tanh", init="kaiming_uniform", conv_impl=name)
+    for name in ("xla", impl)
   )
   p = 3
   x = jax.random.normal(jax.random.key(0), (p, 4) + shape)
@@ -69,13 +80,14 @@ def test_patches_model_equals_xla_model_alone_and_vmapped(arch, shape):
   _close(logits(fast)(params, x), logits(xla)(params, x))
 
 
-def test_population_trains_the_same_with_patches(mnist5k):
+@pytest.mark.parametrize("fast", FAST)
+def test_population_trains_the_same_with_a_fast_conv(mnist5k, fast):
   d = mnist5k["train"]
   n, batch = 60, 10
   x, y = jnp.asarray(d.images[:n]), jnp.asarray(d.labels[:n])
   cohort = pop.Cohort("cnn_s", "tanh", "adam", use_dropout=True)
   states, metrics = {}, {}
-  for impl in ("xla", "patches"):
+  for impl in ("xla", fast):
     state = pop.create_population(
       cohort,
       np.array([1, 2, 3]),
@@ -96,8 +108,8 @@ def test_population_trains_the_same_with_patches(mnist5k):
     )(state.params, x, y)
   # 12 Adam steps amplify float reordering (~1e-7 per op) far less than the differences
   # between models (order 1e-1).
-  _close(states["patches"].params, states["xla"].params, rtol=1e-4, atol=1e-5)
-  _close(metrics["patches"], metrics["xla"], rtol=1e-4, atol=1e-6)
+  _close(states[fast].params, states["xla"].params, rtol=1e-4, atol=1e-5)
+  _close(metrics[fast], metrics["xla"], rtol=1e-4, atol=1e-6)
 
 
 def test_unknown_conv_impl_is_a_clear_error():
@@ -123,6 +135,6 @@ def test_config_conv_impl_is_validated():
   config = mnist5k.get_config()
   config.conv_impl = "cudnn"
   with pytest.raises(
-    ValueError, match=r"config.conv_impl 'cudnn'.*allowed values: \['xla', 'patches'\]"
+    ValueError, match=r"config.conv_impl 'cudnn'.*allowed values: \['xla', 'patches', 'taps'\]"
   ):
     train.validate_config(config)

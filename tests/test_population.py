@@ -149,7 +149,9 @@ def test_unknown_optimizer_is_a_clear_error():
     pop.make_optimizer("rmsprop")
 
 
-@pytest.mark.parametrize("models_per_vmap,conv_impl", [(0, "xla"), (1, "patches"), (2, "patches")])
+@pytest.mark.parametrize(
+  "models_per_vmap,conv_impl", [(0, "xla"), (1, "patches"), (2, "patches"), (2, "taps")]
+)
 def test_evaluate_matches_a_direct_per_model_computation(mnist5k, models_per_vmap, conv_impl):
   """Whatever the chunking of the models (2: a chunk of 2 and a remainder of 1) and the conv form."""
   d = mnist5k["test"]

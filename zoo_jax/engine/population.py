@@ -132,8 +132,8 @@ def make_model(
 ) -> nn.Module:
   """The Flax module of a cohort (the single definition of its function).
 
-  conv_impl: how its convolutions and max-pools are computed, "xla" or "patches" (models.fast_conv);
-    the same function and parameters either way.
+  conv_impl: how its convolutions and max-pools are computed, "xla", "patches" or "taps"
+    (models.fast_conv); the same function and parameters either way.
   """
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"Unknown conv_impl {conv_impl!r}; allowed values: {list(CONV_IMPLS)}.")
@@ -341,8 +341,8 @@ def make_train_epoch(
     at a time and runs the chunks one after another with `lax.map`, inside the same jitted
     call. On CPU, vmapped convolutions become grouped convolutions whose gradients XLA runs
     slowly, so k = 1 is several times faster there at P >= 16 (benchmarks/population_throughput.py).
-  conv_impl: "xla" or "patches" (see make_model); "patches" turns vmapped convolutions into
-    batched matmuls, the fast form on CPU.
+  conv_impl: "xla", "patches" or "taps" (see make_model); the last two turn vmapped
+    convolutions into batched matmuls, the fast form on CPU.
   schedule: the learning-rate schedule (as given to create_population).
   augment: train-time augmentation; model i's draws come from its seed and the epoch (a stream
     of their own), so they do not depend on its position in the cohort.

@@ -93,7 +93,7 @@ class _ZooNet(nn.Module):
   init_method: str = "uniform"
   use_dropout: bool = False
   # How convolutions and pools are computed (same function): "xla" (lax.conv_general_dilated,
-  # reduce_window) or "patches" (slices + matmul, reshape + max: fast on CPU; see fast_conv.py).
+  # reduce_window), "patches" or "taps" (slices + matmul, reshape + max: fast on CPU; see fast_conv.py).
   conv_impl: str = "xla"
 
   def _act(self, x, rate, key, index):
@@ -119,7 +119,7 @@ class _ZooNet(nn.Module):
 
 
 def _pool(x, conv_impl="xla"):
-  if conv_impl == "patches":
+  if conv_impl != "xla":
     return max_pool_2x2(x)
   return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
 
