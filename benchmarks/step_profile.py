@@ -29,13 +29,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# (category, test on the opcodes an executed op runs), first match wins.
+# (category, test on the opcodes an executed op runs). XLA fuses ops of several kinds into one
+# (e.g. conv_1's patches with the pool and tanh before them): each counts once, under the first
+# category that matches, in this order.
 CATEGORIES = (
   ("conv matmuls", lambda ops: "dot" in ops or "convolution" in ops),
   (  # the patches' gradient back onto the image: shifted slices added (pads or in-place updates)
     "patch gradient sum",
     lambda ops: "add" in ops and ("dynamic-update-slice" in ops or "pad" in ops),
   ),
+  ("gather patches", lambda ops: "concatenate" in ops or ops <= {"slice", "bitcast", "pad"}),
+  ("batch gather", lambda ops: "gather" in ops),
   (  # forward max; gradient: which input was the max (compare), shared among ties (divide)
     "max-pool and its gradient",
     lambda ops: (
@@ -46,8 +50,6 @@ CATEGORIES = (
     ),
   ),
   ("activation", lambda ops: "tanh" in ops),
-  ("batch gather", lambda ops: "gather" in ops),
-  ("gather patches", lambda ops: "concatenate" in ops or ops <= {"slice", "bitcast", "pad"}),
   ("layout transposes", lambda ops: "transpose" in ops),
 )
 OTHER = "rest: optimizer, loss, biases, loop"
@@ -111,6 +113,7 @@ def _op_kinds(hlo: str) -> dict[str, set]:
 
 
 def _category(ops: set) -> str:
+  ops = ops - {"fusion", "parameter", "constant"}
   for name, test in CATEGORIES:
     if test(ops):
       return name

@@ -126,27 +126,35 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 def _tap_slices(x: jax.Array, window, strides, out_hw) -> jax.Array:
   """[C, N, H, W] (padded) -> [kh*kw*C, N*H'*W']: one contiguous row block per kernel tap."""
   (kh, kw), (sh, sw), (oh, ow) = window, strides, out_hw
-  c, n = x.shape[:2]
-  taps = [
-    lax.slice(x, (0, 0, i, j), (c, n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1), (1, 1, sh, sw))
-    for i in range(kh)
-    for j in range(kw)
-  ]
-  # Concatenated along C rather than stacked on a new axis: under vmap the model axis then
-  # stays in front, and the reshape to the matmul's operand moves no data.
-  return jnp.concatenate(taps).reshape(kh * kw * c, n * oh * ow)
+  c, n, h, _ = x.shape
+  # Two passes of few, larger copies (kw column shifts, then kh row shifts of all of them)
+  # rather than kh*kw small ones. Concatenated along C rather than stacked on a new axis:
+  # under vmap the model axis then stays in front, and the final reshape moves no data.
+  columns = jnp.concatenate(
+    [lax.slice(x, (0, 0, 0, j), (c, n, h, j + (ow - 1) * sw + 1), (1, 1, 1, sw)) for j in range(kw)]
+  )  # [kw*C, N, H, W'], (j, c) order
+  taps = jnp.concatenate(
+    [
+      lax.slice(columns, (0, 0, i, 0), (kw * c, n, i + (oh - 1) * sh + 1, ow), (1, 1, sh, 1))
+      for i in range(kh)
+    ]
+  )  # [kh*kw*C, N, H', W'], (i, j, c) order
+  return taps.reshape(kh * kw * c, n * oh * ow)
 
 
 def _untap(cols: jax.Array, shape, window, strides, out_hw) -> jax.Array:
-  """The transpose of `_tap_slices`: [kh*kw*C, N*H'*W'] -> [C, N, H, W], a sum of shifted taps."""
+  """The transpose of `_tap_slices`: [kh*kw*C, N*H'*W'] -> [C, N, H, W], the taps added back
+  where they were read, in the same two passes (rows, then columns)."""
   (kh, kw), (sh, sw), (oh, ow) = window, strides, out_hw
   c, n, h, w = shape
-  cols = cols.reshape(kh * kw, c, n, oh, ow)
+  cols = cols.reshape(kh, kw * c, n, oh, ow)
+  columns = jnp.zeros((kw * c, n, h, ow), cols.dtype)
+  for i in range(kh):
+    columns = columns.at[:, :, i : i + (oh - 1) * sh + 1 : sh].add(cols[i])
+  columns = columns.reshape(kw, c, n, h, ow)
   total = jnp.zeros(shape, cols.dtype)
-  for t, (i, j) in enumerate((i, j) for i in range(kh) for j in range(kw)):
-    total = total.at[:, :, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw].add(
-      cols[t]
-    )
+  for j in range(kw):
+    total = total.at[..., j : j + (ow - 1) * sw + 1 : sw].add(columns[j])
   return total
 
 
