@@ -30,10 +30,17 @@ def test_fast_conv_and_its_gradients_equal_lax_conv(impl, strides, padding):
   _close(fast(x, w), ref(x, w))
   loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # a non-uniform cotangent
   _close(jax.grad(loss(fast), argnums=(0, 1))(x, w), jax.grad(loss(ref), argnums=(0, 1))(x, w))
-  # vmapped over models with their own kernels and images, as a population trains
-  xs, ws = jnp.stack([x, x[::-1] + 1]), jnp.stack([w, 2 * w])
+
+
+@pytest.mark.parametrize("strides,padding", [((1, 1), "VALID"), ((2, 3), "SAME")])
+def test_taps_conv_gradients_equal_lax_conv_vmapped(strides, padding):
+  """Models with their own kernels and images, as a population trains: the custom VJP batched."""
+  xs = jax.random.normal(jax.random.key(0), (2, 2, 9, 10, 3))
+  ws = jax.random.normal(jax.random.key(1), (2, 3, 2, 3, 5))
+  dn = jax.lax.conv_dimension_numbers(xs.shape[1:], ws.shape[1:], _NHWC)
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w, strides, padding, dimension_numbers=dn)))
   grads = lambda f: jax.vmap(jax.grad(loss(f), argnums=(0, 1)))(xs, ws)
-  _close(grads(fast), grads(ref), atol=1e-4)  # larger inputs and kernels: larger sums
+  _close(grads(fast_conv.taps_conv), grads(jax.lax.conv_general_dilated), atol=1e-4)
 
 
 @pytest.mark.parametrize("impl", FAST)
