@@ -62,8 +62,7 @@ def peak_bytes():
   return stats.get("peak_bytes_in_use")
 
 
-rows = []
-for impl in os.environ["IMPLS"].split():
+def measure(impl):
   state = population.create_population(
       cohort, np.arange(1, P + 1), np.array([grid.init[0]] * P), np.full(P, grid.learning_rate[0]),
       np.zeros(P), np.zeros(P), (28, 28, 1))
@@ -98,7 +97,15 @@ for impl in os.environ["IMPLS"].split():
         f"XLA temp {temp_gib:.2f} GiB, device peak {peak / 2**30 if peak else float('nan'):.2f} GiB, "
         f"evaluation {P / eval_per_image:,.0f} model-images/s, "
         f"diverged {int(np.asarray(state.diverged).sum())}/{P}", flush=True)
-  rows.append((impl, rate, compile_s, epoch_s))
+  return impl, rate, compile_s, epoch_s
+
+
+rows = []
+for impl in os.environ["IMPLS"].split():
+  try:  # one form failing (memory, an unsupported op) still leaves the others' figures
+    rows.append(measure(impl))
+  except Exception as error:
+    print(f"-- conv_impl={impl}: failed: {type(error).__name__}: {str(error).splitlines()[0][:300]}", flush=True)
 
 print(f"\nprojection for the full zoo: {P} models x {EPOCHS} epochs x {steps_per_epoch} steps "
       f"+ evaluation of {EVAL_PER_EPOCH:,} images per model per epoch")
