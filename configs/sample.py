@@ -20,10 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
   # reference; its held-out models are the reconstruction check's) or "all" the selected states.
   c.fit_on = "training"
   c.samplers = ("kde", "kde30", "kde30_reference", "neighbourhood", "gan", "uniform")
-  c.baselines = (
-    "B_T",
-    "B_F",
-  )  # B_T: random init trained alike; B_F: the zoo's best models fine-tuned
+  # B_T: random init trained alike; B_F: the zoo's best models fine-tuned; B_N: the memorisation
+  # baseline, top fitted states plus noise at each of noise_scales (x each layer's RMS).
+  c.baselines = ("B_T", "B_F", "B_N")
+  c.noise_scales = (0.1, 0.3, 1.0)
   c.num_samples = 16  # per sampler and seed
   c.num_seeds = 3  # sampling seeds; the summary gives mean and std over them
   c.seed = 0

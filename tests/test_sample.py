@@ -56,10 +56,17 @@ def test_samples_are_networks_evaluated_in_one_cohort(sampled):
   z = zoo.Zoo(workdir)
   assert z.models["cohort"].nunique() == 1  # one setting: one vmapped, compiled program
   counts = z.models.groupby("method").size()
-  assert counts.to_dict() == {m: 3 * 2 for m in sample_config.get_config().samplers} | {
-    "B_T": 6,
-    "B_F": 3,
-  }
+  noise = {f"B_N{v:g}": 6 for v in sample_config.get_config().noise_scales}
+  assert (
+    counts.to_dict()
+    == {m: 3 * 2 for m in sample_config.get_config().samplers}
+    | {
+      "B_T": 6,
+      "B_F": 3,
+    }
+    | noise
+  )
+  assert z.models["seed"].is_unique
   params = z.params(epoch=0)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
   first = z.metrics[z.metrics["epoch"] == 0]
@@ -116,7 +123,8 @@ def test_samples_are_the_decoded_draws(sampled, encoder_dir):
 
 def test_summary_and_plot(sampled):
   workdir, summary = sampled
-  methods = set(sample_config.get_config().samplers) | {"B_T", "B_F", "zoo"}
+  noise = {f"B_N{v:g}" for v in sample_config.get_config().noise_scales}
+  methods = set(sample_config.get_config().samplers) | {"B_T", "B_F", "zoo"} | noise
   assert set(summary["method"]) == methods
   for method in methods - {"zoo"}:
     rows = summary[summary["method"] == method]
@@ -125,6 +133,7 @@ def test_summary_and_plot(sampled):
     summary.loc[summary["method"].isin(sample_config.get_config().samplers), "seeds"] == 2
   ).all()
   assert os.path.exists(os.path.join(workdir, sample.PLOT_FILE))
+  assert os.path.getsize(os.path.join(workdir, sample.FRONTIER_FILE)) > 0
   on_disk = pd.read_csv(os.path.join(workdir, sample.SUMMARY_FILE))
   assert len(on_disk) == len(summary)
 
@@ -135,6 +144,8 @@ def test_summary_and_plot(sampled):
     ({"samplers": ("vae",)}, "config.samplers .* allowed values"),
     ({"baselines": ("B_X",)}, "config.baselines .* allowed values"),
     ({"num_samples": 0}, "config.num_samples"),
+    ({"noise_scales": ()}, "config.noise_scales"),
+    ({"noise_scales": (0.1, -1.0)}, "config.noise_scales"),
     ({"fit_on": "test"}, "config.fit_on .* allowed values"),
     ({"transfer.dataset": "imagenet"}, "config.transfer.dataset .* allowed values"),
     ({"finetune.activation": "relu"}, "config.finetune.activation"),
@@ -231,6 +242,21 @@ def test_novelty_marks_the_copies_of_fitted_states(sampled):
   start = summary[summary["epoch"] == 0].set_index("method")["novelty"]
   assert start["B_T"] == pytest.approx(models.loc[models["method"] == "B_T", "novelty"].median())
   assert np.isnan(start["zoo"]) and summary.loc[summary["epoch"] > 0, "novelty"].isna().all()
+  # The memorisation baseline: perturbed copies of fitted states, further from them as the noise grows.
+  scales = sorted(sample_config.get_config().noise_scales)
+  noisy = [start[f"B_N{v:g}"] for v in scales]
+  assert all(a < b for a, b in zip(noisy, noisy[1:])), noisy
+
+
+def test_noisy_copies_move_each_layer_by_the_scale_of_its_rms():
+  params = {"a": np.full((2, 50, 40), 3.0, np.float32), "b": np.full((2, 4000), 0.01, np.float32)}
+  for scale in (0.1, 1.0):
+    noisy = sample.noisy_copies(jax.random.key(0), params, scale)
+    for name, leaf in params.items():
+      moved = np.sqrt(np.mean((noisy[name] - leaf) ** 2))
+      assert moved == pytest.approx(scale * abs(leaf.flat[0]), rel=0.05)
+  a, b = (sample.noisy_copies(jax.random.key(k), params, 0.1)["a"] for k in (0, 1))
+  assert not np.allclose(a, b)  # the key draws the noise
 
 
 @pytest.mark.slow

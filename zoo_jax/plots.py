@@ -52,6 +52,32 @@ def sampling_summary(summary: pd.DataFrame, path: str) -> None:
   fig.savefig(path, dpi=120)
 
 
+def sampling_frontier(summary: pd.DataFrame, path: str) -> None:
+  """Accuracy before fine-tuning against median novelty, per method; the noise baseline's scales
+  (methods "B_N<scale>") joined as the frontier a generator has to lie above (zoo_jax.sample)."""
+  from matplotlib.figure import Figure
+
+  start = summary[(summary["epoch"] == 0) & summary["novelty"].notna()]
+  settings = list(dict.fromkeys(start["setting"]))
+  fig = Figure(figsize=(5.5 * max(1, len(settings)), 4))
+  axes = fig.subplots(1, max(1, len(settings)), squeeze=False)
+  for ax, setting in zip(axes[0], settings):
+    rows = start[start["setting"] == setting]
+    noise = rows[rows["method"].str.startswith("B_N")].sort_values("novelty")
+    if len(noise):
+      ax.plot(noise["novelty"], noise["test_acc"], "k--", marker="s", ms=4, label="noise baseline")
+      for _, r in noise.iterrows():
+        ax.annotate(r["method"][3:], (r["novelty"], r["test_acc"]), fontsize=7)
+    for _, r in rows[~rows["method"].str.startswith("B_N")].iterrows():
+      ax.scatter(r["novelty"], r["test_acc"], label=r["method"])
+    ax.set(xlabel="median novelty (0: a copy of a fitted state)", ylabel="test accuracy at epoch 0")
+    ax.set_title(setting)
+    ax.legend(fontsize=7)
+  fig.suptitle("New and accurate: samples against perturbed copies")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+
+
 def merge_barriers(curves: pd.DataFrame, path: str) -> None:
   """Test loss along each pair's line, naive (dashed) and aligned (solid)."""
   from matplotlib.figure import Figure

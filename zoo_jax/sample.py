@@ -10,6 +10,9 @@ are decoded to weights and handed, with the baselines, to the population engine:
 
   B_T  random init (the zoo's init method), trained for the same epochs
   B_F  the zoo's own source models, fine-tuned further
+  B_N<scale>  the memorisation baseline: a top-`sampler.top_fraction` fitted state plus Gaussian
+       noise of `scale` times each layer's RMS, one method per `config.noise_scales` entry;
+       a sampler should beat it at equal novelty
   zoo  the zoo's models at the matching epoch of their original training (no run; read back)
 
 Before sampling, the zoo's held-out models (not seen by the autoencoder) at the sampled epochs
@@ -23,7 +26,9 @@ call. OUT/run.json records the config, the encoder and what was read from the zo
 negative, or is refused). OUT is a zoo (zoo_jax.zoo.Zoo reads it; the models table says each model's `method` and
 `sample_seed`, and its `novelty`: `weights.novelty` of its starting weights against the fitted
 states, ~0 for a near-copy of one of them), plus summary.csv (method x epoch: test accuracy mean and
-std over seeds; the median novelty at epoch 0) and accuracy.png. With `transfer.dataset`, the
+std over seeds; the median novelty at epoch 0), accuracy.png, and frontier.png (epoch-0 accuracy
+against novelty: a method above the noise baseline's line is more accurate than perturbed copies
+of the zoo's models as new as it). With `transfer.dataset`, the
 sampled weights and B_T are also fine-tuned on that dataset, in OUT/transfer.
 """
 
@@ -61,10 +66,12 @@ SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = (
   "transfer",
 )
 RECONSTRUCTION_FILE, RECONSTRUCTION_DIR = "reconstruction.csv", "reconstruction"
+FRONTIER_FILE = "frontier.png"  # epoch-0 accuracy against novelty, the noise baseline as a line
 # Everything a run writes besides its record (run.json): what a rerun on a grown zoo recomputes.
 OUTPUTS = (
   SUMMARY_FILE,
   PLOT_FILE,
+  FRONTIER_FILE,
   SAMPLES_FILE,
   TRANSFER_DIR,
   RECONSTRUCTION_FILE,
@@ -77,7 +84,7 @@ MIN_RETENTION = (
 COPY_NOVELTY = (
   0.3  # median novelty under which a sampler's draws are called near-copies of zoo models
 )
-BASELINES = ("B_T", "B_F")
+BASELINES = ("B_T", "B_F", "B_N")
 _SETTING = ("activation", "init", "optimizer", "learning_rate", "weight_decay", "dropout")
 
 
@@ -89,6 +96,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name in config.baselines:
     if name not in BASELINES:
       raise ValueError(f"config.baselines has {name!r}; allowed values: {list(BASELINES)}.")
+  scales = config.get("noise_scales", ())
+  if "B_N" in config.baselines and (
+    not isinstance(scales, (tuple, list))
+    or not scales
+    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scales)
+  ):
+    raise ValueError(
+      f"config.noise_scales must be a non-empty tuple of positive numbers (B_N's noise, in units "
+      f"of each layer's RMS), got {scales!r}."
+    )
   for field, low in (("num_samples", 1), ("num_seeds", 1), ("finetune_epochs", 0)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
@@ -298,6 +315,22 @@ def report_novelty(table: pd.DataFrame) -> None:
     )
 
 
+def noisy_copies(key: jax.Array, params: Any, scale: float) -> Any:
+  """The memorisation baseline: each model of `params` [S, ...] plus Gaussian noise of `scale`
+  times the RMS of each of its layers (leaves), so that every layer moves by the same fraction.
+  Novelty (`weights.novelty`) grows with `scale`; a sampler whose draws are no more accurate
+  than these at equal novelty generates nothing a perturbed copy would not. Returns numpy."""
+  leaves, tree = jax.tree.flatten(params)
+  noisy = []
+  for leaf, leaf_key in zip(leaves, jax.random.split(key, len(leaves))):
+    leaf = jnp.asarray(leaf)
+    rms = jnp.sqrt(jnp.mean(leaf**2, axis=tuple(range(1, leaf.ndim)), keepdims=True))
+    noisy.append(
+      np.asarray(leaf + scale * rms * jax.random.normal(leaf_key, leaf.shape, leaf.dtype))
+    )
+  return jax.tree.unflatten(tree, noisy)
+
+
 def _rows(
   method: str, num: int, seed: int, setting: dict, arch: str, first_seed: int
 ) -> pd.DataFrame:
@@ -374,6 +407,23 @@ def _sample_and_evaluate(
         _rows("B_T", num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 900)
       )
       params.append(None)
+    if "B_N" in config.baselines:  # top fitted states plus noise, one method per scale
+      index = np.arange(len(scores), dtype=np.float32)[:, None]  # the top rows' own indices
+      top = samplers.select_top(index, scores, config.sampler.top_fraction)[:, 0].astype(int)
+      for j, scale in enumerate(config.noise_scales):
+        pick_key, noise_key = jax.random.split(
+          jax.random.fold_in(jax.random.fold_in(key, seed), 1000 + j)
+        )
+        chosen = top[np.asarray(jax.random.choice(pick_key, len(top), (num,)))]
+        fitted_flat = source.flat[np.flatnonzero(fitted)[chosen]]
+        params.append(
+          noisy_copies(noise_key, weights.unflatten(jnp.asarray(fitted_flat), spec), scale)
+        )
+        tables.append(
+          _rows(
+            f"B_N{scale:g}", num, seed, setting, arch, first_seed=500_001 + 10_000 * seed + 1000 * j
+          )
+        )
   if "B_F" in config.baselines:  # the best source models at their newest selected epoch
     newest = source.table["epoch"].to_numpy() == source.table["epoch"].max()
     accuracy = source.table["test_acc"].to_numpy()  # every selected model, held-out ones too
@@ -417,7 +467,7 @@ def _sample_and_evaluate(
   }
   if (
     config.transfer.dataset is not None
-  ):  # samples and B_T only: B_F's source models saw the zoo's data
+  ):  # all but B_F, whose source models were trained on the zoo's data itself
     kept = table[table["method"] != "B_F"].drop(columns=["source_model"], errors="ignore")
     source_ids = kept["model_id"].to_numpy()
     kept = grid.index_models(kept)
@@ -432,6 +482,7 @@ def _sample_and_evaluate(
   summary = summarize(results, zoo, source, config)
   zoo_lib.write_table_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
   plots.sampling_summary(summary, os.path.join(workdir, PLOT_FILE))
+  plots.sampling_frontier(summary, os.path.join(workdir, FRONTIER_FILE))
   return summary
 
 
