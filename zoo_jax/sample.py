@@ -29,7 +29,7 @@ states, ~0 for a near-copy of one of them), plus summary.csv (method x epoch: te
 std over seeds; the median novelty at epoch 0), accuracy.png, and frontier.png (epoch-0 accuracy
 against novelty: a method above the noise baseline's line is more accurate than perturbed copies
 of the zoo's models as new as it). With `transfer.dataset`, the
-sampled weights and B_T are also fine-tuned on that dataset, in OUT/transfer.
+sampled weights, B_T and B_N are also fine-tuned on that dataset, in OUT/transfer.
 """
 
 if __name__ == "__main__":
@@ -408,8 +408,7 @@ def _sample_and_evaluate(
       )
       params.append(None)
     if "B_N" in config.baselines:  # top fitted states plus noise, one method per scale
-      index = np.arange(len(scores), dtype=np.float32)[:, None]  # the top rows' own indices
-      top = samplers.select_top(index, scores, config.sampler.top_fraction)[:, 0].astype(int)
+      top = samplers.top_indices(scores, config.sampler.top_fraction)
       for j, scale in enumerate(config.noise_scales):
         pick_key, noise_key = jax.random.split(
           jax.random.fold_in(jax.random.fold_in(key, seed), 1000 + j)

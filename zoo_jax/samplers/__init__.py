@@ -28,7 +28,7 @@ a small module whose `draw` calls it:
   uniform.py             the zoo's bounding box (uniform_sample; in_box, uniform_reference_sample)
   uniform_reference.py   uniform_reference_sample: U(-1, 1)^D
   gan.py                 a GAN trained on the embeddings (train_gan, gan_sample, GAN_SIZES)
-Private helpers start with `_`: _checks.py (argument checks), _top.py (select_top).
+Private helpers start with `_`: _checks.py (argument checks), _top.py (select_top, top_indices).
 """
 
 from collections.abc import Mapping
@@ -39,9 +39,9 @@ import jax
 
 from zoo_jax import registry
 from zoo_jax.samplers import _checks
-from zoo_jax.samplers._top import DEFAULT_TOP_FRACTION, select_top
+from zoo_jax.samplers._top import DEFAULT_TOP_FRACTION, select_top, top_indices
 
-__all__ = ["DEFAULT_TOP_FRACTION", "DRAW_DEFAULTS", "SAMPLERS", "draw", "select_top"]
+__all__ = ["DEFAULT_TOP_FRACTION", "DRAW_DEFAULTS", "SAMPLERS", "draw", "select_top", "top_indices"]
 
 SAMPLERS = registry.names(__name__)
 
