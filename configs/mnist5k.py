@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   # None: the train_* metrics of every epoch on the whole training split (the Model Zoos protocol);
   # N: on a fixed seeded subset of N training images (cheaper evaluation of big zoos).
   c.dataset.train_eval_size = ml_collections.config_dict.placeholder(int)
+  # None: the dataset alone; a tuple of dataset names (zoo_jax.data.domains, e.g. its
+  # FAMILIES["rotated_mnist5k"][:5]): train and evaluate on the union of their splits.
+  c.dataset.domains = ml_collections.config_dict.placeholder(tuple)
   # A zoo's departures from the dataset's protocol (zoo_jax/data/protocol.py); None: the protocol's.
   c.dataset.preprocess = ml_collections.ConfigDict()
   c.dataset.preprocess.image_size = ml_collections.config_dict.placeholder(

@@ -30,7 +30,7 @@ FINETUNE_EPOCHS = 1
 ACTIVATIONS = ("relu",)
 FINETUNE_SIZE = 200
 PROBE_SIZE = 100
-TRAIN_TASKS = ("mnist5k_rot90",)
+TRAIN_TASKS = ("mnist5k_rot90", "mnist5k_invert")
 """
 
 

@@ -22,7 +22,8 @@ def _config():
   c.finetune.num_epochs = 1
   c.finetune.train_size = 50
   c.finetune.eval_size = 50
-  c.learned.train_tasks = ("mnist5k_rot90",)
+  c.learned.train_tasks = ("mnist5k_rot90", "mnist5k_invert")
+  c.spider.steps = 50
   c.learned.predictor = "ridge"
   c.ensemble.sizes = (2,)
   c.ensemble.random_draws = 3
@@ -44,6 +45,11 @@ def _config():
       {"learned.train_tasks": ("svhn",)},
       r"config.learned.train_tasks entry 'svhn'",
     ),
+    (
+      "fashion_mnist",
+      {"learned.train_tasks": ("mnist5k_rot90",)},
+      r"config.learned.train_tasks has 1 task\(s\); spider needs at least 2",
+    ),
   ],
 )
 def test_bad_input_names_the_field(small_zoo, tmp_path, target, overrides, match):
@@ -59,7 +65,7 @@ def test_bad_input_names_the_field(small_zoo, tmp_path, target, overrides, match
 
 def test_methods_are_the_scores_registry_and_the_model_methods():
   assert select.FEATURE_METHODS == scores.names()
-  assert select.METHODS == scores.names() + ("zero_shot", "source_acc", "learned")
+  assert select.METHODS == scores.names() + ("zero_shot", "source_acc", "learned", "spider")
   assert set(select_config.get_config().methods) == set(select.METHODS)
 
 
@@ -115,8 +121,15 @@ def test_select_writes_ranking_summary_ensembles(small_zoo, tmp_path):
     assert {"weighted_tau", "top1_regret", "top5_regret", "seconds", "ratio_to_brute_force"} <= set(
       entry
     )
-  assert on_disk["methods"]["learned"]["train_tasks"] == ["mnist5k_rot90"]
+  for method in select.TRAINED_METHODS:
+    assert on_disk["methods"][method]["train_tasks"] == ["mnist5k_rot90", "mnist5k_invert"]
   assert summary["brute_force"]["seconds"] > 0
+  # The noise ceiling: the brute force again with other seeds, its own tau against the first run.
+  ceiling = on_disk["noise_ceiling"]
+  assert -1.0 <= ceiling["kendall_tau"] <= 1.0 and ceiling["seconds"] > 0
+  again = pd.read_csv(tmp_path / select.REPEAT_DIR / "models.csv")
+  first = pd.read_csv(tmp_path / select.FINETUNE_DIR / "models.csv")
+  assert (again["seed"] - first["seed"] == select.ranking_lib.REPEAT_SEED_OFFSET).all()
   ensembles = pd.read_csv(tmp_path / select.ENSEMBLES_FILE)
   assert {"best_single_by_test", "random", "brute_force", "logme"} <= set(ensembles["method"])
   assert ensembles["test_acc"].between(0, 1).all()

@@ -33,7 +33,6 @@ if __name__ == "__main__":
 
   _cli.lock_workdir_early()
 
-import dataclasses
 import json
 import os
 from typing import Any
@@ -114,9 +113,7 @@ def _sparsify(
       index = np.sort(
         np.random.default_rng(ds["split_seed"]).permutation(len(splits[split]))[:limit]
       )
-      splits[split] = dataclasses.replace(
-        splits[split], images=splits[split].images[index], labels=splits[split].labels[index]
-      )
+      splits[split] = splits[split].take(index)
   train = splits["train"]
   batch_size = config.batch_size or src.config["batch_size"]
 

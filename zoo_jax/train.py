@@ -22,7 +22,6 @@ if __name__ == "__main__":
     _cli.lock_workdir_early()
 
 import contextlib
-import dataclasses
 import json
 import os
 import time
@@ -52,7 +51,7 @@ def _subset(dataset: data.Dataset, size: int, seed: int, field: str = "train_siz
       f"{dataset.name!r}."
     )
   index = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:size])
-  return dataclasses.replace(dataset, images=dataset.images[index], labels=dataset.labels[index])
+  return dataset.take(index)
 
 
 def _cohort_arrays(rows: pd.DataFrame, index: np.ndarray) -> dict[str, np.ndarray]:

@@ -54,9 +54,19 @@ class Dataset:
   mean: tuple[float, ...]  # per-channel normalisation, applied to images / 255
   std: tuple[float, ...]
   num_classes: int
+  # int32 [N]: the index of each image's domain in the `domains` the split was loaded with
+  # (zoo_jax.data.domains); None for a single dataset.
+  domain: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
+
+  def take(self, index: np.ndarray) -> "Dataset":
+    """The images `index` of this split, with their labels (and domains)."""
+    domain = None if self.domain is None else self.domain[index]
+    return dataclasses.replace(
+      self, images=self.images[index], labels=self.labels[index], domain=domain
+    )
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -127,17 +137,21 @@ def load(
 
 def load_as_zoo(dataset: Mapping[str, Any], split: str, image_size: int | None) -> Dataset:
   """One split as a zoo's models saw it: `dataset` is the zoo config's `dataset` section (name,
-  source, data_dir, split_seed, preprocess) and `image_size` its model's input side
-  (`models.image_size(arch)`). Train, merge and sparsify read a zoo's data through this."""
-  return load(
-    dataset["name"],
-    split,
+  source, data_dir, split_seed, preprocess, domains) and `image_size` its model's input side
+  (`models.image_size(arch)`). Train, merge and sparsify read a zoo's data through this. With
+  `domains` set, the split is the union of those datasets' splits (zoo_jax.data.domains)."""
+  kwargs = dict(
     source=dataset["source"],
     data_dir=dataset.get("data_dir"),
     seed=dataset["split_seed"],
     image_size=image_size,
     preprocess=dataset.get("preprocess"),
   )
+  if dataset.get("domains"):
+    from zoo_jax.data import domains  # domains imports this module
+
+    return domains.load_union(dataset["name"], tuple(dataset["domains"]), split, **kwargs)
+  return load(dataset["name"], split, **kwargs)
 
 
 __all__ = [

@@ -30,6 +30,7 @@ _FIELDS = {
     "preprocess",
     "train_eval_size",
     "augment",
+    "domains",
   },
   "model": {"arch"},
   "population": {"num_seeds", "first_seed", "random_seeds", "grid"},
@@ -86,6 +87,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f"config.dataset.source {ds.source!r} is not available for {ds.name!r}; "
       f"allowed values: {list(data.DATASETS[ds.name].sources)}."
     )
+  if ds.get("domains"):
+    from zoo_jax.data import domains
+
+    domains.check(ds.domains, "config.dataset.domains", image_shape_of=ds.name)
   data.resolve(ds.name, ds.get("preprocess"))  # each preprocess field, and mean / std per channel
   if config.model.arch not in models.ARCHITECTURES:
     raise ValueError(
@@ -184,6 +189,7 @@ _LATER_FIELDS = {
   ("lr_schedule",): "constant",
   ("eval_models_per_vmap",): None,
   ("dataset", "augment"): {"crop_padding": 0, "horizontal_flip": False, "rotation": 0.0},
+  ("dataset", "domains"): None,
 }
 
 

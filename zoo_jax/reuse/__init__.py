@@ -9,9 +9,14 @@ their config checks, their flow and their outputs); no absl here.
                    `score(features [N, F], labels [N]) -> float`; the registry and contract in
                    scores/__init__.py
   ranking.py       a zoo's models ranked for a target: every score and the zero-shot accuracy on a probe
-                   of target images (task_scores), the brute-force reference (brute_force), the learned
-                   ranker (learned_scores), top-K ensembles (ensembles), how good a ranking is
-                   (ranking_metrics)
+                   of target images (task_scores), the brute-force reference (brute_force) and its
+                   noise ceiling (noise_ceiling), the rankers trained on other tasks (training_tasks,
+                   learned_scores, spider_scores), top-K ensembles (ensembles), how good a ranking
+                   is (ranking_metrics)
+  spider.py        Model Spider: model and task tokens, the fitness head and its ranking loss,
+                   re-ranking of the top candidates
+  zood.py          ZooD across domains: the leave-one-domain-out score, variational-EM feature
+                   selection, the linear head on concatenated features
   finetuning.py    fine-tuning a zoo's models on a dataset as one zoo run of the population engine
                    (finetune, source_table), and the dataset check the commands share (check_dataset)
   merging.py       weight-space math shared by the merge methods: population pytree helpers (stack,

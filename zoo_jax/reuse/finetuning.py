@@ -61,11 +61,14 @@ def finetune(
   eval_size: int | None = None,
   params: Any = None,
   progress_bar: bool = False,
+  domains: tuple[str, ...] | None = None,
 ) -> zoo_lib.Zoo:
   """Fine-tunes the zoo's models `table.source_model` (at `epoch`) on `dataset` for `num_epochs`, one run.
 
   `params` [len(table), ...] replaces the zoo's weights as the starting points (e.g. merged ones).
-  Returns the fine-tuned zoo in `workdir` (resumed or found complete like any zoo run).
+  `domains` (dataset names, zoo_jax.data.domains): fine-tune on the union of their splits instead,
+  normalised as `dataset`. Returns the fine-tuned zoo in `workdir` (resumed or found complete like
+  any zoo run).
   """
   zoo = zoo_lib.Zoo(zoo_dir)
   check_dataset(dataset, "dataset", _num_classes(zoo))
@@ -73,6 +76,7 @@ def finetune(
   config.dataset.name = dataset
   config.dataset.source = data.DATASETS[dataset].sources[0]
   config.dataset.data_dir = None
+  config.dataset.domains = tuple(domains) if domains else None
   config.dataset.train_size = train_size
   config.dataset.eval_size = eval_size
   config.num_epochs = num_epochs

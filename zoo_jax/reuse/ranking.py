@@ -5,15 +5,17 @@ The library half of zoo_jax.select (which runs it as a command and writes its ou
   task_scores         every transferability score of zoo_jax.reuse.scores and the head's zero-shot
                       accuracy of each model on a probe of target images, with the seconds each took
   brute_force         every model fine-tuned on the target in one zoo run (zoo_jax.reuse.finetuning)
-  learned_scores      Model Spider's idea in this project's terms: a regressor (ridge or gradient-boosted
-                      trees) from the model's StatNN weight embedding and its model-task scores to the
-                      rank of its fine-tuned accuracy, trained on other tasks, never the target
+  training_tasks      the other tasks both learned rankers train on: every score and the brute force
+  learned_scores      a regressor (ridge or gradient-boosted trees) from the model's StatNN weight
+                      embedding and its model-task scores to the rank of its fine-tuned accuracy,
+                      trained on other tasks, never the target
+  spider_scores       Model Spider (zoo_jax.reuse.spider): model and task tokens, a fitness head
+                      trained to rank on other tasks, the top candidates re-ranked
   ensembles           top-K fine-tuned models by each ranking, logits averaged, against the best
                       single model and K random ones
   ranking_metrics     Kendall's and weighted tau against the truth, top-k regret
 """
 
-import dataclasses
 import os
 import time
 
@@ -26,22 +28,23 @@ import scipy.stats
 from zoo_jax import data, weights, zoo as zoo_lib
 from zoo_jax.encoders import properties
 from zoo_jax.engine import grid
-from zoo_jax.reuse import finetuning, penultimate, scores
+from zoo_jax.reuse import finetuning, penultimate, scores, spider
 
 TASKS_DIR = "tasks"  # learned_scores' fine-tuned zoos: WORKDIR/tasks/<task>
 BRUTE_FORCE = (
   "brute_force"  # the ranking by fine-tuned validation accuracy (ensembles) and its summary key
 )
+REPEAT_SEED_OFFSET = 1_000_003  # the noise ceiling's second brute force: every seed shifted by this
 
 
 # ---------------------------------------------------------------------------- cheap scores
 
 
-def _probe_images(dataset: str, size: int, seed: int) -> data.Dataset:
-  """A seeded subset of `size` training images of `dataset` (all of them if fewer)."""
-  train = data.load(dataset, "train", source=data.DATASETS[dataset].sources[0])
-  keep = np.sort(np.random.default_rng(seed).permutation(len(train))[:size])
-  return dataclasses.replace(train, images=train.images[keep], labels=train.labels[keep])
+def probe_images(dataset: str, size: int | None, seed: int, split: str = "train") -> data.Dataset:
+  """A seeded subset of `size` images of `dataset`'s `split` (all of them if fewer, or None)."""
+  images = data.load(dataset, split, source=data.DATASETS[dataset].sources[0])
+  keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:size])
+  return images.take(keep)
 
 
 def population_outputs(
@@ -72,7 +75,7 @@ def task_scores(
   """Every score of zoo_jax.reuse.scores and zero_shot of each model for `dataset`, and the seconds each
   took (the forward pass counted in every method; "all": one forward pass and every score)."""
   start = time.time()
-  probe = _probe_images(dataset, probe_size, seed)
+  probe = probe_images(dataset, probe_size, seed)
   feats, logits = population_outputs(zoo, model_ids, epoch, probe)
   forward = time.time() - start
   table = pd.DataFrame({"model_id": model_ids})
@@ -99,9 +102,13 @@ def brute_force(
   model_ids: np.ndarray,
   dataset: str,
   workdir: str,
+  domains: tuple[str, ...] | None = None,
+  seed_offset: int = 0,
 ) -> tuple[pd.DataFrame, float, zoo_lib.Zoo]:
-  """Fine-tunes the models on `dataset` in one run (the recipe of `config.finetune`, zoo_jax.select's
-  config); (model_id, finetuned_acc, finetuned_val_acc, finetuned_id), seconds, the fine-tuned zoo."""
+  """Fine-tunes the models on `dataset` (on the union of `domains` if given) in one run (the recipe
+  of `config.finetune`, zoo_jax.select's config); (model_id, finetuned_acc, finetuned_val_acc,
+  finetuned_id), seconds, the fine-tuned zoo. `seed_offset` shifts every fine-tuning seed (batch
+  order, dropout): a second run with another offset measures the reference's own noise."""
   ft = config.finetune
   table = finetuning.source_table(
     zoo,
@@ -111,6 +118,7 @@ def brute_force(
     weight_decay=ft.weight_decay,
     dropout=ft.dropout,
   )
+  table["seed"] += seed_offset
   start = time.time()
   tuned = finetuning.finetune(
     zoo.workdir,
@@ -122,6 +130,7 @@ def brute_force(
     train_size=ft.train_size,
     eval_size=ft.eval_size,
     progress_bar=config.progress_bar,
+    domains=domains,
   )
   seconds = time.time() - start
   last = tuned.metrics[tuned.metrics["epoch"] == tuned.epochs[-1]].merge(
@@ -138,6 +147,33 @@ def brute_force(
   return result, seconds, tuned
 
 
+def noise_ceiling(
+  config: ml_collections.ConfigDict,
+  zoo: zoo_lib.Zoo,
+  model_ids: np.ndarray,
+  dataset: str,
+  workdir: str,
+  first: np.ndarray,
+  accuracy=None,
+  domains: tuple[str, ...] | None = None,
+) -> dict[str, float]:
+  """The brute force run again with other fine-tuning seeds: Kendall's and weighted tau between
+  its accuracies and `first` (the first run's, in `model_ids` order), the best a ranking judged
+  against one run can be expected to reach. `accuracy(tuned, table)` reads a run's accuracies
+  (default: its test accuracy); the seconds of the second run are reported."""
+  tuned, seconds, tuned_zoo = brute_force(
+    config, zoo, model_ids, dataset, workdir, domains=domains, seed_offset=REPEAT_SEED_OFFSET
+  )
+  tuned = pd.DataFrame({"model_id": model_ids}).merge(tuned, on="model_id", how="left")
+  second = tuned["finetuned_acc"].to_numpy() if accuracy is None else accuracy(tuned_zoo, tuned)
+  metrics = ranking_metrics(second, np.asarray(first))
+  return {
+    "kendall_tau": metrics["kendall_tau"],
+    "weighted_tau": metrics["weighted_tau"],
+    "seconds": seconds,
+  }
+
+
 # ---------------------------------------------------------------------------- learned ranker
 
 
@@ -146,41 +182,101 @@ def _statnn(zoo: zoo_lib.Zoo, model_ids: np.ndarray, epoch: int) -> np.ndarray:
   return np.asarray(weights.statnn_features(jax.tree.map(np.asarray, params)), np.float64)
 
 
+def tasks_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Where the training tasks' fine-tuned zoos go: config.learned.tasks_dir, or WORKDIR/tasks."""
+  return config.learned.get("tasks_dir") or os.path.join(workdir, TASKS_DIR)
+
+
+def training_tasks(
+  config: ml_collections.ConfigDict, zoo: zoo_lib.Zoo, model_ids: np.ndarray, workdir: str
+) -> tuple[list[tuple[str, pd.DataFrame, np.ndarray]], float]:
+  """([(task, its scores table (task_scores), fine-tuned accuracy [M])] for every task of
+  `config.learned.train_tasks`, the seconds spent). Each task's brute force is a zoo run in
+  tasks_dir/<task>: found complete, it is read back, so runs sharing a tasks_dir pay once."""
+  start = time.time()
+  out = []
+  for task in config.learned.train_tasks:
+    table, _ = task_scores(zoo, model_ids, config.epoch, task, config.probe_size, config.seed)
+    tuned, _, _ = brute_force(
+      config, zoo, model_ids, task, os.path.join(tasks_dir(config, workdir), task)
+    )
+    acc = table[["model_id"]].merge(tuned, on="model_id", how="left")["finetuned_acc"].to_numpy()
+    out.append((task, table, acc))
+  return out, time.time() - start
+
+
 def learned_scores(
   config: ml_collections.ConfigDict,
   zoo: zoo_lib.Zoo,
   model_ids: np.ndarray,
   target_scores: pd.DataFrame,
   target_seconds: float,
-  workdir: str,
-) -> tuple[np.ndarray, float, float]:
-  """(predicted fine-tuned accuracy rank [M], seconds on the target, seconds of training on the other tasks).
+  tasks: list[tuple[str, pd.DataFrame, np.ndarray]],
+) -> tuple[np.ndarray, float]:
+  """(predicted fine-tuned accuracy rank [M], seconds on the target).
 
   Inputs per (model, task): the model's StatNN embedding and its model-task scores on the task
   (every score of zoo_jax.reuse.scores and zero_shot); the regression target is the fine-tuned
   accuracy's rank within its task, scaled to [0, 1] (the ranking is what transfers between tasks,
-  not the accuracy level). The training tasks are `config.learned.train_tasks`, each fine-tuned
-  into `workdir`/tasks/<task>.
+  not the accuracy level). `tasks` are the training tasks (training_tasks), never the target.
   """
   start = time.time()
   embedding = _statnn(zoo, model_ids, config.epoch)
-  embed_seconds = time.time() - start
   task_cols = list(scores.names()) + ["zero_shot"]
-  xs, ys = [], []
-  start = time.time()
-  for task in config.learned.train_tasks:
-    table, _ = task_scores(zoo, model_ids, config.epoch, task, config.probe_size, config.seed)
-    tuned, _, _ = brute_force(config, zoo, model_ids, task, os.path.join(workdir, TASKS_DIR, task))
-    acc = table[["model_id"]].merge(tuned, on="model_id", how="left")["finetuned_acc"].to_numpy()
-    xs.append(np.concatenate([embedding, table[task_cols].to_numpy()], axis=1))
-    ys.append(pd.Series(acc).rank(pct=True).to_numpy())
-  train_seconds = time.time() - start
-  start = time.time()
+  xs = [np.concatenate([embedding, table[task_cols].to_numpy()], axis=1) for _, table, _ in tasks]
+  ys = [pd.Series(acc).rank(pct=True).to_numpy() for _, _, acc in tasks]
   x_target = np.concatenate([embedding, target_scores[task_cols].to_numpy()], axis=1)
   predicted = properties.fit_probe(
     config.learned.predictor, np.concatenate(xs), np.concatenate(ys), x_target, seed=config.seed
   )
-  return predicted, target_seconds + embed_seconds + time.time() - start, train_seconds
+  return predicted, target_seconds + time.time() - start
+
+
+def spider_scores(
+  config: ml_collections.ConfigDict,
+  zoo: zoo_lib.Zoo,
+  model_ids: np.ndarray,
+  target: str,
+  tasks: list[tuple[str, pd.DataFrame, np.ndarray]],
+) -> tuple[np.ndarray, float, float]:
+  """(scores [M], seconds on the target, seconds fitting the head) of Model Spider
+  (zoo_jax.reuse.spider): model tokens from the weights, task tokens from the probe model (the
+  zoo's best by source validation accuracy), a fitness head trained to rank on `tasks`, the top
+  `config.spider.rerank_k` re-ranked with their NCC on the target."""
+  sp = config.spider
+  at = zoo.metrics[zoo.metrics["epoch"] == zoo._epoch(config.epoch)].set_index("model_id")
+  probe_model = model_ids[int(np.argmax(at.loc[model_ids, "validation_acc"].to_numpy()))]
+
+  def token(task: str) -> np.ndarray:
+    images = probe_images(task, config.probe_size, config.seed)
+    feats, _ = population_outputs(zoo, np.array([probe_model]), config.epoch, images)
+    return spider.task_token(feats[0], images.labels)
+
+  start = time.time()
+  embedding = _statnn(zoo, model_ids, config.epoch)
+  tokens = np.stack([token(task) for task, _, _ in tasks])
+  model, params = spider.fit_fitness(
+    spider.standardise(embedding),
+    spider.standardise(tokens),
+    np.stack([acc for _, _, acc in tasks]),
+    token_dim=sp.token_dim,
+    hidden=tuple(sp.hidden),
+    steps=sp.steps,
+    learning_rate=sp.learning_rate,
+    seed=config.seed,
+  )
+  fit_seconds = time.time() - start
+  start = time.time()
+  head = spider.fitness(
+    model, params, spider.standardise(embedding), spider.standardise(token(target)[None], tokens)[0]
+  )
+  candidates = np.argsort(-head, kind="stable")[: sp.rerank_k]
+  candidate_scores = np.zeros(len(candidates))
+  if len(candidates):
+    images = probe_images(target, config.probe_size, config.seed)
+    feats, _ = population_outputs(zoo, model_ids[candidates], config.epoch, images)
+    candidate_scores = np.array([scores.get("ncc")(f, images.labels) for f in feats])
+  return spider.rerank(head, candidates, candidate_scores), time.time() - start, fit_seconds
 
 
 # ---------------------------------------------------------------------------- ensembles

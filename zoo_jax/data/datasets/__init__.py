@@ -69,13 +69,39 @@ class Derived:
   info: Callable[[DatasetInfo], DatasetInfo] = lambda info: info
 
 
-# Derived tasks (zoo_jax.select trains its learned ranker on them): inverted images have mean 1 - mean.
+def _rotate(degrees: float) -> Callable[[np.ndarray], np.ndarray]:
+  """Every image rotated by `degrees` counter-clockwise about its centre (bilinear, black corners)."""
+
+  def rotate(images: np.ndarray) -> np.ndarray:
+    if degrees % 360 == 0:
+      return images
+    import scipy.ndimage  # imported on use: only rotated domains need it
+
+    out = scipy.ndimage.rotate(
+      images.astype(np.float32), degrees, axes=(2, 1), reshape=False, order=1, mode="constant"
+    )
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+  return rotate
+
+
+def _noise(images: np.ndarray) -> np.ndarray:
+  """Additive Gaussian pixel noise, std 64 of 255, from a fixed seed (the same noise on every load)."""
+  noise = np.random.default_rng(0).normal(0.0, 64.0, images.shape)
+  return np.clip(np.rint(images + noise), 0, 255).astype(np.uint8)
+
+
+# Derived datasets. zoo_jax.select trains its learned ranker on rot90 / invert; the DomainBed
+# rotations rot0 ... rot75 and the other shifts (invert, noise) are domains (zoo_jax.data.domains).
+# Inverted images have mean 1 - mean; the other transforms keep the base's normalisation.
 DERIVED = {
+  **{f"rot{d}": Derived(_rotate(d)) for d in (0, 15, 30, 45, 60, 75)},
   "rot90": Derived(lambda images: np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2)))),
   "invert": Derived(
     lambda images: 255 - images,
     lambda info: dataclasses.replace(info, mean=tuple(1.0 - m for m in info.mean)),
   ),
+  "noise": Derived(_noise),
 }
 
 

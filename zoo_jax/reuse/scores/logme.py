@@ -30,28 +30,35 @@ def fixed_point(
   f: np.ndarray, t: np.ndarray, max_iter: int = 100, tol: float = 1e-6
 ) -> tuple[float, float, float]:
   """(evidence / N, alpha, beta) for one target column t [N] by MacKay's fixed-point updates
-  (You et al. 2021, Algorithm 1), in the eigenbasis of f'f so each step is O(D)."""
+  (You et al. 2021, Algorithm 1), in the eigenbasis of f'f so each step is O(D): the residual
+  |t - f m|^2 is t't - 2 m'f't + m'f'f m there. alpha and beta stay >= 1e-10, so features that are
+  all zero (a dead model) get a finite, low evidence instead of 0 / 0."""
   n, d = f.shape
   s, v = np.linalg.eigh(f.T @ f)
   s = np.clip(s, 0.0, None)
   proj = v.T @ (f.T @ t)  # f't in the eigenbasis
+  tt = float(t @ t)
   alpha, beta = 1.0, 1.0
+
+  def fit(alpha, beta):
+    m = beta * proj / (alpha + beta * s)  # the posterior mean in the eigenbasis
+    return m, max(tt - 2 * m @ proj + np.sum(s * m**2), 0.0)
+
   for _ in range(max_iter):
     gamma = np.sum(beta * s / (alpha + beta * s))
-    m_eig = beta * proj / (alpha + beta * s)
-    m = v @ m_eig
-    alpha_new = gamma / (m @ m + _EPS)
-    beta_new = (n - gamma) / (np.sum((t - f @ m) ** 2) + _EPS)
+    m, residual = fit(alpha, beta)
+    alpha_new = max(gamma / (m @ m + _EPS), 1e-10)
+    beta_new = max((n - gamma) / (residual + _EPS), 1e-10)
     done = abs(alpha_new / beta_new - alpha / beta) <= tol * alpha / beta
     alpha, beta = alpha_new, beta_new
     if done:
       break
-  m = v @ (beta * proj / (alpha + beta * s))
+  m, residual = fit(alpha, beta)
   value = (
     d / 2 * np.log(alpha)
     + n / 2 * np.log(beta)
     - 0.5 * np.sum(np.log(alpha + beta * s))
-    - beta / 2 * np.sum((t - f @ m) ** 2)
+    - beta / 2 * residual
     - alpha / 2 * m @ m
     - n / 2 * np.log(2 * np.pi)
   )
