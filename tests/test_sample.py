@@ -294,3 +294,31 @@ def test_model_scaled_autoencoder_samples_end_to_end(tiny_zoo, tmp_path):
     np.isfinite(x).all() for x in jax.tree.leaves(samples.params(drawn, epoch=0))
   )
   assert os.path.exists(tmp_path / "samples" / sample.RECONSTRUCTION_FILE)
+
+
+def test_behaviour_iou_is_one_for_a_copy_and_lower_for_an_unrelated_model():
+  rng = np.random.default_rng(0)
+  reference = rng.uniform(size=(3, 400)) < 0.2  # three fitted models' error sets
+  copy = reference[1:2]
+  unrelated = rng.uniform(size=(1, 400)) < 0.2
+  iou = sample.behaviour_iou(np.concatenate([copy, unrelated]), reference)
+  assert iou[0] == pytest.approx(1.0)
+  assert 0.0 < iou[1] < 0.3  # independent 20% error sets overlap by about 0.2 / 1.8
+  assert sample.behaviour_iou(np.zeros((1, 5), bool), np.zeros((2, 5), bool))[0] == 1.0
+
+
+def test_behaviour_iou_of_the_sampled_zoo(sampled):
+  """Each starting model's behavioural IoU is in the models table, its median in the summary; a
+  B_F model the samplers were fitted on makes the same mistakes as its fitted state (IoU 1)."""
+  workdir, summary = sampled
+  models = zoo.Zoo(workdir).models
+  fitted = set(np.load(os.path.join(workdir, sample.SAMPLES_FILE))["states"])
+  zoo_name = next(iter(fitted)).split("/")[0]
+  best = models[models["method"] == "B_F"]
+  in_fit = best["source_model"].map(lambda m: f"{zoo_name}/{int(m)}" in fitted).to_numpy()
+  np.testing.assert_allclose(best["behaviour_iou"].to_numpy()[in_fit], 1.0)
+  assert models["behaviour_iou"].between(0.0, 1.0).all()
+  start = summary[summary["epoch"] == 0].set_index("method")["behaviour_iou"]
+  assert start["B_T"] == pytest.approx(
+    models.loc[models["method"] == "B_T", "behaviour_iou"].median()
+  )

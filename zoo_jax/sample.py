@@ -24,9 +24,11 @@ training (epoch 0) and after each of `finetune_epochs` epochs, all of a cohort i
 call. OUT/run.json records the config, the encoder and what was read from the zoo
 (zoo_jax.zoo.guard: a rerun resumes, computes again from a zoo that grew when config.epochs are
 negative, or is refused). OUT is a zoo (zoo_jax.zoo.Zoo reads it; the models table says each model's `method` and
-`sample_seed`, and its `novelty`: `weights.novelty` of its starting weights against the fitted
-states, ~0 for a near-copy of one of them), plus summary.csv (method x epoch: test accuracy mean and
-std over seeds; the median novelty at epoch 0), accuracy.png, and frontier.png (epoch-0 accuracy
+`sample_seed`, its `novelty`: `weights.novelty` of its starting weights against the fitted
+states, ~0 for a near-copy of one of them, and its `behaviour_iou`: the largest IoU of the test
+images it misclassifies with those a fitted state misclassifies, 1 for a functional copy), plus
+summary.csv (method x epoch: test accuracy mean and std over seeds; the median novelty and
+behavioural IoU at epoch 0), accuracy.png, and frontier.png (epoch-0 accuracy
 against novelty: a method above the noise baseline's line is more accurate than perturbed copies
 of the zoo's models as new as it). With `transfer.dataset`, the
 sampled weights, B_T and B_N are also fine-tuned on that dataset, in OUT/transfer.
@@ -307,12 +309,49 @@ def report_novelty(table: pd.DataFrame) -> None:
     "novelty (distance of the starting weights to the nearest fitted zoo state, in units of the zoo's own "
     "nearest-neighbour distance; median): " + ", ".join(f"{m} {v:.2f}" for m, v in median.items())
   )
+  if "behaviour_iou" in table:
+    iou = table.groupby("method", sort=False)["behaviour_iou"].median()
+    print(
+      "behavioural IoU (test images misclassified, against the closest fitted state; 1: the same "
+      "mistakes; median): " + ", ".join(f"{m} {v:.2f}" for m, v in iou.items())
+    )
   copies = [m for m, v in median.items() if m not in BASELINES and v < COPY_NOVELTY]
   if copies:
     print(
       f"note: {', '.join(copies)} start below {COPY_NOVELTY} of the zoo's spacing from a model the samplers "
       "saw: near-copies of zoo models, not new ones."
     )
+
+
+def behaviour_iou(errors: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  """[S] the largest intersection-over-union between each model's set of misclassified images
+  (errors [S, N], bool) and that of any reference model (reference [F, N]): 1 for a functional
+  copy (the same mistakes), lower for a model that errs elsewhere. Two error-free models count
+  as identical (1)."""
+  e, r = np.asarray(errors, np.float32), np.asarray(reference, np.float32)
+  inter = e @ r.T
+  union = e.sum(1)[:, None] + r.sum(1)[None, :] - inter
+  return np.max(np.where(union > 0, inter / np.maximum(union, 1.0), 1.0), axis=1)
+
+
+def misclassified(
+  rows: pd.DataFrame, params: Any, test: data.Dataset, conv_impl: str
+) -> np.ndarray:
+  """[len(rows), N] bool: which test images each model (a row, its weights `params` [M, ...] row
+  for row) misclassifies, one forward pass per cohort."""
+  from zoo_jax.reuse import penultimate  # the using-a-zoo library's forward pass
+
+  rows = rows.reset_index(drop=True)
+  out = np.zeros((len(rows), len(test)), bool)
+  keys = [grid.cohort_of(row) for _, row in rows.iterrows()]
+  for key in dict.fromkeys(keys):
+    index = np.array([i for i, k in enumerate(keys) if k == key])
+    outputs = penultimate.make_outputs(
+      key, mean=test.mean, std=test.std, num_classes=test.num_classes, conv_impl=conv_impl
+    )
+    _, logits = outputs(jax.tree.map(lambda x: np.asarray(x)[index], params), test.images)
+    out[index] = np.argmax(logits, -1) != test.labels[None]
+  return out
 
 
 def noisy_copies(key: jax.Array, params: Any, scale: float) -> Any:
@@ -445,6 +484,18 @@ def _sample_and_evaluate(
     source.keys()[fitted].to_numpy(),
     spec,
   )
+  # How differently each starting model errs from the nearest fitted state (1: the same mistakes).
+  test = data.load_as_zoo(zoo.config["dataset"], "test", models.image_size(arch))
+  conv_impl = zoo.config.get("conv_impl", "xla")
+  table["behaviour_iou"] = behaviour_iou(
+    misclassified(table, starts, test, conv_impl),
+    misclassified(
+      source.table[fitted],
+      weights.unflatten(jnp.asarray(source.flat[fitted]), spec),
+      test,
+      conv_impl,
+    ),
+  )
   report_novelty(table)
   # The zoo's embeddings and scores the samplers saw, their states ("zoo/model_id"), and every
   # draw ("<sampler>/seed_<s>").
@@ -548,7 +599,8 @@ def summarize(
   frames = []
   for setting, result in results.items():
     metrics = result.metrics.merge(
-      result.models[["model_id", "method", "sample_seed", "novelty"]], on="model_id"
+      result.models[["model_id", "method", "sample_seed", "novelty", "behaviour_iou"]],
+      on="model_id",
     )
     frames.append(metrics.assign(setting=setting))
   # The zoo's own models at the matching epoch of their original training (no run).
@@ -574,16 +626,16 @@ def summarize(
     )
     .reset_index()
   )
-  # The starting weights' median novelty, on the rows of epoch 0 (the zoo's own models: none).
-  novelty = (
-    table[table["epoch"] == 0].groupby(["setting", "method"], sort=False)["novelty"].median()
-  )
+  # The starting weights' median novelty and behavioural IoU, on the rows of epoch 0 (the zoo's
+  # own models: none).
   at_start = summary["epoch"] == 0
-  summary["novelty"] = np.where(
-    at_start,
-    [novelty.get((s, m), np.nan) for s, m in zip(summary["setting"], summary["method"])],
-    np.nan,
-  )
+  for column in ("novelty", "behaviour_iou"):
+    median = table[table["epoch"] == 0].groupby(["setting", "method"], sort=False)[column].median()
+    summary[column] = np.where(
+      at_start,
+      [median.get((s, m), np.nan) for s, m in zip(summary["setting"], summary["method"])],
+      np.nan,
+    )
   return summary
 
 
