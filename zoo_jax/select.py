@@ -245,6 +245,9 @@ def _select_across_domains(
     kept = np.ones(concat.shape[1], bool)
     if config.selection.enabled:
       kept, _ = zood.select_features(concat, y_pooled, threshold=config.selection.threshold)
+      if not kept.any():  # nothing passes the threshold: the head reads every feature
+        print(f"note: no feature of the top-{len(top)} by {score} passes the selection; all kept.")
+        kept[:] = True
     cols = [(m, np.flatnonzero(kept[i * width : (i + 1) * width])) for i, m in enumerate(top)]
     return evaluate([(m, c) for m, c in cols if len(c)])[1], top, kept
 
