@@ -226,15 +226,22 @@ def test_samplers_are_fitted_on_the_autoencoders_training_models(sampled, encode
   assert every.all()
 
 
-def test_novelty_marks_the_copies_of_fitted_states(sampled):
-  """Every starting model's weights.novelty is in the models table and its median in the summary:
-  a B_F source model the samplers were fitted on is a copy (0); a random init is not."""
-  workdir, summary = sampled
+def _best_and_fitted(workdir):
+  """(the sampled zoo's models table, its B_F rows, whether each B_F source model is a state the
+  samplers were fitted on)."""
   models = zoo.Zoo(workdir).models
   fitted = set(np.load(os.path.join(workdir, sample.SAMPLES_FILE))["states"])
   zoo_name = next(iter(fitted)).split("/")[0]
   best = models[models["method"] == "B_F"]
   in_fit = best["source_model"].map(lambda m: f"{zoo_name}/{int(m)}" in fitted).to_numpy()
+  return models, best, in_fit
+
+
+def test_novelty_marks_the_copies_of_fitted_states(sampled):
+  """Every starting model's weights.novelty is in the models table and its median in the summary:
+  a B_F source model the samplers were fitted on is a copy (0); a random init is not."""
+  workdir, summary = sampled
+  models, best, in_fit = _best_and_fitted(workdir)
   assert in_fit.any()
   assert (best["novelty"].to_numpy()[in_fit] < 1e-3).all()
   assert (best["novelty"].to_numpy()[~in_fit] > 1e-2).all()
@@ -311,11 +318,7 @@ def test_behaviour_iou_of_the_sampled_zoo(sampled):
   """Each starting model's behavioural IoU is in the models table, its median in the summary; a
   B_F model the samplers were fitted on makes the same mistakes as its fitted state (IoU 1)."""
   workdir, summary = sampled
-  models = zoo.Zoo(workdir).models
-  fitted = set(np.load(os.path.join(workdir, sample.SAMPLES_FILE))["states"])
-  zoo_name = next(iter(fitted)).split("/")[0]
-  best = models[models["method"] == "B_F"]
-  in_fit = best["source_model"].map(lambda m: f"{zoo_name}/{int(m)}" in fitted).to_numpy()
+  models, best, in_fit = _best_and_fitted(workdir)
   np.testing.assert_allclose(best["behaviour_iou"].to_numpy()[in_fit], 1.0)
   assert models["behaviour_iou"].between(0.0, 1.0).all()
   start = summary[summary["epoch"] == 0].set_index("method")["behaviour_iou"]
