@@ -339,19 +339,15 @@ def misclassified(
 ) -> np.ndarray:
   """[len(rows), N] bool: which test images each model (a row, its weights `params` [M, ...] row
   for row) misclassifies, one forward pass per cohort."""
-  from zoo_jax.reuse import penultimate  # the using-a-zoo library's forward pass
+  from zoo_jax.reuse import ranking  # the using-a-zoo library's forward pass
 
-  rows = rows.reset_index(drop=True)
-  out = np.zeros((len(rows), len(test)), bool)
-  keys = [grid.cohort_of(row) for _, row in rows.iterrows()]
-  for key in dict.fromkeys(keys):
-    index = np.array([i for i, k in enumerate(keys) if k == key])
-    outputs = penultimate.make_outputs(
-      key, mean=test.mean, std=test.std, num_classes=test.num_classes, conv_impl=conv_impl
-    )
-    _, logits = outputs(jax.tree.map(lambda x: np.asarray(x)[index], params), test.images)
-    out[index] = np.argmax(logits, -1) != test.labels[None]
-  return out
+  _, logits = ranking.outputs_by_cohort(
+    rows,
+    test,
+    conv_impl,
+    lambda part: jax.tree.map(lambda x: np.asarray(x)[part.index.to_numpy()], params),
+  )
+  return np.argmax(logits, -1) != test.labels[None]
 
 
 def noisy_copies(key: jax.Array, params: Any, scale: float) -> Any:

@@ -52,19 +52,34 @@ def population_outputs(
 ) -> tuple[np.ndarray, np.ndarray]:
   """(penultimate features [M, N, D], logits [M, N, K]) of the zoo's models on a dataset, cohort by cohort."""
   rows = zoo.models.set_index("model_id").loc[model_ids].reset_index()
+  return outputs_by_cohort(
+    rows,
+    dataset,
+    zoo.config.get("conv_impl", "xla"),
+    lambda part: zoo.params(part["model_id"].to_numpy(), epoch),
+  )
+
+
+def outputs_by_cohort(
+  rows: pd.DataFrame, dataset: data.Dataset, conv_impl: str, params_of
+) -> tuple[np.ndarray, np.ndarray]:
+  """(features [M, N, D], logits [M, N, K]) of the models of `rows` (a models table's rows, any
+  cohorts) on a dataset, one forward pass per cohort; `params_of(part)` gives the weights of a
+  cohort's rows (`part`, whose index is their position in `rows`)."""
+  rows = rows.reset_index(drop=True)
+  keys = [grid.cohort_of(row) for _, row in rows.iterrows()]
   feats, logits = [None] * len(rows), [None] * len(rows)
-  conv_impl = zoo.config.get("conv_impl", "xla")
-  for _, cohort_rows in rows.groupby("cohort", sort=True):
-    cohort = grid.cohort_of(cohort_rows.iloc[0])
+  for key in dict.fromkeys(keys):
+    part = rows[[k == key for k in keys]]
     outputs = penultimate.make_outputs(
-      cohort,
+      key,
       mean=dataset.mean,
       std=dataset.std,
       num_classes=dataset.num_classes,
       conv_impl=conv_impl,
     )
-    f, z = outputs(zoo.params(cohort_rows["model_id"].to_numpy(), epoch), dataset.images)
-    for i, position in enumerate(cohort_rows.index):
+    f, z = outputs(params_of(part), dataset.images)
+    for i, position in enumerate(part.index):
       feats[position], logits[position] = f[i], z[i]
   return np.stack(feats), np.stack(logits)
 
@@ -247,14 +262,15 @@ def spider_scores(
   at = zoo.metrics[zoo.metrics["epoch"] == zoo._epoch(config.epoch)].set_index("model_id")
   probe_model = model_ids[int(np.argmax(at.loc[model_ids, "validation_acc"].to_numpy()))]
 
-  def token(task: str) -> np.ndarray:
-    images = probe_images(task, config.probe_size, config.seed)
+  def token(images: data.Dataset) -> np.ndarray:
     feats, _ = population_outputs(zoo, np.array([probe_model]), config.epoch, images)
     return spider.task_token(feats[0], images.labels)
 
+  probe = lambda task: probe_images(task, config.probe_size, config.seed)
+
   start = time.time()
   embedding = _statnn(zoo, model_ids, config.epoch)
-  tokens = np.stack([token(task) for task, _, _ in tasks])
+  tokens = np.stack([token(probe(task)) for task, _, _ in tasks])
   model, params = spider.fit_fitness(
     spider.standardise(embedding),
     spider.standardise(tokens),
@@ -267,13 +283,13 @@ def spider_scores(
   )
   fit_seconds = time.time() - start
   start = time.time()
+  images = probe(target)
   head = spider.fitness(
-    model, params, spider.standardise(embedding), spider.standardise(token(target)[None], tokens)[0]
+    model, params, spider.standardise(embedding), spider.standardise(token(images)[None], tokens)[0]
   )
   candidates = np.argsort(-head, kind="stable")[: sp.rerank_k]
   candidate_scores = np.zeros(len(candidates))
   if len(candidates):
-    images = probe_images(target, config.probe_size, config.seed)
     feats, _ = population_outputs(zoo, model_ids[candidates], config.epoch, images)
     candidate_scores = np.array([scores.get("ncc")(f, images.labels) for f in feats])
   return spider.rerank(head, candidates, candidate_scores), time.time() - start, fit_seconds

@@ -94,14 +94,16 @@ def fit_fitness(
     return jnp.mean(per_task)
 
   @jax.jit
-  def step(p, state):
-    loss, grads = jax.value_and_grad(loss_fn)(p)
-    updates, state = tx.update(grads, state, p)
-    return optax.apply_updates(p, updates), state, loss
+  def train(p):
+    def step(carry, _):
+      p, state = carry
+      grads = jax.grad(loss_fn)(p)
+      updates, state = tx.update(grads, state, p)
+      return (optax.apply_updates(p, updates), state), None
 
-  state = tx.init(params)
-  for _ in range(steps):
-    params, state, _ = step(params, state)
+    return jax.lax.scan(step, (p, tx.init(p)), None, length=steps)[0][0]
+
+  params = train(params)
   return model, params
 
 
