@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
     4  # fine-tunes per grid setting; the seed sets the data order (and dropout)
   )
   c.finetune.first_seed = 1
+  # Domains (dataset names of one task, e.g. zoo_jax.data.domains.FAMILIES[...]): each ancestor
+  # fine-tuned on each, the zoo evaluated on their union (configs/glue_zoo.py); None: `dataset` only.
+  c.finetune.domains = ml_collections.config_dict.placeholder(tuple)
   c.finetune.grid = ml_collections.ConfigDict()  # the product of these x seeds; one row each
   c.finetune.grid.optimizer = ("adam",)
   c.finetune.grid.learning_rate = (1e-3, 3e-4)

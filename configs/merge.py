@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     "clusters",
     "task_arithmetic",
     "ties",
+    "glue",
   )
   # The zoo the models were fine-tuned from (task arithmetic, TIES); None: ZOO/ancestor if present.
   c.ancestor = ml_collections.config_dict.placeholder(str)
@@ -40,6 +41,18 @@ def get_config() -> ml_collections.ConfigDict:
   )  # lambda candidates of task arithmetic and TIES (by validation)
   c.ties = ml_collections.ConfigDict()
   c.ties.density = 0.2  # fraction of each task vector's entries kept (largest magnitudes)
+  # Model-GLUE (the "glue" method, configs/glue.py): each cluster merged by the best of these
+  # methods on validation, the clusters then integrated by a learned router and by stacking.
+  c.glue = ml_collections.ConfigDict()
+  c.glue.num_clusters = 4  # average-linkage clusters of raw weight distance
+  c.glue.strategies = ("uniform_soup", "greedy_soup", "aligned_average", "task_arithmetic", "ties")
+  # Each cluster's merge chosen on the validation images most of its models get right
+  # ("competence"), or on all of them ("all").
+  c.glue.choose_on = "competence"
+  c.glue.router = ml_collections.ConfigDict()
+  c.glue.router.steps = 500  # full-batch AdamW steps on the validation images
+  c.glue.router.learning_rate = 0.01
+  c.glue.router.weight_decay = 1e-3
   c.clustering = ml_collections.ConfigDict()
   c.clustering.num_clusters = 2  # average-linkage clusters of aligned weight distance
   c.interpolation = ml_collections.ConfigDict()

@@ -17,8 +17,13 @@ at `config.epoch` are merged in weight space by each method of `config.methods`,
   task_arithmetic    ancestor + lambda * sum of task vectors (Ilharco et al., 2023), lambda by validation
   ties               ancestor + lambda * TIES-merged task vectors (Yadav et al., 2023): trim to the
                      top `ties.density` magnitudes, elect each weight's sign, average the agreeing ones
-The last two need the ancestor the models were fine-tuned from: `config.ancestor`, or ZOO/ancestor
-(what zoo_jax.finetune writes). OUT is a zoo (zoo_jax.zoo.Zoo reads it; written by the training
+  glue               Model-GLUE (Zhao et al., 2024): the models clustered by weight distance, each
+                     cluster merged by the best of `config.glue.strategies` on validation, one model
+                     glue_<k>_<method> per cluster; the clusters then integrated without merging them:
+                     a learned router (a model-level mixture) and stacking (zoo_jax.reuse.mixture)
+The last two and glue's task-vector candidates need the ancestor the models were fine-tuned from:
+`config.ancestor`, or ZOO/ancestor (what zoo_jax.finetune writes), each model's found by its
+`source_model`; over models of different ancestors task arithmetic and TIES are skipped. OUT is a zoo (zoo_jax.zoo.Zoo reads it; written by the training
 engine with num_epochs=0, which evaluates the given weights): the ingredients and every merge, the
 models table naming each row's `method` and `ingredients`; plus
   merge_summary.csv  method, ingredients, validation and test accuracy, vs the mean and best ingredient
@@ -28,6 +33,10 @@ models table naming each row's `method` and `ingredients`; plus
   run.json           the config, the zoo and what was read from it (zoo_jax.zoo.guard): a rerun resumes,
                      computes again from a zoo that grew (config.epoch negative), or is refused
   barrier.png        the interpolation curves
+  glue.csv           with glue: every ingredient, merge, the mixture and the stacking scored on the
+                     same test images, overall and per domain (a zoo evaluated on several domains),
+                     beside the experts' plain ensemble and routing by the true domain (a ceiling);
+                     routing.csv where the router sends each domain's images; glue.png the table
 Each merge method is a file of zoo_jax/reuse/mergers/ (its contract in that package's docstring), the
 shared math zoo_jax.reuse.merging; this module is the command: selection, the computations every
 method shares, the loss barriers, evaluation through the engine and the outputs.
@@ -50,7 +59,8 @@ import pandas as pd
 from zoo_jax import plots, train, weights, zoo as zoo_lib
 from zoo_jax.engine import grid, train_config
 from zoo_jax.zoo import guard
-from zoo_jax.reuse import finetuning, mergers, merging
+from zoo_jax.reuse import finetuning, mergers, merging, mixture
+from zoo_jax.reuse.mergers import glue
 
 SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
   "merge_summary.csv",
@@ -59,9 +69,21 @@ SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE = (
   "clusters.csv",
   "barrier.png",
 )
+GLUE_FILE, ROUTING_FILE, GLUE_PLOT = ("glue.csv", "routing.csv", "glue.png")
 # Everything a run writes besides its record (run.json): what a rerun on a grown zoo recomputes.
-OUTPUTS = (SUMMARY_FILE, SUMMARY_JSON, BARRIER_FILE, CLUSTERS_FILE, PLOT_FILE, *zoo_lib.ZOO_FILES)
+OUTPUTS = (
+  SUMMARY_FILE,
+  SUMMARY_JSON,
+  BARRIER_FILE,
+  CLUSTERS_FILE,
+  PLOT_FILE,
+  GLUE_FILE,
+  ROUTING_FILE,
+  GLUE_PLOT,
+  *zoo_lib.ZOO_FILES,
+)
 ALIGNMENTS = ("weights", "activations")
+GLUE_CHOICES = ("competence", "all")  # the validation images each cluster's merge is chosen on
 METHODS = mergers.names()  # one per file of zoo_jax/reuse/mergers/
 
 
@@ -88,6 +110,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.ties.density must be in (0, 1], got {config.ties.density!r}.")
   if not config.scales:
     raise ValueError("config.scales is empty; task arithmetic and TIES pick their lambda from it.")
+  if "glue" in config.methods:
+    allowed = [m for m in METHODS if m not in ("glue", "clusters")]
+    bad = [m for m in config.glue.strategies if m not in allowed]
+    if bad or not config.glue.strategies:
+      raise ValueError(
+        f"config.glue.strategies has {bad or 'nothing'}; name some of {allowed} (each cluster's "
+        "merge is chosen among them on validation)."
+      )
+    if config.glue.choose_on not in GLUE_CHOICES:
+      raise ValueError(
+        f"config.glue.choose_on {config.glue.choose_on!r} is unknown; allowed values: "
+        f"{list(GLUE_CHOICES)}."
+      )
+    if not isinstance(config.glue.num_clusters, int) or config.glue.num_clusters < 1:
+      raise ValueError(
+        f"config.glue.num_clusters must be an integer >= 1, got {config.glue.num_clusters!r}."
+      )
+    for field in ("steps", "learning_rate"):
+      if not config.glue.router[field] > 0:
+        raise ValueError(
+          f"config.glue.router.{field} must be > 0, got {config.glue.router[field]!r}."
+        )
 
 
 def _selection(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict) -> pd.DataFrame:
@@ -112,6 +156,136 @@ def _selection(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict) -> pd.DataFr
       "merging needs at least 2."
     )
   return rows.iloc[: config.max_models]
+
+
+def _ancestors(
+  config: ml_collections.ConfigDict, zoo_dir: str, rows: pd.DataFrame
+) -> tuple[object, np.ndarray | None]:
+  """Each selected model's ancestor [M, ...] and the ancestors' ids [M]: the models table's
+  `source_model` in the ancestor zoo (config.ancestor, or ZOO/ancestor); (None, None) without one."""
+  ancestor_dir = config.ancestor or os.path.join(zoo_dir, finetuning.ANCESTOR_DIR)
+  if not os.path.isdir(ancestor_dir):
+    return None, None
+  ancestor_zoo = zoo_lib.Zoo(ancestor_dir)
+  try:
+    if len(ancestor_zoo.models) == 1 or "source_model" not in rows.columns:
+      source = np.zeros(len(rows), int)  # one ancestor: every model's
+    else:
+      source = rows["source_model"].to_numpy(int)
+      unknown = sorted(set(source) - set(ancestor_zoo.models["model_id"]))
+      if unknown:
+        raise ValueError(
+          f"The models table's source_model names models {unknown} that the ancestor zoo "
+          f"{ancestor_dir} lacks; set config.ancestor to the zoo the models were fine-tuned from."
+        )
+    unique, inverse = np.unique(source, return_inverse=True)
+    params = ancestor_zoo.params(unique, -1)
+    return jax.tree.map(lambda x: np.asarray(x)[inverse], params), source
+  finally:
+    ancestor_zoo.close()
+
+
+def _integrate(
+  config: ml_collections.ConfigDict,
+  evaluate: merging.Evaluator,
+  models: pd.DataFrame,
+  params,
+  experts: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+  """Model-GLUE's integration: the router and the stacking fitted on the validation images, every
+  model (ingredient or merged) and both integrations scored on the same test images, per domain.
+  Returns (the table, the routing: each domain's test images' share per expert, the summary)."""
+  feats, log_probs, labels = {}, {}, {}
+  for split in ("validation", "test"):
+    f, z = evaluate.outputs(params, split)
+    feats[split], log_probs[split] = f, mixture.log_softmax(z)
+    labels[split] = np.asarray(evaluate.splits[split][1])
+  r = config.glue.router
+  router = mixture.fit_router(
+    feats["validation"][experts],
+    log_probs["validation"][experts],
+    labels["validation"],
+    steps=r.steps,
+    learning_rate=r.learning_rate,
+    weight_decay=r.weight_decay,
+    seed=config.seed,
+  )
+  gates = router.gates(feats["test"][experts])
+  stacker = mixture.fit_stacking(log_probs["validation"][experts], labels["validation"])
+  domain, names = evaluate.domains["test"], evaluate.domain_names
+
+  def row(method, ingredients, kind, val_pred, test_pred):
+    out = {"method": method, "ingredients": ingredients, "kind": kind}
+    out["validation_acc"] = (
+      np.nan if val_pred is None else float(np.mean(val_pred == labels["validation"]))
+    )
+    correct = test_pred == labels["test"]
+    out["test_acc"] = float(correct.mean())
+    for d, name in enumerate(names):
+      out[f"test_acc_{name}"] = float(correct[domain == d].mean())
+    return out
+
+  rows = []
+  for i, model in models.iterrows():
+    kind = "ingredient" if model["method"] == "ingredient" else "merged"
+    rows.append(
+      row(
+        model["method"],
+        model["ingredients"],
+        kind,
+        log_probs["validation"][i].argmax(-1),
+        log_probs["test"][i].argmax(-1),
+      )
+    )
+  # Fitted on the validation images: no validation accuracy of their own.
+  mixed = mixture.mixture_log_probs(gates, log_probs["test"][experts]).argmax(-1)
+  expert_names = models.loc[experts, "method"].tolist()
+  rows.append(row("mixture", ";".join(expert_names), "mixture", None, mixed))
+  stacked = mixture.stacking_predict(stacker, log_probs["test"][experts])
+  rows.append(row("stacking", ";".join(expert_names), "stacking", None, stacked))
+  # References: the experts' plain ensemble (equal gates), and routing by the true domain to the
+  # expert best on that domain's validation images (a ceiling: it reads the domain labels).
+  equal = np.full((len(labels["test"]), len(experts)), 1.0 / len(experts))
+  ensembled = mixture.mixture_log_probs(equal, log_probs["test"][experts]).argmax(-1)
+  rows.append(row("expert_ensemble", ";".join(expert_names), "reference", None, ensembled))
+  val_domain, oracle = evaluate.domains["validation"], np.zeros_like(labels["test"])
+  for d in range(len(names)):
+    right = (
+      log_probs["validation"][experts][:, val_domain == d].argmax(-1)
+      == labels["validation"][val_domain == d]
+    )
+    best_expert = experts[int(np.argmax(right.mean(1)))]
+    oracle[domain == d] = log_probs["test"][best_expert][domain == d].argmax(-1)
+  rows.append(row("oracle_routing", ";".join(expert_names), "reference", None, oracle))
+  table = pd.DataFrame(rows)
+  routing = pd.DataFrame(
+    [
+      {"domain": name, **dict(zip(expert_names, gates[domain == d].mean(0).round(4)))}
+      for d, name in enumerate(names)
+    ]
+  )
+  merged = table[table["kind"] == "merged"]
+  by_validation = merged.iloc[int(np.argmax(merged["validation_acc"].to_numpy()))]
+  best = merged.iloc[int(np.argmax(merged["test_acc"].to_numpy()))]
+  summary = {
+    "mixture_test_acc": float(table.loc[table["method"] == "mixture", "test_acc"].iloc[0]),
+    "stacking_test_acc": float(table.loc[table["method"] == "stacking", "test_acc"].iloc[0]),
+    "expert_ensemble_test_acc": float(
+      table.loc[table["method"] == "expert_ensemble", "test_acc"].iloc[0]
+    ),
+    "oracle_routing_test_acc": float(
+      table.loc[table["method"] == "oracle_routing", "test_acc"].iloc[0]
+    ),
+    "best_merged": {"method": best["method"], "test_acc": float(best["test_acc"])},
+    "merged_chosen_on_validation": {
+      "method": by_validation["method"],
+      "test_acc": float(by_validation["test_acc"]),
+    },
+    "best_ingredient_test_acc": float(table.loc[table["kind"] == "ingredient", "test_acc"].max()),
+    "experts": expert_names,
+    "domains": list(names),
+  }
+  return table, routing, summary
 
 
 def merge_and_evaluate(
@@ -168,16 +342,17 @@ def _merge_and_evaluate(
 
   # The merge methods of zoo_jax/reuse/mergers/, in the order of config.methods.
   methods = list(dict.fromkeys(config.methods))
-  ancestor = None
-  ancestor_dir = config.ancestor or os.path.join(zoo_dir, finetuning.ANCESTOR_DIR)
+  ancestors, source = _ancestors(config, zoo_dir, rows)
   need_ancestor = [m for m in methods if mergers.needs_ancestor(m)]
-  if need_ancestor and os.path.isdir(ancestor_dir):
-    ancestor_zoo = zoo_lib.Zoo(ancestor_dir)
-    ancestor = jax.tree.map(lambda x: np.asarray(x)[0], ancestor_zoo.params([0], -1))
-  elif need_ancestor:
-    print(
-      f"No ancestor at {ancestor_dir}: {' and '.join(need_ancestor)} skipped (set config.ancestor)."
+  if need_ancestor and (ancestors is None or len(np.unique(source)) > 1):
+    why = (
+      "the selection's models were fine-tuned from different ancestors (a per-cluster choice, the "
+      "glue method, uses them within each cluster)"
+      if ancestors is not None
+      else f"no ancestor at {config.ancestor or os.path.join(zoo_dir, finetuning.ANCESTOR_DIR)} "
+      "(set config.ancestor)"
     )
+    print(f"{' and '.join(need_ancestor)} skipped: {why}.")
     methods = [m for m in methods if m not in need_ancestor]
   context = mergers.Context(
     config=config,
@@ -189,7 +364,8 @@ def _merge_and_evaluate(
     cluster=cluster,
     spec=spec,
     evaluate=evaluate,
-    ancestor=ancestor,
+    ancestors=ancestors,
+    source=source,
   )
   merged: list[mergers.Merged] = []
   for method in methods:
@@ -259,6 +435,17 @@ def _merge_and_evaluate(
   summary["mean_ingredient_test_acc"] = float(ingredients["test_acc"].mean())
   summary["best_ingredient_test_acc"] = float(ingredients["test_acc"].max())
   zoo_lib.write_table_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
+  glue_summary = None
+  experts = result.models.index[result.models["method"].str.startswith(glue.PREFIX)].to_numpy()
+  if len(experts) > 1:  # Model-GLUE's integration of the merged clusters: mixture and stacking
+    glue_table, routing, glue_summary = _integrate(
+      config, evaluate, result.models, all_params, experts
+    )
+    zoo_lib.write_table_atomic(glue_table, os.path.join(workdir, GLUE_FILE))
+    zoo_lib.write_table_atomic(routing, os.path.join(workdir, ROUTING_FILE))
+    plots.glue_accuracy(glue_table, os.path.join(workdir, GLUE_PLOT))
+  elif "glue" in methods:
+    print("glue: fewer than two clusters, nothing to integrate (config.glue.num_clusters).")
   zoo_lib.write_table_atomic(clusters, os.path.join(workdir, CLUSTERS_FILE))
   if curves:
     zoo_lib.write_table_atomic(
@@ -270,6 +457,7 @@ def _merge_and_evaluate(
       "barriers": barriers,
       "clusters": {int(c): ids[cluster == c].tolist() for c in np.unique(cluster)},
       "reference_model": int(ids[ref]),
+      "glue": glue_summary,
       "read": read,
     },
     os.path.join(workdir, SUMMARY_JSON),

@@ -2,6 +2,7 @@
 backend is left alone). Each takes the table the command wrote, so a notebook can redraw it.
 matplotlib is imported when a figure is drawn, not with the commands."""
 
+import numpy as np
 import pandas as pd
 
 
@@ -97,6 +98,30 @@ def merge_barriers(curves: pd.DataFrame, path: str) -> None:
     title="Linear interpolation",
   )
   ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
+def glue_accuracy(table: pd.DataFrame, path: str) -> None:
+  """Test accuracy per domain (a heatmap row each) of the ingredients, the merges, the mixture and
+  the stacking of zoo_jax.merge's Model-GLUE integration (its glue.csv)."""
+  from matplotlib.figure import Figure
+
+  columns = [c for c in table.columns if c.startswith("test_acc_")]
+  values = table[columns + ["test_acc"]].to_numpy(float)
+  fig = Figure(figsize=(1.3 * len(columns) + 4.5, 0.26 * len(table) + 1.4))
+  ax = fig.subplots()
+  image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+  ax.set_xticks(range(len(columns) + 1), [c[len("test_acc_") :] for c in columns] + ["all"])
+  names = [
+    f"model {i}" if k == "ingredient" else m
+    for m, k, i in zip(table["method"], table["kind"], table["ingredients"])
+  ]
+  ax.set_yticks(range(len(table)), names)
+  ax.tick_params(labelsize=7)
+  for (i, j), v in np.ndenumerate(values):
+    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
+  fig.colorbar(image, ax=ax, label="test accuracy")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
 

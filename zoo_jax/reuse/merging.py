@@ -24,28 +24,45 @@ from zoo_jax.reuse import penultimate
 
 
 class Evaluator:
-  """Loss and accuracy of weights [P, ...] on the zoo's validation, test and (subset of) train split."""
+  """Loss and accuracy of weights [P, ...] on the zoo's validation, test and (subset of) train split;
+  `splits` holds the images and labels, `domains` each image's domain (`domain_names`; one domain
+  unless the zoo was evaluated on several, config.dataset.domains)."""
 
   def __init__(self, zoo: zoo_lib.Zoo, cohort: population.Cohort, eval_size: int | None, seed: int):
     ds = zoo.config["dataset"]
-    self.splits = {}
+    self.splits, self.domains = {}, {}  # images and labels; each image's domain index
     for split in data.SPLITS:
       s = data.load_as_zoo(ds, split, models.image_size(zoo.config["model"]["arch"]))
       keep = np.sort(np.random.default_rng(seed).permutation(len(s))[: eval_size or len(s)])
       self.splits[split] = (jnp.asarray(s.images[keep]), jnp.asarray(s.labels[keep]))
-    self.normalization = (s.mean, s.std)
+      self.domains[split] = np.zeros(len(keep), int) if s.domain is None else s.domain[keep]
+    self.domain_names = tuple(ds.get("domains") or (ds["name"],))
+    self.normalization, self.num_classes = (s.mean, s.std), s.num_classes
+    self.conv_impl = zoo.config.get("conv_impl", "xla")
     self._evaluate = population.make_evaluate(
       cohort,
       batch_size=500,
       mean=s.mean,
       std=s.std,
       num_classes=s.num_classes,
-      conv_impl=zoo.config.get("conv_impl", "xla"),
+      conv_impl=self.conv_impl,
+    )
+
+    self._outputs = penultimate.make_outputs(
+      cohort, mean=s.mean, std=s.std, num_classes=s.num_classes, conv_impl=self.conv_impl
     )
 
   def __call__(self, params: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     metrics = self._evaluate(jax.tree.map(jnp.asarray, params), *self.splits[split])
     return np.asarray(metrics.loss), np.asarray(metrics.accuracy)
+
+  def outputs(self, params: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate features [P, N, D], logits [P, N, K]) of weights [P, ...] on the split's images."""
+    return self._outputs(params, self.splits[split][0])
+
+  def correct(self, params: Any, split: str) -> np.ndarray:
+    """Whether each model [P] classifies each image [N] of the split correctly: bool [P, N]."""
+    return self.outputs(params, split)[1].argmax(-1) == np.asarray(self.splits[split][1])
 
 
 def align_to(

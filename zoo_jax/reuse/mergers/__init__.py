@@ -13,7 +13,10 @@ cluster), the positions of its ingredients in the selection, and its weights (on
 zoo_jax.merge evaluates every returned model through the training engine and writes the tables.
 
 A method that needs the ancestor the models were fine-tuned from sets `NEEDS_ANCESTOR = True`:
-it is skipped, with one notice, when the zoo has none. The method's own settings are config
+it is skipped, with one notice, when the zoo has none, or when the selection's models were
+fine-tuned from different ancestors (`Context.ancestor` is None; a heterogeneous zoo). `Context.subset`
+is the context of some of the models: a method may run others on parts of the selection (glue.py
+chooses a method per cluster). The method's own settings are config
 fields it reads from `context.config` (e.g. `ties.density`); add them to configs/merge.py and
 check them in zoo_jax.merge.validate_config. Shared math lives in zoo_jax.reuse.merging, helpers
 of several methods in private modules here (`_task_vectors.py`).
@@ -25,6 +28,7 @@ import dataclasses
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -53,11 +57,35 @@ class Context:
   cluster: np.ndarray  # [M] cluster labels 1..k of the aligned weights (config.clustering)
   spec: weights.WeightSpec  # the architecture's weight layout (flatten / unflatten)
   evaluate: merging.Evaluator  # evaluate(params [P, ...], split) -> (loss [P], accuracy [P])
-  ancestor: Any = None  # the model the selection was fine-tuned from (one pytree); None: none found
+  ancestors: Any = None  # [M, ...] the model each was fine-tuned from; None: none found
+  source: np.ndarray | None = None  # [M] the ancestors' ids (the models table's source_model)
 
   @property
   def num_models(self) -> int:
     return len(self.validation_acc)
+
+  @property
+  def ancestor(self) -> Any:
+    """The one ancestor of every selected model (one pytree); None without ancestors or when they differ."""
+    if self.ancestors is None or len(np.unique(self.source)) > 1:
+      return None
+    return merging.take(self.ancestors, 0)
+
+  def subset(self, members: list[int]) -> "Context":
+    """The context of the models at positions `members` (their reference: the best of them)."""
+    index = np.asarray(members)
+    part = lambda tree: None if tree is None else jax.tree.map(lambda x: np.asarray(x)[index], tree)
+    return dataclasses.replace(
+      self,
+      params=part(self.params),
+      aligned=part(self.aligned),
+      flat=self.flat[index],
+      validation_acc=self.validation_acc[index],
+      reference=int(np.argmax(self.validation_acc[index])),
+      cluster=self.cluster[index],
+      ancestors=part(self.ancestors),
+      source=part(self.source),
+    )
 
   def validation_of(self, model: Any) -> float:
     """The validation accuracy of one model (a pytree without the [M] axis)."""
