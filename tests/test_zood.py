@@ -182,7 +182,7 @@ def test_train_on_a_union_of_domains(tmp_path):
 def test_spider_tokens_recover_a_planted_order_on_a_held_out_task():
   import scipy.stats
 
-  from zoo_jax.reuse import spider
+  from zoo_jax.reuse import fitting, spider
 
   rng = np.random.default_rng(0)
   models, tasks = rng.normal(size=(48, 10)), rng.normal(size=(9, 5))
@@ -190,13 +190,13 @@ def test_spider_tokens_recover_a_planted_order_on_a_held_out_task():
   # Each task ranks the models by its own direction in model space: a planted bilinear fitness.
   accuracy = np.stack([models @ mixing @ t + 0.1 * rng.normal(size=48) for t in tasks])
   head, params = spider.fit_fitness(
-    spider.standardise(models), tasks[:8], accuracy[:8], steps=300, seed=0
+    fitting.standardise(models), tasks[:8], accuracy[:8], steps=300, seed=0
   )
-  predicted = spider.fitness(head, params, spider.standardise(models), tasks[8])
+  predicted = spider.fitness(head, params, fitting.standardise(models), tasks[8])
   tau = scipy.stats.kendalltau(predicted, accuracy[8]).statistic
   assert tau > 0.5, tau
   # A token of another task ranks the held-out task's models worse.
-  other = spider.fitness(head, params, spider.standardise(models), -tasks[8])
+  other = spider.fitness(head, params, fitting.standardise(models), -tasks[8])
   assert scipy.stats.kendalltau(other, accuracy[8]).statistic < 0
 
 

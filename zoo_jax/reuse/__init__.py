@@ -15,6 +15,9 @@ their config checks, their flow and their outputs); no absl here.
                    is (ranking_metrics)
   spider.py        Model Spider: model and task tokens, the fitness head and its ranking loss,
                    re-ranking of the top candidates
+  fitting.py       the small heads' shared fitting: standardised inputs, full-batch AdamW in one scan
+  mixture.py       Model-GLUE's integration of merged models: the learned router (a model-level
+                   mixture) and stacking
   zood.py          ZooD across domains: the leave-one-domain-out score, variational-EM feature
                    selection, the linear head on concatenated features
   finetuning.py    fine-tuning a zoo's models on a dataset as one zoo run of the population engine
@@ -23,7 +26,7 @@ their config checks, their flow and their outputs); no absl here.
                    take, mean, flat, unflatten), the evaluator, alignment to a reference model,
                    clustering, interpolation and loss-barrier curves
   mergers/         merge methods, one file each (uniform_soup.py, greedy_soup.py, aligned_average.py,
-                   clusters.py, task_arithmetic.py, ties.py), each exposing
+                   clusters.py, task_arithmetic.py, ties.py, glue.py), each exposing
                    `merge(context: mergers.Context) -> list[mergers.Merged]`; the registry and contract
                    in mergers/__init__.py
 

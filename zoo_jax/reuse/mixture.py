@@ -19,13 +19,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import sklearn.linear_model
 import sklearn.model_selection
 import sklearn.pipeline
 import sklearn.preprocessing
 
-from zoo_jax.reuse.spider import standardise
+from zoo_jax.reuse import fitting
 
 
 class Router(NamedTuple):
@@ -72,30 +71,21 @@ def fit_router(
   jitted scan) from the experts' features [E, N, D] and log-probabilities [E, N, K]."""
   flat = _concat(features)
   mean, std = flat.mean(0), flat.std(0) + 1e-8
-  x = jnp.asarray(standardise(flat))
+  x = jnp.asarray(fitting.standardise(flat))
   picked = jnp.asarray(np.take_along_axis(log_probs, labels[None, :, None], -1)[..., 0].T)  # [N, E]
   e = log_probs.shape[0]
   params = {
     "kernel": 0.01 * jax.random.normal(jax.random.key(seed), (x.shape[1], e)),
     "bias": jnp.zeros(e),
   }
-  tx = optax.adamw(learning_rate, weight_decay=weight_decay)
 
   def loss_fn(p):
     log_gates = jax.nn.log_softmax(x @ p["kernel"] + p["bias"], axis=-1)
     return -jnp.mean(jax.nn.logsumexp(log_gates + picked, axis=-1))
 
-  @jax.jit
-  def train(p):
-    def step(carry, _):
-      p, state = carry
-      grads = jax.grad(loss_fn)(p)
-      updates, state = tx.update(grads, state, p)
-      return (optax.apply_updates(p, updates), state), None
-
-    return jax.lax.scan(step, (p, tx.init(p)), None, length=steps)[0][0]
-
-  p = train(params)
+  p = fitting.full_batch_adamw(
+    loss_fn, params, steps=steps, learning_rate=learning_rate, weight_decay=weight_decay
+  )
   return Router(np.asarray(p["kernel"]), np.asarray(p["bias"]), mean, std)
 
 

@@ -28,7 +28,7 @@ import scipy.stats
 from zoo_jax import data, weights, zoo as zoo_lib
 from zoo_jax.encoders import properties
 from zoo_jax.engine import grid
-from zoo_jax.reuse import finetuning, penultimate, scores, spider
+from zoo_jax.reuse import finetuning, fitting, penultimate, scores, spider
 
 TASKS_DIR = "tasks"  # learned_scores' fine-tuned zoos: WORKDIR/tasks/<task>
 BRUTE_FORCE = (
@@ -272,8 +272,8 @@ def spider_scores(
   embedding = _statnn(zoo, model_ids, config.epoch)
   tokens = np.stack([token(probe(task)) for task, _, _ in tasks])
   model, params = spider.fit_fitness(
-    spider.standardise(embedding),
-    spider.standardise(tokens),
+    fitting.standardise(embedding),
+    fitting.standardise(tokens),
     np.stack([acc for _, _, acc in tasks]),
     token_dim=sp.token_dim,
     hidden=tuple(sp.hidden),
@@ -285,7 +285,10 @@ def spider_scores(
   start = time.time()
   images = probe(target)
   head = spider.fitness(
-    model, params, spider.standardise(embedding), spider.standardise(token(images)[None], tokens)[0]
+    model,
+    params,
+    fitting.standardise(embedding),
+    fitting.standardise(token(images)[None], tokens)[0],
   )
   candidates = np.argsort(-head, kind="stable")[: sp.rerank_k]
   candidate_scores = np.zeros(len(candidates))

@@ -25,9 +25,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from zoo_jax.encoders import properties
+from zoo_jax.reuse import fitting
 
 
 def task_token(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -39,12 +39,6 @@ def task_token(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
   within = np.mean([f[labels == c].var(0) for c in classes], axis=0)
   ratio = np.log((means.var(0) + 1e-6) / (within + 1e-6))
   return np.concatenate([f.mean(0), f.std(0), ratio])
-
-
-def standardise(x: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
-  """z-scores of `x` per column with the mean and spread of `fit` (default `x`)."""
-  fit = x if fit is None else fit
-  return (x - fit.mean(0)) / (fit.std(0) + 1e-8)
 
 
 class Fitness(nn.Module):
@@ -86,24 +80,15 @@ def fit_fitness(
   t = jnp.asarray(task_tokens, jnp.float32)
   acc = jnp.asarray(np.nan_to_num(np.asarray(accuracies, np.float64), nan=-1.0), jnp.float32)
   params = model.init(jax.random.key(seed), m, t[0])
-  tx = optax.adamw(learning_rate, weight_decay=weight_decay)
 
   def loss_fn(p):
     scores = jax.vmap(lambda token: model.apply(p, m, token))(t)  # [T, M]
     per_task = jax.vmap(lambda s, y: properties.ranking_loss(s[:, None], y[:, None]))(scores, acc)
     return jnp.mean(per_task)
 
-  @jax.jit
-  def train(p):
-    def step(carry, _):
-      p, state = carry
-      grads = jax.grad(loss_fn)(p)
-      updates, state = tx.update(grads, state, p)
-      return (optax.apply_updates(p, updates), state), None
-
-    return jax.lax.scan(step, (p, tx.init(p)), None, length=steps)[0][0]
-
-  params = train(params)
+  params = fitting.full_batch_adamw(
+    loss_fn, params, steps=steps, learning_rate=learning_rate, weight_decay=weight_decay
+  )
   return model, params
 
 
