@@ -13,7 +13,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.epoch = -1  # the zoo epoch whose weights are ranked (negative counts back from the newest)
   # The feature scores are the files of zoo_jax/reuse/scores/ (a new score: a new file, named here);
   # zero_shot, source_acc, learned and spider are select's own.
-  c.methods = ("logme", "hscore", "ncc", "zero_shot", "source_acc", "learned", "spider")
+  c.methods = (
+    "logme",
+    "hscore",
+    "ncc",
+    "zero_shot",
+    "source_acc",
+    "short_finetune",
+    "learned",
+    "spider",
+  )
   c.probe_size = 500  # target training images the feature scores see (one forward pass each)
   c.seed = 0  # probe subset, random subsets and random ensembles
 
@@ -32,6 +41,11 @@ def get_config() -> ml_collections.ConfigDict:
   # The brute force a second time with other fine-tuning seeds: the tau between the two runs is
   # the noise ceiling every method's tau is read against (summary.json "noise_ceiling").
   c.finetune.noise_ceiling = True
+
+  # The short_finetune method: the brute force's recipe cut short (a proxy that trains, not cheap).
+  c.short_finetune = ml_collections.ConfigDict()
+  c.short_finetune.num_epochs = 1
+  c.short_finetune.train_size = 500
 
   c.learned = ml_collections.ConfigDict()
   # Tasks the learned ranker is trained on (the zoo is fine-tuned on each once); never the target.

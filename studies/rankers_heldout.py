@@ -1,5 +1,6 @@
 """Rankers trained on other tasks, judged on held-out tasks: Model Spider and the learned GBT ranker
-against LogME and NCC, leave one task out over a pool of tasks, with the brute-force noise ceiling.
+against LogME and NCC, leave one task out over a pool of tasks, with the brute-force noise ceiling
+and a short fine-tune (one epoch on 500 images, OUT/short/) as the proxy that trains.
 
   PYTHONPATH=. python studies/rankers_heldout.py --zoo=/work/zoos/hyp5k --out=/tmp/rankers_hyp5k
 
@@ -38,7 +39,7 @@ def main(zoo_dir: str, out: str, seeds: list[int], num_models: int | None) -> pd
   ids = zoo.select(status=zoo_lib.STATUS_OK, epoch=-1)
   if num_models:
     ids = np.sort(np.random.default_rng(0).choice(ids, num_models, replace=False))
-  rows = []
+  rows, short = [], {}
   for seed in seeds:
     config = select_config.get_config()
     config.seed = seed
@@ -51,6 +52,11 @@ def main(zoo_dir: str, out: str, seeds: list[int], num_models: int | None) -> pd
       found = {m: target_table[m].to_numpy() for m in FEATURE_METHODS}
       found["learned"], _ = ranking.learned_scores(config, zoo, ids, target_table, 0.0, others)
       found["spider"], _, _ = ranking.spider_scores(config, zoo, ids, target, others)
+      if target not in short:  # one short fine-tune per task (its seeds do not follow `seed`)
+        short[target] = ranking.short_finetune(
+          config, zoo, ids, target, os.path.join(out, "short", target)
+        )
+      found["short_finetune"] = short[target][0]
       if seed == seeds[0]:
         config.learned.train_tasks = TASKS
         ceiling = ranking.noise_ceiling(

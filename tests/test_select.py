@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 
 from configs import select as select_config
-from zoo_jax import select
+from zoo_jax import select, zoo as zoo_lib
 from zoo_jax.reuse import ranking, scores
 
 
@@ -65,7 +65,13 @@ def test_bad_input_names_the_field(small_zoo, tmp_path, target, overrides, match
 
 def test_methods_are_the_scores_registry_and_the_model_methods():
   assert select.FEATURE_METHODS == scores.names()
-  assert select.METHODS == scores.names() + ("zero_shot", "source_acc", "learned", "spider")
+  assert select.METHODS == scores.names() + (
+    "zero_shot",
+    "source_acc",
+    "short_finetune",
+    "learned",
+    "spider",
+  )
   assert set(select_config.get_config().methods) == set(select.METHODS)
 
 
@@ -130,6 +136,17 @@ def test_select_writes_ranking_summary_ensembles(small_zoo, tmp_path):
   again = pd.read_csv(tmp_path / select.REPEAT_DIR / "models.csv")
   first = pd.read_csv(tmp_path / select.FINETUNE_DIR / "models.csv")
   assert (again["seed"] - first["seed"] == select.ranking_lib.REPEAT_SEED_OFFSET).all()
+  # The short fine-tune: a run of its own (other seeds, the brute force's recipe cut short), its
+  # score each model's validation accuracy there.
+  short = zoo_lib.Zoo(str(tmp_path / select.SHORT_DIR))
+  assert (short.models["seed"] - first["seed"] == select.ranking_lib.SHORT_SEED_OFFSET).all()
+  last = short.metrics[short.metrics["epoch"] == short.epochs[-1]].merge(
+    short.models[["model_id", "source_model"]], on="model_id"
+  )
+  expected = ranking[["model_id"]].merge(
+    last.rename(columns={"model_id": "short_id", "source_model": "model_id"}), on="model_id"
+  )
+  np.testing.assert_allclose(ranking["short_finetune"], expected["validation_acc"], rtol=1e-6)
   ensembles = pd.read_csv(tmp_path / select.ENSEMBLES_FILE)
   assert {"best_single_by_test", "random", "brute_force", "logme"} <= set(ensembles["method"])
   assert ensembles["test_acc"].between(0, 1).all()

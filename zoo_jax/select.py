@@ -8,6 +8,9 @@ Every usable zoo model (status ok at `config.epoch`) is scored for the target by
                        on `probe_size` target training images (one forward pass, no training)
   zero_shot            the accuracy of its own head on those images (10 classes -> 10 classes)
   source_acc           its validation accuracy on the zoo's own dataset (no target data; free)
+  short_finetune       its validation accuracy after a short fine-tune on the target
+                       (`short_finetune.num_epochs` epochs on `train_size` images, other seeds than
+                       the brute force's): a proxy that trains, so not a cheap one
   learned              a regressor from the model's StatNN weight embedding and its model-task
                        scores (logme, hscore, ncc, zero_shot) to fine-tuned accuracy, trained on
                        `learned.train_tasks` (other datasets; never the target), where the zoo was
@@ -27,7 +30,8 @@ fine-tuning recipe for all). OUT holds:
   ensembles.csv   top-K fine-tuned models by each ranking, logits averaged, on the target test split,
                   against the best single model and K random ones
   ranking.png     each score against finetuned_acc
-  finetune/       the brute-force zoo; tasks/<name>/ the learned rankers' training tasks
+  finetune/       the brute-force zoo (finetune_repeat/: its second run; short_finetune/: the
+                  short fine-tune's); tasks/<name>/ the learned rankers' training tasks
                   (config.learned.tasks_dir: elsewhere, shared by runs)
 
 A config with a `domains` section (configs/zood.py) selects across domains instead, as ZooD does
@@ -73,7 +77,7 @@ from zoo_jax.zoo import guard
 
 FEATURE_METHODS = scores.names()  # one per file of zoo_jax/reuse/scores/
 TRAINED_METHODS = ("learned", "spider")  # rankers trained on config.learned.train_tasks
-METHODS = FEATURE_METHODS + ("zero_shot", "source_acc") + TRAINED_METHODS
+METHODS = FEATURE_METHODS + ("zero_shot", "source_acc", "short_finetune") + TRAINED_METHODS
 RANKING_FILE, SUMMARY_FILE, ENSEMBLES_FILE, PLOT_FILE = (
   "ranking.csv",
   "summary.json",
@@ -82,6 +86,7 @@ RANKING_FILE, SUMMARY_FILE, ENSEMBLES_FILE, PLOT_FILE = (
 )
 FINETUNE_DIR = "finetune"
 REPEAT_DIR = "finetune_repeat"  # the brute force again, other seeds: the noise ceiling
+SHORT_DIR = "short_finetune"  # the short fine-tune (the short_finetune method)
 # Everything a run writes besides its record (run.json): what a rerun on a grown zoo recomputes.
 OUTPUTS = (
   RANKING_FILE,
@@ -90,6 +95,7 @@ OUTPUTS = (
   PLOT_FILE,
   FINETUNE_DIR,
   REPEAT_DIR,
+  SHORT_DIR,
   ranking_lib.TASKS_DIR,
 )
 
@@ -113,6 +119,19 @@ def validate_config(config: ml_collections.ConfigDict, target: str, num_classes:
       raise ValueError(
         f"config.learned.train_tasks has {len(config.learned.train_tasks)} task(s); "
         + ("spider needs at least 2." if "spider" in trained else "learned needs at least 1.")
+      )
+  if "short_finetune" in config.methods:
+    short = config.short_finetune
+    if not isinstance(short.num_epochs, int) or short.num_epochs < 1:
+      raise ValueError(
+        f"config.short_finetune.num_epochs must be an integer >= 1, got {short.num_epochs!r}."
+      )
+    if short.train_size is not None and (
+      not isinstance(short.train_size, int) or short.train_size < 1
+    ):
+      raise ValueError(
+        f"config.short_finetune.train_size must be a positive integer or None, got "
+        f"{short.train_size!r}."
       )
   if config.spider.rerank_k < 0 or config.spider.steps < 1:
     raise ValueError(
@@ -383,6 +402,10 @@ def _select_and_evaluate(
   ranking["source_acc"] = at["validation_acc"].to_numpy()
   seconds["source_acc"] = 0.0
   methods = [m for m in config.methods if m not in TRAINED_METHODS]
+  if "short_finetune" in config.methods:
+    ranking["short_finetune"], seconds["short_finetune"] = ranking_lib.short_finetune(
+      config, zoo, ids, target, os.path.join(workdir, SHORT_DIR)
+    )
   train_seconds = {}
   if any(m in config.methods for m in TRAINED_METHODS):
     tasks, task_seconds = ranking_lib.training_tasks(config, zoo, ids, workdir)

@@ -35,6 +35,7 @@ BRUTE_FORCE = (
   "brute_force"  # the ranking by fine-tuned validation accuracy (ensembles) and its summary key
 )
 REPEAT_SEED_OFFSET = 1_000_003  # the noise ceiling's second brute force: every seed shifted by this
+SHORT_SEED_OFFSET = 2_000_003  # the short fine-tune's seeds: a data order of its own
 
 
 # ---------------------------------------------------------------------------- cheap scores
@@ -160,6 +161,26 @@ def brute_force(
     }
   )
   return result, seconds, tuned
+
+
+def short_finetune(
+  config: ml_collections.ConfigDict,
+  zoo: zoo_lib.Zoo,
+  model_ids: np.ndarray,
+  dataset: str,
+  workdir: str,
+) -> tuple[np.ndarray, float]:
+  """(each model's validation accuracy [M] after a short fine-tune on `dataset`, seconds): the
+  brute force's recipe cut to `config.short_finetune.num_epochs` epochs on `train_size` images,
+  its seeds shifted by SHORT_SEED_OFFSET (a data order of its own), one run in `workdir`."""
+  short = ml_collections.ConfigDict(config.to_dict())
+  short.finetune.num_epochs = config.short_finetune.num_epochs
+  short.finetune.train_size = config.short_finetune.train_size
+  tuned, seconds, _ = brute_force(
+    short, zoo, model_ids, dataset, workdir, seed_offset=SHORT_SEED_OFFSET
+  )
+  found = pd.DataFrame({"model_id": model_ids}).merge(tuned, on="model_id", how="left")
+  return found["finetuned_val_acc"].to_numpy(), seconds
 
 
 def noise_ceiling(
