@@ -8,8 +8,9 @@ all of them one zoo run of the population engine, each row naming its ancestor i
 With `finetune.domains` (dataset names of one task, zoo_jax.data.domains), each ancestor is
 fine-tuned on each domain instead (one run per domain, OUT/domains/<domain>, images normalised as
 `finetune.dataset`), and OUT is every fine-tune evaluated on the union of the domains, its models
-table naming each row's `finetune_domain`: the heterogeneous zoo of Model-GLUE (configs/glue_zoo.py). Fine-tuning itself (any zoo's models on any dataset, one run) is the library function
-zoo_jax.reuse.finetuning.finetune, which zoo_jax.select and zoo_jax.merge use too.
+table naming each row's `finetune_domain`: the heterogeneous zoo of Model-GLUE
+(configs/glue_zoo.py). Fine-tuning itself (any zoo's models on any dataset, one run) is the library
+function zoo_jax.reuse.finetuning.finetune, which zoo_jax.select and zoo_jax.merge use too.
 """
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ at `config.epoch` are merged in weight space by each method of `config.methods`,
                      a learned router (a model-level mixture) and stacking (zoo_jax.reuse.mixture)
 The last two and glue's task-vector candidates need the ancestor the models were fine-tuned from:
 `config.ancestor`, or ZOO/ancestor (what zoo_jax.finetune writes), each model's found by its
-`source_model`; over models of different ancestors task arithmetic and TIES are skipped. OUT is a zoo (zoo_jax.zoo.Zoo reads it; written by the training
-engine with num_epochs=0, which evaluates the given weights): the ingredients and every merge, the
-models table naming each row's `method` and `ingredients`; plus
+`source_model`; over models of different ancestors task arithmetic and TIES are skipped. OUT is a
+zoo (zoo_jax.zoo.Zoo reads it; written by the training engine with num_epochs=0, which evaluates
+the given weights): the ingredients and every merge, the models table naming each row's `method`
+and `ingredients`; plus
   merge_summary.csv  method, ingredients, validation and test accuracy, vs the mean and best ingredient
   barrier.csv        loss and accuracy along the straight line between model pairs, naive and aligned
   clusters.csv       each model's cluster and its naive and aligned distance to the reference model

@@ -14,11 +14,11 @@ zoo_jax.merge evaluates every returned model through the training engine and wri
 
 A method that needs the ancestor the models were fine-tuned from sets `NEEDS_ANCESTOR = True`:
 it is skipped, with one notice, when the zoo has none, or when the selection's models were
-fine-tuned from different ancestors (`Context.ancestor` is None; a heterogeneous zoo). `Context.subset`
-is the context of some of the models: a method may run others on parts of the selection (glue.py
-chooses a method per cluster). The method's own settings are config
-fields it reads from `context.config` (e.g. `ties.density`); add them to configs/merge.py and
-check them in zoo_jax.merge.validate_config. Shared math lives in zoo_jax.reuse.merging, helpers
+fine-tuned from different ancestors (`Context.ancestor` is None; a heterogeneous zoo).
+`Context.subset` is the context of some of the models: a method may run others on parts of the
+selection (glue.py chooses a method per cluster). The method's own settings are config fields it
+reads from `context.config` (e.g. `ties.density`); add them to configs/merge.py and check them in
+zoo_jax.merge.validate_config. Shared math lives in zoo_jax.reuse.merging, helpers
 of several methods in private modules here (`_task_vectors.py`).
 
 Adding a merge method is one new file here plus naming it in configs/merge.py's `methods`.
@@ -66,7 +66,8 @@ class Context:
 
   @property
   def ancestor(self) -> Any:
-    """The one ancestor of every selected model (one pytree); None without ancestors or when they differ."""
+    """The one ancestor of every selected model (one pytree); None without ancestors or when they
+    differ."""
     if self.ancestors is None or len(np.unique(self.source)) > 1:
       return None
     return merging.take(self.ancestors, 0)
