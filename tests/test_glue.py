@@ -215,3 +215,18 @@ def test_a_heterogeneous_zoo_is_merged_per_cluster_and_integrated(tmp_path):
   merged = pd.read_csv(os.path.join(out, merge.SUMMARY_FILE))
   assert not merged["method"].str.startswith("task_arithmetic").any()
   assert os.path.exists(os.path.join(out, merge.GLUE_PLOT))
+
+
+@pytest.mark.parametrize(
+  "domains, match",
+  [
+    (("mnist5k", "cifar10"), r"config.finetune.domains has 'cifar10' with 32x32x3 images"),
+    (("mnist5k", "mnist5k_rot7"), r"config.finetune.domains has 'mnist5k_rot7', unknown"),
+  ],
+)
+def test_bad_finetune_domains_are_one_line_and_nothing_is_written(tmp_path, domains, match):
+  c = _tiny_glue_zoo_config()
+  c.finetune.domains = domains
+  with pytest.raises(ValueError, match=match):
+    finetune.finetuned_zoo(c, str(tmp_path / "zoo"))
+  assert not os.path.exists(tmp_path / "zoo" / "ancestor")
