@@ -2,9 +2,9 @@
 
 The selection is clustered by the distance of its raw weights (`config.glue.num_clusters` clusters,
 average linkage; Model-GLUE clusters by weight similarity. Fine-tunes of one ancestor share its
-units' order, and aligning them to a model of another basin, as the `clusters` method does, moves
-them apart). For each cluster, every merge method
-of `config.glue.strategies` is run on the cluster's models alone (`Context.subset`; task arithmetic
+units' order; activation matching, which the `clusters` method's distance uses, can permute a
+fine-tune of another domain away from its siblings). For each cluster, every merge method of
+`config.glue.strategies` is run on the cluster's models alone (`Context.subset`; task arithmetic
 and TIES only where the cluster's models share one ancestor), and the candidate with the best
 validation accuracy is kept (`config.glue.choose_on`: "competence", on the validation images most of
 the cluster's own models classify correctly, so that a cluster of specialists stays one; "all": on
