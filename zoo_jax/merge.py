@@ -159,12 +159,9 @@ def _selection(zoo: zoo_lib.Zoo, config: ml_collections.ConfigDict) -> pd.DataFr
   return rows.iloc[: config.max_models]
 
 
-def _ancestors(
-  config: ml_collections.ConfigDict, zoo_dir: str, rows: pd.DataFrame
-) -> tuple[object, np.ndarray | None]:
+def _ancestors(ancestor_dir: str, rows: pd.DataFrame) -> tuple[object, np.ndarray | None]:
   """Each selected model's ancestor [M, ...] and the ancestors' ids [M]: the models table's
   `source_model` in the ancestor zoo (config.ancestor, or ZOO/ancestor); (None, None) without one."""
-  ancestor_dir = config.ancestor or os.path.join(zoo_dir, finetuning.ANCESTOR_DIR)
   if not os.path.isdir(ancestor_dir):
     return None, None
   ancestor_zoo = zoo_lib.Zoo(ancestor_dir)
@@ -199,21 +196,24 @@ def _integrate(
   feats, log_probs, labels = {}, {}, {}
   for split in ("validation", "test"):
     f, z = evaluate.outputs(params, split)
-    feats[split], log_probs[split] = f, mixture.log_softmax(z)
+    feats[split], log_probs[split] = f[experts], mixture.log_softmax(z)
     labels[split] = np.asarray(evaluate.splits[split][1])
+  pred = {split: lp.argmax(-1) for split, lp in log_probs.items()}  # every model's [P, N]
+  expert = {split: lp[experts] for split, lp in log_probs.items()}  # the experts' [E, N, K]
   r = config.glue.router
   router = mixture.fit_router(
-    feats["validation"][experts],
-    log_probs["validation"][experts],
+    feats["validation"],
+    expert["validation"],
     labels["validation"],
     steps=r.steps,
     learning_rate=r.learning_rate,
     weight_decay=r.weight_decay,
     seed=config.seed,
   )
-  gates = router.gates(feats["test"][experts])
-  stacker = mixture.fit_stacking(log_probs["validation"][experts], labels["validation"])
+  gates = router.gates(feats["test"])
+  stacker = mixture.fit_stacking(expert["validation"], labels["validation"])
   domain, names = evaluate.domains["test"], evaluate.domain_names
+  val_domain = evaluate.domains["validation"]
 
   def row(method, ingredients, kind, val_pred, test_pred):
     out = {"method": method, "ingredients": ingredients, "kind": kind}
@@ -226,38 +226,34 @@ def _integrate(
       out[f"test_acc_{name}"] = float(correct[domain == d].mean())
     return out
 
-  rows = []
-  for i, model in models.iterrows():
-    kind = "ingredient" if model["method"] == "ingredient" else "merged"
-    rows.append(
-      row(
-        model["method"],
-        model["ingredients"],
-        kind,
-        log_probs["validation"][i].argmax(-1),
-        log_probs["test"][i].argmax(-1),
-      )
+  rows = [
+    row(
+      model["method"],
+      model["ingredients"],
+      "ingredient" if model["method"] == "ingredient" else "merged",
+      pred["validation"][i],
+      pred["test"][i],
     )
-  # Fitted on the validation images: no validation accuracy of their own.
-  mixed = mixture.mixture_log_probs(gates, log_probs["test"][experts]).argmax(-1)
-  expert_names = models.loc[experts, "method"].tolist()
-  rows.append(row("mixture", ";".join(expert_names), "mixture", None, mixed))
-  stacked = mixture.stacking_predict(stacker, log_probs["test"][experts])
-  rows.append(row("stacking", ";".join(expert_names), "stacking", None, stacked))
-  # References: the experts' plain ensemble (equal gates), and routing by the true domain to the
-  # expert best on that domain's validation images (a ceiling: it reads the domain labels).
-  equal = np.full((len(labels["test"]), len(experts)), 1.0 / len(experts))
-  ensembled = mixture.mixture_log_probs(equal, log_probs["test"][experts]).argmax(-1)
-  rows.append(row("expert_ensemble", ";".join(expert_names), "reference", None, ensembled))
-  val_domain, oracle = evaluate.domains["validation"], np.zeros_like(labels["test"])
+    for i, model in models.iterrows()
+  ]
+  # The integrations and the references are fitted on (or read) the validation images: no
+  # validation accuracy of their own. References: the experts' plain ensemble (equal gates), and
+  # routing by the true domain to the expert best on that domain's validation images (a ceiling:
+  # it reads the domain labels).
+  equal = np.full_like(gates, 1.0 / len(experts))
+  oracle = np.zeros_like(labels["test"])
   for d in range(len(names)):
-    right = (
-      log_probs["validation"][experts][:, val_domain == d].argmax(-1)
-      == labels["validation"][val_domain == d]
-    )
-    best_expert = experts[int(np.argmax(right.mean(1)))]
-    oracle[domain == d] = log_probs["test"][best_expert][domain == d].argmax(-1)
-  rows.append(row("oracle_routing", ";".join(expert_names), "reference", None, oracle))
+    right = pred["validation"][experts][:, val_domain == d] == labels["validation"][val_domain == d]
+    oracle[domain == d] = pred["test"][experts[int(np.argmax(right.mean(1)))]][domain == d]
+  expert_names = models.loc[experts, "method"].tolist()
+  integrated = {
+    "mixture": ("mixture", mixture.mixture_log_probs(gates, expert["test"]).argmax(-1)),
+    "stacking": ("stacking", mixture.stacking_predict(stacker, expert["test"])),
+    "expert_ensemble": ("reference", mixture.mixture_log_probs(equal, expert["test"]).argmax(-1)),
+    "oracle_routing": ("reference", oracle),
+  }
+  for method, (kind, test_pred) in integrated.items():
+    rows.append(row(method, ";".join(expert_names), kind, None, test_pred))
   table = pd.DataFrame(rows)
   routing = pd.DataFrame(
     [
@@ -268,15 +264,9 @@ def _integrate(
   merged = table[table["kind"] == "merged"]
   by_validation = merged.iloc[int(np.argmax(merged["validation_acc"].to_numpy()))]
   best = merged.iloc[int(np.argmax(merged["test_acc"].to_numpy()))]
+  accuracy = table.set_index("method")["test_acc"]
   summary = {
-    "mixture_test_acc": float(table.loc[table["method"] == "mixture", "test_acc"].iloc[0]),
-    "stacking_test_acc": float(table.loc[table["method"] == "stacking", "test_acc"].iloc[0]),
-    "expert_ensemble_test_acc": float(
-      table.loc[table["method"] == "expert_ensemble", "test_acc"].iloc[0]
-    ),
-    "oracle_routing_test_acc": float(
-      table.loc[table["method"] == "oracle_routing", "test_acc"].iloc[0]
-    ),
+    **{f"{method}_test_acc": float(accuracy[method]) for method in integrated},
     "best_merged": {"method": best["method"], "test_acc": float(best["test_acc"])},
     "merged_chosen_on_validation": {
       "method": by_validation["method"],
@@ -343,15 +333,15 @@ def _merge_and_evaluate(
 
   # The merge methods of zoo_jax/reuse/mergers/, in the order of config.methods.
   methods = list(dict.fromkeys(config.methods))
-  ancestors, source = _ancestors(config, zoo_dir, rows)
+  ancestor_dir = config.ancestor or os.path.join(zoo_dir, finetuning.ANCESTOR_DIR)
+  ancestors, source = _ancestors(ancestor_dir, rows)
   need_ancestor = [m for m in methods if mergers.needs_ancestor(m)]
   if need_ancestor and (ancestors is None or len(np.unique(source)) > 1):
     why = (
       "the selection's models were fine-tuned from different ancestors (a per-cluster choice, the "
       "glue method, uses them within each cluster)"
       if ancestors is not None
-      else f"no ancestor at {config.ancestor or os.path.join(zoo_dir, finetuning.ANCESTOR_DIR)} "
-      "(set config.ancestor)"
+      else f"no ancestor at {ancestor_dir} (set config.ancestor)"
     )
     print(f"{' and '.join(need_ancestor)} skipped: {why}.")
     methods = [m for m in methods if m not in need_ancestor]

@@ -312,7 +312,7 @@ def report_novelty(table: pd.DataFrame) -> None:
   if "behaviour_iou" in table:
     iou = table.groupby("method", sort=False)["behaviour_iou"].median()
     print(
-      "behavioural IoU (test images misclassified, against the closest fitted state; 1: the same "
+      "behavioural IoU (test images misclassified, against the most similar fitted state; 1: the same "
       "mistakes; median): " + ", ".join(f"{m} {v:.2f}" for m, v in iou.items())
     )
   copies = [m for m, v in median.items() if m not in BASELINES and v < COPY_NOVELTY]

@@ -24,6 +24,9 @@ PREFIX = "glue_"  # the `method` of every merged model this file returns starts 
 def merge(context: Context) -> list[Merged]:
   out = []
   cluster = merging.cluster(context.flat, context.config.glue.num_clusters)
+  competence = context.config.glue.choose_on == "competence"
+  # Which validation images each selected model gets right: one forward pass for every cluster.
+  correct = context.evaluate.correct(context.params, "validation") if competence else None
   for c in np.unique(cluster):
     members = [int(i) for i in np.flatnonzero(cluster == c)]
     if len(members) == 1:
@@ -36,10 +39,10 @@ def merge(context: Context) -> list[Merged]:
         continue
       candidates += [(strategy, m) for m in get(strategy, "config.glue.strategies").merge(part)]
     stacked = merging.stack([m.params for _, m in candidates])
-    if context.config.glue.choose_on == "competence":
+    if competence:
       # The validation images most of the cluster's own models get right: a merge that keeps the
       # cluster's competence, not one that drifts back toward what every model knows.
-      mask = context.evaluate.correct(part.params, "validation").mean(0) > 0.5
+      mask = correct[members].mean(0) > 0.5
       accuracy = context.evaluate.correct(stacked, "validation")[:, mask].mean(1)
     else:
       accuracy = context.evaluate(stacked, "validation")[1]
