@@ -37,19 +37,19 @@ class Evaluator:
       self.splits[split] = (jnp.asarray(s.images[keep]), jnp.asarray(s.labels[keep]))
       self.domains[split] = np.zeros(len(keep), int) if s.domain is None else s.domain[keep]
     self.domain_names = tuple(ds.get("domains") or (ds["name"],))
-    self.normalization, self.num_classes = (s.mean, s.std), s.num_classes
-    self.conv_impl = zoo.config.get("conv_impl", "xla")
+    self.normalization = (s.mean, s.std)
+    conv_impl = zoo.config.get("conv_impl", "xla")
     self._evaluate = population.make_evaluate(
       cohort,
       batch_size=500,
       mean=s.mean,
       std=s.std,
       num_classes=s.num_classes,
-      conv_impl=self.conv_impl,
+      conv_impl=conv_impl,
     )
 
     self._outputs = penultimate.make_outputs(
-      cohort, mean=s.mean, std=s.std, num_classes=s.num_classes, conv_impl=self.conv_impl
+      cohort, mean=s.mean, std=s.std, num_classes=s.num_classes, conv_impl=conv_impl
     )
 
   def __call__(self, params: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
