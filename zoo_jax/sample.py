@@ -59,6 +59,7 @@ from zoo_jax.zoo import guard
 from zoo_jax.encoders import ENCODER_DIR
 from zoo_jax.encoders.methods import hyperrep
 from zoo_jax.encoders.states import ZooStates, load_states
+from zoo_jax.reuse import ranking
 
 FIT_ON = ("training", "all")  # config.fit_on: the states the samplers are fitted on (fitted_mask)
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = (
@@ -339,8 +340,6 @@ def misclassified(
 ) -> np.ndarray:
   """[len(rows), N] bool: which test images each model (a row, its weights `params` [M, ...] row
   for row) misclassifies, one forward pass per cohort."""
-  from zoo_jax.reuse import ranking  # the using-a-zoo library's forward pass
-
   _, logits = ranking.outputs_by_cohort(
     rows,
     test,
