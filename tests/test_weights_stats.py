@@ -119,3 +119,23 @@ def test_novelty_counts_permuted_and_perturbed_copies_as_copies_and_new_models_a
   assert 0.5 < score[2] < 2  # a new model: as far as the zoo's models are from each other
   with pytest.raises(ValueError, match="two groups"):
     weights.novelty(new, reference[:2], groups[:2], spec)
+
+
+def test_novelty_counts_a_perturbed_copy_in_another_unit_order_as_a_copy():
+  """A reference model permuted at random, then moved by noise, is near 0: canonical sorting
+  alone can reorder its units differently once the weights moved, the anchor's matching cannot."""
+  zoo = population("cnn_s", n=6)
+  reference, spec = weights.flatten(zoo)
+  reference = np.asarray(reference)
+  groups = np.arange(len(reference))
+  model = weights.unflatten(jnp.asarray(reference[3]), spec)
+  rng = np.random.default_rng(0)
+  copies, unrelated = [], []
+  for i in range(4):
+    permuted = weights.random_permutation(jax.random.key(10 + i), model, spec)
+    moved = np.asarray(weights.flatten(permuted, spec)[0])
+    copies.append(moved + 0.05 * np.std(moved) * rng.standard_normal(spec.size))
+    unrelated.append(rng.permutation(reference[3]))  # the same values, no structure kept
+  score = weights.novelty(np.stack(copies + unrelated), reference, groups, spec)
+  assert np.all(score[:4] < 0.15), score
+  assert np.all(score[4:] > 0.5), score

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo_jax.weights import flat
+from zoo_jax.weights import matching
 from zoo_jax.weights import symmetry
 from zoo_jax.weights.spec import Params, WeightSpec
 from zoo_jax.weights.tokens import Tokens
@@ -88,24 +89,35 @@ def token_layer_variances(tokens: Tokens, num_layers: int) -> jax.Array:
 
 
 def novelty(
-  models: np.ndarray, reference: np.ndarray, groups: np.ndarray, spec: WeightSpec, block: int = 256
+  models: np.ndarray,
+  reference: np.ndarray,
+  groups: np.ndarray,
+  spec: WeightSpec,
+  block: int = 256,
+  candidates: int = 4,
 ) -> np.ndarray:
   """How new each of `models` is next to the `reference` models: [S] (0: a copy).
 
   The L2 distance of each model to its nearest reference model, in units of the reference's own
   spacing: the median, over reference models, of the distance to the nearest reference model of
   another group (another model of the zoo, not the same model at another epoch). A distance is
-  the smaller of the one between the weights as stored and the one between their canonical
-  permutations (`symmetry.canonicalize`): a permuted copy and a perturbed copy both count as
-  copies, and the figure is an upper bound of the distance up to hidden-unit permutations.
-  Below ~0.3 a model is a perturbed copy of a reference model; ~1 is as far from the reference
-  as its models are from each other.
+  the smallest of three: between the weights as stored, between their canonical permutations
+  (`symmetry.canonicalize`), and, for a few candidate reference models, after matching the
+  model's hidden units to the candidate's (`matching.weight_matching`). The candidates are the
+  `candidates` nearest by the first two distances and the `candidates` nearest by their StatNN
+  features, which no permutation changes. So a permuted copy and a perturbed copy count as
+  copies, and so does a perturbed copy in a third unit order (e.g. a model aligned to another
+  one for mixing, which canonical sorting misses once the weights moved); the figure is an upper
+  bound of the distance up to hidden-unit permutations. Below ~0.3 a model is a perturbed copy of
+  a reference model; ~1 is as far from the reference as its models are from each other.
 
   Args:
     models: [S, n] as `weights.flatten` vectors; reference: [N, n], N >= 2.
     groups: [N] labels of the reference models (e.g. "zoo/model_id"); at least two distinct.
     spec: the layout of both.
     block: rows per distance block (host memory: a few block x N float64 arrays).
+    candidates: reference models per model and per shortlist that are matched unit by unit
+      (host work: about 2 x candidates weight matchings of a few milliseconds per model).
   """
   groups = np.asarray(groups)
   if len(reference) < 2 or len(np.unique(groups)) < 2:
@@ -116,26 +128,56 @@ def novelty(
   canonical = jax.jit(
     lambda x: flat.flatten(symmetry.canonicalize(flat.unflatten(x, spec), spec), spec)[0]
   )
+  statnn = jax.jit(lambda x: statnn_features(flat.unflatten(x, spec), spec))
+  unflatten = jax.jit(lambda x: flat.unflatten(x, spec))
 
-  def forms(x):  # (as stored, canonical), float64 [len(x), n] each
+  def forms(x):  # (as stored, canonical, StatNN features), float64 [len(x), .] each
     x = np.asarray(x, np.float32).reshape(-1, spec.size)
-    canon = [np.asarray(canonical(jnp.asarray(x[i : i + block]))) for i in range(0, len(x), block)]
-    return x.astype(np.float64), np.concatenate(canon or [x]).astype(np.float64)
+    parts = [(x[i : i + block],) for i in range(0, len(x), block)]
+    canon = [np.asarray(canonical(jnp.asarray(p))) for (p,) in parts]
+    stats = [np.asarray(statnn(jnp.asarray(p))) for (p,) in parts]
+    return (
+      x.astype(np.float64),
+      np.concatenate(canon or [x]).astype(np.float64),
+      np.concatenate(stats or [np.zeros((0, 1))]).astype(np.float64),
+    )
 
   ref = forms(reference)
-  ref_sq = [(b**2).sum(1) for b in ref]
+  ref_sq = [(b**2).sum(1) for b in ref[:2]]
+  stat_scale = ref[2].std(0) + 1e-12
+  ref_stats = ref[2] / stat_scale
+
+  def matched_distance(x: np.ndarray, j: int) -> float:  # x matched to reference model j
+    a = jax.tree.map(np.asarray, unflatten(jnp.asarray(reference[j], jnp.float32)))
+    b = jax.tree.map(np.asarray, unflatten(jnp.asarray(x, jnp.float32)))
+    moved = symmetry.permute(b, matching.weight_matching(a, b, spec), spec)
+    return float(np.linalg.norm(np.asarray(flat.flatten(moved, spec)[0]) - reference[j]))
 
   def nearest(x, exclude=None):
     x = forms(x)
     out = np.empty(len(x[0]))
+    k = min(candidates, len(groups))
     for i in range(0, len(out), block):
-      d2 = np.full((len(x[0][i : i + block]), len(groups)), np.inf)
-      for a, b, b_sq in zip(x, ref, ref_sq):
-        part = a[i : i + block]
+      rows = slice(i, i + block)
+      d2 = np.full((len(x[0][rows]), len(groups)), np.inf)
+      for a, b, b_sq in zip(x[:2], ref[:2], ref_sq):
+        part = a[rows]
         d2 = np.minimum(d2, (part**2).sum(1)[:, None] + b_sq[None, :] - 2 * part @ b.T)
+      s2 = ((x[2][rows] / stat_scale)[:, None, :] - ref_stats[None]) ** 2
+      s2 = s2.sum(-1)
       if exclude is not None:
-        d2 = np.where(exclude[i : i + block, None] == groups[None, :], np.inf, d2)
-      out[i : i + block] = np.sqrt(np.maximum(d2.min(1), 0.0))
+        other = exclude[rows, None] != groups[None, :]
+        d2, s2 = np.where(other, d2, np.inf), np.where(other, s2, np.inf)
+      best = np.sqrt(np.maximum(d2.min(1), 0.0))
+      if k:
+        shortlist = np.concatenate(
+          [np.argsort(d2, axis=1)[:, :k], np.argsort(s2, axis=1)[:, :k]], axis=1
+        )
+        for r, js in enumerate(shortlist):
+          for j in np.unique(js):
+            if np.isfinite(d2[r, j]):
+              best[r] = min(best[r], matched_distance(x[0][i + r], j))
+      out[rows] = best
     return out
 
   scale = float(np.median(nearest(reference, exclude=groups)))
