@@ -11,6 +11,11 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # None: the (first) zoo the autoencoder was trained on.
   c.zoo = ml_collections.config_dict.placeholder(str)
+  # Where the samplers draw: "latent" (the autoencoder's embeddings) or "aligned_weights" (the
+  # zoo's own weights aligned to its best model; configs/sample_aligned.py).
+  c.space = "latent"
+  c.repair = True  # aligned_weights: restore each mixed unit's statistics (REPAIR)
+  c.matching_images = 1000  # aligned_weights: training images of the activation matching
   c.epochs = (-1,)  # stored epochs whose states are embedded (negative: from the newest)
   # Zoo models the samplers see (models-table columns -> value); must share the fine-tuning activation.
   c.select = ml_collections.ConfigDict({"activation": "tanh"})
@@ -30,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sampler = ml_collections.ConfigDict()  # zoo_jax.samplers.draw's config
   c.sampler.bandwidth = 0.002  # per-dimension KDE bandwidth (published)
   c.sampler.top_fraction = 0.3  # S_KDE30 and the neighbourhood's "good models"
+  c.sampler.mix = 0.3  # "pairs": (1 - mix) a + mix b of two top models
   c.sampler.dims = 3  # the neighbourhood map's dimensions
   c.sampler.gan_size = "small"  # zoo_jax.samplers.gan.GAN_SIZES
   c.sampler.umap_neighbors = (

@@ -221,6 +221,7 @@ def test_unknown_sampler_lists_the_allowed_values():
     "gan",
     "uniform",
     "uniform_reference",
+    "pairs",
   } == set(samplers.SAMPLERS)
   with pytest.raises(ValueError, match=allowed):
     samplers.draw("nope", jax.random.key(0), embeddings, scores, 4)

@@ -1,6 +1,12 @@
 """Sample new weights from a hyper-representation, and measure whether they work.
 
   python -m zoo_jax.sample --config=configs/sample.py --encoder=ENCODE_WORKDIR --workdir=OUT
+  python -m zoo_jax.sample --config=configs/sample_aligned.py --config.zoo=ZOO --workdir=OUT
+
+The second form (`config.space="aligned_weights"`) needs no autoencoder: the samplers draw among
+the zoo's own weights, every selected state aligned to the best one (AlignedWeights), and each
+draw's hidden units get back the statistics of the states it mixes (REPAIR, `config.repair`).
+What follows describes the first; the baselines, novelty and outputs are the same for both.
 
 ENCODE_WORKDIR is the output of `zoo_jax.encode` with configs/hyperrep.py (its `encoder/`
 holds the trained autoencoder, its config.json the zoo it was trained on). The zoo's
@@ -52,6 +58,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pandas as pd
+import scipy.optimize
 
 from zoo_jax import data, errors, models, plots, samplers, train, weights, zoo as zoo_lib
 from zoo_jax.engine import grid, population, train_config
@@ -59,7 +66,7 @@ from zoo_jax.zoo import guard
 from zoo_jax.encoders import ENCODER_DIR
 from zoo_jax.encoders.methods import hyperrep
 from zoo_jax.encoders.states import ZooStates, load_states
-from zoo_jax.reuse import ranking
+from zoo_jax.reuse import merging, ranking
 
 FIT_ON = ("training", "all")  # config.fit_on: the states the samplers are fitted on (fitted_mask)
 SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = (
@@ -88,6 +95,11 @@ COPY_NOVELTY = (
   0.3  # median novelty under which a sampler's draws are called near-copies of zoo models
 )
 BASELINES = ("B_T", "B_F", "B_N")
+# config.space: where the samplers draw. "latent": the autoencoder's embeddings (--encoder);
+# "aligned_weights": the fitted states' own weights, every one aligned to the best by activation
+# matching (no autoencoder; config.zoo), the draws REPAIRed when config.repair.
+SPACES = ("latent", "aligned_weights")
+REPAIR_IMAGES = 2000  # training images whose unit statistics REPAIR restores
 _SETTING = ("activation", "init", "optimizer", "learning_rate", "weight_decay", "dropout")
 
 
@@ -112,6 +124,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field, low in (("num_samples", 1), ("num_seeds", 1), ("finetune_epochs", 0)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
+  if config.get("space", SPACES[0]) not in SPACES:
+    raise ValueError(f"config.space is {config.space!r}; allowed values: {list(SPACES)}.")
+  if config.get("space", SPACES[0]) == "aligned_weights" and not config.zoo:
+    raise ValueError(
+      "config.space='aligned_weights' samples a zoo's own weights: set config.zoo "
+      "(--config.zoo=ZOO_DIR)."
+    )
   if config.get("fit_on", FIT_ON[0]) not in FIT_ON:
     raise ValueError(f"config.fit_on is {config.fit_on!r}; allowed values: {list(FIT_ON)}.")
   for field in _SETTING:
@@ -131,10 +150,23 @@ def _source(encoder_dir: str, record: dict, config: ml_collections.ConfigDict):
   """(autoencoder pieces, zoo, selected source rows, their flat weights) for sampling."""
   zoo_dir, encoder_config = config.zoo or record["zoos"][0], record["config"]
   model, params, spec, info = hyperrep.load(os.path.join(encoder_dir, ENCODER_DIR))
+  # The encoder's own state filter, so the samplers see the states it was trained on.
+  zoo, states = _selected_states(zoo_dir, config, encoder_config.get("filter", {}))
+  if states.spec != spec:
+    raise ValueError(
+      f"The zoo {zoo_dir} has another architecture than the autoencoder was trained on."
+    )
+  return (model, params, spec), zoo, states, info.get("held_out_models", [])
+
+
+def _selected_states(
+  zoo_dir: str, config: ml_collections.ConfigDict, state_filter: dict
+) -> tuple[zoo_lib.Zoo, ZooStates]:
+  """The zoo and its states at config.epochs that config.select keeps (at least 2, one activation
+  that config.finetune.activation allows)."""
   zoo = zoo_lib.Zoo(zoo_dir)
   epochs = [zoo.epochs[e] if e < 0 else e for e in config.epochs]
-  # The encoder's own state filter, so the samplers see the states it was trained on.
-  states = load_states(zoo_dir, epochs, **encoder_config.get("filter", {}))
+  states = load_states(zoo_dir, epochs, **state_filter)
   print(states.hygiene)
   keep = np.ones(len(states.table), bool)
   for field, value in config.select.items():
@@ -155,11 +187,42 @@ def _source(encoder_dir: str, record: dict, config: ml_collections.ConfigDict):
       f"config.finetune.activation is {config.finetune.activation!r}; select models of that "
       "activation (config.select.activation), since weights only work with their own."
     )
-  if states.spec != spec:
-    raise ValueError(
-      f"The zoo {zoo_dir} has another architecture than the autoencoder was trained on."
+  return zoo, states.rows(keep)
+
+
+class AlignedWeights:
+  """The "aligned_weights" space: the fitted states' weights with their hidden units matched to the
+  best state's by activation matching (`merging.align_to`, `matching_images` training images), so
+  that mixing two of them mixes corresponding units. `embeddings` [N, n] are those weights;
+  `decode` turns draws [S, n] back into params, REPAIRed (`merging.repair`) when asked: each
+  hidden unit's statistics are set to those of the fitted states the draw mixes, by the
+  non-negative least-squares weights that rebuild the draw from them (exact for `pairs`' draws)."""
+
+  def __init__(self, zoo, flat_weights, scores, spec, cohort, matching_images: int, seed: int):
+    self.spec, self.cohort = spec, cohort
+    self.evaluate = merging.Evaluator(zoo, cohort, None, seed)
+    params = jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(flat_weights), spec))
+    matching = ml_collections.ConfigDict(
+      {"alignment": "activations", "matching_images": matching_images}
     )
-  return (model, params, spec), zoo, states.rows(keep), info.get("held_out_models", [])
+    best = int(np.nanargmax(scores))
+    aligned = merging.align_to(params, best, spec, matching, cohort, self.evaluate)
+    self.embeddings = merging.flat(aligned)
+    self.statistics = merging.channel_statistics(aligned, self.evaluate, cohort, REPAIR_IMAGES)
+
+  def mixing_weights(self, draws: np.ndarray) -> np.ndarray:
+    """[S, N]: each draw as a non-negative combination of the embeddings, rows summing to 1."""
+    basis = self.embeddings.T.astype(np.float64)
+    w = np.stack([scipy.optimize.nnls(basis, d.astype(np.float64))[0] for d in draws])
+    return w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+
+  def decode(self, draws: np.ndarray, repair: bool) -> Any:
+    params = jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(draws, jnp.float32), self.spec))
+    if not repair:
+      return params
+    w = self.mixing_weights(np.asarray(draws))
+    targets = [(w @ mean, w @ std) for mean, std in self.statistics]
+    return merging.repair(params, targets, self.spec, self.evaluate, self.cohort, REPAIR_IMAGES)
 
 
 def encoder_record(encoder_dir: str) -> dict:
@@ -391,8 +454,13 @@ def sample_and_evaluate(
 def _sample_and_evaluate(
   config: ml_collections.ConfigDict, encoder_dir: str, workdir: str
 ) -> pd.DataFrame:
-  encoder = encoder_record(encoder_dir)
-  (model, ae_params, spec), zoo, source, held_out = _source(encoder_dir, encoder, config)
+  latent = config.get("space", SPACES[0]) == "latent"
+  if latent:
+    encoder = encoder_record(encoder_dir)
+    (model, ae_params, spec), zoo, source, held_out = _source(encoder_dir, encoder, config)
+  else:  # the zoo's own weights: no autoencoder, every selected state fitted
+    zoo, source = _selected_states(config.zoo, config, {})
+    spec, held_out = source.spec, []
   setting = finetune_setting(config, source)
   # Inputs read and checked: the workdir is claimed (or found to be this run's, or refused).
   read = [guard.read_record(zoo, source.table)]
@@ -403,7 +471,9 @@ def _sample_and_evaluate(
     {
       "command": "sample",
       "config": run,
-      "encoder": {"workdir": os.path.abspath(encoder_dir), "read": encoder.get("read")},
+      "encoder": (
+        {"workdir": os.path.abspath(encoder_dir), "read": encoder.get("read")} if latent else None
+      ),
     },
     read=read,
     follow_newest=any(e < 0 for e in config.epochs),
@@ -412,15 +482,28 @@ def _sample_and_evaluate(
     holds="another sampling run (another config or encoder)",
   )
   print(f"read {guard.describe(read)}")
-  reconstruction = check_reconstruction(
-    config, (model, ae_params, spec), zoo, source, held_out, workdir
-  )
-  report_reconstruction(reconstruction, os.path.join(workdir, RECONSTRUCTION_FILE))
-  embed = hyperrep.make_embed(model, spec)
-  decode = hyperrep.make_decode(model, spec)
   fitted = fitted_mask(config, source, held_out)
-  z = np.asarray(embed(ae_params, jnp.asarray(source.flat[fitted])))
   scores = source.table["test_acc"].to_numpy()[fitted]
+  if latent:
+    reconstruction = check_reconstruction(
+      config, (model, ae_params, spec), zoo, source, held_out, workdir
+    )
+    report_reconstruction(reconstruction, os.path.join(workdir, RECONSTRUCTION_FILE))
+    z = np.asarray(hyperrep.make_embed(model, spec)(ae_params, jnp.asarray(source.flat[fitted])))
+    decode_latent = hyperrep.make_decode(model, spec)
+    decode = lambda drawn: jax.tree.map(np.asarray, decode_latent(ae_params, jnp.asarray(drawn)))
+  else:
+    space = AlignedWeights(
+      zoo,
+      source.flat[fitted],
+      scores,
+      spec,
+      grid.cohort_of(source.table.iloc[0]),
+      config.get("matching_images", 1000),
+      config.seed,
+    )
+    z = space.embeddings
+    decode = lambda drawn: space.decode(np.asarray(drawn), config.get("repair", True))
   arch = source.table["arch"].iloc[0]
   num = config.num_samples
 
@@ -432,7 +515,7 @@ def _sample_and_evaluate(
         name, jax.random.fold_in(jax.random.fold_in(key, seed), i), z, scores, num, config.sampler
       )
       draws[f"{name}/seed_{seed}"] = np.asarray(drawn)
-      params.append(jax.tree.map(np.asarray, decode(ae_params, jnp.asarray(drawn))))
+      params.append(decode(drawn))
       tables.append(
         _rows(name, num, seed, setting, arch, first_seed=1 + 10_000 * (1 + seed) + 1000 * i)
       )
@@ -647,10 +730,15 @@ if __name__ == "__main__":
     "encoder", None, "Workdir of a zoo_jax.encode run with configs/hyperrep.py."
   )
   _WORKDIR = flags.DEFINE_string("workdir", None, "Where the sampled zoo and the summary go.")
-  flags.mark_flags_as_required(["config", "encoder", "workdir"])
+  flags.mark_flags_as_required(["config", "workdir"])
 
   def main(argv):
     del argv
+    if _ENCODER.value is None and _CONFIG.value.get("space", SPACES[0]) == "latent":
+      raise errors.UsageError(
+        "--encoder is required: the workdir of an encode run with configs/hyperrep.py (or sample "
+        "the zoo's own aligned weights with --config=configs/sample_aligned.py --config.zoo=ZOO)."
+      )
     summary = sample_and_evaluate(_CONFIG.value, _ENCODER.value, _WORKDIR.value)
     print(summary.to_string(index=False))
 

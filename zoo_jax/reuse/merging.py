@@ -4,7 +4,8 @@ Models are pytrees of numpy arrays; a population of them has a leading [M] axis 
 (as zoo_jax.zoo.Zoo.params returns it): `stack`, `take`, `mean` move between the two, `flat` and
 `unflatten` between a population and its flat weight vectors [M, n]. `Evaluator` is the loss and
 accuracy of a population on the zoo's splits; `align_to` permutes hidden units to match one model
-(weight or activation matching); `interpolate` and `barrier_curve` walk the line between two
+(weight or activation matching); `channel_statistics` and `repair` restore the unit statistics an
+average loses (REPAIR); `interpolate` and `barrier_curve` walk the line between two
 models; `cluster` groups models by the distance of their (aligned) weights.
 """
 
@@ -92,6 +93,71 @@ def align_to(
     perms = weights.activation_matching([a[ref] for a in acts], [a[i] for a in acts])
     aligned.append(take(params, i) if i == ref else weights.permute(take(params, i), perms, spec))
   return jax.tree.map(np.asarray, stack(aligned))
+
+
+def channel_statistics(
+  params: Any, evaluate: Evaluator, cohort: population.Cohort, num_images: int, chunk: int = 16
+) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Per hidden layer (spec order, all layers but the last): the (mean [P, C], std [P, C]) of each
+  unit's output before pooling and activation, over `num_images` training images and positions
+  (float64 sums; `chunk` models at a time bound the host memory)."""
+  images = evaluate.splits["train"][0][:num_images]
+  x = population.normalize(images, *evaluate.normalization)
+  layer_outputs = penultimate.make_layer_outputs(population.make_model(cohort))
+  num_models = len(jax.tree.leaves(params)[0])
+  sums = None
+  for start in range(0, num_models, chunk):
+    part = jax.tree.map(lambda a: jnp.asarray(a[start : start + chunk]), params)
+    moments = []
+    for out in layer_outputs(part, x)[:-1]:
+      out = np.asarray(out).reshape(out.shape[0], out.shape[1], -1, out.shape[-1])
+      # float64 sums: float32 ones over a million positions are off by ~1e-3.
+      first = out.sum(2, dtype=np.float64).sum(1)
+      second = (out * out).sum(2, dtype=np.float64).sum(1)
+      moments.append((first, second, out.shape[1] * out.shape[2]))
+    sums = (
+      moments
+      if sums is None
+      else [
+        (np.concatenate([a, m[0]]), np.concatenate([b, m[1]]), n)
+        for (a, b, n), m in zip(sums, moments)
+      ]
+    )
+  stats = []
+  for first, second, count in sums:
+    mean = first / count
+    stats.append((mean, np.sqrt(np.maximum(second / count - mean**2, 0.0))))
+  return stats
+
+
+def repair(
+  params: Any,
+  targets: list[tuple[np.ndarray, np.ndarray]],
+  spec: weights.WeightSpec,
+  evaluate: Evaluator,
+  cohort: population.Cohort,
+  num_images: int,
+) -> Any:
+  """REPAIR (Jordan et al., 2023): models [P, ...] with each hidden unit's output rescaled, layer
+  by layer, to the mean and std of `targets` (`channel_statistics`' form, e.g. the interpolated
+  statistics of the models an average was made of). An average of imperfectly matched units
+  loses variance; the correction is a positive affine map per unit, folded into its kernel and
+  bias (it commutes with max-pooling). Returns numpy params."""
+  params = jax.tree.map(np.array, params)
+  for l, (target_mean, target_std) in enumerate(targets):
+    mean, std = channel_statistics(params, evaluate, cohort, num_images)[l]
+    gain = target_std / np.maximum(std, 1e-8)
+    layer = params
+    for key in spec.layers[l].path:
+      layer = layer[key]
+    if "bias" not in layer:
+      raise ValueError(
+        f"repair shifts each unit by its bias; layer {spec.layers[l].name} has none."
+      )
+    kernel = layer["kernel"]
+    layer["kernel"] = kernel * gain.reshape((len(gain),) + (1,) * (kernel.ndim - 2) + (-1,))
+    layer["bias"] = (layer["bias"] - mean) * gain + target_mean
+  return params
 
 
 def stack(trees: list[Any]) -> Any:

@@ -28,6 +28,7 @@ a small module whose `draw` calls it:
   uniform.py             the zoo's bounding box (uniform_sample; in_box, uniform_reference_sample)
   uniform_reference.py   uniform_reference_sample: U(-1, 1)^D
   gan.py                 a GAN trained on the embeddings (train_gan, gan_sample, GAN_SIZES)
+  pairs.py               (1 - mix) a + mix b of two top models (pairs_sample): for aligned spaces
 Private helpers start with `_`: _checks.py (argument checks), _top.py (select_top, top_indices).
 """
 
@@ -79,13 +80,13 @@ def draw(
     name: "kde" (per-dimension KDE, all models), "kde30" (the same on the top `top_fraction`),
       "kde30_reference" (the reference code's KDE30: whole top embeddings plus a shared shift),
       "neighbourhood" (PCA map), "neighbourhood_umap" (the reference UMAP map), "gan",
-      "uniform" (the zoo's bounding box), "uniform_reference" (U(-1, 1)^D), or any sampler
-      module added here.
+      "uniform" (the zoo's bounding box), "uniform_reference" (U(-1, 1)^D), "pairs" (two top
+      models mixed), or any sampler module added here.
     key: PRNG key. embeddings: [N, D]. scores: [N] (e.g. test accuracy), higher is better.
     num_samples: S >= 1.
     config: optional mapping (dict or ConfigDict) with any of DRAW_DEFAULTS' fields:
       bandwidth, top_fraction, dims, gan_size, gan (GANConfig overrides), umap_neighbors,
-      umap_min_dist.
+      umap_min_dist, mix.
   Returns:
     [S, D] float32.
   """
