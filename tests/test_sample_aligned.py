@@ -93,6 +93,14 @@ def test_the_command_samples_aligned_weights_without_an_autoencoder(tiny_zoo, tm
   assert draws["embeddings"].shape[1] == load_states(tiny_zoo, [3]).spec.size
 
 
+def test_the_latent_space_needs_an_encoder(tmp_path):
+  from configs import sample as sample_config
+
+  with pytest.raises(sample.errors.UsageError, match="--encoder is required"):
+    sample.sample_and_evaluate(sample_config.get_config(), None, str(tmp_path / "out"))
+  assert not os.path.exists(tmp_path / "out")  # refused before anything is written
+
+
 def test_aligned_weights_needs_a_zoo():
   config = sample_aligned.get_config()
   with pytest.raises(ValueError, match="config.zoo"):

@@ -443,10 +443,15 @@ def _rows(
 
 
 def sample_and_evaluate(
-  config: ml_collections.ConfigDict, encoder_dir: str, workdir: str
+  config: ml_collections.ConfigDict, encoder_dir: str | None, workdir: str
 ) -> pd.DataFrame:
   """Draws the samples, fine-tunes them with the baselines in one zoo run, writes the summary."""
   validate_config(config)
+  if encoder_dir is None and config.get("space", SPACES[0]) == "latent":
+    raise errors.UsageError(
+      "--encoder is required: the workdir of an encode run with configs/hyperrep.py (or sample "
+      "the zoo's own aligned weights with --config=configs/sample_aligned.py --config.zoo=ZOO)."
+    )
   with guard.writing(workdir):  # the lock first (the zoo run inside takes it again)
     return _sample_and_evaluate(config, encoder_dir, workdir)
 
@@ -734,11 +739,6 @@ if __name__ == "__main__":
 
   def main(argv):
     del argv
-    if _ENCODER.value is None and _CONFIG.value.get("space", SPACES[0]) == "latent":
-      raise errors.UsageError(
-        "--encoder is required: the workdir of an encode run with configs/hyperrep.py (or sample "
-        "the zoo's own aligned weights with --config=configs/sample_aligned.py --config.zoo=ZOO)."
-      )
     summary = sample_and_evaluate(_CONFIG.value, _ENCODER.value, _WORKDIR.value)
     print(summary.to_string(index=False))
 
