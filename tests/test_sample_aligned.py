@@ -101,6 +101,15 @@ def test_the_latent_space_needs_an_encoder(tmp_path):
   assert not os.path.exists(tmp_path / "out")  # refused before anything is written
 
 
+def test_a_sliced_zoo_is_refused_in_one_line_naming_its_source(tiny_zoo, tmp_path):
+  sliced = str(tmp_path / "slice")
+  zoo_lib.slice_zoo(tiny_zoo, sliced, model_ids=[0, 1, 2], epochs=[3])
+  config = sample_aligned.get_config()
+  config.zoo = sliced
+  with pytest.raises(sample.errors.UsageError, match="a slice of .*pass the zoo"):
+    sample.sample_and_evaluate(config, None, str(tmp_path / "out"))
+
+
 def test_aligned_weights_needs_a_zoo():
   config = sample_aligned.get_config()
   with pytest.raises(ValueError, match="config.zoo"):

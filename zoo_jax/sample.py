@@ -165,6 +165,14 @@ def _selected_states(
   """The zoo and its states at config.epochs that config.select keeps (at least 2, one activation
   that config.finetune.activation allows)."""
   zoo = zoo_lib.Zoo(zoo_dir)
+  if "dataset" not in zoo.config:  # a slice or an import: weights and metrics, no training run
+    origin = zoo.config.get("sliced_from")
+    raise errors.UsageError(
+      f"The zoo {zoo_dir} holds no training config (it is "
+      f"{'a slice of ' + origin if origin else 'not a train run'}): samples are evaluated and "
+      "fine-tuned as its models were trained; pass the zoo they were trained in"
+      f"{' (' + origin + ') and choose models with config.select' if origin else ''}."
+    )
   epochs = [zoo.epochs[e] if e < 0 else e for e in config.epochs]
   states = load_states(zoo_dir, epochs, **state_filter)
   print(states.hygiene)
