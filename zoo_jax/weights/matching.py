@@ -55,6 +55,8 @@ def weight_matching(
       f"weight_matching takes two single models, got batch axes {batch_a} and {batch_b}."
     )
   arrays_a = [{k: np.asarray(v, np.float64) for k, v in a.items()} for a in arrays_a]
+  arrays_b = spec_lib.layer_arrays(jax.tree.map(np.asarray, params_b), spec)[0]
+  arrays_b = [{k: np.asarray(v, np.float64) for k, v in b.items()} for b in arrays_b]
   perms = [np.arange(layer.units, dtype=np.int32) for layer in spec.layers[: len(links)]]
   rng = np.random.default_rng(seed)
   for _ in range(max_sweeps):
@@ -62,11 +64,9 @@ def weight_matching(
     for layer in rng.permutation(len(links)):
       trial = list(perms)
       trial[layer] = np.arange(len(perms[layer]), dtype=np.int32)
-      arrays_b, _ = spec_lib.layer_arrays(symmetry.permute(params_b, tuple(trial), spec), spec)
-      arrays_b = [{k: np.asarray(v, np.float64) for k, v in b.items()} for b in arrays_b]
+      moved = symmetry._permute_one(arrays_b, trial, links, xp=np)  # noqa: SLF001  (host numpy)
       similarity = (
-        _unit_vectors(arrays_a, layer, links[layer])
-        @ _unit_vectors(arrays_b, layer, links[layer]).T
+        _unit_vectors(arrays_a, layer, links[layer]) @ _unit_vectors(moved, layer, links[layer]).T
       )
       _, columns = scipy.optimize.linear_sum_assignment(similarity, maximize=True)
       columns = columns.astype(np.int32)

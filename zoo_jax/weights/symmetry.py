@@ -215,21 +215,23 @@ def neuron_arrays(
 
 
 def _permute_one(
-  arrays: list[dict[str, jax.Array]], perms: Sequence[jax.Array], links: Sequence[_Link]
+  arrays: list[dict[str, jax.Array]], perms: Sequence[jax.Array], links: Sequence[_Link], xp=jnp
 ) -> list[dict[str, jax.Array]]:
+  """One model's layer arrays with its hidden units permuted; `xp` is jax.numpy (traced, as
+  `permute` runs it) or numpy (host loops such as weight matching's)."""
   arrays = [dict(a) for a in arrays]
   for l, (perm, link) in enumerate(zip(perms, links)):
-    arrays[l]["kernel"] = jnp.take(arrays[l]["kernel"], perm, axis=-1, mode="clip")
+    arrays[l]["kernel"] = xp.take(arrays[l]["kernel"], perm, axis=-1, mode="clip")
     if "bias" in arrays[l]:
-      arrays[l]["bias"] = jnp.take(arrays[l]["bias"], perm, axis=-1, mode="clip")
+      arrays[l]["bias"] = xp.take(arrays[l]["bias"], perm, axis=-1, mode="clip")
     kernel = arrays[l + 1]["kernel"]
     if link.mode == "conv":
-      kernel = jnp.take(kernel, perm, axis=-2, mode="clip")
+      kernel = xp.take(kernel, perm, axis=-2, mode="clip")
     elif link.mode == "dense":
-      kernel = jnp.take(kernel, perm, axis=0, mode="clip")
+      kernel = xp.take(kernel, perm, axis=0, mode="clip")
     else:  # row s * C + c belongs to channel c
       rows, out = kernel.shape
-      kernel = jnp.take(kernel.reshape(link.spatial, -1, out), perm, axis=1, mode="clip")
+      kernel = xp.take(kernel.reshape(link.spatial, -1, out), perm, axis=1, mode="clip")
       kernel = kernel.reshape(rows, out)
     arrays[l + 1]["kernel"] = kernel
   return arrays
