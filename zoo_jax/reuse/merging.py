@@ -9,7 +9,7 @@ average loses (REPAIR); `interpolate` and `barrier_curve` walk the line between 
 models; `cluster` groups models by the distance of their (aligned) weights.
 """
 
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -96,37 +96,40 @@ def align_to(
 
 
 def channel_statistics(
-  params: Any, evaluate: Evaluator, cohort: population.Cohort, num_images: int, chunk: int = 16
+  params: Any,
+  evaluate: Evaluator,
+  cohort: population.Cohort,
+  num_images: int,
+  layers: Sequence[int] | None = None,
+  chunk: int = 16,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-  """Per hidden layer (spec order, all layers but the last): the (mean [P, C], std [P, C]) of each
-  unit's output before pooling and activation, over `num_images` training images and positions
-  (float64 sums; `chunk` models at a time bound the host memory)."""
+  """Per hidden layer (spec order, all layers but the last; or only those in `layers`): the
+  (mean [P, C], std [P, C]) of each unit's output before pooling and activation, over
+  `num_images` training images and positions (float64 sums; `chunk` models at a time bound the
+  host memory)."""
   images = evaluate.splits["train"][0][:num_images]
   x = population.normalize(images, *evaluate.normalization)
   layer_outputs = penultimate.make_layer_outputs(population.make_model(cohort))
   num_models = len(jax.tree.leaves(params)[0])
-  sums = None
+  first, second, count = [], [], {}
   for start in range(0, num_models, chunk):
     part = jax.tree.map(lambda a: jnp.asarray(a[start : start + chunk]), params)
-    moments = []
-    for out in layer_outputs(part, x)[:-1]:
-      out = np.asarray(out).reshape(out.shape[0], out.shape[1], -1, out.shape[-1])
+    outputs = layer_outputs(part, x)[:-1]
+    chosen = range(len(outputs)) if layers is None else layers
+    for i, l in enumerate(chosen):
+      out = np.asarray(outputs[l])
+      out = out.reshape(out.shape[0], out.shape[1], -1, out.shape[-1])
       # float64 sums: float32 ones over a million positions are off by ~1e-3.
-      first = out.sum(2, dtype=np.float64).sum(1)
-      second = (out * out).sum(2, dtype=np.float64).sum(1)
-      moments.append((first, second, out.shape[1] * out.shape[2]))
-    sums = (
-      moments
-      if sums is None
-      else [
-        (np.concatenate([a, m[0]]), np.concatenate([b, m[1]]), n)
-        for (a, b, n), m in zip(sums, moments)
-      ]
-    )
+      if start == 0:
+        first.append([]), second.append([])
+        count[i] = out.shape[1] * out.shape[2]
+      first[i].append(out.sum(2, dtype=np.float64).sum(1))
+      second[i].append((out * out).sum(2, dtype=np.float64).sum(1))
   stats = []
-  for first, second, count in sums:
-    mean = first / count
-    stats.append((mean, np.sqrt(np.maximum(second / count - mean**2, 0.0))))
+  for i in range(len(first)):
+    mean = np.concatenate(first[i]) / count[i]
+    var = np.concatenate(second[i]) / count[i] - mean**2
+    stats.append((mean, np.sqrt(np.maximum(var, 0.0))))
   return stats
 
 
@@ -145,7 +148,7 @@ def repair(
   bias (it commutes with max-pooling). Returns numpy params."""
   params = jax.tree.map(np.array, params)
   for l, (target_mean, target_std) in enumerate(targets):
-    mean, std = channel_statistics(params, evaluate, cohort, num_images)[l]
+    ((mean, std),) = channel_statistics(params, evaluate, cohort, num_images, layers=[l])
     gain = target_std / np.maximum(std, 1e-8)
     layer = params
     for key in spec.layers[l].path:

@@ -147,8 +147,14 @@ def novelty(
   stat_scale = ref[2].std(0) + 1e-12
   ref_stats = ref[2] / stat_scale
 
+  reference_models = {}  # j -> reference model j as params, made once
+
   def matched_distance(x: np.ndarray, j: int) -> float:  # x matched to reference model j
-    a = jax.tree.map(np.asarray, unflatten(jnp.asarray(reference[j], jnp.float32)))
+    if j not in reference_models:
+      reference_models[j] = jax.tree.map(
+        np.asarray, unflatten(jnp.asarray(reference[j], jnp.float32))
+      )
+    a = reference_models[j]
     b = jax.tree.map(np.asarray, unflatten(jnp.asarray(x, jnp.float32)))
     moved = symmetry.permute(b, matching.weight_matching(a, b, spec), spec)
     return float(np.linalg.norm(np.asarray(flat.flatten(moved, spec)[0]) - reference[j]))
