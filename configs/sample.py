@@ -14,8 +14,15 @@ def get_config() -> ml_collections.ConfigDict:
   # Where the samplers draw: "latent" (the autoencoder's embeddings) or "aligned_weights" (the
   # zoo's own weights aligned to its best model; configs/sample_aligned.py).
   c.space = "latent"
-  c.repair = True  # aligned_weights: restore each mixed unit's statistics (REPAIR)
+  # aligned_weights: how each draw is fitted to the states it mixes: "layers" (every layer
+  # regressed onto their mixed outputs, closed form, no labels), "repair" (each unit's output
+  # statistics restored, REPAIR) or "none".
+  c.decode_fit = "layers"
+  c.fit_images = 5000  # aligned_weights, "layers": the training images the fit regresses on
   c.matching_images = 1000  # aligned_weights: training images of the activation matching
+  # aligned_weights: 1 aligns every state to the best one; each further round matches every state
+  # again to the mean unit outputs of the others (MergeMany), so that any pair corresponds.
+  c.alignment_rounds = 1
   c.epochs = (-1,)  # stored epochs whose states are embedded (negative: from the newest)
   # Zoo models the samplers see (models-table columns -> value); must share the fine-tuning activation.
   c.select = ml_collections.ConfigDict({"activation": "tanh"})
@@ -56,5 +63,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Another dataset to fine-tune the samples (and B_T) on, e.g. "mnist5k"; None: no transfer run.
   c.transfer.dataset = ml_collections.config_dict.placeholder(str)
   c.transfer.train_size = ml_collections.config_dict.placeholder(int)
+  # Another activation for the same layers, initialised from every starting model and fine-tuned
+  # alike (OUT/changed_activation), e.g. "relu"; None: no such run.
+  c.changed = ml_collections.ConfigDict()
+  c.changed.activation = ml_collections.config_dict.placeholder(str)
+  c.ensemble_size = 5  # each method's first K models per seed as one ensemble (0: none)
   c.progress_bar = True
   return c

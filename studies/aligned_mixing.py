@@ -4,10 +4,13 @@ with and without REPAIR, against the noise baseline at equal novelty.
   PYTHONPATH=. python studies/aligned_mixing.py --zoo=/work/zoos/seed5k --out=/tmp/aligned_mixing
 
 The top `top_fraction` of the zoo's models at its newest epoch (by validation accuracy) are
-aligned to the best one by activation matching (zoo_jax.reuse.merging.align_to). A draw is
+aligned to the best one by activation matching (zoo_jax.reuse.merging.align_to; with
+--alignment_rounds > 1, then to the mean of the others, MergeMany-style). A draw is
 (1 - t) a + t b for a random pair (a, b) of them; "repair" then rescales each hidden channel's
 pre-activation to the pair's interpolated mean and standard deviation on 2,000 training images
-(REPAIR, Jordan et al. 2023, `merging.repair`: the variance an average of unrelated units loses). The noise
+(REPAIR, Jordan et al. 2023, `merging.repair`: the variance an average of unrelated units loses);
+"layer fit" instead regresses every layer, in order, onto the pair's mixed outputs on 5,000
+training images (`merging.fit_layers`, the decode_fit "layers" of zoo_jax.sample). The noise
 baseline is zoo_jax.sample's B_N: a top model as stored plus Gaussian noise of `scale` times each
 layer's RMS, also with and without REPAIR (to its own statistics). Every row: 32 draws, test
 accuracy before any training, median `weights.novelty` against every zoo model at that epoch,
@@ -36,6 +39,15 @@ def main():
   parser.add_argument("--draws", type=int, default=32)
   parser.add_argument("--top_fraction", type=float, default=0.3)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--alignment_rounds", type=int, default=1)
+  parser.add_argument("--mixes", default="0.2,0.25,0.3,0.4,0.5")
+  parser.add_argument("--noise_scales", default="0.1,0.3,0.5,1")
+  parser.add_argument(
+    "--partner",
+    choices=("random", "nearest"),
+    default="random",
+    help="b: a random other top model, or the one nearest to a in aligned weights",
+  )
   args = parser.parse_args()
   os.makedirs(args.out, exist_ok=True)
 
@@ -50,7 +62,13 @@ def main():
   zoo_acc = float(evaluate(params, "test")[1].mean())
   top = np.argsort(-evaluate(params, "validation")[1], kind="stable")
   top = top[: int(np.ceil(args.top_fraction * len(ids)))]
-  matching = ml_collections.ConfigDict({"alignment": "activations", "matching_images": 1000})
+  matching = ml_collections.ConfigDict(
+    {
+      "alignment": "activations",
+      "matching_images": 1000,
+      "alignment_rounds": args.alignment_rounds,
+    }
+  )
   aligned = merging.align_to(
     jax.tree.map(lambda a: a[top], params), 0, spec, matching, cohort, evaluate
   )
@@ -79,15 +97,21 @@ def main():
 
   rng = np.random.default_rng(args.seed)
   pairs = np.stack([rng.choice(len(top), 2, replace=False) for _ in range(args.draws)])
-  for t in (0.2, 0.25, 0.3, 0.4, 0.5):
+  if args.partner == "nearest":
+    distance = np.linalg.norm(flat_aligned[:, None] - flat_aligned[None], axis=-1)
+    np.fill_diagonal(distance, np.inf)
+    pairs[:, 1] = distance[pairs[:, 0]].argmin(1)
+  for t in [float(v) for v in args.mixes.split(",") if v]:
     mix = np.zeros((args.draws, len(top)))
     mix[np.arange(args.draws), pairs[:, 0]] = 1 - t
     mix[np.arange(args.draws), pairs[:, 1]] = t
     draws = unflat(mix @ flat_aligned)
     report(f"aligned pair t={t}", draws)
     report(f"aligned pair t={t} + REPAIR", draws, [(mix @ m, mix @ s) for m, s in own])
+    fitted = merging.fit_layers(draws, aligned, mix, spec, evaluate, cohort, 5000)
+    report(f"aligned pair t={t} + layer fit", fitted)
   sources = rng.choice(len(top), args.draws)
-  for scale in (0.1, 0.3, 0.5, 1.0):
+  for scale in [float(v) for v in args.noise_scales.split(",") if v]:
     key = jax.random.fold_in(jax.random.key(args.seed), int(scale * 1000))
     noisy = sample.noisy_copies(key, unflat(stored[top[sources]]), scale)
     # REPAIR's targets for a noisy copy: its source's statistics (the source is stored, not
@@ -97,7 +121,7 @@ def main():
     )
     report(f"noise {scale:g}", noisy)
     report(f"noise {scale:g} + REPAIR", noisy, source_stats)
-  table = pd.DataFrame(rows).assign(zoo_test_acc=zoo_acc)
+  table = pd.DataFrame(rows).assign(zoo_test_acc=zoo_acc, alignment_rounds=args.alignment_rounds)
   table.to_csv(os.path.join(args.out, "aligned_mixing.csv"), index=False)
   print(f"zoo mean test accuracy {zoo_acc:.3f} (90%: {0.9 * zoo_acc:.3f})")
 

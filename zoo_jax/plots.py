@@ -54,26 +54,32 @@ def sampling_summary(summary: pd.DataFrame, path: str) -> None:
 
 
 def sampling_frontier(summary: pd.DataFrame, path: str) -> None:
-  """Accuracy before fine-tuning against median novelty, per method; the noise baseline's scales
-  (methods "B_N<scale>") joined as the frontier a generator has to lie above (zoo_jax.sample)."""
+  """Accuracy before fine-tuning against median novelty (top row) and against median behavioural
+  IoU (bottom row, when the summary has it), per method and setting; the noise baseline's scales
+  (methods "B_N<scale>") joined as the frontier a generator has to beat: above the line on top
+  (more accurate at equal weight novelty), left of it below (errs less like the zoo at equal
+  accuracy) (zoo_jax.sample)."""
   from matplotlib.figure import Figure
 
   start = summary[(summary["epoch"] == 0) & summary["novelty"].notna()]
-  settings = list(dict.fromkeys(start["setting"]))
-  fig = Figure(figsize=(5.5 * max(1, len(settings)), 4))
-  axes = fig.subplots(1, max(1, len(settings)), squeeze=False)
-  for ax, setting in zip(axes[0], settings):
-    rows = start[start["setting"] == setting]
-    noise = rows[rows["method"].str.startswith("B_N")].sort_values("novelty")
-    if len(noise):
-      ax.plot(noise["novelty"], noise["test_acc"], "k--", marker="s", ms=4, label="noise baseline")
-      for _, r in noise.iterrows():
-        ax.annotate(r["method"][3:], (r["novelty"], r["test_acc"]), fontsize=7)
-    for _, r in rows[~rows["method"].str.startswith("B_N")].iterrows():
-      ax.scatter(r["novelty"], r["test_acc"], label=r["method"])
-    ax.set(xlabel="median novelty (0: a copy of a fitted state)", ylabel="test accuracy at epoch 0")
-    ax.set_title(setting)
-    ax.legend(fontsize=7)
+  settings = list(dict.fromkeys(start["setting"])) or [None]
+  measures = [("novelty", "median novelty (0: a copy of a fitted state)")]
+  if "behaviour_iou" in start and start["behaviour_iou"].notna().any():
+    measures.append(("behaviour_iou", "median behavioural IoU (1: a fitted state's errors)"))
+  fig = Figure(figsize=(5.5 * len(settings), 4 * len(measures)))
+  axes = fig.subplots(len(measures), len(settings), squeeze=False)
+  for row, (column, label) in enumerate(measures):
+    for ax, setting in zip(axes[row], settings):
+      rows = start[start["setting"] == setting]
+      noise = rows[rows["method"].str.startswith("B_N")].sort_values(column)
+      if len(noise):
+        ax.plot(noise[column], noise["test_acc"], "k--", marker="s", ms=4, label="noise baseline")
+        for _, r in noise.iterrows():
+          ax.annotate(r["method"][3:], (r[column], r["test_acc"]), fontsize=7)
+      for _, r in rows[~rows["method"].str.startswith("B_N")].iterrows():
+        ax.scatter(r[column], r["test_acc"], label=r["method"])
+      ax.set(xlabel=label, ylabel="test accuracy at epoch 0", title=setting)
+      ax.legend(fontsize=7)
   fig.suptitle("New and accurate: samples against perturbed copies")
   fig.tight_layout()
   fig.savefig(path, dpi=120)

@@ -5,7 +5,8 @@
 
 The second form (`config.space="aligned_weights"`) needs no autoencoder: the samplers draw among
 the zoo's own weights, every selected state aligned to the best one (AlignedWeights), and each
-draw's hidden units get back the statistics of the states it mixes (REPAIR, `config.repair`).
+draw is fitted to the states it mixes (`config.decode_fit`: each layer regressed onto their mixed
+outputs, or each unit's statistics restored, REPAIR).
 What follows describes the first; the baselines, novelty and outputs are the same for both.
 
 ENCODE_WORKDIR is the output of `zoo_jax.encode` with configs/hyperrep.py (its `encoder/`
@@ -36,8 +37,12 @@ images it misclassifies with those a fitted state misclassifies, 1 for a functio
 summary.csv (method x epoch: test accuracy mean and std over seeds; the median novelty and
 behavioural IoU at epoch 0), accuracy.png, and frontier.png (epoch-0 accuracy
 against novelty: a method above the noise baseline's line is more accurate than perturbed copies
-of the zoo's models as new as it). With `transfer.dataset`, the
-sampled weights, B_T and B_N are also fine-tuned on that dataset, in OUT/transfer.
+of the zoo's models as new as it; and against behavioural IoU). With `transfer.dataset`, the
+sampled weights, B_T and B_N are also fine-tuned on that dataset, in OUT/transfer; with
+`changed.activation`, every starting model (B_F too) initialises networks of that activation,
+fine-tuned alike, in OUT/changed_activation. With `ensemble_size` K, summary.csv also gives each
+method's ensemble accuracy at its last epoch: the first K models of each sampling seed, logits
+averaged (B_F: the zoo's K best models, fine-tuned; B_T: K random inits, trained alike).
 """
 
 if __name__ == "__main__":
@@ -69,14 +74,17 @@ from zoo_jax.encoders.states import ZooStates, load_states
 from zoo_jax.reuse import merging, ranking
 
 FIT_ON = ("training", "all")  # config.fit_on: the states the samplers are fitted on (fitted_mask)
-SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR = (
+SUMMARY_FILE, PLOT_FILE, SAMPLES_FILE, TRANSFER_DIR, CHANGED_DIR = (
   "summary.csv",
   "accuracy.png",
   "samples.npz",
   "transfer",
+  "changed_activation",
 )
 RECONSTRUCTION_FILE, RECONSTRUCTION_DIR = "reconstruction.csv", "reconstruction"
-FRONTIER_FILE = "frontier.png"  # epoch-0 accuracy against novelty, the noise baseline as a line
+FRONTIER_FILE = (
+  "frontier.png"  # epoch-0 accuracy against novelty and IoU, the noise baseline as a line
+)
 # Everything a run writes besides its record (run.json): what a rerun on a grown zoo recomputes.
 OUTPUTS = (
   SUMMARY_FILE,
@@ -84,6 +92,7 @@ OUTPUTS = (
   FRONTIER_FILE,
   SAMPLES_FILE,
   TRANSFER_DIR,
+  CHANGED_DIR,
   RECONSTRUCTION_FILE,
   RECONSTRUCTION_DIR,
   *zoo_lib.ZOO_FILES,
@@ -97,9 +106,14 @@ COPY_NOVELTY = (
 BASELINES = ("B_T", "B_F", "B_N")
 # config.space: where the samplers draw. "latent": the autoencoder's embeddings (--encoder);
 # "aligned_weights": the fitted states' own weights, every one aligned to the best by activation
-# matching (no autoencoder; config.zoo), the draws REPAIRed when config.repair.
+# matching (no autoencoder; config.zoo), each draw fitted to the states it mixes (config.decode_fit).
 SPACES = ("latent", "aligned_weights")
 REPAIR_IMAGES = 2000  # training images whose unit statistics REPAIR restores
+# config.decode_fit, aligned_weights: how a draw is fitted to the states it mixes (with the
+# non-negative weights that rebuild it from them). "layers": every layer regressed, in order,
+# onto their mixed outputs (merging.fit_layers); "repair": each unit's output statistics set to
+# their mix (merging.repair); "none": the draw as it is.
+DECODE_FITS = ("layers", "repair", "none")
 _SETTING = ("activation", "init", "optimizer", "learning_rate", "weight_decay", "dropout")
 
 
@@ -124,6 +138,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field, low in (("num_samples", 1), ("num_seeds", 1), ("finetune_epochs", 0)):
     if not isinstance(config[field], int) or config[field] < low:
       raise ValueError(f"config.{field} must be an integer >= {low}, got {config[field]!r}.")
+  changed = config.get("changed", {}).get("activation")
+  if changed is not None and changed not in models.ACTIVATIONS:
+    raise ValueError(
+      f"config.changed.activation is {changed!r}; allowed values: {list(models.ACTIVATIONS)}."
+    )
+  if not isinstance(config.get("ensemble_size", 0), int) or config.get("ensemble_size", 0) < 0:
+    raise ValueError(
+      f"config.ensemble_size must be an integer >= 0 (0: no ensembles), got {config.ensemble_size!r}."
+    )
+  if config.get("decode_fit", "repair") not in DECODE_FITS:
+    raise ValueError(
+      f"config.decode_fit is {config.decode_fit!r}; allowed values: {list(DECODE_FITS)}."
+    )
   if config.get("space", SPACES[0]) not in SPACES:
     raise ValueError(f"config.space is {config.space!r}; allowed values: {list(SPACES)}.")
   if config.get("space", SPACES[0]) == "aligned_weights" and not config.zoo:
@@ -200,21 +227,39 @@ def _selected_states(
 
 class AlignedWeights:
   """The "aligned_weights" space: the fitted states' weights with their hidden units matched to the
-  best state's by activation matching (`merging.align_to`, `matching_images` training images), so
-  that mixing two of them mixes corresponding units. `embeddings` [N, n] are those weights;
-  `decode` turns draws [S, n] back into params, REPAIRed (`merging.repair`) when asked: each
-  hidden unit's statistics are set to those of the fitted states the draw mixes, by the
-  non-negative least-squares weights that rebuild the draw from them (exact for `pairs`' draws)."""
+  best state's by activation matching (`merging.align_to`, `matching_images` training images; with
+  `alignment_rounds` > 1, then to the mean of the others), so that mixing two of them mixes
+  corresponding units. `embeddings` [N, n] are those weights;
+  `decode` turns draws [S, n] back into params fitted to the fitted states the draw mixes, by the
+  non-negative least-squares weights that rebuild the draw from them (exact for `pairs`' draws):
+  each layer regressed onto their mixed outputs on `fit_images` training images
+  (`merging.fit_layers`), or each hidden unit's statistics set to theirs (`merging.repair`)."""
 
-  def __init__(self, zoo, flat_weights, scores, spec, cohort, matching_images: int, seed: int):
-    self.spec, self.cohort = spec, cohort
+  def __init__(
+    self,
+    zoo,
+    flat_weights,
+    scores,
+    spec,
+    cohort,
+    matching_images: int,
+    seed: int,
+    alignment_rounds: int = 1,
+    fit_images: int = 5000,
+  ):
+    self.spec, self.cohort, self.fit_images = spec, cohort, fit_images
     self.evaluate = merging.Evaluator(zoo, cohort, None, seed)
     params = jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(flat_weights), spec))
     matching = ml_collections.ConfigDict(
-      {"alignment": "activations", "matching_images": matching_images}
+      {
+        "alignment": "activations",
+        "matching_images": matching_images,
+        "alignment_rounds": alignment_rounds,
+      }
     )
     best = int(np.nanargmax(scores))
-    aligned = merging.align_to(params, best, spec, matching, cohort, self.evaluate)
+    self.aligned = merging.align_to(params, best, spec, matching, cohort, self.evaluate)
+    aligned = self.aligned
     self.embeddings = merging.flat(aligned)
     self.statistics = merging.channel_statistics(aligned, self.evaluate, cohort, REPAIR_IMAGES)
 
@@ -222,13 +267,19 @@ class AlignedWeights:
     """[S, N]: each draw as a non-negative combination of the embeddings, rows summing to 1."""
     basis = self.embeddings.T.astype(np.float64)
     w = np.stack([scipy.optimize.nnls(basis, d.astype(np.float64))[0] for d in draws])
+    w[w < 1e-6 * w.max(1, keepdims=True)] = 0.0  # the solver's round-off: no state of its own
     return w / np.maximum(w.sum(1, keepdims=True), 1e-12)
 
-  def decode(self, draws: np.ndarray, repair: bool) -> Any:
+  def decode(self, draws: np.ndarray, fit: str) -> Any:
+    """Params of draws [S, n], fitted to the states they mix (`DECODE_FITS`)."""
     params = jax.tree.map(np.asarray, weights.unflatten(jnp.asarray(draws, jnp.float32), self.spec))
-    if not repair:
+    if fit == "none":
       return params
     w = self.mixing_weights(np.asarray(draws))
+    if fit == "layers":
+      return merging.fit_layers(
+        params, self.aligned, w, self.spec, self.evaluate, self.cohort, self.fit_images
+      )
     targets = [(w @ mean, w @ std) for mean, std in self.statistics]
     return merging.repair(params, targets, self.spec, self.evaluate, self.cohort, REPAIR_IMAGES)
 
@@ -514,9 +565,11 @@ def _sample_and_evaluate(
       grid.cohort_of(source.table.iloc[0]),
       config.get("matching_images", 1000),
       config.seed,
+      config.get("alignment_rounds", 1),
+      config.get("fit_images", 5000),
     )
     z = space.embeddings
-    decode = lambda drawn: space.decode(np.asarray(drawn), config.get("repair", True))
+    decode = lambda drawn: space.decode(np.asarray(drawn), config.get("decode_fit", "repair"))
   arch = source.table["arch"].iloc[0]
   num = config.num_samples
 
@@ -620,7 +673,20 @@ def _sample_and_evaluate(
         lambda x: x[source_ids[rows["model_id"].to_numpy()]], starts
       ),
     )
+  if config.get("changed", {}).get("activation") is not None:
+    # Another network: the same layers with another activation, initialised from each start.
+    changed = table.drop(columns=["source_model"], errors="ignore")
+    results["changed_activation"] = train.train_and_evaluate(
+      _finetune_config(zoo, config, None),
+      os.path.join(workdir, CHANGED_DIR),
+      models_table=changed.assign(activation=config.changed.activation),
+      initial_params=lambda rows: rows_of(rows),
+    )
   summary = summarize(results, zoo, source, config)
+  if config.get("ensemble_size", 0):
+    summary = summary.merge(
+      ensembles(results, config.ensemble_size), on=["setting", "method", "epoch"], how="left"
+    )
   zoo_lib.write_table_atomic(summary, os.path.join(workdir, SUMMARY_FILE))
   plots.sampling_summary(summary, os.path.join(workdir, PLOT_FILE))
   plots.sampling_frontier(summary, os.path.join(workdir, FRONTIER_FILE))
@@ -678,6 +744,39 @@ def _finetune_config(
     run.dataset.source = data.DATASETS[dataset].sources[0]
     run.dataset.train_size = config.transfer.train_size
   return run
+
+
+def ensembles(results: dict[str, zoo_lib.Zoo], size: int) -> pd.DataFrame:
+  """Per (setting, method, last epoch): the test accuracy of each sampling seed's first `size`
+  models as one ensemble (logits averaged, `ranking.ensemble_accuracy`), mean and std over seeds
+  (ensemble_acc, ensemble_std), and its members' mean accuracy (ensemble_members_acc)."""
+  rows = []
+  for setting, result in results.items():
+    arch = result.models["arch"].iloc[0]
+    test = data.load_as_zoo(result.config["dataset"], "test", models.image_size(arch))
+    epoch = int(result.metrics["epoch"].max())
+    for (method, seed), group in result.models.groupby(["method", "sample_seed"], sort=False):
+      ids = group["model_id"].to_numpy()[:size]
+      _, logits = ranking.population_outputs(result, ids, epoch, test)
+      rows.append(
+        {
+          "setting": setting,
+          "method": method,
+          "epoch": epoch,
+          "acc": ranking.ensemble_accuracy(logits, test.labels),
+          "members": np.mean([ranking.ensemble_accuracy(z[None], test.labels) for z in logits]),
+        }
+      )
+  return (
+    pd.DataFrame(rows)
+    .groupby(["setting", "method", "epoch"], sort=False)
+    .agg(
+      ensemble_acc=("acc", "mean"),
+      ensemble_std=("acc", "std"),
+      ensemble_members_acc=("members", "mean"),
+    )
+    .reset_index()
+  )
 
 
 def summarize(

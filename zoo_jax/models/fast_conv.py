@@ -75,6 +75,14 @@ def _patches(
   return jnp.stack(cols, axis=-2).reshape(n, oh, ow, kh * kw * c)
 
 
+def conv_patches(x: jax.Array, window: Sequence[int], strides: Sequence[int], padding) -> jax.Array:
+  """The rows a 2-D convolution multiplies: [N, H, W, C] -> [N, H', W', kh*kw*C] in the (kh, kw, C)
+  order of an HWIO kernel, so `conv(x, k) == conv_patches(x, ...) @ k.reshape(-1, O)`."""
+  x = _pad(x, jnp.zeros(tuple(window) + (1, 1)), strides, padding)
+  out_hw = [(size - k) // s + 1 for size, k, s in zip(x.shape[1:3], window, strides)]
+  return _patches(x, window, strides, out_hw)
+
+
 def patches_conv(
   lhs: jax.Array,
   rhs: jax.Array,

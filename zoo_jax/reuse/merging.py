@@ -5,10 +5,12 @@ Models are pytrees of numpy arrays; a population of them has a leading [M] axis 
 `unflatten` between a population and its flat weight vectors [M, n]. `Evaluator` is the loss and
 accuracy of a population on the zoo's splits; `align_to` permutes hidden units to match one model
 (weight or activation matching); `channel_statistics` and `repair` restore the unit statistics an
-average loses (REPAIR); `interpolate` and `barrier_curve` walk the line between two
+average loses (REPAIR); `fit_layers` regresses each layer of a mix onto its models' mixed
+outputs; `interpolate` and `barrier_curve` walk the line between two
 models; `cluster` groups models by the distance of their (aligned) weights.
 """
 
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -21,6 +23,7 @@ import scipy.spatial.distance
 
 from zoo_jax import data, models, weights, zoo as zoo_lib
 from zoo_jax.engine import population
+from zoo_jax.models import intercept
 from zoo_jax.reuse import penultimate
 
 
@@ -39,7 +42,7 @@ class Evaluator:
       self.domains[split] = np.zeros(len(keep), int) if s.domain is None else s.domain[keep]
     self.domain_names = tuple(ds.get("domains") or (ds["name"],))
     self.normalization = (s.mean, s.std)
-    conv_impl = zoo.config.get("conv_impl", "xla")
+    conv_impl = self.conv_impl = zoo.config.get("conv_impl", "xla")
     self._evaluate = population.make_evaluate(
       cohort,
       batch_size=500,
@@ -76,7 +79,10 @@ def align_to(
 ) -> Any:
   """Every model [M, ...] with its hidden units permuted to match model `ref` (same functions):
   by weight matching (`config.alignment` "weights"), or by matching unit outputs on
-  `config.matching_images` training images ("activations")."""
+  `config.matching_images` training images ("activations"). With `config.alignment_rounds` > 1
+  (activations), each further round matches every model again to the mean outputs of the others
+  as aligned so far (MergeMany, Ainsworth et al. 2023), so any two models correspond, not only
+  each to `ref`."""
   if config.alignment == "weights":
     aligned = [
       take(params, i) if i == ref else weights.align(take(params, ref), take(params, i), spec)
@@ -87,12 +93,32 @@ def align_to(
   images = evaluate.splits["train"][0][: config.matching_images]
   x = population.normalize(images, *evaluate.normalization)
   acts = penultimate.make_layer_outputs(model)(jax.tree.map(jnp.asarray, params), x)
-  acts = [np.asarray(a) for a in acts]
-  aligned = []
-  for i in range(len(acts[0])):
-    perms = weights.activation_matching([a[ref] for a in acts], [a[i] for a in acts])
-    aligned.append(take(params, i) if i == ref else weights.permute(take(params, i), perms, spec))
+  acts = [_standardized(a) for a in acts[:-1]]  # [M, samples, units] per hidden layer
+  num_models = len(acts[0])
+
+  def match(target: list[np.ndarray], i: int) -> tuple:
+    return weights.activation_matching([*target, None], [*(a[i] for a in acts), None])
+
+  perms = [match([a[ref] for a in acts], i) for i in range(num_models)]
+  for _ in range(config.get("alignment_rounds", 1) - 1):
+    # MergeMany-style refinement: each model is matched again, from its own unit order, to the
+    # mean unit outputs of all the others as currently aligned, so that every pair corresponds
+    # (not only each model to `ref`).
+    moved = [np.stack([a[i][:, p[l]] for i, p in enumerate(perms)]) for l, a in enumerate(acts)]
+    total = [m.sum(0) for m in moved]
+    perms = [
+      match([(t - m[i]) / (num_models - 1) for t, m in zip(total, moved)], i)
+      for i in range(num_models)
+    ]
+  aligned = [weights.permute(take(params, i), perms[i], spec) for i in range(num_models)]
   return jax.tree.map(np.asarray, stack(aligned))
+
+
+def _standardized(outputs) -> np.ndarray:
+  """[M, ..., units] -> [M, samples, units] with each unit's output at mean 0, std 1 (float32)."""
+  a = np.asarray(outputs, np.float32)
+  a = a.reshape(a.shape[0], -1, a.shape[-1])
+  return (a - a.mean(1, keepdims=True)) / (a.std(1, keepdims=True) + 1e-8)
 
 
 def channel_statistics(
@@ -161,6 +187,91 @@ def repair(
     layer["kernel"] = kernel * gain.reshape((len(gain),) + (1,) * (kernel.ndim - 2) + (-1,))
     layer["bias"] = (layer["bias"] - mean) * gain + target_mean
   return params
+
+
+def fit_layers(
+  params: Any,
+  teachers: Any,
+  mixing: np.ndarray,
+  spec: weights.WeightSpec,
+  evaluate: Evaluator,
+  cohort: population.Cohort,
+  num_images: int,
+  ridge: float = 1e-3,
+  chunk: int = 8,
+  batch_size: int = 500,
+) -> Any:
+  """Models [S, ...] refitted layer by layer, in call order, so that each layer's output (before
+  pooling and activation) on `num_images` training images is the mix of its teachers' outputs:
+  model s, layer l gets the least-squares kernel and bias from its own inputs at l (through the
+  layers already refitted) to sum_i mixing[s, i] * (teacher i's output at l). Closed form and
+  label-free, like REPAIR but every weight of the layer moves: the merged network is regressed
+  onto the mixed features of the models it mixes, so errors do not compound from layer to layer.
+  `teachers` [T, ...] must be aligned (their units correspond), `mixing` [S, T]; `ridge` scales
+  each normal equation's diagonal (1 + ridge); `chunk` models and `batch_size` images at a time
+  bound the memory. Conv/dense chains (no normalisation layers). Returns numpy params."""
+  model = population.make_model(cohort, conv_impl=evaluate.conv_impl)
+  x = population.normalize(evaluate.splits["train"][0][:num_images], *evaluate.normalization)
+  teachers = jax.tree.map(jnp.asarray, teachers)
+  params = jax.tree.map(np.array, params)
+  mixing = np.asarray(mixing, np.float32)
+  for start in range(0, len(mixing), chunk):
+    rows = slice(start, start + chunk)
+    part = jax.tree.map(lambda a: a[rows], params)
+    # Each model's own teachers only: its k largest weights (k the chunk's most nonzero weights,
+    # rounded up to a power of two so that few shapes compile), [s, k] indices and weights.
+    used = int((mixing[rows] != 0).sum(1).max())
+    k = min(1 << max(used - 1, 0).bit_length(), mixing.shape[1])
+    if k * len(mixing[rows]) < mixing.shape[1]:
+      index = np.argsort(-mixing[rows], axis=1, kind="stable")[:, :k]
+      w = jnp.asarray(np.take_along_axis(mixing[rows], index, axis=1))
+      own = jax.tree.map(lambda a: a[jnp.asarray(index)], teachers)  # [s, k, ...]
+    else:  # as many forward passes as sharing the chunk's teachers: share them
+      union = np.flatnonzero((mixing[rows] != 0).any(0))
+      size = min(1 << max(len(union) - 1, 0).bit_length(), mixing.shape[1])
+      union = np.concatenate([union, np.setdiff1d(np.arange(mixing.shape[1]), union)])[:size]
+      w = jnp.asarray(mixing[rows][:, union])
+      own = jax.tree.map(lambda a: a[jnp.asarray(union)], teachers)  # [u, ...]
+    for l, layer_spec in enumerate(spec.layers):
+      gram, cross = 0.0, 0.0
+      for b in range(0, len(x), batch_size):
+        xb = x[b : b + batch_size]
+        g, c = _normal_equations(model, jax.tree.map(jnp.asarray, part), own, w, xb, l)
+        gram += np.asarray(g, np.float64)  # float64 sums over batches
+        cross += np.asarray(c, np.float64)
+      gram[:, np.arange(gram.shape[1]), np.arange(gram.shape[1])] *= 1 + ridge
+      solution = np.linalg.solve(gram, cross)  # [s, D + 1, units]
+      layer = part
+      for key in layer_spec.path:
+        layer = layer[key]
+      shape = layer["kernel"].shape  # [s, kh, kw, in, out] or [s, in, out]: patches' row order
+      layer["kernel"] = solution[:, :-1].reshape(shape).astype(layer["kernel"].dtype)
+      layer["bias"] = solution[:, -1].astype(layer["bias"].dtype)
+    for dst, src in zip(jax.tree.leaves(params), jax.tree.leaves(part)):
+      dst[rows] = src
+  return params
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _normal_equations(model, params, teachers, mixing, x, layer: int):
+  """Per model s of `params`: (X^T X, X^T T) over the images `x`, X the rows layer `layer`'s
+  kernel multiplies (with a column of ones, the bias), T the teachers' outputs there mixed by
+  mixing [s, k]: each model's own k teachers ([s, k, ...]) or k teachers shared ([k, ...])."""
+  layer_output = lambda t: intercept.layer_outputs(model, t, x)[layer]
+  per_model = jax.tree.leaves(teachers)[0].ndim == jax.tree.leaves(params)[0].ndim + 1
+  shared = None if per_model else jax.vmap(layer_output)(teachers)
+
+  def one(p, own, w):
+    outputs = jax.vmap(layer_output)(own) if per_model else shared
+    a = intercept.layer_inputs(model, p, x)[layer]
+    a = a.reshape(-1, a.shape[-1])
+    a = jnp.concatenate([a, jnp.ones((len(a), 1), a.dtype)], axis=1)
+    target = jnp.einsum("k,k...->...", w, outputs).reshape(len(a), -1)
+    return a.T @ a, a.T @ target
+
+  if per_model:
+    return jax.vmap(one)(params, teachers, mixing)
+  return jax.vmap(lambda p, w: one(p, None, w))(params, mixing)
 
 
 def stack(trees: list[Any]) -> Any:

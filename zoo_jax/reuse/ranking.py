@@ -322,6 +322,11 @@ def spider_scores(
 # ---------------------------------------------------------------------------- ensembles
 
 
+def ensemble_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+  """Accuracy of models' logits [M, N, K] averaged into one prediction per example (N labels)."""
+  return float(np.mean(np.argmax(np.asarray(logits).mean(0), -1) == np.asarray(labels)))
+
+
 def ensembles(
   config: ml_collections.ConfigDict,
   ranking: pd.DataFrame,
@@ -336,7 +341,7 @@ def ensembles(
   rows = ranking.dropna(subset=["finetuned_acc"]).reset_index(drop=True)
   ids = rows["finetuned_id"].to_numpy().astype(int)
   _, logits = population_outputs(tuned, ids, -1, test)  # [M, N, K]
-  correct = lambda members: float(np.mean(np.argmax(logits[members].mean(0), -1) == test.labels))
+  correct = lambda members: ensemble_accuracy(logits[members], test.labels)
   single = np.array([correct([i]) for i in range(len(ids))])
   out = [
     {"method": "best_single_by_test", "k": 1, "test_acc": single.max()},
