@@ -53,6 +53,7 @@ if __name__ == "__main__":
   _cli.lock_workdir_early()
 
 
+import functools
 import json
 import os
 import warnings
@@ -259,9 +260,12 @@ class AlignedWeights:
     )
     best = int(np.nanargmax(scores))
     self.aligned = merging.align_to(params, best, spec, matching, cohort, self.evaluate)
-    aligned = self.aligned
-    self.embeddings = merging.flat(aligned)
-    self.statistics = merging.channel_statistics(aligned, self.evaluate, cohort, REPAIR_IMAGES)
+    self.embeddings = merging.flat(self.aligned)
+
+  @functools.cached_property
+  def statistics(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each hidden layer's unit statistics (`merging.channel_statistics`) of every aligned state."""
+    return merging.channel_statistics(self.aligned, self.evaluate, self.cohort, REPAIR_IMAGES)
 
   def mixing_weights(self, draws: np.ndarray) -> np.ndarray:
     """[S, N]: each draw as a non-negative combination of the embeddings, rows summing to 1."""
