@@ -244,6 +244,8 @@ def fit_layers(
       layer = part
       for key in layer_spec.path:
         layer = layer[key]
+      if "bias" not in layer:
+        raise ValueError(f"fit_layers fits a kernel and a bias; layer {layer_spec.name} has none.")
       shape = layer["kernel"].shape  # [s, kh, kw, in, out] or [s, in, out]: patches' row order
       layer["kernel"] = solution[:, :-1].reshape(shape).astype(layer["kernel"].dtype)
       layer["bias"] = solution[:, -1].astype(layer["bias"].dtype)
