@@ -759,16 +759,19 @@ def ensembles(results: dict[str, zoo_lib.Zoo], size: int) -> pd.DataFrame:
     arch = result.models["arch"].iloc[0]
     test = data.load_as_zoo(result.config["dataset"], "test", models.image_size(arch))
     epoch = int(result.metrics["epoch"].max())
-    for (method, seed), group in result.models.groupby(["method", "sample_seed"], sort=False):
-      ids = group["model_id"].to_numpy()[:size]
-      _, logits = ranking.population_outputs(result, ids, epoch, test)
+    members = result.models.groupby(["method", "sample_seed"], sort=False).head(size)
+    # One forward pass for every member of every ensemble, then each ensemble's rows of it.
+    _, logits = ranking.population_outputs(result, members["model_id"].to_numpy(), epoch, test)
+    position = pd.Series(np.arange(len(members)), index=members.index)
+    for (method, seed), group in members.groupby(["method", "sample_seed"], sort=False):
+      own = logits[position[group.index].to_numpy()]
       rows.append(
         {
           "setting": setting,
           "method": method,
           "epoch": epoch,
-          "acc": ranking.ensemble_accuracy(logits, test.labels),
-          "members": np.mean([ranking.ensemble_accuracy(z[None], test.labels) for z in logits]),
+          "acc": ranking.ensemble_accuracy(own, test.labels),
+          "members": np.mean([ranking.ensemble_accuracy(z[None], test.labels) for z in own]),
         }
       )
   return (

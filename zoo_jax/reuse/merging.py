@@ -89,7 +89,7 @@ def align_to(
       for i in range(len(jax.tree.leaves(params)[0]))
     ]
     return jax.tree.map(np.asarray, stack(aligned))
-  model = population.make_model(cohort)
+  model = population.make_model(cohort, conv_impl=evaluate.conv_impl)
   images = evaluate.splits["train"][0][: config.matching_images]
   x = population.normalize(images, *evaluate.normalization)
   acts = penultimate.make_layer_outputs(model)(jax.tree.map(jnp.asarray, params), x)
@@ -135,7 +135,9 @@ def channel_statistics(
   host memory)."""
   images = evaluate.splits["train"][0][:num_images]
   x = population.normalize(images, *evaluate.normalization)
-  layer_outputs = penultimate.make_layer_outputs(population.make_model(cohort))
+  layer_outputs = penultimate.make_layer_outputs(
+    population.make_model(cohort, conv_impl=evaluate.conv_impl)
+  )
   num_models = len(jax.tree.leaves(params)[0])
   first, second, count = [], [], {}
   for start in range(0, num_models, chunk):
@@ -176,13 +178,7 @@ def repair(
   for l, (target_mean, target_std) in enumerate(targets):
     ((mean, std),) = channel_statistics(params, evaluate, cohort, num_images, layers=[l])
     gain = target_std / np.maximum(std, 1e-8)
-    layer = params
-    for key in spec.layers[l].path:
-      layer = layer[key]
-    if "bias" not in layer:
-      raise ValueError(
-        f"repair shifts each unit by its bias; layer {spec.layers[l].name} has none."
-      )
+    layer = _layer(params, spec.layers[l], "repair shifts each unit by its bias")
     kernel = layer["kernel"]
     layer["kernel"] = kernel * gain.reshape((len(gain),) + (1,) * (kernel.ndim - 2) + (-1,))
     layer["bias"] = (layer["bias"] - mean) * gain + target_mean
@@ -219,39 +215,50 @@ def fit_layers(
     rows = slice(start, start + chunk)
     part = jax.tree.map(lambda a: a[rows], params)
     # Each model's own teachers only: its k largest weights (k the chunk's most nonzero weights,
-    # rounded up to a power of two so that few shapes compile), [s, k] indices and weights.
-    used = int((mixing[rows] != 0).sum(1).max())
-    k = min(1 << max(used - 1, 0).bit_length(), mixing.shape[1])
+    # bucketed), [s, k] indices and weights.
+    k = _bucket(int((mixing[rows] != 0).sum(1).max()), mixing.shape[1])
     if k * len(mixing[rows]) < mixing.shape[1]:
       index = np.argsort(-mixing[rows], axis=1, kind="stable")[:, :k]
       w = jnp.asarray(np.take_along_axis(mixing[rows], index, axis=1))
       own = jax.tree.map(lambda a: a[jnp.asarray(index)], teachers)  # [s, k, ...]
     else:  # as many forward passes as sharing the chunk's teachers: share them
       union = np.flatnonzero((mixing[rows] != 0).any(0))
-      size = min(1 << max(len(union) - 1, 0).bit_length(), mixing.shape[1])
+      size = _bucket(len(union), mixing.shape[1])
       union = np.concatenate([union, np.setdiff1d(np.arange(mixing.shape[1]), union)])[:size]
       w = jnp.asarray(mixing[rows][:, union])
       own = jax.tree.map(lambda a: a[jnp.asarray(union)], teachers)  # [u, ...]
     for l, layer_spec in enumerate(spec.layers):
       gram, cross = 0.0, 0.0
+      students = jax.tree.map(jnp.asarray, part)
       for b in range(0, len(x), batch_size):
-        xb = x[b : b + batch_size]
-        g, c = _normal_equations(model, jax.tree.map(jnp.asarray, part), own, w, xb, l)
+        g, c = _normal_equations(model, students, own, w, x[b : b + batch_size], l)
         gram += np.asarray(g, np.float64)  # float64 sums over batches
         cross += np.asarray(c, np.float64)
       gram[:, np.arange(gram.shape[1]), np.arange(gram.shape[1])] *= 1 + ridge
       solution = np.linalg.solve(gram, cross)  # [s, D + 1, units]
-      layer = part
-      for key in layer_spec.path:
-        layer = layer[key]
-      if "bias" not in layer:
-        raise ValueError(f"fit_layers fits a kernel and a bias; layer {layer_spec.name} has none.")
+      layer = _layer(part, layer_spec, "fit_layers fits a kernel and a bias")
       shape = layer["kernel"].shape  # [s, kh, kw, in, out] or [s, in, out]: patches' row order
       layer["kernel"] = solution[:, :-1].reshape(shape).astype(layer["kernel"].dtype)
       layer["bias"] = solution[:, -1].astype(layer["bias"].dtype)
     for dst, src in zip(jax.tree.leaves(params), jax.tree.leaves(part)):
       dst[rows] = src
   return params
+
+
+def _layer(params: Any, layer_spec, purpose: str) -> dict:
+  """The dict of one layer's arrays inside params (edited in place by the caller); one clear error
+  when it has no bias."""
+  layer = params
+  for key in layer_spec.path:
+    layer = layer[key]
+  if "bias" not in layer:
+    raise ValueError(f"{purpose}; layer {layer_spec.name} has none.")
+  return layer
+
+
+def _bucket(n: int, cap: int) -> int:
+  """n rounded up to a power of two, at most cap: few distinct shapes to compile."""
+  return min(1 << max(n - 1, 0).bit_length(), cap)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
