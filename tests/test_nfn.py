@@ -3,11 +3,15 @@ hidden-unit permutations (and, for HNP only, not to a reordering of the classes)
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
+from configs import nfn as nfn_config
 from param_trees import ARCHS, random_params
 from zoo_jax import weights
+from zoo_jax.encoders import methods
 from zoo_jax.encoders.methods import nfn
+from zoo_jax.encoders.states import ZooStates
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -32,18 +36,24 @@ def test_neuron_arrays_move_with_a_hidden_permutation(arch):
 
 @pytest.mark.parametrize("variant", nfn.VARIANTS)
 @pytest.mark.parametrize(
-  "arch, readout, scale_embedding", [("cnn_s", "mean", False), ("mlp", "moments", True)]
+  "arch, readout, scale_embedding, standardized",
+  [("cnn_s", "mean", False, True), ("mlp", "moments", True, False)],
 )
-def test_prediction_is_invariant_to_hidden_permutations(variant, arch, readout, scale_embedding):
+def test_prediction_is_invariant_to_hidden_permutations(
+  variant, arch, readout, scale_embedding, standardized
+):
   params = random_params(arch, batch=(3,), seed=1)
   spec = weights.make_spec(params, batch_ndim=1)
   flat = np.asarray(weights.flatten(params, spec)[0])
+  scale = nfn.log_rms(nfn.neuron_inputs(flat, spec))
   module = nfn.NFN(
     num_outputs=4,
     channels=(8, 8),
     variant=variant,
     readout=readout,
     scale_embedding=scale_embedding,
+    scale_center=tuple(scale.mean(0)) if standardized else (),
+    scale_spread=tuple(scale.std(0) + 1e-6) if standardized else (),
   )
   inputs = nfn.neuron_inputs(flat, spec)
   variables = module.init(jax.random.key(0), inputs)
@@ -73,3 +83,28 @@ def test_unknown_choice_names_the_field(field, value):
   inputs = nfn.neuron_inputs(np.asarray(weights.flatten(params, spec)[0]), spec)
   with pytest.raises(ValueError, match=f"nfn.model.{field} .* allowed values"):
     nfn.NFN(num_outputs=1, **{field: value}).init(jax.random.key(0), inputs)
+
+
+def test_standardized_scale_is_the_training_states_z_score():
+  """`standardize_scale`: build centres and spreads each layer's log-RMS on the training states, so
+  the embedding's scale columns are their z-scores; a model scaled up reads as larger."""
+  params = random_params("cnn_s", batch=(1,), seed=2)
+  spec = weights.make_spec(params, batch_ndim=1)
+  flat = np.asarray(weights.flatten(params, spec)[0])  # one model at eight scales
+  flat = flat * np.linspace(0.5, 2.0, 8, dtype=np.float32)[:, None]
+  np.testing.assert_allclose(
+    nfn.log_rms(nfn.neuron_inputs(flat, spec)), np.log(weights.layer_rms(flat, spec)), atol=1e-5
+  )
+  table = pd.DataFrame({"zoo": "z", "model_id": np.arange(8), "epoch": 1})
+  train = ZooStates("z", table, flat, spec)
+  config = nfn_config.get_config()
+  config.nfn.model.channels = (4,)
+  config.nfn.model.standardize_scale = True
+  fit = methods.Fit(config, train, [train], seed=0, checkpoint_dir="", save_dir=None)
+  network = nfn.build(fit, num_outputs=1)
+  inputs = network.inputs(train)
+  variables = network.module.init(jax.random.key(0), inputs)
+  scale = network.embed(variables, train)[:, -len(spec.layers) :]
+  np.testing.assert_allclose(scale.mean(0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(scale.std(0), 1.0, atol=1e-3)
+  assert np.all(np.diff(scale, axis=0) > 0)  # every layer grows with the model's scale

@@ -22,6 +22,10 @@ keeps the per-class vectors of the last layer), then an MLP head.
 `model_scaling` divides each model's layers by their own RMS and gives the log-RMS to the head
 (`scale_embedding`: also to every entry of the layer), so zoos whose weights span orders of
 magnitude (U(0, 1) and Kaiming inits) enter at unit scale without the encoder losing their scale.
+With `standardize_scale` the head reads the log-RMS as z-scores of the training states (`build`
+computes their centre and spread), beside the layer-normalised learned features rather than inside
+their normalisation: in a seed zoo the layers' scale grows by a few hundredths per epoch, which is
+most of what tells a better-trained state apart, and a LayerNorm over hundreds of features drowns it.
 """
 
 from typing import Sequence
@@ -81,6 +85,9 @@ class NFNEncoder(nn.Module):
   # With model_scaling: also embed each layer's log-RMS into every entry of the layer (a constant
   # per layer, so equivariant), not only into the head.
   scale_embedding: bool = False
+  # With model_scaling: the log-RMS as (x - centre) / spread, clipped to +-5 (per layer; empty: raw).
+  scale_center: Sequence[float] = ()
+  scale_spread: Sequence[float] = ()
 
   @nn.compact
   def __call__(self, layers: Layers) -> jax.Array:
@@ -97,7 +104,11 @@ class NFNEncoder(nn.Module):
         scaled.append((w / rms[:, None, None, None], b / rms[:, None]))
         log_rms.append(jnp.log(rms))
       layers = tuple(scaled)
-      extra.append(jnp.stack(log_rms, -1))
+      log_rms = jnp.stack(log_rms, -1)
+      if len(self.scale_center):
+        center, spread = jnp.asarray(self.scale_center), jnp.asarray(self.scale_spread)
+        log_rms = jnp.clip((log_rms - center) / spread, -5.0, 5.0)
+      extra.append(log_rms)
     first = self.channels[0]
     # Each layer's F-wide entries to C channels (F differs by layer: its own embedding).
     h = [
@@ -140,10 +151,20 @@ class NFN(nn.Module):
   readout: str = "mean"
   scale_embedding: bool = False
   head_features: Sequence[int] = (128,)
+  # The log-RMS standardised (centre and spread per layer, from `build`) and kept out of the head's
+  # LayerNorm; empty: raw and normalised with the learned features.
+  scale_center: Sequence[float] = ()
+  scale_spread: Sequence[float] = ()
 
   def setup(self):
     self.encoder = NFNEncoder(
-      self.channels, self.variant, self.model_scaling, self.readout, self.scale_embedding
+      self.channels,
+      self.variant,
+      self.model_scaling,
+      self.readout,
+      self.scale_embedding,
+      self.scale_center,
+      self.scale_spread,
     )
     self.norm = nn.LayerNorm()
     self.hidden = [nn.Dense(width) for width in self.head_features]
@@ -154,7 +175,12 @@ class NFN(nn.Module):
     return self.encoder(layers)
 
   def __call__(self, layers: Layers, train: bool = False) -> jax.Array:
-    x = self.norm(self.embed(layers))
+    x = self.embed(layers)
+    if self.model_scaling and len(self.scale_center):  # standardised already: beside the norm
+      num = len(layers)
+      x = jnp.concatenate([self.norm(x[:, :-num]), x[:, -num:]], -1)
+    else:
+      x = self.norm(x)
     for dense in self.hidden:
       x = nn.gelu(dense(x))
     return self.out(x)
@@ -170,13 +196,28 @@ def neuron_inputs(flat: np.ndarray, spec: weights.WeightSpec) -> Layers:
 # (its weights are per layer). Settings: config.nfn.model (NFN's fields); training: config.train.
 
 
+def log_rms(layers: Layers) -> np.ndarray:
+  """Each layer's log-RMS (kernel and bias entries together, as NFNEncoder scales them): [N, L]."""
+  out = []
+  for w, b in layers:
+    squares = np.sum(np.square(w, dtype=np.float64), (1, 2, 3)) + np.sum(np.square(b), 1)
+    out.append(0.5 * np.log(squares / (w[0].size + b[0].size) + 1e-12))
+  return np.stack(out, 1)
+
+
 def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
-  module = NFN(num_outputs=num_outputs, **fit.config.nfn.model.to_dict())
+  settings = fit.config.nfn.model.to_dict()
 
   def inputs(states):
     if "nfn" not in states.cache:
       states.cache["nfn"] = neuron_inputs(states.flat, states.spec)
     return states.cache["nfn"]
+
+  if settings.pop("standardize_scale", False) and settings.get("model_scaling", True):
+    scale = log_rms(inputs(fit.train))  # the training states' centre and spread, per layer
+    settings["scale_center"] = tuple(float(v) for v in scale.mean(0))
+    settings["scale_spread"] = tuple(float(v) for v in scale.std(0) + 1e-6)
+  module = NFN(num_outputs=num_outputs, **settings)
 
   embed_fn = jax.jit(lambda p, x: module.apply(p, x, method=NFN.embed))
   return methods.Network(
