@@ -44,6 +44,17 @@ READOUTS = ("mean", "moments")
 Layers = tuple[tuple[jax.Array, jax.Array], ...]  # ((W [B, out, in, C], b [B, out, C]), ...)
 
 
+def log_rms(layers: Layers) -> jax.Array:
+  """Each layer's log-RMS over its kernel and bias entries, what `model_scaling` divides by: [N, L]."""
+  return jnp.stack(
+    [
+      0.5 * jnp.log((jnp.sum(w**2, (1, 2, 3)) + jnp.sum(b**2, 1)) / (w[0].size + b[0].size) + 1e-12)
+      for w, b in layers
+    ],
+    -1,
+  )
+
+
 class NPLayer(nn.Module):
   """One permutation-equivariant layer over a chain's (weights, bias) with C channels each."""
 
@@ -97,18 +108,15 @@ class NFNEncoder(nn.Module):
       raise ValueError(f"nfn.model.readout is {self.readout!r}; allowed values: {list(READOUTS)}.")
     extra = []
     if self.model_scaling:  # each layer at its own RMS; the log-RMS goes to the head
-      scaled, log_rms = [], []
-      for w, b in layers:
-        squares = jnp.sum(w**2, (1, 2, 3)) + jnp.sum(b**2, 1)
-        rms = jnp.sqrt(squares / (w[0].size + b[0].size) + 1e-12)
-        scaled.append((w / rms[:, None, None, None], b / rms[:, None]))
-        log_rms.append(jnp.log(rms))
-      layers = tuple(scaled)
-      log_rms = jnp.stack(log_rms, -1)
+      scale = log_rms(layers)  # [B, L]
+      rms = jnp.exp(scale)
+      layers = tuple(
+        (w / rms[:, l, None, None, None], b / rms[:, l, None]) for l, (w, b) in enumerate(layers)
+      )
       if len(self.scale_center):
         center, spread = jnp.asarray(self.scale_center), jnp.asarray(self.scale_spread)
-        log_rms = jnp.clip((log_rms - center) / spread, -5.0, 5.0)
-      extra.append(log_rms)
+        scale = jnp.clip((scale - center) / spread, -5.0, 5.0)
+      extra.append(scale)
     first = self.channels[0]
     # Each layer's F-wide entries to C channels (F differs by layer: its own embedding).
     h = [
@@ -196,15 +204,6 @@ def neuron_inputs(flat: np.ndarray, spec: weights.WeightSpec) -> Layers:
 # (its weights are per layer). Settings: config.nfn.model (NFN's fields); training: config.train.
 
 
-def log_rms(layers: Layers) -> np.ndarray:
-  """Each layer's log-RMS (kernel and bias entries together, as NFNEncoder scales them): [N, L]."""
-  out = []
-  for w, b in layers:
-    squares = np.sum(np.square(w, dtype=np.float64), (1, 2, 3)) + np.sum(np.square(b), 1)
-    out.append(0.5 * np.log(squares / (w[0].size + b[0].size) + 1e-12))
-  return np.stack(out, 1)
-
-
 def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
   settings = fit.config.nfn.model.to_dict()
 
@@ -214,7 +213,8 @@ def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
     return states.cache["nfn"]
 
   if settings.pop("standardize_scale", False) and settings.get("model_scaling", True):
-    scale = log_rms(inputs(fit.train))  # the training states' centre and spread, per layer
+    # The training states' log-RMS: its centre and spread per layer.
+    scale = training.map_batches(jax.jit(log_rms), inputs(fit.train), 512)
     settings["scale_center"] = tuple(float(v) for v in scale.mean(0))
     settings["scale_spread"] = tuple(float(v) for v in scale.std(0) + 1e-6)
   module = NFN(num_outputs=num_outputs, **settings)
