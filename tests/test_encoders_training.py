@@ -174,3 +174,38 @@ def test_select_returns_the_best_epoch_and_a_resumed_run_keeps_it(tmp_path):
   )
   jax.tree.map(np.testing.assert_array_equal, resumed, after[best])
   assert resumed_history == history
+
+
+def test_buckets_give_batches_of_one_bucket_and_trim_runs_on_each():
+  x = np.arange(50, dtype=np.float32)
+  buckets = np.where(np.arange(50) < 30, 7, 3)  # 30 rows of bucket 7, 20 of bucket 3
+  seen = []
+
+  def step(params, opt_state, batch, key):
+    seen.append(np.asarray(batch))
+    return params, opt_state, {"loss": jnp.zeros(())}
+
+  trimmed = []
+
+  def trim(batch):
+    trimmed.append(len(batch))
+    return batch
+
+  kwargs = dict(key=jax.random.key(0), num_epochs=2, batch_size=8, progress=False)
+  training.fit(step, {}, (), x, buckets=buckets, trim=trim, **kwargs)
+  assert len(seen) == 2 * (30 // 8 + 20 // 8) == len(trimmed)
+  for batch in seen:
+    assert len(batch) == 8 and len(set(buckets[batch.astype(int)])) == 1
+  epoch = np.concatenate(seen[: len(seen) // 2]).astype(int)
+  assert len(set(epoch)) == len(epoch)  # no row twice in an epoch
+  first = [buckets[int(b[0])] for b in seen[: len(seen) // 2]]
+  assert first != sorted(first) and first != sorted(first, reverse=True)  # buckets interleaved
+  # One bucket is the plain order, batch for batch.
+  plain, one = [], []
+  for out, extra in ((plain, {}), (one, {"buckets": np.zeros(50)})):
+    seen.clear()
+    training.fit(step, {}, (), x, **extra, **kwargs)
+    out.extend(seen)
+  np.testing.assert_array_equal(np.stack(plain), np.stack(one))
+  with pytest.raises(ValueError, match="one id per row"):
+    training.fit(step, {}, (), x, buckets=np.zeros(49), **kwargs)

@@ -260,3 +260,18 @@ def test_model_scaling_sees_each_layer_at_unit_rms_and_its_scale_only_through_th
   )  # ...only through log-RMS
   junk = batch._replace(values=jnp.where(batch.chunk_mask[..., None], batch.values, 7.0))
   np.testing.assert_allclose(embed(variables, junk), base, atol=1e-5)
+
+
+def test_trim_padding_cuts_a_batch_to_its_largest_model_and_keeps_the_output():
+  model, variables = model_and_variables()
+  small, small_spec, large, large_spec, c = zoo()
+  own = sne.num_chunks_of(small_spec, CHUNK)
+  padded = jax.tree.map(np.asarray, sne.make_chunker(small_spec, CHUNK, c)(small))
+  trimmed, extra = sne.trim_padding((padded, np.ones(2)))  # any pytree; other leaves untouched
+  assert trimmed.values.shape == (2, own, CHUNK) and trimmed.chunk_mask.all()
+  np.testing.assert_array_equal(extra, np.ones(2))
+  apply = apply_fn()
+  np.testing.assert_allclose(apply(variables, trimmed), apply(variables, padded), **TOL)
+  # A batch that holds a CNN-l model keeps CNN-l's chunks.
+  mixed = jax.tree.map(np.asarray, mixed_batch())
+  assert sne.trim_padding(mixed).values.shape[1] == c

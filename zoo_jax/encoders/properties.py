@@ -457,6 +457,8 @@ def train_predictor(
   weight_decay: float = 0.0,
   invariance_weight: float = 0.0,
   permuted: Callable[[jax.Array], Any] | None = None,
+  buckets: np.ndarray | None = None,
+  trim: Callable[[Any], Any] | None = None,
   validation_fraction: float = 0.0,
   select_on: str = "test_acc",
   seed: int = 0,
@@ -468,7 +470,8 @@ def train_predictor(
   `targets`' objective; returns (params, history).
 
   `inputs` holds one row per row of `table`. `permuted(key) -> inputs` rebuilds permuted copies of
-  all inputs each epoch (logit invariance). With `validation_fraction` > 0 that share of the models
+  all inputs each epoch (logit invariance). `buckets` (one id per row) and `trim` batch rows of one
+  bucket together and cut each batch before its step (`training.fit`). With `validation_fraction` > 0 that share of the models
   (all their states; split seeded by `seed`) is held out of training, each epoch is scored on it
   (`validation_score` of `select_on`) and the best epoch's params are returned, as the NFN papers
   keep the checkpoint of best validation tau.
@@ -484,6 +487,7 @@ def train_predictor(
     select = lambda p: validation_score(targets, val_table, predict(p, val_inputs), select_on)
   subset = lambda tree: jax.tree.map(lambda x: x[train_rows], tree)
   inputs, reg, cls = subset(inputs), reg[train_rows], cls[train_rows]
+  buckets = None if buckets is None else np.asarray(buckets)[train_rows]
   init_key, fit_key = jax.random.split(key)
   example = jax.tree.map(lambda x: x[:1], inputs)
   params = module.init({"params": init_key, "dropout": init_key}, example)
@@ -505,6 +509,8 @@ def train_predictor(
     batch_size=batch_size,
     epoch_data=epoch_data,
     select=select,
+    buckets=buckets,
+    trim=trim,
     checkpoint_dir=checkpoint_dir,
     progress=progress,
     desc=desc,

@@ -1,7 +1,8 @@
 """The one training loop of every learned encoder: epochs of shuffled minibatches, resumable.
 
 The step is a pure jitted function `step(params, opt_state, batch, key) -> (params,
-opt_state, metrics)`; this driver only shuffles, slices, shows progress and checkpoints.
+opt_state, metrics)`; this driver only shuffles, slices (optionally by bucket, e.g. one
+architecture per batch of a mixed pool), shows progress and checkpoints.
 Each epoch may rebuild its data from a key (fresh augmentations, e.g. permuted copies
 for SNE's logit invariance), and with a `checkpoint_dir` the first epoch to end a minute after the last save is
 committed to Orbax (and the last epoch always), so a killed run loses at most about a minute,
@@ -32,6 +33,8 @@ def fit(
   batch_size: int,
   epoch_data: Callable[[jax.Array], Any] | None = None,
   select: Callable[[Any], float] | None = None,
+  buckets: np.ndarray | None = None,
+  trim: Callable[[Any], Any] | None = None,
   checkpoint_dir: str | None = None,
   checkpoint_every_s: float = CHECKPOINT_EVERY_S,
   progress: bool = True,
@@ -50,6 +53,13 @@ def fit(
     select: optional `params -> score` (higher is better, e.g. a validation tau) run after every
       epoch and recorded in the history as "select"; the params of the best-scoring epoch are
       returned instead of the last ones (and checkpointed beside them, so a resumed run keeps them).
+    buckets: optional [N] ids; every batch then holds rows of one bucket only (bucketing by length:
+      e.g. the models of one architecture in a mixed pool). Each bucket's rows are shuffled and cut
+      into batches (its last partial batch dropped; a bucket smaller than `batch_size` is one
+      batch), and the batches of all buckets are shuffled together. One bucket: the plain order.
+    trim: optional `batch -> batch` applied to each batch on the host before the step (e.g. cutting
+      padding that no row of the batch uses, so a bucket of small models runs at its own size; the
+      step compiles once per trimmed shape).
     checkpoint_dir: if given, epochs are saved there and training resumes from the newest.
     checkpoint_every_s: an epoch is saved once this many seconds have passed since the last save
       (the last epoch always): a killed run loses at most that much training, and a large model of
@@ -62,7 +72,19 @@ def fit(
   if num == 0:
     raise ValueError("fit: `data` holds no examples; check the zoo selection and the split.")
   batch_size = min(batch_size, num)
-  steps_per_epoch = num // batch_size
+  if buckets is not None:
+    buckets = np.asarray(buckets)
+    if buckets.shape != (num,):
+      raise ValueError(
+        f"fit: `buckets` has shape {buckets.shape}; expected one id per row, ({num},)."
+      )
+    if len(np.unique(buckets)) == 1:
+      buckets = None
+  steps_per_epoch = (
+    len(_bucketed(np.arange(num), buckets, batch_size))
+    if buckets is not None
+    else num // batch_size
+  )
   history: list[dict[str, float]] = []
   first_epoch = 0
   manager = None
@@ -103,7 +125,10 @@ def fit(
     in_flight = (
       None  # the previous step's metrics: at most two steps (and their batches) are queued
     )
-    for i, batch in zip(range(steps_per_epoch), _batches(epoch_arrays, shuffle_key, batch_size)):
+    batches = _batches(epoch_arrays, shuffle_key, batch_size, buckets)
+    for i, batch in zip(range(steps_per_epoch), batches):
+      if trim is not None:
+        batch = trim(batch)
       params, opt_state, metrics = step(params, opt_state, batch, jax.random.fold_in(step_key, i))
       jax.block_until_ready(
         in_flight
@@ -150,16 +175,40 @@ def _finite(score: float | None) -> float:
   return -np.inf if score is None or not np.isfinite(score) else float(score)
 
 
-def _batches(data: Any, key: jax.Array, batch_size: int) -> Iterator[Any]:
+def _batches(
+  data: Any, key: jax.Array, batch_size: int, buckets: np.ndarray | None = None
+) -> Iterator[Any]:
   """One epoch's shuffled minibatches: a source's own order (`shuffled_batches`, e.g.
-  streaming.StreamedFlat reading blocks into a shuffle buffer), else a permutation of the rows."""
+  streaming.StreamedFlat reading blocks into a shuffle buffer), else a permutation of the rows
+  (with `buckets`, cut bucket by bucket; see `fit`)."""
   if hasattr(data, "shuffled_batches"):
+    if buckets is not None:
+      raise ValueError("fit: `buckets` needs in-memory arrays, not a streamed source.")
     yield from data.shuffled_batches(key, batch_size)
     return
   order = np.asarray(jax.random.permutation(key, jax.tree.leaves(data)[0].shape[0]))
-  for i in range(len(order) // batch_size):
-    index = order[i * batch_size : (i + 1) * batch_size]
+  if buckets is None:
+    indices = [
+      order[i * batch_size : (i + 1) * batch_size] for i in range(len(order) // batch_size)
+    ]
+  else:
+    indices = _bucketed(order, buckets, batch_size)
+    indices = [
+      indices[i]
+      for i in np.asarray(jax.random.permutation(jax.random.fold_in(key, 1), len(indices)))
+    ]
+  for index in indices:
     yield jax.tree.map(lambda x: x[index], data)
+
+
+def _bucketed(order: np.ndarray, buckets: np.ndarray, batch_size: int) -> list[np.ndarray]:
+  """The rows of `order` cut into batches of one bucket each, bucket by bucket (see `fit`)."""
+  indices = []
+  for bucket in np.unique(buckets):
+    rows = order[buckets[order] == bucket]
+    size = min(batch_size, len(rows))
+    indices += [rows[i * size : (i + 1) * size] for i in range(len(rows) // size)]
+  return indices
 
 
 def map_batches(fn: Callable[[Any], Any], data: Any, batch_size: int = 256) -> Any:

@@ -106,6 +106,21 @@ def pad_chunks(
   return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *padded)
 
 
+def trim_padding(tree: Any) -> Any:
+  """Every SetBatch in `tree` (host arrays) cut after its batch's last real chunk: padding chunks
+  that no model of the batch uses are dropped (the encoder's output is the same, its cost is that of
+  the batch's largest model). Other leaves are left as they are."""
+
+  def trim(batch):
+    if not isinstance(batch, SetBatch):
+      return batch
+    used = np.flatnonzero(np.asarray(batch.chunk_mask).any(axis=0))
+    size = int(used[-1]) + 1 if len(used) else 1
+    return SetBatch(*(x[:, :size] for x in batch))
+
+  return jax.tree.map(trim, tree, is_leaf=lambda x: isinstance(x, SetBatch))
+
+
 def num_chunks_of(spec: WeightSpec, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
   """Chunks of one model of `spec`: sum over layers of ceil(layer size / chunk_size)."""
   return int(weights.chunk_layout(spec, chunk_size).index.shape[0])
@@ -382,7 +397,7 @@ def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
   size = config.sne.model.chunk_size
   # Every architecture it will read, one block of states each (a mixed pool has several).
   blocks = [b for z in fit.everything for b in z.blocks()]
-  num_chunks = max(weights.chunk_layout(b.spec, size).index.shape[0] for b in blocks)
+  num_chunks = max(num_chunks_of(b.spec, size) for b in blocks)
   # Input scaling: each architecture's layers divided by their std over the training states
   # (another architecture's: over its own zoo's states), or raw weights.
   scales = {}
@@ -406,13 +421,21 @@ def build(fit: methods.Fit, num_outputs: int) -> methods.Network:
       ]
     )
 
+  # A mixed pool trains in batches of one architecture, each cut to that architecture's chunk count
+  # (a CNN-s batch does not pay for CNN-l's padding).
+  buckets = np.concatenate(
+    [np.full(len(b.table), num_chunks_of(b.spec, size)) for b in fit.train.blocks()]
+  )
   module = SNE(num_outputs=num_outputs, **config.sne.model.to_dict())
   embed_fn = jax.jit(lambda p, x: module.apply(p, x, method=SNE.embed))
   return methods.Network(
     module,
     inputs,
     train_kwargs=dict(
-      invariance_weight=config.sne.invariance_weight, permuted=permuted_inputs(fit.train)
+      invariance_weight=config.sne.invariance_weight,
+      permuted=permuted_inputs(fit.train),
+      buckets=buckets,
+      trim=trim_padding,
     ),
     embed=lambda params, states: training.map_batches(
       lambda x: embed_fn(params, x), inputs(states)
