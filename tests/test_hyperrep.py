@@ -54,7 +54,7 @@ def test_nt_xent_matches_numpy():
 
 def test_reconstruction_loss_matches_numpy_and_is_layer_scale_invariant():
   rng = np.random.default_rng(1)
-  B, T, d, L = 3, 7, 5, 3
+  B, T, d = 3, 7, 5
   recon, target = rng.standard_normal((2, B, T, d)).astype(np.float32)
   layer = np.broadcast_to(np.array([0, 0, 1, 1, 1, 2, 2], np.int32), (B, T))
   mask = rng.random((B, T, d)) < 0.7
