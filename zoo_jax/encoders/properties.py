@@ -471,10 +471,10 @@ def train_predictor(
 
   `inputs` holds one row per row of `table`. `permuted(key) -> inputs` rebuilds permuted copies of
   all inputs each epoch (logit invariance). `buckets` (one id per row) and `trim` batch rows of one
-  bucket together and cut each batch before its step (`training.fit`). With `validation_fraction` > 0 that share of the models
-  (all their states; split seeded by `seed`) is held out of training, each epoch is scored on it
-  (`validation_score` of `select_on`) and the best epoch's params are returned, as the NFN papers
-  keep the checkpoint of best validation tau.
+  bucket together and cut each batch before its step (`training.fit`). With `validation_fraction`
+  > 0 that share of the models (all their states; split seeded by `seed`) is held out of training,
+  each epoch is scored on it (`validation_score` of `select_on`) and the best epoch's params are
+  returned, as the NFN papers keep the checkpoint of best validation tau.
   """
   reg, cls = targets.encode(table)
   select, train_rows = None, np.ones(len(table), bool)
