@@ -159,7 +159,9 @@ def test_fit_layers_keeps_a_teacher_and_regresses_a_mix_onto_its_teachers_output
   start4 = aligned.decode(mix4 @ aligned.embeddings, "none")
   alone = merging.fit_layers(start4, teachers, mix4, spec, ev, cohort, 500, chunk=1)
   shared = merging.fit_layers(start4, teachers, mix4, spec, ev, cohort, 500, chunk=4)
-  np.testing.assert_allclose(merging.flat(alone), merging.flat(shared), rtol=1e-3, atol=1e-4)
+  # One model alone or in a population: float32 reductions of another order (2.8e-4 measured on
+  # jax 0.10.2).
+  np.testing.assert_allclose(merging.flat(alone), merging.flat(shared), rtol=1e-3, atol=5e-4)
 
 
 def test_ensemble_accuracy_averages_logits():
